@@ -1,0 +1,130 @@
+// Protocol configuration: every timing knob and limit of the membership core.
+//
+// Profiles set the timing knobs together, as memberlist does: `lan()` (the default) for one
+// data centre, `wan()` for links with 100+ ms round trips and real loss, `local()` for loopback
+// and tests. `validate()` names the rule a bad config breaks. Durations are std::chrono types;
+// other units are in the field name.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+
+namespace chorus {
+
+struct Config {
+    // Cluster name carried in every packet; packets of another cluster are dropped, so two
+    // clusters sharing a network cannot merge by accident.
+    std::string cluster = "chorus";
+
+    // ---- failure detection (SWIM §4.1, Lifeguard §4) ----
+
+    // Time between two probes of this node. Smaller detects sooner at the cost of
+    // 2 × indirect_checks extra packets per failed probe and 2 packets per period always.
+    Duration probe_interval = milliseconds(1000);
+    // The direct-ack timeout adapts to the measured round trips (srtt + 4·rttvar, as TCP's
+    // RTO) inside [probe_timeout_min, probe_timeout_max]; probe_timeout_initial applies until
+    // the first round trip is measured. Must stay below probe_interval so that indirect probes
+    // have time to answer within the period.
+    Duration probe_timeout_initial = milliseconds(500);
+    Duration probe_timeout_min = milliseconds(100);
+    Duration probe_timeout_max = milliseconds(500);
+    // Members asked to probe a silent target for us (ping-req). More relays mean fewer false
+    // suspicions under loss; each costs 4 packets per failed probe. 0 disables indirect probes.
+    uint32_t indirect_checks = 3;
+
+    // Suspicion timeout (Lifeguard §4.2): it starts at suspicion_max_mult × the minimum and
+    // shrinks toward the minimum as independent confirmations arrive. The minimum is
+    // suspicion_mult × max(1, log10(n)) × probe_interval, so it grows slowly with cluster size,
+    // as the time for a refutation to spread does.
+    double suspicion_mult = 1.0;
+    double suspicion_max_mult = 6.0;
+    // When a node hears a new suspicion it probes the suspect itself with probability
+    // suspicion_verifiers / n, so a real failure collects confirmations within about one probe
+    // period instead of waiting for round-robin probes to reach it; a false one is refuted
+    // by the target (which those probes also tell, as Lifeguard's buddy system does).
+    uint32_t suspicion_verifiers = 3;
+
+    // Local health awareness (Lifeguard §4.1): a node whose probes fail or that had to refute
+    // stretches its probe interval and timeout by (1 + score), up to awareness_max.
+    uint32_t awareness_max = 8;
+
+    // Turns all of Lifeguard off (awareness, dynamic suspicion, buddy system, nacks) for
+    // comparison with plain SWIM; suspicion then lasts the minimum timeout.
+    bool lifeguard = true;
+
+    // ---- phi accrual (Hayashibara et al.; Akka's normal-distribution form) ----
+
+    // Inter-arrival samples kept per member; older ones are forgotten.
+    uint32_t phi_window = 32;
+    // Floor of the standard deviation, so a very regular peer is not judged on microseconds.
+    Duration phi_min_std_dev = milliseconds(200);
+    // Extra time tolerated on top of the mean interval before suspicion rises (GC pauses, bursts).
+    Duration phi_acceptable_pause = milliseconds(1000);
+    // Signs of life closer together than this count as one arrival (an ack and the gossip
+    // right behind it say nothing new about the member's rhythm).
+    Duration phi_coalesce = milliseconds(100);
+    // A member with φ above this is probed at once instead of waiting its round-robin turn.
+    double phi_suspect = 8.0;
+    // Samples needed before φ is trusted; below it φ reads 0.
+    uint32_t phi_min_samples = 3;
+    // φ checks per probe period, over a cursor through the members (bounded work at any size).
+    uint32_t phi_checks_per_period = 16;
+
+    // ---- dissemination (SWIM §4.4) ----
+
+    // Gossip tick: every gossip_interval send pending updates to gossip_nodes random members.
+    // An idle cluster sends nothing on this tick.
+    Duration gossip_interval = milliseconds(200);
+    uint32_t gossip_nodes = 3;
+    // Each update is sent retransmit_mult × ceil(log10(n + 1)) times before it is dropped.
+    uint32_t retransmit_mult = 4;
+    // Largest datagram we send: 1400 stays under a 1500-byte Ethernet MTU with IP/UDP headers.
+    uint32_t packet_bytes_max = 1400;
+    // Pending updates kept at most; when full, the most-sent one goes first.
+    uint32_t broadcast_queue_max = 8192;
+
+    // ---- anti-entropy and lifecycle ----
+
+    // Full-state push-pull with one random member. Above push_pull_scale_threshold members the
+    // interval grows by one step per doubling, so per-node bandwidth stays flat.
+    Duration push_pull_interval = seconds(30);
+    uint32_t push_pull_scale_threshold = 32;
+    // Dead (not left) members are re-contacted by push-pull every reconnect_interval, so the
+    // two halves of a healed partition merge by themselves.
+    Duration reconnect_interval = seconds(5);
+    // How long dead and left members stay in the table (and dead ones are re-contacted).
+    Duration dead_retain = seconds(3600);
+    Duration left_retain = seconds(300);
+    // After a member is removed, a tombstone keeps stale gossip from reviving it this long.
+    Duration tombstone_ttl = seconds(600);
+    // Members (and tombstones) kept at most; alive updates about new members beyond it are
+    // dropped and counted. Bounds memory against a flood of invented names.
+    uint32_t members_max = 65536;
+    // Limits on names, addresses and tags a member may announce; the wire enforces them too.
+    uint32_t name_bytes_max = 128;
+    uint32_t tags_max = 32;
+    uint32_t tag_bytes_max = 512;
+
+    static Config lan();
+    static Config wan();
+    static Config local();
+    // The profile named `lan`, `wan` or `local`.
+    static Result<Config> profile(std::string_view name);
+
+    Status validate() const;
+};
+
+// Lifeguard §4.2's minimum suspicion timeout for a cluster of n members.
+Duration suspicion_min(const Config& c, size_t n);
+
+// Times each update is sent before the broadcast queue drops it (memberlist's retransmitLimit).
+uint32_t retransmit_limit(uint32_t retransmit_mult, size_t n);
+
+// The push-pull interval for a cluster of n members (memberlist's pushPullScale).
+Duration push_pull_interval_for(const Config& c, size_t n);
+
+}  // namespace chorus

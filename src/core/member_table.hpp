@@ -1,0 +1,99 @@
+// The membership table: one record per known member, tombstones for recently removed ones, and
+// SWIM's precedence rules (SWIM §4.2) as pure functions.
+//
+// The table stores facts; it does not decide what to send. Node applies updates through it and
+// turns the outcome into broadcasts, timers and events.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/message.hpp"
+#include "core/phi.hpp"
+#include "core/suspicion.hpp"
+#include "core/time.hpp"
+#include "core/types.hpp"
+
+namespace chorus {
+
+struct Member {
+    std::string name;
+    Address addr;
+    std::string http;
+    Incarnation incarnation;
+    MemberState state = MemberState::alive;
+    Tags tags;
+    uint32_t load_milli = 0;
+    uint8_t protocol = kProtocolVersion;
+    Time state_since{};
+    std::unique_ptr<Suspicion> suspicion;  // set while suspect
+    std::unique_ptr<PhiDetector> phi;      // allocated on the first direct sign of life
+
+    MemberSnapshot snapshot() const;
+};
+
+// ---- precedence (SWIM §4.2, with memberlist's treatment of left) ----
+// Each answers whether the update changes what we believe about an existing member `m`.
+
+// Alive{i} overrides any state with incarnation < i. Equal incarnations never override:
+// only the member itself raises its incarnation, and it does so to refute.
+bool alive_overrides(const Member& m, const AliveUpdate& u);
+// Suspect{i} overrides Alive{j} for i >= j and Suspect{j} for i > j; gone members stay gone.
+bool suspect_overrides(const Member& m, const SuspectUpdate& u);
+// A suspect at the same incarnation is a confirmation of the running suspicion (Lifeguard §4.2).
+bool suspect_confirms(const Member& m, const SuspectUpdate& u);
+// Dead{i} overrides Alive/Suspect{j} for i >= j. Left also overrides Dead at the same
+// incarnation: the member told us itself, so it need not be re-contacted.
+bool dead_overrides(const Member& m, const DeadUpdate& u);
+
+class MemberTable {
+  public:
+    explicit MemberTable(size_t max_members) : max_(max_members) {}
+
+    Member* find(std::string_view name);
+    const Member* find(std::string_view name) const;
+
+    // Adds a member; returns nullptr if the table is full.
+    Member* add(Member m);
+    // Removes a gone member and leaves a tombstone until `tombstone_until`.
+    void remove(const std::string& name, Time tombstone_until);
+    // The incarnation a tombstone remembers for `name`, if one is still in force.
+    std::optional<Incarnation> tombstone(std::string_view name, Time now) const;
+    void expire_tombstones(Time now);
+
+    void set_state(Member& m, MemberState s, Time now);
+
+    size_t size() const { return members_.size(); }
+    size_t count(MemberState s) const { return counts_[static_cast<size_t>(s)]; }
+    // Members not gone (alive or suspect): the "n" of the protocol's formulas.
+    size_t live() const { return count(MemberState::alive) + count(MemberState::suspect); }
+    size_t tombstones() const { return tombstones_.size(); }
+
+    // Deterministic iteration, in name order.
+    template <typename F>
+    void for_each(F&& f) const {
+        for (const auto& [name, m] : members_)
+            f(m);
+    }
+    template <typename F>
+    void for_each(F&& f) {
+        for (auto& [name, m] : members_)
+            f(m);
+    }
+
+  private:
+    struct Tombstone {
+        Incarnation incarnation;
+        Time until;
+    };
+    size_t max_;
+    std::map<std::string, Member, std::less<>> members_;
+    std::map<std::string, Tombstone, std::less<>> tombstones_;
+    size_t counts_[4] = {0, 0, 0, 0};
+};
+
+}  // namespace chorus

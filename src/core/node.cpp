@@ -1,0 +1,651 @@
+#include "core/node.hpp"
+
+#include <algorithm>
+
+#include "core/assert.hpp"
+#include "core/suspicion.hpp"
+
+namespace chorus {
+
+namespace {
+
+// Relayed probes we run for others at once; more ping-reqs are refused (and counted), so a
+// flood of requests cannot make us a traffic amplifier without limit.
+constexpr size_t kRelaysMax = 256;
+// Members waiting for an out-of-turn probe.
+constexpr size_t kUrgentMax = 64;
+// How often dead members are reaped and tombstones expire.
+constexpr Duration kReapEvery = seconds(5);
+
+}  // namespace
+
+Node::Node(Config config, Identity self, uint64_t seed, Time now)
+    : config_(std::move(config)),
+      name_(self.name),
+      rng_(seed),
+      members_(config_.members_max),
+      awareness_(config_.awareness_max),
+      broadcasts_(config_.broadcast_queue_max) {
+    CHORUS_ASSERT(config_.validate().ok());
+    CHORUS_ASSERT(!name_.empty());
+    Member m;
+    m.name = self.name;
+    m.addr = std::move(self.addr);
+    m.http = std::move(self.http);
+    m.tags = std::move(self.tags);
+    std::sort(m.tags.begin(), m.tags.end());
+    m.incarnation = self.incarnation;
+    m.state_since = now;
+    Member* me = members_.add(std::move(m));
+    CHORUS_ASSERT(me != nullptr);
+    broadcasts_.push(alive_of(*me));
+    emit(*me, std::nullopt, me->incarnation, now, true);
+
+    // Spread the periodic work over the first period so that nodes started together do not
+    // probe and gossip in lockstep.
+    const auto jitter = [&](Duration d) { return now + Duration(rng_.below(d.count() + 1)); };
+    schedule(jitter(config_.probe_interval), TimerKind::probe);
+    schedule(jitter(config_.gossip_interval), TimerKind::gossip);
+    schedule(now + push_pull_interval_for(config_, 1) +
+                 Duration(rng_.below(config_.push_pull_interval.count())),
+             TimerKind::push_pull);
+    schedule(jitter(config_.reconnect_interval), TimerKind::reconnect);
+    schedule(now + kReapEvery, TimerKind::reap);
+}
+
+const Member& Node::self() const {
+    const Member* m = members_.find(name_);
+    CHORUS_ASSERT(m != nullptr);
+    return *m;
+}
+
+Member& Node::self_mut() {
+    Member* m = members_.find(name_);
+    CHORUS_ASSERT(m != nullptr);
+    return *m;
+}
+
+PhiParams Node::phi_params() const {
+    return PhiParams{config_.phi_window, config_.phi_min_samples, config_.phi_min_std_dev,
+                     config_.phi_acceptable_pause, config_.phi_coalesce};
+}
+
+double Node::phi(const std::string& name, Time now) const {
+    const Member* m = members_.find(name);
+    if (m == nullptr || !m->phi) return 0.0;
+    return m->phi->phi(now, phi_params());
+}
+
+Duration Node::probe_timeout() const {
+    const Duration base = rtt_.timeout(config_.probe_timeout_initial, config_.probe_timeout_min,
+                                       config_.probe_timeout_max);
+    return config_.lifeguard ? awareness_.scale(base) : base;
+}
+
+AliveUpdate Node::alive_of(const Member& m) const {
+    return AliveUpdate{m.name, m.addr, m.http, m.incarnation, m.tags, m.protocol};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+void Node::schedule(Time at, TimerKind kind, uint32_t seq, std::string member) {
+    timers_.push(Timer{at, timer_order_++, kind, seq, std::move(member)});
+}
+
+Time Node::next_deadline() const {
+    CHORUS_ASSERT(!timers_.empty());  // the periodic timers always rearm themselves
+    return timers_.top().at;
+}
+
+void Node::tick(Time now) {
+    while (!timers_.empty() && timers_.top().at <= now) {
+        Timer t = timers_.top();
+        timers_.pop();
+        on_timer(t, now);
+    }
+}
+
+void Node::on_timer(const Timer& t, Time now) {
+    switch (t.kind) {
+        case TimerKind::probe:
+            probe_tick(now);
+            break;
+        case TimerKind::probe_timeout:
+            probe_timeout_fired(t.seq, now);
+            break;
+        case TimerKind::relay_timeout:
+            relay_timeout_fired(t.seq);
+            break;
+        case TimerKind::suspicion: {
+            // Stale entries are normal: a confirmation moved the deadline and armed a new one,
+            // or the member refuted. Only the live deadline declares death.
+            Member* m = members_.find(t.member);
+            if (m != nullptr && m->state == MemberState::suspect && m->suspicion &&
+                now >= m->suspicion->deadline()) {
+                ++stats_.deaths;
+                apply_dead(DeadUpdate{m->name, m->incarnation, name_, false}, now, true);
+            }
+            break;
+        }
+        case TimerKind::gossip:
+            gossip_tick(now);
+            break;
+        case TimerKind::push_pull:
+            push_pull_tick(now);
+            break;
+        case TimerKind::reconnect:
+            reconnect_tick(now);
+            break;
+        case TimerKind::reap:
+            reap_tick(now);
+            break;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probing (SWIM §4.1, Lifeguard §4.1)
+
+void Node::add_to_probe_list(const std::string& name) {
+    // Insert at a random place among the members not yet probed this round, as memberlist
+    // does, so a new member is probed within one round without reshuffling the rest.
+    probe_list_.push_back(name);
+    const size_t lo = std::min(probe_index_, probe_list_.size() - 1);
+    const size_t j = lo + rng_.below(probe_list_.size() - lo);
+    std::swap(probe_list_[j], probe_list_.back());
+}
+
+std::optional<std::string> Node::next_probe_target() {
+    const auto probeable = [&](const std::string& name) {
+        const Member* m = members_.find(name);
+        return m != nullptr && name != name_ && !is_gone(m->state);
+    };
+    while (!urgent_.empty()) {
+        std::string name = std::move(urgent_.front());
+        urgent_.pop_front();
+        if (probeable(name)) {
+            ++stats_.probes_early;
+            return name;
+        }
+    }
+    for (int round = 0; round < 2; ++round) {
+        while (probe_index_ < probe_list_.size()) {
+            const std::string& name = probe_list_[probe_index_++];
+            if (probeable(name)) return name;
+        }
+        // A round is over: start a new one over the members we know now, in a new order.
+        probe_list_.clear();
+        members_.for_each([&](const Member& m) {
+            if (m.name != name_ && !is_gone(m.state)) probe_list_.push_back(m.name);
+        });
+        rng_.shuffle(probe_list_);
+        probe_index_ = 0;
+        phi_cursor_ = 0;
+    }
+    return std::nullopt;
+}
+
+void Node::check_phi(Time now) {
+    if (probe_list_.empty()) return;
+    const PhiParams params = phi_params();
+    for (uint32_t i = 0; i < config_.phi_checks_per_period && i < probe_list_.size(); ++i) {
+        phi_cursor_ = (phi_cursor_ + 1) % probe_list_.size();
+        const Member* m = members_.find(probe_list_[phi_cursor_]);
+        if (m == nullptr || m->state != MemberState::alive || !m->phi) continue;
+        if (urgent_.size() < kUrgentMax && m->phi->phi(now, params) > config_.phi_suspect &&
+            std::find(urgent_.begin(), urgent_.end(), m->name) == urgent_.end()) {
+            urgent_.push_back(m->name);
+        }
+    }
+}
+
+void Node::probe_tick(Time now) {
+    const Duration interval =
+        config_.lifeguard ? awareness_.scale(config_.probe_interval) : config_.probe_interval;
+    schedule(now + interval, TimerKind::probe);
+    if (probe_) finish_failed_probe(now);
+    if (leaving_) return;
+    check_phi(now);
+    const auto target = next_probe_target();
+    if (!target) return;
+    const Member* m = members_.find(*target);
+    const uint32_t seq = next_seq_++;
+    probe_ = Probe{seq, m->name, m->incarnation, now};
+    ++stats_.probes;
+    // Buddy system (Lifeguard §4.3): a probe of a suspect carries the suspicion, so the target
+    // learns of it from the first member that doubts it and can refute at once.
+    if (config_.lifeguard && m->state == MemberState::suspect) {
+        const Update s = SuspectUpdate{m->name, m->incarnation, name_};
+        send(m->addr, Ping{seq, m->name}, &s);
+    } else {
+        send(m->addr, Ping{seq, m->name});
+    }
+    schedule(now + probe_timeout(), TimerKind::probe_timeout, seq);
+}
+
+void Node::probe_timeout_fired(uint32_t seq, Time now) {
+    (void)now;
+    if (!probe_ || probe_->seq != seq) return;  // acked already, or a later probe
+    const Member* target = members_.find(probe_->target);
+    if (target == nullptr) return;
+    const auto relays = random_members(config_.indirect_checks, probe_->target);
+    for (const Member* relay : relays) {
+        send(relay->addr, PingReq{seq, target->name, target->addr});
+        ++stats_.ping_reqs_sent;
+    }
+    if (config_.lifeguard) probe_->nacks_expected = static_cast<uint32_t>(relays.size());
+}
+
+void Node::finish_failed_probe(Time now) {
+    const Probe p = *probe_;
+    probe_.reset();
+    ++stats_.probes_failed;
+    if (config_.lifeguard) {
+        // Lifeguard §4.1: relays that answered with a nack are alive and reachable, so the
+        // failure is likely the target's. Relays that stayed silent suggest the problem is
+        // ours; with no relays to tell, any failure counts against us.
+        const int missed = static_cast<int>(p.nacks_expected) - static_cast<int>(p.nacks);
+        awareness_.apply(p.nacks_expected > 0 ? std::max(0, missed) : 1);
+    }
+    const Member* m = members_.find(p.target);
+    if (m == nullptr || is_gone(m->state) || m->incarnation != p.incarnation) return;
+    if (m->state == MemberState::alive) ++stats_.suspicions;
+    apply_suspect(SuspectUpdate{m->name, m->incarnation, name_}, now, true);
+}
+
+void Node::relay_timeout_fired(uint32_t seq) {
+    auto it = relays_.find(seq);
+    if (it == relays_.end()) return;
+    if (config_.lifeguard) send(it->second.requester, Nack{it->second.requester_seq});
+    relays_.erase(it);
+}
+
+std::vector<const Member*> Node::random_members(size_t k, const std::string& except) {
+    std::vector<const Member*> out;
+    if (probe_list_.empty() || k == 0) return out;
+    // Rejection sampling over the probe list: cheap at any size, and a bounded number of
+    // draws keeps a mostly-dead list from looping long.
+    for (size_t tries = 0; tries < 4 * k + 8 && out.size() < k; ++tries) {
+        const std::string& name = probe_list_[rng_.below(probe_list_.size())];
+        if (name == name_ || name == except) continue;
+        const Member* m = members_.find(name);
+        if (m == nullptr || m->state != MemberState::alive) continue;
+        if (std::find(out.begin(), out.end(), m) != out.end()) continue;
+        out.push_back(m);
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packets
+
+void Node::send(const Address& to, Body body, const Update* first) {
+    Packet p;
+    p.cluster = config_.cluster;
+    p.sender = name_;
+    p.sender_addr = self().addr;
+    p.sender_load_milli = self().load_milli;
+    p.body = std::move(body);
+    size_t budget = config_.packet_bytes_max -
+                    std::min<size_t>(config_.packet_bytes_max, encoded_size_bound(p));
+    if (first != nullptr) {
+        const size_t b = encoded_size_bound(*first);
+        if (b <= budget) {
+            p.updates.push_back(*first);
+            budget -= b;
+        }
+    }
+    broadcasts_.take(budget, retransmit_limit(config_.retransmit_mult, members_.live()), p.updates);
+    outbox_.packets.push_back(OutPacket{to, std::move(p)});
+}
+
+void Node::heard_from(const std::string& name, Time now) {
+    Member* m = members_.find(name);
+    if (m == nullptr || name == name_) return;
+    if (!m->phi) m->phi = std::make_unique<PhiDetector>();
+    m->phi->heartbeat(now, phi_params());
+}
+
+void Node::handle_packet(const Packet& p, Time now) {
+    if (p.sender == name_) {
+        ++stats_.packets_ignored;
+        return;
+    }
+    if (Member* m = members_.find(p.sender)) m->load_milli = p.sender_load_milli;
+    heard_from(p.sender, now);
+    for (const Update& u : p.updates)
+        apply(u, now);
+
+    std::visit(
+        [&](const auto& body) {
+            using T = std::decay_t<decltype(body)>;
+            if constexpr (std::is_same_v<T, Ping>) {
+                if (body.target != name_) {
+                    ++stats_.packets_ignored;
+                    return;
+                }
+                send(p.sender_addr, Ack{body.seq});
+            } else if constexpr (std::is_same_v<T, PingReq>) {
+                if (relays_.size() >= kRelaysMax || body.target == name_) {
+                    ++stats_.ping_reqs_refused;
+                    return;
+                }
+                const uint32_t seq = next_seq_++;
+                relays_.emplace(seq, Relay{p.sender_addr, body.seq, body.target});
+                send(body.target_addr, Ping{seq, body.target});
+                schedule(now + probe_timeout(), TimerKind::relay_timeout, seq);
+            } else if constexpr (std::is_same_v<T, Ack>) {
+                ++stats_.acks;
+                if (probe_ && probe_->seq == body.seq) {
+                    // A direct ack measures the round trip; a relayed one only proves life.
+                    if (p.sender == probe_->target) rtt_.sample(now - probe_->sent);
+                    heard_from(probe_->target, now);
+                    if (config_.lifeguard) awareness_.apply(-1);
+                    probe_.reset();
+                } else if (auto it = relays_.find(body.seq); it != relays_.end()) {
+                    send(it->second.requester, Ack{it->second.requester_seq});
+                    relays_.erase(it);
+                }
+            } else if constexpr (std::is_same_v<T, Nack>) {
+                ++stats_.nacks;
+                if (probe_ && probe_->seq == body.seq) ++probe_->nacks;
+            }
+        },
+        p.body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Applying updates
+
+void Node::emit(const Member& m, std::optional<MemberState> previous, Incarnation previous_inc,
+                Time now, bool origin) {
+    outbox_.events.push_back(
+        MemberEvent{m.name, previous, m.state, m.incarnation, previous_inc, now, origin});
+}
+
+void Node::apply(const Update& u, Time now, bool origin) {
+    std::visit(
+        [&](const auto& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, AliveUpdate>) apply_alive(x, now);
+            if constexpr (std::is_same_v<T, SuspectUpdate>) apply_suspect(x, now, origin);
+            if constexpr (std::is_same_v<T, DeadUpdate>) apply_dead(x, now, origin);
+        },
+        u);
+}
+
+void Node::refute(Incarnation seen, Time now) {
+    Member& me = self_mut();
+    const Incarnation before = me.incarnation;
+    me.incarnation = std::max(me.incarnation, seen).next();
+    ++stats_.refutations;
+    // Lifeguard §4.1: being suspected is a hint that we are the slow one.
+    if (config_.lifeguard) awareness_.apply(1);
+    broadcasts_.push(alive_of(me));
+    emit(me, me.state, before, now, true);
+}
+
+void Node::apply_alive(const AliveUpdate& u, Time now) {
+    if (u.name == name_) {
+        // An older life of ours left a higher incarnation behind: outrank it.
+        if (!leaving_ && u.incarnation > self().incarnation) refute(u.incarnation, now);
+        return;
+    }
+    Member* m = members_.find(u.name);
+    if (m == nullptr) {
+        if (auto tomb = members_.tombstone(u.name, now); tomb && u.incarnation <= *tomb) {
+            ++stats_.updates_ignored;
+            return;
+        }
+        Member fresh;
+        fresh.name = u.name;
+        fresh.addr = u.addr;
+        fresh.http = u.http;
+        fresh.incarnation = u.incarnation;
+        fresh.tags = u.tags;
+        fresh.protocol = u.protocol;
+        fresh.state_since = now;
+        m = members_.add(std::move(fresh));
+        if (m == nullptr) {
+            ++stats_.members_refused;
+            return;
+        }
+        ++stats_.updates_applied;
+        add_to_probe_list(m->name);
+        broadcasts_.push(u);
+        emit(*m, std::nullopt, m->incarnation, now, false);
+        return;
+    }
+    if (!alive_overrides(*m, u)) {
+        ++stats_.updates_ignored;
+        return;
+    }
+    ++stats_.updates_applied;
+    const MemberState previous = m->state;
+    const Incarnation previous_inc = m->incarnation;
+    const bool was_gone = is_gone(previous);
+    m->addr = u.addr;
+    m->http = u.http;
+    m->incarnation = u.incarnation;
+    m->tags = u.tags;
+    m->protocol = u.protocol;
+    members_.set_state(*m, MemberState::alive, now);
+    if (was_gone) add_to_probe_list(m->name);
+    broadcasts_.push(u);
+    emit(*m, previous, previous_inc, now, false);
+}
+
+void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
+    if (u.name == name_) {
+        if (!leaving_ && u.incarnation >= self().incarnation) refute(u.incarnation, now);
+        return;
+    }
+    Member* m = members_.find(u.name);
+    if (m == nullptr) {
+        ++stats_.updates_ignored;
+        return;
+    }
+    if (suspect_confirms(*m, u)) {
+        if (config_.lifeguard && m->suspicion && m->suspicion->confirm(u.from)) {
+            ++stats_.confirmations;
+            schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
+            // Pass the confirmation on, so others shorten their timers too.
+            broadcasts_.push(u);
+        } else {
+            ++stats_.updates_ignored;
+        }
+        return;
+    }
+    if (!suspect_overrides(*m, u)) {
+        ++stats_.updates_ignored;
+        return;
+    }
+    ++stats_.updates_applied;
+    const MemberState previous = m->state;
+    const Incarnation previous_inc = m->incarnation;
+    m->incarnation = u.incarnation;
+    members_.set_state(*m, MemberState::suspect, now);
+    const size_t n = members_.live();
+    const Duration min = suspicion_min(config_, n);
+    const Duration max = config_.lifeguard ? scale(min, config_.suspicion_max_mult) : min;
+    const uint32_t expected = config_.lifeguard
+                                  ? static_cast<uint32_t>(std::min<size_t>(
+                                        config_.suspicion_verifiers, n > 2 ? n - 2 : 0))
+                                  : 0;
+    m->suspicion = std::make_unique<Suspicion>(now, u.incarnation, u.from, min, max, expected);
+    schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
+    broadcasts_.push(u);
+    emit(*m, previous, previous_inc, now, origin);
+    // Verify the suspicion ourselves with probability verifiers/n, so that about
+    // `suspicion_verifiers` members probe the suspect within a period: a crash gathers its
+    // confirmations quickly, and a live suspect hears of it through their probes and refutes.
+    if (!origin && n > 2 && urgent_.size() < kUrgentMax &&
+        rng_.chance(static_cast<double>(config_.suspicion_verifiers) /
+                    static_cast<double>(n - 2))) {
+        urgent_.push_back(m->name);
+    }
+}
+
+void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
+    if (u.name == name_) {
+        if (!leaving_ && u.incarnation >= self().incarnation) refute(u.incarnation, now);
+        return;
+    }
+    Member* m = members_.find(u.name);
+    if (m == nullptr || !dead_overrides(*m, u)) {
+        ++stats_.updates_ignored;
+        return;
+    }
+    ++stats_.updates_applied;
+    const MemberState previous = m->state;
+    const Incarnation previous_inc = m->incarnation;
+    const bool was_gone = is_gone(previous);
+    m->incarnation = u.incarnation;
+    members_.set_state(*m, u.left ? MemberState::left : MemberState::dead, now);
+    if (!was_gone) gone_.push_back(m->name);
+    broadcasts_.push(u);
+    emit(*m, previous, previous_inc, now, origin);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dissemination
+
+void Node::gossip_tick(Time now) {
+    schedule(now + config_.gossip_interval, TimerKind::gossip);
+    if (broadcasts_.empty()) return;  // an idle cluster sends nothing on this tick
+    for (const Member* m : random_members(config_.gossip_nodes, name_)) {
+        if (broadcasts_.empty()) break;
+        send(m->addr, std::monostate{});
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Anti-entropy, join, leave, reconnect, reap
+
+PushPull Node::snapshot(bool join) const {
+    PushPull s;
+    s.cluster = config_.cluster;
+    s.sender = name_;
+    s.join = join;
+    s.members.reserve(members_.size());
+    members_.for_each([&](const Member& m) { s.members.push_back(m.snapshot()); });
+    return s;
+}
+
+void Node::join(const std::vector<Address>& seeds, Time now) {
+    (void)now;
+    for (const Address& seed : seeds) {
+        if (seed == self().addr) continue;
+        outbox_.push_pulls.push_back(OutPushPull{seed, snapshot(true)});
+    }
+}
+
+void Node::merge(const PushPull& remote, Time now) {
+    ++stats_.push_pulls;
+    heard_from(remote.sender, now);
+    for (const MemberSnapshot& s : remote.members) {
+        switch (s.state) {
+            case MemberState::alive:
+                apply_alive(AliveUpdate{s.name, s.addr, s.http, s.incarnation, s.tags, s.protocol},
+                            now);
+                break;
+            // A peer's belief that a member is dead is only a suspicion to us: its view may be
+            // stale or partitioned, and suspicion gives the member a chance to refute
+            // (memberlist's mergeState does the same).
+            case MemberState::suspect:
+            case MemberState::dead:
+                apply_suspect(SuspectUpdate{s.name, s.incarnation, remote.sender}, now, false);
+                break;
+            case MemberState::left:
+                apply_dead(DeadUpdate{s.name, s.incarnation, s.name, true}, now, false);
+                break;
+        }
+    }
+}
+
+PushPull Node::handle_push_pull(const PushPull& remote, Time now) {
+    merge(remote, now);
+    return snapshot(false);
+}
+
+void Node::push_pull_done(const Address& peer, const PushPull& remote, Time now) {
+    (void)peer;
+    merge(remote, now);
+    joined_ = true;
+}
+
+void Node::push_pull_failed(const Address& peer, Time now) {
+    (void)peer;
+    (void)now;
+    ++stats_.push_pulls_failed;
+}
+
+void Node::push_pull_tick(Time now) {
+    schedule(now + push_pull_interval_for(config_, members_.live()), TimerKind::push_pull);
+    if (leaving_) return;
+    const auto peers = random_members(1, name_);
+    if (peers.empty()) return;
+    outbox_.push_pulls.push_back(OutPushPull{peers.front()->addr, snapshot(false)});
+}
+
+void Node::reconnect_tick(Time now) {
+    schedule(now + config_.reconnect_interval, TimerKind::reconnect);
+    if (leaving_) return;
+    // Try one random dead member; entries that left, came back or were reaped are pruned on
+    // the way. Left members said goodbye and are not called back.
+    while (!gone_.empty()) {
+        const size_t i = rng_.below(gone_.size());
+        const Member* m = members_.find(gone_[i]);
+        if (m == nullptr || !is_gone(m->state)) {
+            std::swap(gone_[i], gone_.back());
+            gone_.pop_back();
+            continue;
+        }
+        if (m->state == MemberState::dead) {
+            outbox_.push_pulls.push_back(OutPushPull{m->addr, snapshot(false)});
+        }
+        return;
+    }
+}
+
+void Node::reap_tick(Time now) {
+    schedule(now + kReapEvery, TimerKind::reap);
+    members_.expire_tombstones(now);
+    for (size_t i = 0; i < gone_.size();) {
+        const Member* m = members_.find(gone_[i]);
+        if (m == nullptr || !is_gone(m->state)) {
+            std::swap(gone_[i], gone_.back());
+            gone_.pop_back();
+            continue;
+        }
+        const Duration retain =
+            m->state == MemberState::left ? config_.left_retain : config_.dead_retain;
+        if (now - m->state_since >= retain) {
+            MemberEvent e{m->name,        m->state, std::nullopt, m->incarnation,
+                          m->incarnation, now,      true};
+            broadcasts_.forget(m->name);
+            members_.remove(m->name, now + config_.tombstone_ttl);
+            outbox_.events.push_back(std::move(e));
+            std::swap(gone_[i], gone_.back());
+            gone_.pop_back();
+            continue;
+        }
+        ++i;
+    }
+}
+
+void Node::leave(Time now) {
+    if (leaving_) return;
+    leaving_ = true;
+    Member& me = self_mut();
+    const MemberState previous = me.state;
+    members_.set_state(me, MemberState::left, now);
+    broadcasts_.push(DeadUpdate{name_, me.incarnation, name_, true});
+    emit(me, previous, me.incarnation, now, true);
+    // Tell a few members at once rather than waiting for the next gossip tick.
+    for (const Member* m : random_members(config_.gossip_nodes, name_)) {
+        send(m->addr, std::monostate{});
+    }
+}
+
+}  // namespace chorus

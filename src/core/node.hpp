@@ -1,0 +1,234 @@
+// One member of the cluster: the sans-IO protocol state machine.
+//
+// Inputs are method calls that each carry `now`: a decoded packet, a push-pull exchange, a
+// timer tick, a command (join, leave). Outputs go to an outbox that the driver drains after
+// every call: packets to send, push-pull exchanges to open, membership events. Instead of
+// arming timers one by one, the driver asks `next_deadline()` and calls `tick(now)` when it is
+// due (as quinn-proto's poll_timeout/handle_timeout): one driver timer, no stale handles.
+//
+// Node owns the units and dispatches between them; each protocol concept lives in its own
+// file: MemberTable (records and precedence), Suspicion, Awareness, BroadcastQueue,
+// PhiDetector, RttEstimator.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include "core/awareness.hpp"
+#include "core/broadcast_queue.hpp"
+#include "core/config.hpp"
+#include "core/member_table.hpp"
+#include "core/message.hpp"
+#include "core/rng.hpp"
+#include "core/rtt.hpp"
+#include "core/time.hpp"
+
+namespace chorus {
+
+// What a node says about itself.
+struct Identity {
+    std::string name;
+    Address addr;
+    std::string http;
+    Tags tags;
+    // The daemon starts from the wall clock's seconds so that a restart outranks its previous
+    // life even before it hears of it; refutation covers the rest (SWIM §4.2).
+    Incarnation incarnation;
+};
+
+struct MemberEvent {
+    std::string name;
+    std::optional<MemberState> previous;  // nullopt: the member is new to us
+    std::optional<MemberState> current;   // nullopt: the member was removed (reaped)
+    Incarnation incarnation;
+    Incarnation previous_incarnation;  // equal to incarnation for a new member
+    Time at;
+    // True when this node reached the conclusion itself (its probe failed, its suspicion timer
+    // ran out) rather than hearing it from others.
+    bool origin = false;
+};
+
+struct OutPacket {
+    Address to;
+    Packet packet;
+};
+
+struct OutPushPull {
+    Address to;
+    PushPull state;
+};
+
+struct Outbox {
+    std::vector<OutPacket> packets;
+    std::vector<OutPushPull> push_pulls;
+    std::vector<MemberEvent> events;
+    void clear() {
+        packets.clear();
+        push_pulls.clear();
+        events.clear();
+    }
+    bool empty() const { return packets.empty() && push_pulls.empty() && events.empty(); }
+};
+
+// Counters for metrics and tests; monotonic.
+struct NodeStats {
+    uint64_t probes = 0;
+    uint64_t probes_failed = 0;
+    uint64_t probes_early = 0;  // out of turn: phi above phi_suspect, or verifying a suspicion
+    uint64_t ping_reqs_sent = 0;
+    uint64_t ping_reqs_refused = 0;  // relay table full
+    uint64_t acks = 0;
+    uint64_t nacks = 0;
+    uint64_t suspicions = 0;  // raised by our own failed probes
+    uint64_t confirmations = 0;
+    uint64_t refutations = 0;
+    uint64_t deaths = 0;  // declared by our own suspicion timers
+    uint64_t updates_applied = 0;
+    uint64_t updates_ignored = 0;
+    uint64_t members_refused = 0;  // table full
+    uint64_t packets_ignored = 0;  // from ourselves, or a ping meant for another member
+    uint64_t push_pulls = 0;
+    uint64_t push_pulls_failed = 0;
+};
+
+class Node {
+  public:
+    Node(Config config, Identity self, uint64_t seed, Time now);
+
+    // ---- inputs ----
+
+    // Opens a join push-pull with each seed. The driver reports each outcome through
+    // push_pull_done / push_pull_failed and decides on retries.
+    void join(const std::vector<Address>& seeds, Time now);
+    // Announces our departure; the driver waits until broadcasts_pending() is 0 (or its leave
+    // timeout) before it stops.
+    void leave(Time now);
+
+    void handle_packet(const Packet& p, Time now);
+    // We are the receiving side of a push-pull: merge the peer's state, return ours.
+    PushPull handle_push_pull(const PushPull& remote, Time now);
+    // We opened a push-pull (join, anti-entropy or reconnect) and got the peer's state.
+    void push_pull_done(const Address& peer, const PushPull& remote, Time now);
+    void push_pull_failed(const Address& peer, Time now);
+
+    void tick(Time now);
+    Time next_deadline() const;
+
+    // ---- outputs and views ----
+
+    Outbox& outbox() { return outbox_; }
+    const Member& self() const;
+    const MemberTable& members() const { return members_; }
+    const Config& config() const { return config_; }
+    const NodeStats& stats() const { return stats_; }
+    double phi(const std::string& name, Time now) const;
+    uint32_t health_score() const { return awareness_.score(); }
+    Duration probe_timeout() const;
+    size_t broadcasts_pending() const { return broadcasts_.size(); }
+    bool joined() const { return joined_; }
+    bool leaving() const { return leaving_; }
+    // The snapshot this node would send in a push-pull.
+    PushPull snapshot(bool join) const;
+
+  private:
+    enum class TimerKind : uint8_t {
+        probe,
+        probe_timeout,
+        relay_timeout,
+        suspicion,
+        gossip,
+        push_pull,
+        reconnect,
+        reap
+    };
+    struct Timer {
+        Time at;
+        uint64_t order;  // insertion order breaks ties, so equal deadlines fire deterministically
+        TimerKind kind;
+        uint32_t seq = 0;    // probe or relay sequence number it belongs to
+        std::string member;  // suspect it belongs to
+        bool operator>(const Timer& o) const { return at != o.at ? at > o.at : order > o.order; }
+    };
+    struct Probe {
+        uint32_t seq;
+        std::string target;
+        Incarnation incarnation;
+        Time sent;
+        uint32_t nacks_expected = 0;
+        uint32_t nacks = 0;
+    };
+    struct Relay {
+        Address requester;
+        uint32_t requester_seq;
+        std::string target;
+    };
+
+    void schedule(Time at, TimerKind kind, uint32_t seq = 0, std::string member = {});
+    void on_timer(const Timer& t, Time now);
+
+    // Probing (SWIM §4.1).
+    void probe_tick(Time now);
+    void finish_failed_probe(Time now);
+    void probe_timeout_fired(uint32_t seq, Time now);
+    void relay_timeout_fired(uint32_t seq);
+    std::optional<std::string> next_probe_target();
+    void check_phi(Time now);
+    void add_to_probe_list(const std::string& name);
+    // Up to k distinct random live members other than us and `except`.
+    std::vector<const Member*> random_members(size_t k, const std::string& except);
+
+    // Dissemination.
+    void gossip_tick(Time now);
+    void send(const Address& to, Body body, const Update* first = nullptr);
+
+    // Anti-entropy and lifecycle.
+    void push_pull_tick(Time now);
+    void reconnect_tick(Time now);
+    void reap_tick(Time now);
+    void merge(const PushPull& remote, Time now);
+
+    // Applying updates (SWIM §4.2 precedence lives in member_table).
+    void apply(const Update& u, Time now, bool origin = false);
+    void apply_alive(const AliveUpdate& u, Time now);
+    void apply_suspect(const SuspectUpdate& u, Time now, bool origin);
+    void apply_dead(const DeadUpdate& u, Time now, bool origin);
+    void refute(Incarnation seen, Time now);
+    void heard_from(const std::string& name, Time now);
+    void emit(const Member& m, std::optional<MemberState> previous, Incarnation previous_inc,
+              Time now, bool origin);
+    AliveUpdate alive_of(const Member& m) const;
+    Member& self_mut();
+    PhiParams phi_params() const;
+
+    Config config_;
+    std::string name_;
+    Rng rng_;
+    MemberTable members_;
+    Awareness awareness_;
+    RttEstimator rtt_;
+    BroadcastQueue broadcasts_;
+    Outbox outbox_;
+    NodeStats stats_;
+
+    std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+    uint64_t timer_order_ = 0;
+
+    std::vector<std::string> probe_list_;  // shuffled round robin, also the pool for random picks
+    size_t probe_index_ = 0;
+    std::deque<std::string> urgent_;  // probed before the round robin resumes
+    size_t phi_cursor_ = 0;
+    std::optional<Probe> probe_;
+    std::map<uint32_t, Relay> relays_;
+    uint32_t next_seq_ = 1;
+    std::vector<std::string> gone_;  // dead and left members, for reconnects and reaping
+
+    bool joined_ = false;
+    bool leaving_ = false;
+};
+
+}  // namespace chorus

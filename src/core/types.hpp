@@ -1,0 +1,58 @@
+// Strong types shared by every core unit: incarnations, member states, addresses and tags.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace chorus {
+
+// A member's incarnation number (SWIM §4.2). Only the member itself raises it, to refute a
+// suspicion or to announce a restart; everyone else compares it.
+struct Incarnation {
+    uint32_t value = 0;
+    auto operator<=>(const Incarnation&) const = default;
+    Incarnation next() const { return Incarnation{value + 1}; }
+};
+
+// Where a member listens for gossip. Opaque to the core ("host:port" in the daemon, a node
+// name in the simulator): only drivers resolve it.
+struct Address {
+    std::string value;
+    auto operator<=>(const Address&) const = default;
+    bool empty() const { return value.empty(); }
+};
+
+enum class MemberState : uint8_t { alive = 0, suspect = 1, dead = 2, left = 3 };
+
+constexpr std::string_view to_string(MemberState s) {
+    switch (s) {
+        case MemberState::alive:
+            return "alive";
+        case MemberState::suspect:
+            return "suspect";
+        case MemberState::dead:
+            return "dead";
+        case MemberState::left:
+            return "left";
+    }
+    return "unknown";
+}
+
+// A member is gone when it is dead or announced that it left: it is neither probed nor routed to.
+constexpr bool is_gone(MemberState s) {
+    return s == MemberState::dead || s == MemberState::left;
+}
+
+// Small string map an operator attaches to a node (role, zone, ...). Kept sorted by key so that
+// equal tag sets encode to equal bytes.
+using Tag = std::pair<std::string, std::string>;
+using Tags = std::vector<Tag>;
+
+// Protocol version this build speaks; carried in every packet.
+inline constexpr uint8_t kProtocolVersion = 1;
+
+}  // namespace chorus

@@ -1,0 +1,149 @@
+// chorus-sim: runs a simulated cluster from one seed and reports what happened.
+//
+//   chorus-sim --nodes 100 --seed 7 --duration 120 --crash 1 --crash-at 60 --json
+//
+// Exit status: 0 when every invariant held, 1 when one was broken (the violations are printed),
+// 2 for bad flags.
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "sim/simulator.hpp"
+
+namespace {
+
+using chorus::sim::Options;
+using chorus::sim::Report;
+
+nlohmann::json opt(const std::optional<double>& v) {
+    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+nlohmann::json to_json(const Report& r) {
+    const Options& o = r.options;
+    return {
+        {"nodes", o.nodes},
+        {"seed", o.seed},
+        {"duration_s", o.duration_s},
+        {"profile", o.profile},
+        {"loss", o.loss},
+        {"latency_ms", o.latency_ms},
+        {"lifeguard", o.lifeguard},
+        {"crashed", o.crash},
+        {"slow", o.slow},
+        {"join_converged_s", opt(r.join_converged_s)},
+        {"false_positives", r.false_positives},
+        {"false_positives_healthy", r.false_positives_healthy},
+        {"false_suspicions", r.false_suspicions},
+        {"partition_deaths", r.partition_deaths},
+        {"detect_first_s", opt(r.detect_first_s)},
+        {"detect_all_s", opt(r.detect_all_s)},
+        {"detect_all_max_s", opt(r.detect_all_max_s)},
+        {"undetected", r.undetected},
+        {"heal_converged_s", opt(r.heal_converged_s)},
+        {"converged_at_end", r.converged_at_end},
+        {"msgs_per_node_per_s", r.msgs_per_node_per_s},
+        {"bytes_per_node_per_s", r.bytes_per_node_per_s},
+        {"packets_rejected", r.packets_rejected},
+        {"member_records", r.member_records},
+        {"invariant_violations", r.violations},
+        {"wall_s", r.wall_s},
+        {"peak_rss_mb", r.peak_rss_mb},
+    };
+}
+
+std::string seconds_or_none(const std::optional<double>& v) {
+    return v ? fmt::format("{:.2f}s", *v) : "n/a";
+}
+
+void print_summary(const Report& r) {
+    const Options& o = r.options;
+    fmt::print("chorus-sim: {} nodes, seed {}, {}s of virtual time, profile {}{}\n", o.nodes,
+               o.seed, o.duration_s, o.profile, o.lifeguard ? "" : ", Lifeguard off");
+    fmt::print("  network: {:.0f}% loss, {}ms mean latency\n", o.loss * 100, o.latency_ms);
+    fmt::print("  join: every node saw every node alive after {}\n",
+               seconds_or_none(r.join_converged_s));
+    if (o.crash > 0) {
+        fmt::print(
+            "  crash: {} node(s) at {}s; first node saw it dead after {}, all after {} (worst "
+            "{})\n",
+            o.crash, o.crash_at_s, seconds_or_none(r.detect_first_s),
+            seconds_or_none(r.detect_all_s), seconds_or_none(r.detect_all_max_s));
+    }
+    if (o.slow > 0)
+        fmt::print("  slow: {} node(s) handling every message {}ms late\n", o.slow, o.slow_ms);
+    if (o.partition_at_s) {
+        fmt::print(
+            "  partition: {}s to {}s; views whole again {} after the heal ({} deaths across it)\n",
+            *o.partition_at_s, *o.heal_at_s, seconds_or_none(r.heal_converged_s),
+            r.partition_deaths);
+    }
+    fmt::print("  false positives: {} dead ({} about healthy nodes), {} suspicions\n",
+               r.false_positives, r.false_positives_healthy, r.false_suspicions);
+    fmt::print("  traffic: {:.2f} msgs and {:.0f} bytes per node per second\n",
+               r.msgs_per_node_per_s, r.bytes_per_node_per_s);
+    fmt::print("  views converged at the end: {}\n", r.converged_at_end ? "yes" : "no");
+    fmt::print("  wall time {:.2f}s, peak RSS {:.0f} MiB\n", r.wall_s, r.peak_rss_mb);
+    for (const auto& v : r.violations)
+        fmt::print("  INVARIANT BROKEN: {}\n", v);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    bool json = false;
+    bool no_lifeguard = false;
+    double partition_at = -1, heal_at = -1, restart_after = -1;
+    CLI::App app{"chorus-sim: a deterministic simulation of a Chorus cluster's membership"};
+    app.add_option("--nodes", o.nodes, "number of nodes")->capture_default_str();
+    app.add_option("--seed", o.seed, "seed; the same seed replays the same run")
+        ->capture_default_str();
+    app.add_option("--duration", o.duration_s, "virtual seconds to simulate")
+        ->capture_default_str();
+    app.add_option("--profile", o.profile, "timing profile: lan, wan or local")
+        ->capture_default_str();
+    app.add_option("--loss", o.loss, "probability that a datagram is lost")->capture_default_str();
+    app.add_option("--latency-ms", o.latency_ms, "mean one-way latency (±50% jitter)")
+        ->capture_default_str();
+    app.add_option("--crash", o.crash, "nodes to crash (never node 0, the seed)")
+        ->capture_default_str();
+    app.add_option("--crash-at", o.crash_at_s, "when they crash, in seconds")
+        ->capture_default_str();
+    app.add_option("--restart-after", restart_after,
+                   "restart crashed nodes this many seconds later");
+    app.add_option("--slow", o.slow, "nodes that handle every message late")->capture_default_str();
+    app.add_option("--slow-ms", o.slow_ms, "how late slow nodes handle messages")
+        ->capture_default_str();
+    app.add_flag("--no-lifeguard", no_lifeguard,
+                 "plain SWIM: no awareness, fixed suspicion, no buddy");
+    app.add_option("--partition-at", partition_at, "split the cluster in two halves at this time");
+    app.add_option("--heal-at", heal_at, "heal the partition at this time");
+    app.add_option("--join-window", o.join_window_s, "nodes start within this many seconds")
+        ->capture_default_str();
+    app.add_flag("--json", json, "print one JSON object instead of a summary");
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+    o.lifeguard = !no_lifeguard;
+    if (partition_at >= 0) o.partition_at_s = partition_at;
+    if (heal_at >= 0) o.heal_at_s = heal_at;
+    if (restart_after >= 0) o.restart_after_s = restart_after;
+    if (auto s = chorus::sim::validate(o); !s) {
+        fmt::print(stderr, "chorus-sim: {}\n", s.error().message);
+        return 2;
+    }
+    const Report r = chorus::sim::run(o);
+    if (json) {
+        std::cout << to_json(r).dump() << "\n";
+    } else {
+        print_summary(r);
+    }
+    return r.violations.empty() ? 0 : 1;
+}

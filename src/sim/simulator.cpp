@@ -1,0 +1,537 @@
+#include "sim/simulator.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <queue>
+
+#include <fmt/format.h>
+
+#include "core/assert.hpp"
+#include "core/node.hpp"
+#include "core/rng.hpp"
+#include "sim/network.hpp"
+#include "wire/codec.hpp"
+
+namespace chorus::sim {
+
+Status validate(const Options& o) {
+    const auto need = [](bool ok, std::string_view flag, std::string_view what) -> Status {
+        if (ok) return Ok{};
+        return Error{"bad_flag", fmt::format("{}: {}", flag, what)};
+    };
+    const Status checks[] = {
+        need(o.nodes >= 1 && o.nodes <= 100000, "--nodes", "must lie within [1, 100000]"),
+        need(o.duration_s > 0 && o.duration_s <= 86400, "--duration", "must lie within (0, 86400]"),
+        need(Config::profile(o.profile).ok(), "--profile", "must be lan, wan or local"),
+        need(o.loss >= 0 && o.loss < 1, "--loss", "must lie within [0, 1)"),
+        need(o.latency_ms >= 0 && o.latency_ms <= 10000, "--latency-ms",
+             "must lie within [0, 10000]"),
+        need(o.crash + o.slow < o.nodes || (o.crash == 0 && o.slow == 0), "--crash/--slow",
+             "crashed plus slow nodes must leave node 0 and one other untouched"),
+        need(o.crash_at_s >= 0, "--crash-at", "must not be negative"),
+        need(!o.restart_after_s || *o.restart_after_s > 0, "--restart-after", "must be positive"),
+        need(o.slow_ms >= 0, "--slow-ms", "must not be negative"),
+        need(o.partition_at_s.has_value() == o.heal_at_s.has_value(), "--partition-at/--heal-at",
+             "give both or neither"),
+        need(!o.partition_at_s || *o.heal_at_s > *o.partition_at_s, "--heal-at",
+             "must come after --partition-at"),
+        need(o.join_window_s > 0, "--join-window", "must be positive"),
+    };
+    for (const auto& s : checks) {
+        if (!s) return s;
+    }
+    return Ok{};
+}
+
+namespace {
+
+std::string node_name(uint32_t i) {
+    return fmt::format("n{}", i);
+}
+
+std::optional<uint32_t> node_index(std::string_view name) {
+    if (name.size() < 2 || name[0] != 'n') return std::nullopt;
+    uint32_t i = 0;
+    auto [p, ec] = std::from_chars(name.data() + 1, name.data() + name.size(), i);
+    if (ec != std::errc() || p != name.data() + name.size()) return std::nullopt;
+    return i;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double peak_rss_mb() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+class Simulation {
+  public:
+    explicit Simulation(const Options& o)
+        : o_(o),
+          rng_(o.seed),
+          net_(NetworkOptions{o.loss, from_seconds(o.latency_ms / 1000)}, rng_.fork()),
+          nodes_(o.nodes) {
+        config_ = Config::profile(o.profile).value();
+        config_.lifeguard = o.lifeguard;
+        limits_ = wire::limits_for(config_);
+        report_.options = o;
+    }
+
+    Report run();
+
+  private:
+    enum class Kind : uint8_t {
+        start,
+        wake,
+        packet,
+        pp_request,
+        pp_response,
+        pp_failed,
+        crash,
+        restart,
+        partition,
+        heal
+    };
+    struct Event {
+        Time at;
+        uint64_t order;
+        Kind kind;
+        uint32_t node = 0;
+        uint32_t peer = 0;
+        uint64_t token = 0;  // wake token, or the epoch of the node that opened a push-pull
+        std::vector<uint8_t> bytes;
+        bool operator>(const Event& o) const { return at != o.at ? at > o.at : order > o.order; }
+    };
+    struct Slot {
+        std::unique_ptr<Node> node;
+        bool up = false;
+        bool slow = false;
+        bool crashed_ever = false;
+        uint64_t epoch = 0;  // bumps on crash and restart; stale push-pull answers are dropped
+        uint64_t wake_token = 0;
+        Time wake_at = Time::max();
+        // For detection: when it crashed, how many live nodes see it gone, when the first did.
+        Time crashed_at{};
+        uint32_t seen_gone_by = 0;
+        std::optional<Time> first_seen_gone;
+        std::optional<Time> all_seen_gone;
+        // For convergence: how many live nodes this node sees alive.
+        uint32_t sees_alive = 0;
+    };
+
+    void push(Event e) {
+        e.order = order_++;
+        queue_.push(std::move(e));
+    }
+    Time at(double s) const { return Time{} + from_seconds(s); }
+    Address addr(uint32_t i) const { return Address{node_name(i)}; }
+
+    void start_node(uint32_t i, Time now);
+    void crash_node(uint32_t i, Time now);
+    void drain(uint32_t i, Time now);
+    void on_event(const Event& e);
+    void on_member_event(uint32_t observer, const MemberEvent& ev);
+    void check_self(uint32_t i);
+    void recount(Time now);
+    void set_sees_alive(uint32_t i, uint32_t value);
+    bool in_partition_window(Time now) const;
+    void note_convergence(Time now);
+    void violation(std::string what);
+
+    Options o_;
+    Config config_;
+    wire::Limits limits_;
+    Rng rng_;
+    Network net_;
+    std::vector<Slot> nodes_;
+    std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
+    uint64_t order_ = 0;
+    Report report_;
+
+    uint32_t live_ = 0;
+    uint32_t full_views_ = 0;  // live nodes that see every live node alive
+    uint64_t msgs_ = 0;
+    uint64_t bytes_ = 0;
+    std::vector<uint32_t> crashed_;
+    Time last_fault_{};
+};
+
+void Simulation::violation(std::string what) {
+    if (report_.violations.size() < 100) report_.violations.push_back(std::move(what));
+}
+
+bool Simulation::in_partition_window(Time now) const {
+    if (!o_.partition_at_s) return false;
+    // Suspicions raised just before the heal can still run out just after it.
+    const Duration grace = scale(suspicion_min(config_, o_.nodes), config_.suspicion_max_mult) +
+                           2 * config_.probe_interval;
+    return now >= at(*o_.partition_at_s) && now <= at(*o_.heal_at_s) + grace;
+}
+
+void Simulation::set_sees_alive(uint32_t i, uint32_t value) {
+    Slot& s = nodes_[i];
+    const bool was_full = s.up && s.sees_alive == live_;
+    s.sees_alive = value;
+    const bool full = s.up && s.sees_alive == live_;
+    if (was_full != full) full ? ++full_views_ : --full_views_;
+}
+
+// Recomputes the convergence counters from the nodes' tables: needed whenever the set of live
+// nodes changes (a crash or restart), which is rare, so O(N²) is fine there.
+void Simulation::recount(Time now) {
+    live_ = 0;
+    for (const Slot& s : nodes_)
+        live_ += s.up ? 1 : 0;
+    full_views_ = 0;
+    for (uint32_t i = 0; i < nodes_.size(); ++i) {
+        Slot& s = nodes_[i];
+        s.sees_alive = 0;
+        if (!s.up) continue;
+        s.node->members().for_each([&](const Member& m) {
+            const auto j = node_index(m.name);
+            if (j && nodes_[*j].up && m.state == MemberState::alive) ++s.sees_alive;
+        });
+        if (s.sees_alive == live_) ++full_views_;
+    }
+    for (uint32_t c : crashed_) {
+        Slot& dead = nodes_[c];
+        if (dead.up) continue;
+        dead.seen_gone_by = 0;
+        for (const Slot& s : nodes_) {
+            if (!s.up) continue;
+            const Member* m = s.node->members().find(node_name(c));
+            if (m == nullptr || is_gone(m->state)) ++dead.seen_gone_by;
+        }
+        if (!dead.all_seen_gone && dead.seen_gone_by == live_) dead.all_seen_gone = now;
+    }
+}
+
+void Simulation::note_convergence(Time now) {
+    if (full_views_ != live_) return;
+    if (!report_.join_converged_s && live_ == o_.nodes) {
+        report_.join_converged_s = to_seconds(now.time_since_epoch());
+    }
+    if (o_.heal_at_s && !report_.heal_converged_s && now >= at(*o_.heal_at_s)) {
+        report_.heal_converged_s = to_seconds(now - at(*o_.heal_at_s));
+    }
+}
+
+void Simulation::on_member_event(uint32_t observer, const MemberEvent& ev) {
+    const auto j = node_index(ev.name);
+    if (!j || *j >= nodes_.size()) {
+        violation(fmt::format("n{} heard of a member '{}' that no node is", observer, ev.name));
+        return;
+    }
+    const Time now = ev.at;
+    if (ev.previous && ev.current && ev.incarnation < ev.previous_incarnation) {
+        violation(fmt::format("n{}'s view of {} went from incarnation {} to {}", observer, ev.name,
+                              ev.previous_incarnation.value, ev.incarnation.value));
+    }
+    Slot& target = nodes_[*j];
+    const bool was_alive = ev.previous == MemberState::alive;
+    const bool is_alive = ev.current == MemberState::alive;
+    if (target.up && was_alive != is_alive) {
+        set_sees_alive(observer,
+                       nodes_[observer].sees_alive + (is_alive ? 1 : 0) - (was_alive ? 1 : 0));
+    }
+    // Detection of crashed nodes: gone (dead, left or reaped) versus not.
+    if (!target.up && target.crashed_ever) {
+        const bool was_gone = ev.previous && is_gone(*ev.previous);
+        const bool now_gone = !ev.current || is_gone(*ev.current);
+        if (was_gone != now_gone && ev.previous) {
+            target.seen_gone_by += now_gone ? 1 : static_cast<uint32_t>(-1);
+            if (now_gone && !target.first_seen_gone) target.first_seen_gone = now;
+            if (!target.all_seen_gone && target.seen_gone_by == live_) target.all_seen_gone = now;
+        }
+    }
+    // False positives: our own conclusion about a member that never crashed.
+    if (ev.origin && target.up && !target.crashed_ever && *j != observer) {
+        const bool across =
+            o_.partition_at_s && in_partition_window(now) && !net_.reachable(observer, *j);
+        const bool partition_related = across || in_partition_window(now);
+        if (ev.current == MemberState::dead) {
+            if (partition_related) {
+                ++report_.partition_deaths;
+            } else {
+                ++report_.false_positives;
+                if (!target.slow) ++report_.false_positives_healthy;
+            }
+        } else if (ev.current == MemberState::suspect && ev.previous == MemberState::alive &&
+                   !partition_related) {
+            ++report_.false_suspicions;
+        }
+    }
+    note_convergence(now);
+}
+
+void Simulation::check_self(uint32_t i) {
+    const Member& me = nodes_[i].node->self();
+    if (me.state != MemberState::alive && !nodes_[i].node->leaving()) {
+        violation(fmt::format("n{} believes itself {}", i, to_string(me.state)));
+    }
+}
+
+void Simulation::drain(uint32_t i, Time now) {
+    Slot& s = nodes_[i];
+    Outbox& out = s.node->outbox();
+    for (OutPacket& p : out.packets) {
+        std::vector<uint8_t> bytes = wire::encode(p.packet);
+        ++msgs_;
+        bytes_ += bytes.size();
+        const auto to = node_index(p.to.value);
+        if (!to || *to >= nodes_.size()) continue;
+        if (auto delay = net_.datagram(i, *to)) {
+            if (nodes_[*to].slow) *delay += from_seconds(o_.slow_ms / 1000);
+            push(Event{now + *delay, 0, Kind::packet, *to, i, 0, std::move(bytes)});
+        }
+    }
+    for (OutPushPull& pp : out.push_pulls) {
+        std::vector<uint8_t> bytes = wire::encode(pp.state);
+        ++msgs_;
+        bytes_ += bytes.size();
+        const auto to = node_index(pp.to.value);
+        auto delay = to && *to < nodes_.size() ? net_.stream(i, *to) : std::nullopt;
+        if (delay && nodes_[*to].slow) *delay += from_seconds(o_.slow_ms / 1000);
+        if (delay) {
+            push(Event{now + *delay, 0, Kind::pp_request, *to, i, s.epoch, std::move(bytes)});
+        } else {
+            // A connection that cannot be made fails after a connect timeout.
+            push(Event{now + seconds(1), 0, Kind::pp_failed, i, to.value_or(0), s.epoch, {}});
+        }
+    }
+    for (const MemberEvent& ev : out.events)
+        on_member_event(i, ev);
+    out.clear();
+    check_self(i);
+    const Time next = s.node->next_deadline();
+    if (next < s.wake_at) {
+        s.wake_at = next;
+        push(Event{next, 0, Kind::wake, i, 0, ++s.wake_token, {}});
+    }
+}
+
+void Simulation::start_node(uint32_t i, Time now) {
+    Slot& s = nodes_[i];
+    s.node = std::make_unique<Node>(
+        config_, Identity{node_name(i), addr(i), {}, {}, Incarnation{0}}, rng_.fork(), now);
+    s.up = true;
+    ++s.epoch;
+    s.wake_at = Time::max();
+    if (!s.crashed_ever) {
+        ++live_;
+        // Every existing full view now lacks the newcomer; the newcomer's own view counts
+        // itself when its first event comes through drain().
+        full_views_ = 0;
+        for (Slot& other : nodes_) {
+            if (other.up && other.sees_alive == live_) ++full_views_;
+        }
+    }
+    if (i != 0) s.node->join({addr(0)}, now);
+    drain(i, now);
+    // A restart changes who is live in ways the incremental counters do not follow.
+    if (s.crashed_ever) recount(now);
+}
+
+void Simulation::crash_node(uint32_t i, Time now) {
+    Slot& s = nodes_[i];
+    if (!s.up) return;
+    s.up = false;
+    s.crashed_ever = true;
+    ++s.epoch;
+    s.node.reset();
+    s.crashed_at = now;
+    s.first_seen_gone.reset();
+    s.all_seen_gone.reset();
+    last_fault_ = now;
+    recount(now);
+}
+
+void Simulation::on_event(const Event& e) {
+    const Time now = e.at;
+    Slot& s = nodes_[e.node];
+    switch (e.kind) {
+        case Kind::start:
+            start_node(e.node, now);
+            break;
+        case Kind::crash:
+            crash_node(e.node, now);
+            break;
+        case Kind::restart:
+            if (!s.up) {
+                start_node(e.node, now);
+                last_fault_ = now;
+            }
+            break;
+        case Kind::partition:
+            net_.partition(o_.nodes);
+            last_fault_ = now;
+            break;
+        case Kind::heal:
+            net_.heal();
+            last_fault_ = now;
+            note_convergence(now);
+            break;
+        case Kind::wake:
+            if (!s.up || e.token != s.wake_token) return;
+            s.wake_at = Time::max();
+            s.node->tick(now);
+            drain(e.node, now);
+            break;
+        case Kind::packet: {
+            if (!s.up) return;
+            auto p = wire::decode_packet(e.bytes, limits_);
+            if (!p) {
+                ++report_.packets_rejected;
+                violation(fmt::format("n{} rejected a packet: {}", e.node, p.error().detail));
+                return;
+            }
+            s.node->handle_packet(*p, now);
+            drain(e.node, now);
+            break;
+        }
+        case Kind::pp_request: {
+            Slot& initiator = nodes_[e.peer];
+            if (!s.up) {
+                push(Event{now + seconds(1), 0, Kind::pp_failed, e.peer, e.node, e.token, {}});
+                return;
+            }
+            auto req = wire::decode_push_pull(e.bytes, limits_);
+            if (!req) {
+                ++report_.packets_rejected;
+                violation(fmt::format("n{} rejected a push-pull: {}", e.node, req.error().detail));
+                return;
+            }
+            PushPull reply = s.node->handle_push_pull(*req, now);
+            drain(e.node, now);
+            std::vector<uint8_t> bytes = wire::encode(reply);
+            ++msgs_;
+            bytes_ += bytes.size();
+            if (auto delay = net_.stream(e.node, e.peer)) {
+                if (initiator.slow) *delay += from_seconds(o_.slow_ms / 1000);
+                push(Event{now + *delay, 0, Kind::pp_response, e.peer, e.node, e.token,
+                           std::move(bytes)});
+            } else {
+                push(Event{now + seconds(1), 0, Kind::pp_failed, e.peer, e.node, e.token, {}});
+            }
+            break;
+        }
+        case Kind::pp_response: {
+            if (!s.up || e.token != s.epoch) return;
+            auto resp = wire::decode_push_pull(e.bytes, limits_);
+            if (!resp) {
+                ++report_.packets_rejected;
+                violation(
+                    fmt::format("n{} rejected a push-pull reply: {}", e.node, resp.error().detail));
+                return;
+            }
+            s.node->push_pull_done(addr(e.peer), *resp, now);
+            drain(e.node, now);
+            break;
+        }
+        case Kind::pp_failed: {
+            if (!s.up || e.token != s.epoch) return;
+            s.node->push_pull_failed(addr(e.peer), now);
+            // The driver owns join retries: a node that has not joined tries its seed again.
+            if (!s.node->joined() && e.node != 0) s.node->join({addr(0)}, now);
+            drain(e.node, now);
+            break;
+        }
+    }
+}
+
+Report Simulation::run() {
+    const auto wall_start = std::chrono::steady_clock::now();
+    push(Event{Time{}, 0, Kind::start, 0, 0, 0, {}});
+    for (uint32_t i = 1; i < o_.nodes; ++i) {
+        push(Event{Time{} + Duration(rng_.below(from_seconds(o_.join_window_s).count())),
+                   0,
+                   Kind::start,
+                   i,
+                   0,
+                   0,
+                   {}});
+    }
+    // Faults pick distinct nodes other than node 0, the join seed.
+    std::vector<uint32_t> candidates;
+    for (uint32_t i = 1; i < o_.nodes; ++i)
+        candidates.push_back(i);
+    rng_.shuffle(candidates);
+    for (uint32_t k = 0; k < o_.crash; ++k) {
+        const uint32_t c = candidates[k];
+        crashed_.push_back(c);
+        push(Event{at(o_.crash_at_s), 0, Kind::crash, c, 0, 0, {}});
+        if (o_.restart_after_s) {
+            push(Event{at(o_.crash_at_s + *o_.restart_after_s), 0, Kind::restart, c, 0, 0, {}});
+        }
+    }
+    for (uint32_t k = 0; k < o_.slow; ++k)
+        nodes_[candidates[o_.crash + k]].slow = true;
+    if (o_.partition_at_s) {
+        push(Event{at(*o_.partition_at_s), 0, Kind::partition, 0, 0, 0, {}});
+        push(Event{at(*o_.heal_at_s), 0, Kind::heal, 0, 0, 0, {}});
+    }
+
+    const Time end = at(o_.duration_s);
+    while (!queue_.empty() && queue_.top().at <= end) {
+        Event e = queue_.top();
+        queue_.pop();
+        on_event(e);
+    }
+
+    // ---- results
+    std::vector<double> first, all;
+    for (uint32_t c : crashed_) {
+        const Slot& s = nodes_[c];
+        if (s.first_seen_gone) first.push_back(to_seconds(*s.first_seen_gone - s.crashed_at));
+        if (s.all_seen_gone)
+            all.push_back(to_seconds(*s.all_seen_gone - s.crashed_at));
+        else if (!s.up)
+            ++report_.undetected;  // a restarted node is judged by its rejoin
+    }
+    if (!first.empty()) report_.detect_first_s = median(first);
+    if (!all.empty()) {
+        report_.detect_all_s = median(all);
+        report_.detect_all_max_s = *std::max_element(all.begin(), all.end());
+    }
+    report_.converged_at_end = full_views_ == live_ && report_.undetected == 0;
+    // Views must have converged if the last fault is long enough ago: enough for suspicion to
+    // run its longest course, the news to spread, and a reconnect to heal a partition.
+    const Duration settle = scale(suspicion_min(config_, o_.nodes), config_.suspicion_max_mult) +
+                            config_.reconnect_interval + seconds(30);
+    if (end - last_fault_ >= settle && !report_.converged_at_end) {
+        violation(
+            fmt::format("views had not converged {:.0f}s after the last fault ({} of {} live nodes "
+                        "see all alive, {} crashed nodes undetected)",
+                        to_seconds(end - last_fault_), full_views_, live_, report_.undetected));
+    }
+    const double node_seconds = static_cast<double>(o_.nodes) * o_.duration_s;
+    report_.msgs_per_node_per_s = static_cast<double>(msgs_) / node_seconds;
+    report_.bytes_per_node_per_s = static_cast<double>(bytes_) / node_seconds;
+    for (const Slot& s : nodes_) {
+        if (s.up) report_.member_records += s.node->members().size();
+    }
+    report_.wall_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    report_.peak_rss_mb = peak_rss_mb();
+    return report_;
+}
+
+}  // namespace
+
+Report run(const Options& o) {
+    CHORUS_ASSERT(validate(o).ok());
+    Simulation sim(o);
+    return sim.run();
+}
+
+}  // namespace chorus::sim

@@ -1,0 +1,379 @@
+#include "wire/codec.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "chorus_generated.h"
+
+namespace chorus::wire {
+
+namespace fb = flatbuffers;
+namespace gen = chorus::schema;
+
+std::string_view to_string(DecodeError e) {
+    switch (e) {
+        case DecodeError::too_large:
+            return "too_large";
+        case DecodeError::malformed:
+            return "malformed";
+        case DecodeError::wrong_version:
+            return "wrong_version";
+        case DecodeError::wrong_cluster:
+            return "wrong_cluster";
+        case DecodeError::bad_field:
+            return "bad_field";
+    }
+    return "unknown";
+}
+
+uint64_t DecodeStats::total() const {
+    return std::accumulate(rejected.begin(), rejected.end(), 0ull);
+}
+
+Limits limits_for(const Config& c) {
+    Limits l;
+    l.cluster = c.cluster;
+    l.packet_bytes_max = c.packet_bytes_max;
+    l.name_bytes_max = c.name_bytes_max;
+    l.tags_max = c.tags_max;
+    l.tag_bytes_max = c.tag_bytes_max;
+    l.members_max = c.members_max;
+    return l;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+namespace {
+
+// Empty strings are left out of the buffer (an absent field reads back as empty).
+fb::Offset<fb::String> str(fb::FlatBufferBuilder& b, std::string_view s) {
+    return s.empty() ? 0 : b.CreateString(s.data(), s.size());
+}
+
+fb::Offset<fb::Vector<fb::Offset<gen::Tag>>> tags(fb::FlatBufferBuilder& b, const Tags& t) {
+    if (t.empty()) return 0;
+    std::vector<fb::Offset<gen::Tag>> out;
+    out.reserve(t.size());
+    for (const auto& [k, v] : t)
+        out.push_back(gen::CreateTag(b, str(b, k), str(b, v)));
+    return b.CreateVector(out);
+}
+
+std::pair<gen::Update, fb::Offset<void>> update(fb::FlatBufferBuilder& b, const Update& u) {
+    return std::visit(
+        [&](const auto& x) -> std::pair<gen::Update, fb::Offset<void>> {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, AliveUpdate>) {
+                return {gen::Update::Alive,
+                        gen::CreateAlive(b, str(b, x.name), str(b, x.addr.value), str(b, x.http),
+                                         x.incarnation.value, tags(b, x.tags), x.protocol)
+                            .Union()};
+            } else if constexpr (std::is_same_v<T, SuspectUpdate>) {
+                return {gen::Update::Suspect,
+                        gen::CreateSuspect(b, str(b, x.name), x.incarnation.value, str(b, x.from))
+                            .Union()};
+            } else {
+                return {gen::Update::Dead, gen::CreateDead(b, str(b, x.name), x.incarnation.value,
+                                                           str(b, x.from), x.left)
+                                               .Union()};
+            }
+        },
+        u);
+}
+
+std::pair<gen::Body, fb::Offset<void>> body(fb::FlatBufferBuilder& b, const Body& body) {
+    return std::visit(
+        [&](const auto& x) -> std::pair<gen::Body, fb::Offset<void>> {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::monostate>) {
+                return {gen::Body::NONE, 0};
+            } else if constexpr (std::is_same_v<T, Ping>) {
+                return {gen::Body::Ping, gen::CreatePing(b, x.seq, str(b, x.target)).Union()};
+            } else if constexpr (std::is_same_v<T, PingReq>) {
+                return {gen::Body::PingReq,
+                        gen::CreatePingReq(b, x.seq, str(b, x.target), str(b, x.target_addr.value))
+                            .Union()};
+            } else if constexpr (std::is_same_v<T, Ack>) {
+                return {gen::Body::Ack, gen::CreateAck(b, x.seq).Union()};
+            } else {
+                return {gen::Body::Nack, gen::CreateNack(b, x.seq).Union()};
+            }
+        },
+        body);
+}
+
+std::vector<uint8_t> finish(fb::FlatBufferBuilder& b) {
+    return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode(const Packet& p) {
+    fb::FlatBufferBuilder b(256);
+    std::vector<gen::Update> types;
+    std::vector<fb::Offset<void>> values;
+    types.reserve(p.updates.size());
+    values.reserve(p.updates.size());
+    for (const auto& u : p.updates) {
+        auto [t, v] = update(b, u);
+        types.push_back(t);
+        values.push_back(v);
+    }
+    const auto [body_type, body_value] = body(b, p.body);
+    const auto types_vec = types.empty() ? 0 : b.CreateVector(types);
+    const auto values_vec = values.empty() ? 0 : b.CreateVector(values);
+    b.Finish(gen::CreatePacket(b, p.version, str(b, p.cluster), str(b, p.sender),
+                               str(b, p.sender_addr.value), p.sender_load_milli, body_type,
+                               body_value, types_vec, values_vec));
+    return finish(b);
+}
+
+std::vector<uint8_t> encode(const PushPull& p) {
+    fb::FlatBufferBuilder b(1024 + 96 * p.members.size());
+    std::vector<fb::Offset<gen::MemberSnapshot>> members;
+    members.reserve(p.members.size());
+    for (const auto& m : p.members) {
+        members.push_back(gen::CreateMemberSnapshot(
+            b, str(b, m.name), str(b, m.addr.value), str(b, m.http), m.incarnation.value,
+            static_cast<gen::MemberState>(m.state), tags(b, m.tags), m.load_milli, m.protocol));
+    }
+    const auto pp = gen::CreatePushPull(b, p.join, b.CreateVector(members));
+    b.Finish(gen::CreateFrame(b, p.version, str(b, p.cluster), str(b, p.sender),
+                              gen::Message::PushPull, pp.Union()));
+    return finish(b);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+namespace {
+
+DecodeFailure bad(std::string detail) {
+    return DecodeFailure{DecodeError::bad_field, std::move(detail)};
+}
+
+// Reads a string field, enforcing its length limit and, where required, that it is present.
+// Throws nothing: a failure is recorded in `err` and the first one wins.
+class Reader {
+  public:
+    explicit Reader(const Limits& l) : l_(l) {}
+
+    std::string string(const fb::String* s, uint32_t max, std::string_view field, bool required) {
+        if (failed()) return {};
+        if (s == nullptr || s->size() == 0) {
+            if (required) fail(fmt::format("{} is missing", field));
+            return {};
+        }
+        if (s->size() > max) {
+            fail(fmt::format("{} is {} bytes, over the limit of {}", field, s->size(), max));
+            return {};
+        }
+        return std::string(s->data(), s->size());
+    }
+    std::string name(const fb::String* s, std::string_view field) {
+        return string(s, l_.name_bytes_max, field, true);
+    }
+    Address addr(const fb::String* s, std::string_view field, bool required) {
+        return Address{string(s, l_.addr_bytes_max, field, required)};
+    }
+
+    Tags tags(const fb::Vector<fb::Offset<gen::Tag>>* v) {
+        Tags out;
+        if (failed() || v == nullptr) return out;
+        if (v->size() > l_.tags_max) {
+            fail(fmt::format("{} tags, over the limit of {}", v->size(), l_.tags_max));
+            return out;
+        }
+        size_t bytes = 0;
+        out.reserve(v->size());
+        for (const gen::Tag* t : *v) {
+            std::string k = string(t->key(), l_.tag_bytes_max, "tag key", true);
+            std::string val = string(t->value(), l_.tag_bytes_max, "tag value", false);
+            bytes += k.size() + val.size();
+            out.emplace_back(std::move(k), std::move(val));
+        }
+        if (bytes > l_.tag_bytes_max)
+            fail(fmt::format("tags total {} bytes, over {}", bytes, l_.tag_bytes_max));
+        std::sort(out.begin(), out.end());
+        if (std::adjacent_find(out.begin(), out.end(), [](const auto& a, const auto& b) {
+                return a.first == b.first;
+            }) != out.end()) {
+            fail("duplicate tag key");
+        }
+        return out;
+    }
+
+    void fail(std::string detail) {
+        if (!err_) err_ = bad(std::move(detail));
+    }
+    bool failed() const { return err_.has_value(); }
+    DecodeFailure failure() const { return *err_; }
+
+  private:
+    const Limits& l_;
+    std::optional<DecodeFailure> err_;
+};
+
+std::optional<DecodeFailure> check_header(uint8_t version, const fb::String* cluster,
+                                          const Limits& l) {
+    if (version < kMinVersion || version > kProtocolVersion) {
+        return DecodeFailure{DecodeError::wrong_version,
+                             fmt::format("protocol version {}, we speak {} to {}", version,
+                                         kMinVersion, kProtocolVersion)};
+    }
+    if (cluster == nullptr || cluster->string_view() != l.cluster) {
+        return DecodeFailure{
+            DecodeError::wrong_cluster,
+            fmt::format("cluster '{}', we are '{}'",
+                        cluster == nullptr ? std::string_view{} : cluster->string_view(),
+                        l.cluster)};
+    }
+    return std::nullopt;
+}
+
+std::optional<Update> read_update(Reader& r, gen::Update type, const void* value) {
+    switch (type) {
+        case gen::Update::Alive: {
+            const auto* a = static_cast<const gen::Alive*>(value);
+            AliveUpdate u{r.name(a->name(), "alive.name"),
+                          r.addr(a->addr(), "alive.addr", true),
+                          r.addr(a->http(), "alive.http", false).value,
+                          Incarnation{a->incarnation()},
+                          r.tags(a->tags()),
+                          a->protocol()};
+            return u;
+        }
+        case gen::Update::Suspect: {
+            const auto* s = static_cast<const gen::Suspect*>(value);
+            return SuspectUpdate{r.name(s->name(), "suspect.name"), Incarnation{s->incarnation()},
+                                 r.name(s->from(), "suspect.from")};
+        }
+        case gen::Update::Dead: {
+            const auto* d = static_cast<const gen::Dead*>(value);
+            return DeadUpdate{r.name(d->name(), "dead.name"), Incarnation{d->incarnation()},
+                              r.name(d->from(), "dead.from"), d->left()};
+        }
+        case gen::Update::NONE:
+            break;
+    }
+    // An update type from a newer protocol: skip it rather than reject the whole packet.
+    return std::nullopt;
+}
+
+}  // namespace
+
+Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& l) {
+    if (bytes.size() > l.packet_bytes_max) {
+        return DecodeFailure{DecodeError::too_large, fmt::format("{} bytes, over the limit of {}",
+                                                                 bytes.size(), l.packet_bytes_max)};
+    }
+    fb::Verifier v(bytes.data(), bytes.size(), /*max_depth=*/8, /*max_tables=*/4096);
+    if (!gen::VerifyPacketBuffer(v))
+        return DecodeFailure{DecodeError::malformed, "failed verification"};
+    const auto* p = gen::GetPacket(bytes.data());
+    if (auto e = check_header(p->version(), p->cluster(), l)) return *e;
+
+    Reader r(l);
+    Packet out;
+    out.version = p->version();
+    out.cluster = l.cluster;
+    out.sender = r.name(p->sender(), "sender");
+    out.sender_addr = r.addr(p->sender_addr(), "sender_addr", true);
+    out.sender_load_milli = p->sender_load_milli();
+    switch (p->body_type()) {
+        case gen::Body::Ping: {
+            const auto* x = p->body_as_Ping();
+            out.body = Ping{x->seq(), r.name(x->target(), "ping.target")};
+            break;
+        }
+        case gen::Body::PingReq: {
+            const auto* x = p->body_as_PingReq();
+            out.body = PingReq{x->seq(), r.name(x->target(), "ping_req.target"),
+                               r.addr(x->target_addr(), "ping_req.target_addr", true)};
+            break;
+        }
+        case gen::Body::Ack:
+            out.body = Ack{p->body_as_Ack()->seq()};
+            break;
+        case gen::Body::Nack:
+            out.body = Nack{p->body_as_Nack()->seq()};
+            break;
+        case gen::Body::NONE:
+            break;
+        default:
+            r.fail("unknown body type");
+            break;
+    }
+    const auto* types = p->updates_type();
+    const auto* values = p->updates();
+    if ((types == nullptr) != (values == nullptr) ||
+        (types != nullptr && types->size() != values->size())) {
+        r.fail("update types and values differ in length");
+    } else if (types != nullptr) {
+        if (types->size() > l.updates_max) {
+            r.fail(fmt::format("{} updates, over the limit of {}", types->size(), l.updates_max));
+        } else {
+            out.updates.reserve(types->size());
+            for (fb::uoffset_t i = 0; i < types->size() && !r.failed(); ++i) {
+                if (auto u = read_update(r, types->Get(i), values->Get(i))) {
+                    out.updates.push_back(std::move(*u));
+                }
+            }
+        }
+    }
+    if (r.failed()) return r.failure();
+    return out;
+}
+
+Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& l) {
+    if (bytes.size() > l.frame_bytes_max) {
+        return DecodeFailure{DecodeError::too_large, fmt::format("{} bytes, over the limit of {}",
+                                                                 bytes.size(), l.frame_bytes_max)};
+    }
+    // Each member is a handful of tables; allow that many and no more.
+    const auto max_tables =
+        static_cast<fb::uoffset_t>(64 + 8 * (l.members_max + 1) * (l.tags_max + 2));
+    fb::Verifier v(bytes.data(), bytes.size(), /*max_depth=*/8, max_tables);
+    if (!v.VerifyBuffer<gen::Frame>(nullptr)) {
+        return DecodeFailure{DecodeError::malformed, "failed verification"};
+    }
+    const auto* f = fb::GetRoot<gen::Frame>(bytes.data());
+    if (auto e = check_header(f->version(), f->cluster(), l)) return *e;
+    const auto* pp = f->message_as_PushPull();
+    if (pp == nullptr) return bad("frame is not a push-pull");
+
+    Reader r(l);
+    PushPull out;
+    out.version = f->version();
+    out.cluster = l.cluster;
+    out.sender = r.name(f->sender(), "sender");
+    out.join = pp->join();
+    if (const auto* ms = pp->members()) {
+        if (ms->size() > l.members_max) {
+            return bad(fmt::format("{} members, over the limit of {}", ms->size(), l.members_max));
+        }
+        out.members.reserve(ms->size());
+        for (const gen::MemberSnapshot* m : *ms) {
+            const auto state = static_cast<uint8_t>(m->state());
+            if (state > static_cast<uint8_t>(chorus::MemberState::left)) {
+                r.fail(fmt::format("member state {} is unknown", state));
+                break;
+            }
+            const auto s = static_cast<chorus::MemberState>(state);
+            out.members.push_back(MemberSnapshot{
+                r.name(m->name(), "member.name"),
+                // A dead member's address may be unknown (a tombstone); a live one needs it.
+                r.addr(m->addr(), "member.addr", !is_gone(s)),
+                r.addr(m->http(), "member.http", false).value, Incarnation{m->incarnation()}, s,
+                r.tags(m->tags()), m->load_milli(), m->protocol()});
+            if (r.failed()) break;
+        }
+    }
+    if (r.failed()) return r.failure();
+    return out;
+}
+
+}  // namespace chorus::wire

@@ -1,0 +1,72 @@
+// The wire codec: core messages <-> flatbuffers bytes (schemas/chorus.fbs).
+//
+// Decoding is the boundary where untrusted bytes become trusted values. Every buffer passes the
+// flatbuffers Verifier, then our own checks: size, protocol version, cluster name, and a limit
+// on every string, vector and count. What fails is rejected with a reason the caller counts;
+// nothing half-decoded ever reaches the core.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/message.hpp"
+#include "core/result.hpp"
+
+namespace chorus::wire {
+
+// Oldest protocol version we still understand; packets outside [kMinVersion, kProtocolVersion]
+// are rejected.
+inline constexpr uint8_t kMinVersion = 1;
+
+enum class DecodeError : uint8_t {
+    too_large,      // longer than the configured maximum
+    malformed,      // failed the flatbuffers Verifier (truncated, garbage, bad offsets)
+    wrong_version,  // a protocol version we do not speak
+    wrong_cluster,  // another cluster's traffic
+    bad_field,      // verified, but a field breaks our bounds (empty name, too many tags, ...)
+};
+inline constexpr size_t kDecodeErrors = 5;
+std::string_view to_string(DecodeError e);
+
+struct DecodeFailure {
+    DecodeError reason;
+    std::string detail;
+};
+
+template <typename T>
+using Decoded = Result<T, DecodeFailure>;
+
+struct Limits {
+    std::string cluster;
+    size_t packet_bytes_max = 1400;
+    // A push-pull frame carries the whole member table; 64 MiB holds far more than members_max
+    // members with their tags at the default limits.
+    size_t frame_bytes_max = 64u << 20;
+    uint32_t name_bytes_max = 128;
+    uint32_t addr_bytes_max = 256;
+    uint32_t tags_max = 32;
+    uint32_t tag_bytes_max = 512;
+    uint32_t updates_max = 256;
+    uint32_t members_max = 65536;
+};
+Limits limits_for(const Config& c);
+
+std::vector<uint8_t> encode(const Packet& p);
+Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& limits);
+
+std::vector<uint8_t> encode(const PushPull& p);
+Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& limits);
+
+// Counts of rejected inputs by reason, for metrics.
+struct DecodeStats {
+    std::array<uint64_t, kDecodeErrors> rejected{};
+    void count(DecodeError e) { ++rejected[static_cast<size_t>(e)]; }
+    uint64_t total() const;
+};
+
+}  // namespace chorus::wire
