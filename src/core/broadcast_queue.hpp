@@ -32,6 +32,7 @@ class BroadcastQueue {
     // Drops the queued update about `name`, if any.
     void forget(const std::string& name);
 
+    bool contains(const std::string& name) const { return by_member_.contains(name); }
     size_t size() const { return items_.size(); }
     bool empty() const { return items_.empty(); }
     uint64_t dropped() const { return dropped_; }

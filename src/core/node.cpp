@@ -14,6 +14,9 @@ namespace {
 constexpr size_t kRelaysMax = 256;
 // Members waiting for an out-of-turn probe.
 constexpr size_t kUrgentMax = 64;
+// Last-chance checks of unconfirmed suspicions in flight at once; beyond it, a suspicion that
+// runs out is acted on without one.
+constexpr size_t kChecksMax = 64;
 // How often dead members are reaped and tombstones expire.
 constexpr Duration kReapEvery = seconds(5);
 
@@ -117,17 +120,12 @@ void Node::on_timer(const Timer& t, Time now) {
         case TimerKind::relay_timeout:
             relay_timeout_fired(t.seq);
             break;
-        case TimerKind::suspicion: {
-            // Stale entries are normal: a confirmation moved the deadline and armed a new one,
-            // or the member refuted. Only the live deadline declares death.
-            Member* m = members_.find(t.member);
-            if (m != nullptr && m->state == MemberState::suspect && m->suspicion &&
-                now >= m->suspicion->deadline()) {
-                ++stats_.deaths;
-                apply_dead(DeadUpdate{m->name, m->incarnation, name_, false}, now, true);
-            }
+        case TimerKind::suspicion:
+            suspicion_expired(t.member, now);
             break;
-        }
+        case TimerKind::last_check:
+            last_check_expired(t.seq, now);
+            break;
         case TimerKind::gossip:
             gossip_tick(now);
             break;
@@ -153,6 +151,12 @@ void Node::add_to_probe_list(const std::string& name) {
     const size_t lo = std::min(probe_index_, probe_list_.size() - 1);
     const size_t j = lo + rng_.below(probe_list_.size() - lo);
     std::swap(probe_list_[j], probe_list_.back());
+}
+
+void Node::probe_soon(const std::string& name) {
+    if (urgent_.size() >= kUrgentMax) return;
+    if (std::find(urgent_.begin(), urgent_.end(), name) != urgent_.end()) return;
+    urgent_.push_back(name);
 }
 
 std::optional<std::string> Node::next_probe_target() {
@@ -192,10 +196,7 @@ void Node::check_phi(Time now) {
         phi_cursor_ = (phi_cursor_ + 1) % probe_list_.size();
         const Member* m = members_.find(probe_list_[phi_cursor_]);
         if (m == nullptr || m->state != MemberState::alive || !m->phi) continue;
-        if (urgent_.size() < kUrgentMax && m->phi->phi(now, params) > config_.phi_suspect &&
-            std::find(urgent_.begin(), urgent_.end(), m->name) == urgent_.end()) {
-            urgent_.push_back(m->name);
-        }
+        if (m->phi->phi(now, params) > config_.phi_suspect) probe_soon(m->name);
     }
 }
 
@@ -251,6 +252,47 @@ void Node::finish_failed_probe(Time now) {
     if (m == nullptr || is_gone(m->state) || m->incarnation != p.incarnation) return;
     if (m->state == MemberState::alive) ++stats_.suspicions;
     apply_suspect(SuspectUpdate{m->name, m->incarnation, name_}, now, true);
+}
+
+void Node::suspicion_expired(const std::string& name, Time now) {
+    // Stale entries are normal: a confirmation moved the deadline and armed a new one, or the
+    // member refuted. Only the live deadline counts.
+    Member* m = members_.find(name);
+    if (m == nullptr || m->state != MemberState::suspect || !m->suspicion ||
+        now < m->suspicion->deadline()) {
+        return;
+    }
+    // Our refinement: a suspicion that ran out without the confirmations Lifeguard expects
+    // rests on one or two failed probes. Before acting on it, probe the member once more,
+    // directly and through relays, carrying the suspicion: a live member answers and
+    // re-announces its incarnation, which repairs the case where the epidemic carrying its
+    // refutation missed us. A crash that others saw too is confirmed and skips this.
+    if (config_.lifeguard && !m->suspicion->checked() &&
+        m->suspicion->confirmations() < m->suspicion->expected() && checks_.size() < kChecksMax) {
+        m->suspicion->mark_checked();
+        const uint32_t seq = next_seq_++;
+        checks_.emplace(seq, LastCheck{m->name, m->incarnation});
+        const Update s = SuspectUpdate{m->name, m->incarnation, name_};
+        send(m->addr, Ping{seq, m->name}, &s);
+        for (const Member* relay : random_members(config_.indirect_checks, m->name)) {
+            send(relay->addr, PingReq{seq, m->name, m->addr});
+        }
+        schedule(now + config_.probe_interval, TimerKind::last_check, seq);
+        return;
+    }
+    ++stats_.deaths;
+    apply_dead(DeadUpdate{m->name, m->incarnation, name_, false}, now, true);
+}
+
+void Node::last_check_expired(uint32_t seq, Time now) {
+    auto it = checks_.find(seq);
+    if (it == checks_.end()) return;  // answered
+    const LastCheck c = it->second;
+    checks_.erase(it);
+    const Member* m = members_.find(c.name);
+    if (m == nullptr || m->state != MemberState::suspect || m->incarnation != c.incarnation) return;
+    ++stats_.deaths;
+    apply_dead(DeadUpdate{m->name, m->incarnation, name_, false}, now, true);
 }
 
 void Node::relay_timeout_fired(uint32_t seq) {
@@ -324,7 +366,19 @@ void Node::handle_packet(const Packet& p, Time now) {
                     ++stats_.packets_ignored;
                     return;
                 }
-                send(p.sender_addr, Ack{body.seq});
+                // If the prober doubts us at an incarnation we already outranked, our answer
+                // carries the refutation itself rather than leaving it to the epidemic.
+                const bool doubted =
+                    std::any_of(p.updates.begin(), p.updates.end(), [&](const Update& u) {
+                        return update_subject(u) == name_ &&
+                               !std::holds_alternative<AliveUpdate>(u);
+                    });
+                if (doubted && !leaving_) {
+                    const Update me = alive_of(self());
+                    send(p.sender_addr, Ack{body.seq}, &me);
+                } else {
+                    send(p.sender_addr, Ack{body.seq});
+                }
             } else if constexpr (std::is_same_v<T, PingReq>) {
                 if (relays_.size() >= kRelaysMax || body.target == name_) {
                     ++stats_.ping_reqs_refused;
@@ -345,6 +399,17 @@ void Node::handle_packet(const Packet& p, Time now) {
                 } else if (auto it = relays_.find(body.seq); it != relays_.end()) {
                     send(it->second.requester, Ack{it->second.requester_seq});
                     relays_.erase(it);
+                } else if (auto c = checks_.find(body.seq); c != checks_.end()) {
+                    // The suspect is alive. Its refutation normally rides on this ack; if it
+                    // did not, the proof of life still buys it a fresh suspicion period.
+                    heard_from(c->second.name, now);
+                    Member* m = members_.find(c->second.name);
+                    if (m != nullptr && m->state == MemberState::suspect && m->suspicion &&
+                        m->incarnation == c->second.incarnation) {
+                        m->suspicion->restart(now);
+                        schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
+                    }
+                    checks_.erase(c);
                 }
             } else if constexpr (std::is_same_v<T, Nack>) {
                 ++stats_.nacks;
@@ -383,6 +448,18 @@ void Node::refute(Incarnation seen, Time now) {
     if (config_.lifeguard) awareness_.apply(1);
     broadcasts_.push(alive_of(me));
     emit(me, me.state, before, now, true);
+}
+
+void Node::about_self(Incarnation accused, Time now) {
+    if (leaving_) return;
+    if (accused >= self().incarnation) {
+        refute(accused, now);
+    } else if (!broadcasts_.contains(name_)) {
+        // The accuser has not heard our refutation yet; the epidemic that carried it may have
+        // missed it. Announce our current incarnation again: the accuser usually probes us
+        // (buddy system), so it gets the answer piggybacked on our ack.
+        broadcasts_.push(alive_of(self()));
+    }
 }
 
 void Node::apply_alive(const AliveUpdate& u, Time now) {
@@ -437,7 +514,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now) {
 
 void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
     if (u.name == name_) {
-        if (!leaving_ && u.incarnation >= self().incarnation) refute(u.incarnation, now);
+        about_self(u.incarnation, now);
         return;
     }
     Member* m = members_.find(u.name);
@@ -479,16 +556,16 @@ void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
     // Verify the suspicion ourselves with probability verifiers/n, so that about
     // `suspicion_verifiers` members probe the suspect within a period: a crash gathers its
     // confirmations quickly, and a live suspect hears of it through their probes and refutes.
-    if (!origin && n > 2 && urgent_.size() < kUrgentMax &&
+    if (!origin && n > 2 &&
         rng_.chance(static_cast<double>(config_.suspicion_verifiers) /
                     static_cast<double>(n - 2))) {
-        urgent_.push_back(m->name);
+        probe_soon(m->name);
     }
 }
 
 void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
     if (u.name == name_) {
-        if (!leaving_ && u.incarnation >= self().incarnation) refute(u.incarnation, now);
+        about_self(u.incarnation, now);
         return;
     }
     Member* m = members_.find(u.name);
@@ -549,12 +626,22 @@ void Node::merge(const PushPull& remote, Time now) {
                 apply_alive(AliveUpdate{s.name, s.addr, s.http, s.incarnation, s.tags, s.protocol},
                             now);
                 break;
-            // A peer's belief that a member is dead is only a suspicion to us: its view may be
-            // stale or partitioned, and suspicion gives the member a chance to refute
-            // (memberlist's mergeState does the same).
+            // A peer's suspicion or verdict is hearsay: its view may be stale or from the
+            // other side of a partition, and it is not independent evidence. Counting it as a
+            // confirmation (as memberlist's mergeState effectively does) lets one lossy probe
+            // collect "confirmations" from every push-pull and shrink the suspicion timeout to
+            // its minimum. So we verify it ourselves with an out-of-turn probe instead. The
+            // accused, if it is us, refutes: that is how both halves of a healed partition and
+            // a restarted node learn to outrank what the others believe.
             case MemberState::suspect:
             case MemberState::dead:
-                apply_suspect(SuspectUpdate{s.name, s.incarnation, remote.sender}, now, false);
+                if (s.name == name_) {
+                    about_self(s.incarnation, now);
+                } else if (const Member* m = members_.find(s.name);
+                           m != nullptr && m->state == MemberState::alive &&
+                           s.incarnation >= m->incarnation) {
+                    probe_soon(s.name);
+                }
                 break;
             case MemberState::left:
                 apply_dead(DeadUpdate{s.name, s.incarnation, s.name, true}, now, false);

@@ -144,7 +144,8 @@ class Node {
         gossip,
         push_pull,
         reconnect,
-        reap
+        reap,
+        last_check
     };
     struct Timer {
         Time at;
@@ -162,6 +163,10 @@ class Node {
         uint32_t nacks_expected = 0;
         uint32_t nacks = 0;
     };
+    struct LastCheck {
+        std::string name;
+        Incarnation incarnation;
+    };
     struct Relay {
         Address requester;
         uint32_t requester_seq;
@@ -176,7 +181,11 @@ class Node {
     void finish_failed_probe(Time now);
     void probe_timeout_fired(uint32_t seq, Time now);
     void relay_timeout_fired(uint32_t seq);
+    void suspicion_expired(const std::string& name, Time now);
+    void last_check_expired(uint32_t seq, Time now);
     std::optional<std::string> next_probe_target();
+    // Queues an out-of-turn probe (bounded; duplicates ignored).
+    void probe_soon(const std::string& name);
     void check_phi(Time now);
     void add_to_probe_list(const std::string& name);
     // Up to k distinct random live members other than us and `except`.
@@ -198,6 +207,8 @@ class Node {
     void apply_suspect(const SuspectUpdate& u, Time now, bool origin);
     void apply_dead(const DeadUpdate& u, Time now, bool origin);
     void refute(Incarnation seen, Time now);
+    // Someone suspects us or declared us dead at `accused`.
+    void about_self(Incarnation accused, Time now);
     void heard_from(const std::string& name, Time now);
     void emit(const Member& m, std::optional<MemberState> previous, Incarnation previous_inc,
               Time now, bool origin);
@@ -224,6 +235,7 @@ class Node {
     size_t phi_cursor_ = 0;
     std::optional<Probe> probe_;
     std::map<uint32_t, Relay> relays_;
+    std::map<uint32_t, LastCheck> checks_;
     uint32_t next_seq_ = 1;
     std::vector<std::string> gone_;  // dead and left members, for reconnects and reaping
 

@@ -29,6 +29,15 @@ class Suspicion {
     bool confirm(const std::string& from);
 
     Time deadline() const;
+    // A proof of life without a refutation: the suspicion starts over, confirmations kept.
+    void restart(Time now) {
+        start_ = now;
+        checked_ = false;
+    }
+    // Whether the last-chance probe before the verdict was made (see Node).
+    bool checked() const { return checked_; }
+    void mark_checked() { checked_ = true; }
+    uint32_t expected() const { return expected_; }
     Time start() const { return start_; }
     Incarnation incarnation() const { return incarnation_; }
     uint32_t confirmations() const { return static_cast<uint32_t>(confirmers_.size()); }
@@ -41,6 +50,7 @@ class Suspicion {
     Duration max_;
     uint32_t expected_;
     std::vector<std::string> confirmers_;  // at most `expected_`: more cannot shorten the timeout
+    bool checked_ = false;
 };
 
 }  // namespace chorus
