@@ -39,13 +39,21 @@ void BroadcastQueue::push(Update u) {
 size_t BroadcastQueue::take(size_t budget, uint32_t limit, std::vector<Update>& out) {
     // The smallest update we encode is well above this; once less is left, stop scanning.
     constexpr size_t kSmallestUseful = 24;
+    // Updates are of similar sizes, so after this many in a row that do not fit, the rest will
+    // not either; without the bound a long queue is scanned to its end for every packet.
+    constexpr size_t kMissesMax = 8;
     size_t used = 0;
+    size_t misses = 0;
     std::vector<uint64_t> taken;
     for (const Key& k : order_) {
-        if (budget - used < kSmallestUseful) break;
+        if (budget - used < kSmallestUseful || misses >= kMissesMax) break;
         const uint64_t id = ~k.second;
         const Item& item = items_.at(id);
-        if (item.bytes > budget - used) continue;
+        if (item.bytes > budget - used) {
+            ++misses;
+            continue;
+        }
+        misses = 0;
         used += item.bytes;
         out.push_back(item.update);
         taken.push_back(id);
