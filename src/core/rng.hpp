@@ -6,6 +6,7 @@
 // with rejection, which is unbiased.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>

@@ -1,0 +1,347 @@
+#include "core/node.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "core/harness.hpp"
+
+using namespace chorus;
+using chorus::test::Cluster;
+
+namespace {
+
+Cluster five() {
+    Cluster c;
+    c.add("a");
+    for (const char* n : {"b", "c", "d", "e"})
+        c.add(n, {"a"});
+    return c;
+}
+
+bool everyone_sees_everyone(Cluster& c) {
+    for (auto& [name, n] : c.nodes) {
+        if (!c.all_see(name, MemberState::alive)) return false;
+    }
+    return true;
+}
+
+// One node that knows `peers` alive, learned through a push-pull, so tests can feed it exact
+// packets and read exactly what it sends.
+struct Solo {
+    Config config;
+    Node node;
+    Time now{};
+
+    explicit Solo(Config c, std::vector<std::string> peers = {"b", "c", "d", "e", "f"})
+        : config(c), node(config, Identity{"a", Address{"a"}, "", {}, Incarnation{0}}, 9, Time{}) {
+        PushPull pp;
+        pp.cluster = config.cluster;
+        pp.sender = peers.front();
+        for (auto& p : peers)
+            pp.members.push_back(
+                MemberSnapshot{p, Address{p}, "", Incarnation{0}, MemberState::alive, {}, 0, 1});
+        node.push_pull_done(Address{peers.front()}, pp, now);
+        node.outbox().clear();
+    }
+    Packet from(const std::string& sender, Body body, std::vector<Update> updates = {}) {
+        Packet p;
+        p.cluster = config.cluster;
+        p.sender = sender;
+        p.sender_addr = Address{sender};
+        p.body = std::move(body);
+        p.updates = std::move(updates);
+        return p;
+    }
+    void advance_to(Time t) {
+        while (node.next_deadline() <= t) {
+            now = node.next_deadline();
+            node.tick(now);
+        }
+        now = t;
+    }
+    MemberState state(const std::string& name) { return node.members().find(name)->state; }
+    // The packets sent since the last call.
+    std::vector<OutPacket> sent() {
+        auto out = std::move(node.outbox().packets);
+        node.outbox().clear();
+        return out;
+    }
+};
+
+bool carries(const Packet& p, const std::string& subject, size_t index_or_any = SIZE_MAX) {
+    for (size_t i = 0; i < p.updates.size(); ++i) {
+        if (update_subject(p.updates[i]) == subject &&
+            (index_or_any == SIZE_MAX || index_or_any == i))
+            return true;
+    }
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("members started from one seed all come to see each other alive") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+}
+
+TEST_CASE("a crashed member is suspected, then declared dead by every other member") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    c.crash("c");
+    REQUIRE(c.run_until_true([&] { return c.all_see("c", MemberState::dead); }, seconds(30)));
+    bool suspected_first = false;
+    for (auto& [observer, e] : c.events)
+        suspected_first |= e.name == "c" && e.current == MemberState::suspect;
+    REQUIRE(suspected_first);
+}
+
+TEST_CASE("a member that leaves is seen as left, not dead") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    c["d"].leave(c.now);
+    c.drain("d");
+    REQUIRE(c.run_until_true([&] { return c.all_see("d", MemberState::left); }, seconds(5)));
+    c.crash("d");
+    c.run_for(seconds(20));
+    REQUIRE(c.all_see("d", MemberState::left));
+}
+
+TEST_CASE("a suspected member refutes with a higher incarnation and stays alive") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    Packet p;
+    p.cluster = c.config.cluster;
+    p.sender = "e";
+    p.sender_addr = Address{"e"};
+    p.updates.push_back(SuspectUpdate{"b", Incarnation{0}, "e"});
+    c["a"].handle_packet(p, c.now);
+    c.drain("a");
+    REQUIRE(c.view("a", "b") == MemberState::suspect);
+    REQUIRE(
+        c.run_until_true([&] { return c["b"].self().incarnation == Incarnation{1}; }, seconds(5)));
+    REQUIRE(c.run_until_true([&] { return c.all_see("b", MemberState::alive); }, seconds(5)));
+    c.run_for(seconds(30));
+    for (auto& [observer, e] : c.events)
+        REQUIRE_FALSE((e.name == "b" && e.current == MemberState::dead));
+}
+
+TEST_CASE("a restarted member rejoins with a higher incarnation than its previous life") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    c.crash("e");
+    REQUIRE(c.run_until_true([&] { return c.all_see("e", MemberState::dead); }, seconds(30)));
+    c.add("e", {"a"}, 0);
+    REQUIRE(c.run_until_true([&] { return c.all_see("e", MemberState::alive); }, seconds(10)));
+    REQUIRE(c["e"].self().incarnation > Incarnation{0});
+    REQUIRE(c["a"].members().find("e")->incarnation == c["e"].self().incarnation);
+}
+
+TEST_CASE("a member whose direct link is cut stays alive through indirect probes") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    c.drop = [](const std::string& from, const std::string& to) {
+        return (from == "a" && to == "b") || (from == "b" && to == "a");
+    };
+    c.run_for(seconds(20));
+    REQUIRE(c["a"].stats().ping_reqs_sent > 0);
+    REQUIRE(c.view("a", "b") == MemberState::alive);
+    for (auto& [observer, e] : c.events)
+        REQUIRE_FALSE((e.name == "b" && e.current == MemberState::dead));
+}
+
+TEST_CASE("relays that cannot reach a crashed target answer with nacks (Lifeguard §4.3)") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    c.crash("c");
+    c.run_for(seconds(5));
+    uint64_t nacks = 0;
+    for (auto& [name, n] : c.nodes)
+        nacks += n->stats().nacks;
+    REQUIRE(nacks > 0);
+}
+
+TEST_CASE("the two halves of a healed partition merge without a restart") {
+    Cluster c;
+    c.config.reconnect_interval = seconds(2);
+    c.add("a");
+    for (const char* n : {"b", "c", "d", "e", "f"})
+        c.add(n, {"a"});
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    const auto side = [](const std::string& n) { return n < "d"; };
+    c.drop = [&](const std::string& from, const std::string& to) { return side(from) != side(to); };
+    REQUIRE(c.run_until_true(
+        [&] {
+            return c.view("a", "e") == MemberState::dead && c.view("e", "a") == MemberState::dead;
+        },
+        seconds(30)));
+    c.drop = [](auto&, auto&) { return false; };
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(30)));
+}
+
+TEST_CASE("a ping meant for another member is not answered") {
+    Solo s(Config::local());
+    s.node.handle_packet(s.from("b", Ping{7, "zed"}), s.now);
+    REQUIRE(s.sent().empty());
+    s.node.handle_packet(s.from("b", Ping{8, "a"}), s.now);
+    auto out = s.sent();
+    REQUIRE(out.size() == 1);
+    REQUIRE(std::get<Ack>(out[0].packet.body).seq == 8);
+    REQUIRE(out[0].to == Address{"b"});
+}
+
+TEST_CASE(
+    "a suspicion heard in a push-pull is verified by probing, never counted as a confirmation") {
+    Solo s(Config::local());
+    s.node.handle_packet(s.from("b", std::monostate{}, {SuspectUpdate{"c", Incarnation{0}, "b"}}),
+                         s.now);
+    REQUIRE(s.state("c") == MemberState::suspect);
+    PushPull hearsay;
+    hearsay.cluster = s.config.cluster;
+    hearsay.sender = "d";
+    hearsay.members.push_back(
+        MemberSnapshot{"c", Address{"c"}, "", Incarnation{0}, MemberState::suspect, {}, 0, 1});
+    hearsay.members.push_back(
+        MemberSnapshot{"e", Address{"e"}, "", Incarnation{0}, MemberState::dead, {}, 0, 1});
+    (void)s.node.handle_push_pull(hearsay, s.now);
+    REQUIRE(s.node.stats().confirmations == 0);
+    REQUIRE(s.state("e") == MemberState::alive);  // hearsay alone changes nothing
+    // ...but the next probe goes to a member the hearsay named, out of turn.
+    const uint64_t early = s.node.stats().probes_early;
+    s.sent();
+    s.advance_to(s.now + s.config.probe_interval * 2);
+    REQUIRE(s.node.stats().probes_early > early);
+}
+
+TEST_CASE("an unconfirmed suspicion gets a last-chance probe before the verdict") {
+    Solo s(Config::local());
+    s.node.handle_packet(s.from("b", std::monostate{}, {SuspectUpdate{"c", Incarnation{0}, "b"}}),
+                         s.now);
+    // Steps until the suspicion's deadline passes and the node sends its last check: a ping to
+    // c together with ping-reqs of the same sequence number (a regular probe sends its
+    // ping-reqs only after the probe timeout).
+    const auto await_check = [&]() -> std::optional<Packet> {
+        for (int step = 0; step < 10000; ++step) {
+            s.advance_to(s.now + milliseconds(10));
+            auto out = s.sent();
+            for (auto& p : out) {
+                const auto* ping = std::get_if<Ping>(&p.packet.body);
+                if (ping == nullptr || p.to != Address{"c"}) continue;
+                for (auto& q : out) {
+                    const auto* req = std::get_if<PingReq>(&q.packet.body);
+                    if (req != nullptr && req->seq == ping->seq) return p.packet;
+                }
+            }
+            if (s.state("c") != MemberState::suspect) return std::nullopt;
+        }
+        return std::nullopt;
+    };
+    auto check = await_check();
+    REQUIRE(check.has_value());
+    REQUIRE(s.state("c") == MemberState::suspect);
+    REQUIRE(carries(*check, "c", 0));  // the suspicion rides first, so c can refute
+    // c answers without a refutation: proof of life restarts the suspicion.
+    s.node.handle_packet(s.from("c", Ack{std::get<Ping>(check->body).seq}), s.now);
+    s.advance_to(s.now + s.config.probe_interval * 2);
+    REQUIRE(s.state("c") == MemberState::suspect);
+    // The next expiry checks again; this time c stays silent and is declared dead.
+    check = await_check();
+    REQUIRE(check.has_value());
+    REQUIRE(s.state("c") == MemberState::suspect);
+    s.advance_to(s.now + s.config.probe_interval);
+    REQUIRE(s.state("c") == MemberState::dead);
+}
+
+TEST_CASE("a suspicion confirmed by enough members is declared at the minimum timeout") {
+    Solo s(Config::local());
+    s.node.handle_packet(s.from("b", std::monostate{}, {SuspectUpdate{"c", Incarnation{0}, "b"}}),
+                         s.now);
+    for (const char* who : {"d", "e", "f"}) {
+        s.node.handle_packet(
+            s.from(who, std::monostate{}, {SuspectUpdate{"c", Incarnation{0}, who}}), s.now);
+    }
+    REQUIRE(s.node.stats().confirmations == 3);
+    const Duration min = suspicion_min(s.config, s.node.members().live());
+    s.advance_to(s.now + min);
+    REQUIRE(s.state("c") == MemberState::dead);
+}
+
+TEST_CASE("without Lifeguard a suspicion lasts the minimum, confirmed or not") {
+    Config c = Config::local();
+    c.lifeguard = false;
+    Solo s(c);
+    s.node.handle_packet(s.from("b", std::monostate{}, {SuspectUpdate{"c", Incarnation{0}, "b"}}),
+                         s.now);
+    const Duration min = suspicion_min(s.config, s.node.members().live());
+    s.advance_to(s.now + min - milliseconds(1));
+    REQUIRE(s.state("c") == MemberState::suspect);
+    s.advance_to(s.now + milliseconds(1));
+    REQUIRE(s.state("c") == MemberState::dead);
+}
+
+TEST_CASE("a node told it is suspected refutes, and answers a stale accusation with its alive") {
+    Solo s(Config::local());
+    s.node.handle_packet(s.from("b", Ping{1, "a"}, {SuspectUpdate{"a", Incarnation{0}, "b"}}),
+                         s.now);
+    REQUIRE(s.node.self().incarnation == Incarnation{1});
+    REQUIRE(s.node.stats().refutations == 1);
+    auto out = s.sent();
+    REQUIRE(out.size() == 1);
+    REQUIRE(carries(out[0].packet, "a", 0));
+    // Someone who missed the refutation probes with the old suspicion: no new bump, but the
+    // ack carries the current alive first.
+    s.node.handle_packet(s.from("d", Ping{2, "a"}, {SuspectUpdate{"a", Incarnation{0}, "d"}}),
+                         s.now);
+    REQUIRE(s.node.self().incarnation == Incarnation{1});
+    out = s.sent();
+    REQUIRE(out.size() == 1);
+    const auto& first = std::get<AliveUpdate>(out[0].packet.updates.at(0));
+    REQUIRE(first.name == "a");
+    REQUIRE(first.incarnation == Incarnation{1});
+}
+
+TEST_CASE("a probe of a suspect carries the suspicion (buddy system, Lifeguard §4.3)") {
+    Solo s(Config::local(), {"b"});
+    s.node.handle_packet(s.from("c", std::monostate{}, {SuspectUpdate{"b", Incarnation{0}, "c"}}),
+                         s.now);
+    s.sent();
+    s.advance_to(s.now + s.config.probe_interval * 2);
+    bool buddy = false;
+    for (auto& p : s.sent()) {
+        if (std::holds_alternative<Ping>(p.packet.body) && p.to == Address{"b"})
+            buddy |= carries(p.packet, "b", 0);
+    }
+    REQUIRE(buddy);
+}
+
+TEST_CASE("packets stay within packet_bytes_max however much is queued") {
+    Solo s(Config::local());
+    for (int i = 0; i < 500; ++i) {
+        const std::string n = "member-with-a-long-name-" + std::to_string(i);
+        s.node.handle_packet(
+            s.from("b", std::monostate{},
+                   {AliveUpdate{
+                       n, Address{n + ":7900"}, "", Incarnation{1}, {{"role", "worker"}}, 1}}),
+            s.now);
+    }
+    s.advance_to(s.now + seconds(2));
+    auto out = s.sent();
+    REQUIRE_FALSE(out.empty());
+    for (auto& p : out) {
+        size_t bytes = encoded_size_bound(p.packet);
+        for (auto& u : p.packet.updates)
+            bytes += encoded_size_bound(u);
+        REQUIRE(bytes <= s.config.packet_bytes_max);
+    }
+}
+
+TEST_CASE("a node leaving stops probing and announces left") {
+    Solo s(Config::local());
+    s.node.leave(s.now);
+    REQUIRE(s.node.self().state == MemberState::left);
+    auto out = s.sent();
+    REQUIRE_FALSE(out.empty());
+    REQUIRE(std::holds_alternative<DeadUpdate>(out[0].packet.updates.at(0)));
+    REQUIRE(std::get<DeadUpdate>(out[0].packet.updates.at(0)).left);
+    const uint64_t probes = s.node.stats().probes;
+    s.advance_to(s.now + seconds(5));
+    REQUIRE(s.node.stats().probes == probes);
+}

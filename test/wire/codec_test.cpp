@@ -1,0 +1,293 @@
+#include "wire/codec.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "core/rng.hpp"
+
+using namespace chorus;
+using namespace chorus::wire;
+
+namespace {
+
+Limits limits() {
+    Limits l;
+    l.cluster = "test";
+    return l;
+}
+
+std::string random_string(Rng& r, size_t min, size_t max) {
+    std::string s(min + r.below(max - min + 1), 'x');
+    for (char& c : s)
+        c = static_cast<char>('a' + r.below(26));
+    return s;
+}
+
+Update random_update(Rng& r) {
+    switch (r.below(3)) {
+        case 0: {
+            Tags tags;
+            const size_t n = r.below(4);
+            for (size_t i = 0; i < n; ++i)
+                tags.emplace_back("k" + std::to_string(i), random_string(r, 0, 20));
+            return AliveUpdate{random_string(r, 1, 60),
+                               Address{random_string(r, 1, 40)},
+                               random_string(r, 0, 40),
+                               Incarnation{static_cast<uint32_t>(r.next())},
+                               tags,
+                               1};
+        }
+        case 1:
+            return SuspectUpdate{random_string(r, 1, 60),
+                                 Incarnation{static_cast<uint32_t>(r.next())},
+                                 random_string(r, 1, 60)};
+        default:
+            return DeadUpdate{random_string(r, 1, 60), Incarnation{static_cast<uint32_t>(r.next())},
+                              random_string(r, 1, 60), r.chance(0.5)};
+    }
+}
+
+Packet random_packet(Rng& r) {
+    Packet p;
+    p.cluster = "test";
+    p.sender = random_string(r, 1, 60);
+    p.sender_addr = Address{random_string(r, 1, 40)};
+    p.sender_load_milli = static_cast<uint32_t>(r.below(5000));
+    switch (r.below(5)) {
+        case 0:
+            break;
+        case 1:
+            p.body = Ping{static_cast<uint32_t>(r.next()), random_string(r, 1, 60)};
+            break;
+        case 2:
+            p.body = PingReq{static_cast<uint32_t>(r.next()), random_string(r, 1, 60),
+                             Address{random_string(r, 1, 40)}};
+            break;
+        case 3:
+            p.body = Ack{static_cast<uint32_t>(r.next())};
+            break;
+        default:
+            p.body = Nack{static_cast<uint32_t>(r.next())};
+            break;
+    }
+    const size_t n = r.below(12);
+    for (size_t i = 0; i < n; ++i)
+        p.updates.push_back(random_update(r));
+    return p;
+}
+
+size_t bound_of(const Packet& p) {
+    size_t b = encoded_size_bound(p);
+    for (const auto& u : p.updates)
+        b += encoded_size_bound(u);
+    return b;
+}
+
+Packet sample_packet() {
+    Packet p;
+    p.cluster = "test";
+    p.sender = "node-1";
+    p.sender_addr = Address{"10.0.0.1:7900"};
+    p.sender_load_milli = 250;
+    p.body = PingReq{42, "node-2", Address{"10.0.0.2:7900"}};
+    p.updates = {AliveUpdate{"node-3",
+                             Address{"10.0.0.3:7900"},
+                             "10.0.0.3:7980",
+                             Incarnation{7},
+                             {{"role", "db"}, {"zone", "a"}},
+                             1},
+                 SuspectUpdate{"node-4", Incarnation{2}, "node-1"},
+                 DeadUpdate{"node-5", Incarnation{9}, "node-5", true}};
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("packets survive a round trip unchanged") {
+    const Packet p = sample_packet();
+    auto d = decode_packet(encode(p), limits());
+    REQUIRE(d.ok());
+    REQUIRE(d->sender == p.sender);
+    REQUIRE(d->sender_addr == p.sender_addr);
+    REQUIRE(d->sender_load_milli == 250);
+    const auto& req = std::get<PingReq>(d->body);
+    REQUIRE(req.seq == 42);
+    REQUIRE(req.target == "node-2");
+    REQUIRE(req.target_addr == Address{"10.0.0.2:7900"});
+    REQUIRE(d->updates.size() == 3);
+    const auto& a = std::get<AliveUpdate>(d->updates[0]);
+    REQUIRE(a.name == "node-3");
+    REQUIRE(a.http == "10.0.0.3:7980");
+    REQUIRE(a.incarnation == Incarnation{7});
+    REQUIRE(a.tags == Tags{{"role", "db"}, {"zone", "a"}});
+    REQUIRE(std::get<SuspectUpdate>(d->updates[1]).from == "node-1");
+    REQUIRE(std::get<DeadUpdate>(d->updates[2]).left);
+}
+
+TEST_CASE("random packets round trip and never exceed the core's size bound") {
+    Rng r(11);
+    for (int i = 0; i < 2000; ++i) {
+        const Packet p = random_packet(r);
+        const auto bytes = encode(p);
+        INFO("packet " << i);
+        REQUIRE(bytes.size() <= bound_of(p));
+        // The bound is an upper bound, but not a wasteful one: packets stay well filled.
+        REQUIRE(bound_of(p) <= 2 * bytes.size() + 128);
+        Limits l = limits();
+        l.packet_bytes_max = 65000;
+        auto d = decode_packet(bytes, l);
+        REQUIRE(d.ok());
+        REQUIRE(d->updates.size() == p.updates.size());
+        REQUIRE(d->body.index() == p.body.index());
+    }
+}
+
+TEST_CASE("push-pull state survives a round trip") {
+    PushPull pp;
+    pp.cluster = "test";
+    pp.sender = "a";
+    pp.join = true;
+    pp.members = {
+        MemberSnapshot{
+            "a", Address{"a:1"}, "a:2", Incarnation{3}, MemberState::alive, {{"k", "v"}}, 120, 1},
+        MemberSnapshot{"b", Address{}, "", Incarnation{4}, MemberState::dead, {}, 0, 1}};
+    auto d = decode_push_pull(encode(pp), limits());
+    REQUIRE(d.ok());
+    REQUIRE(d->join);
+    REQUIRE(d->sender == "a");
+    REQUIRE(d->members.size() == 2);
+    REQUIRE(d->members[0].tags == Tags{{"k", "v"}});
+    REQUIRE(d->members[0].load_milli == 120);
+    REQUIRE(d->members[1].state == MemberState::dead);
+}
+
+TEST_CASE("another cluster's or protocol version's packets are rejected with their reason") {
+    Packet p = sample_packet();
+    p.cluster = "other";
+    auto d = decode_packet(encode(p), limits());
+    REQUIRE_FALSE(d.ok());
+    REQUIRE(d.error().reason == DecodeError::wrong_cluster);
+
+    p = sample_packet();
+    p.version = 9;
+    d = decode_packet(encode(p), limits());
+    REQUIRE_FALSE(d.ok());
+    REQUIRE(d.error().reason == DecodeError::wrong_version);
+
+    PushPull pp;
+    pp.cluster = "other";
+    pp.sender = "a";
+    REQUIRE(decode_push_pull(encode(pp), limits()).error().reason == DecodeError::wrong_cluster);
+}
+
+TEST_CASE("oversized buffers are rejected before they are parsed") {
+    std::vector<uint8_t> big(2000, 0);
+    auto d = decode_packet(big, limits());
+    REQUIRE(d.error().reason == DecodeError::too_large);
+    Limits l = limits();
+    l.frame_bytes_max = 100;
+    REQUIRE(decode_push_pull(big, l).error().reason == DecodeError::too_large);
+}
+
+TEST_CASE("fields that break our bounds are rejected with what was wrong") {
+    struct Row {
+        const char* what;
+        std::function<void(Packet&)> breaks;
+    };
+    const Row rows[] = {
+        {"sender is missing", [](Packet& p) { p.sender.clear(); }},
+        {"sender_addr is missing", [](Packet& p) { p.sender_addr = Address{}; }},
+        {"sender is 200 bytes", [](Packet& p) { p.sender = std::string(200, 's'); }},
+        {"ping.target is missing",
+         [](Packet& p) {
+             p.body = Ping{1, ""};
+         }},
+        {"33 tags",
+         [](Packet& p) {
+             Tags t;
+             for (int i = 0; i < 33; ++i)
+                 t.emplace_back("k" + std::to_string(i), "v");
+             p.updates = {AliveUpdate{"x", Address{"x"}, "", Incarnation{1}, t, 1}};
+         }},
+        {"duplicate tag key",
+         [](Packet& p) {
+             p.updates = {
+                 AliveUpdate{"x", Address{"x"}, "", Incarnation{1}, {{"k", "a"}, {"k", "b"}}, 1}};
+         }},
+        {"suspect.from is missing",
+         [](Packet& p) {
+             p.updates = {SuspectUpdate{"x", Incarnation{1}, ""}};
+         }},
+    };
+    for (const Row& r : rows) {
+        Packet p = sample_packet();
+        r.breaks(p);
+        Limits l = limits();
+        l.packet_bytes_max = 65000;
+        auto d = decode_packet(encode(p), l);
+        INFO(r.what);
+        REQUIRE_FALSE(d.ok());
+        REQUIRE(d.error().reason == DecodeError::bad_field);
+        REQUIRE_FALSE(d.error().detail.empty());
+    }
+}
+
+TEST_CASE("garbage is rejected, never trusted") {
+    Rng r(5);
+    for (int i = 0; i < 5000; ++i) {
+        std::vector<uint8_t> junk(r.below(1400));
+        for (auto& b : junk)
+            b = static_cast<uint8_t>(r.next());
+        REQUIRE_FALSE(decode_packet(junk, limits()).ok());
+        REQUIRE_FALSE(decode_push_pull(junk, limits()).ok());
+    }
+}
+
+TEST_CASE("every truncation of a valid packet is rejected, unless it only lost padding") {
+    const Packet original = sample_packet();
+    const auto bytes = encode(original);
+    size_t rejected = 0;
+    for (size_t n = 0; n < bytes.size(); ++n) {
+        INFO("first " << n << " of " << bytes.size() << " bytes");
+        auto d = decode_packet(std::span(bytes.data(), n), limits());
+        if (!d.ok()) {
+            ++rejected;
+            continue;
+        }
+        // Flatbuffers pads strings at the end of the buffer; losing padding loses nothing.
+        REQUIRE(encode(*d) == bytes);
+    }
+    REQUIRE(rejected + 8 >= bytes.size());
+}
+
+TEST_CASE("bit flips of a valid packet are rejected or decode to values within bounds") {
+    const auto good = encode(sample_packet());
+    const Limits l = limits();
+    size_t rejected = 0;
+    for (size_t bit = 0; bit < good.size() * 8; ++bit) {
+        auto bytes = good;
+        bytes[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+        auto d = decode_packet(bytes, l);
+        if (!d.ok()) {
+            ++rejected;
+            continue;
+        }
+        REQUIRE_FALSE(d->sender.empty());
+        REQUIRE(d->sender.size() <= l.name_bytes_max);
+        REQUIRE(d->cluster == "test");
+        for (const auto& u : d->updates) {
+            REQUIRE_FALSE(update_subject(u).empty());
+            REQUIRE(update_subject(u).size() <= l.name_bytes_max);
+        }
+    }
+    REQUIRE(rejected > 0);
+}
+
+TEST_CASE("decode stats count rejections by reason") {
+    DecodeStats s;
+    s.count(DecodeError::malformed);
+    s.count(DecodeError::malformed);
+    s.count(DecodeError::wrong_cluster);
+    REQUIRE(s.rejected[static_cast<size_t>(DecodeError::malformed)] == 2);
+    REQUIRE(s.total() == 3);
+    REQUIRE(to_string(DecodeError::wrong_cluster) == "wrong_cluster");
+}
