@@ -4,8 +4,8 @@
 
 namespace chorus {
 
-const std::string& update_subject(const Update& u) {
-    return std::visit([](const auto& x) -> const std::string& { return x.name; }, u);
+const Name& update_subject(const Update& u) {
+    return std::visit([](const auto& x) -> const Name& { return x.name; }, u);
 }
 
 void BroadcastQueue::erase(uint64_t id) {
@@ -16,7 +16,7 @@ void BroadcastQueue::erase(uint64_t id) {
     items_.erase(it);
 }
 
-void BroadcastQueue::forget(const std::string& name) {
+void BroadcastQueue::forget(const Name& name) {
     if (auto it = by_member_.find(name); it != by_member_.end()) erase(it->second);
 }
 

@@ -30,9 +30,9 @@ class BroadcastQueue {
     size_t take(size_t budget, uint32_t limit, std::vector<Update>& out);
 
     // Drops the queued update about `name`, if any.
-    void forget(const std::string& name);
+    void forget(const Name& name);
 
-    bool contains(const std::string& name) const { return by_member_.contains(name); }
+    bool contains(const Name& name) const { return by_member_.contains(name); }
     size_t size() const { return items_.size(); }
     bool empty() const { return items_.empty(); }
     uint64_t dropped() const { return dropped_; }
@@ -54,7 +54,7 @@ class BroadcastQueue {
     uint64_t dropped_ = 0;
     std::map<uint64_t, Item> items_;
     std::set<Key> order_;
-    std::map<std::string, uint64_t, std::less<>> by_member_;
+    std::map<Name, uint64_t, NameLess> by_member_;
 };
 
 }  // namespace chorus

@@ -22,6 +22,7 @@ Config Config::wan() {
     c.phi_acceptable_pause = milliseconds(3000);
     c.phi_min_std_dev = milliseconds(500);
     c.push_pull_interval = seconds(60);
+    c.push_pull_startup = seconds(10);
     c.reconnect_interval = seconds(15);
     return c;
 }
@@ -36,6 +37,7 @@ Config Config::local() {
     c.phi_acceptable_pause = milliseconds(500);
     c.phi_min_std_dev = milliseconds(100);
     c.push_pull_interval = seconds(15);
+    c.push_pull_startup = seconds(2);
     c.reconnect_interval = seconds(2);
     return c;
 }
@@ -89,6 +91,8 @@ Status Config::validate() const {
              "must lie within [512, 65000]"),
         rule(broadcast_queue_max >= 16, "broadcast_queue_max", "must be at least 16"),
         rule(push_pull_interval >= seconds(1), "push_pull_interval", "must be at least 1s"),
+        rule(push_pull_startup >= milliseconds(100) && push_pull_startup <= push_pull_interval,
+             "push_pull_startup", "must lie within [100ms, push_pull_interval]"),
         rule(push_pull_scale_threshold >= 1, "push_pull_scale_threshold", "must be at least 1"),
         rule(reconnect_interval >= milliseconds(100), "reconnect_interval",
              "must be at least 100ms"),

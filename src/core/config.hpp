@@ -92,6 +92,9 @@ struct Config {
     // Full-state push-pull with one random member. Above push_pull_scale_threshold members the
     // interval grows by one step per doubling, so per-node bandwidth stays flat.
     Duration push_pull_interval = seconds(30);
+    // After start, push-pulls come at this interval, doubling until they reach the regular one,
+    // so that the partial views of members that joined together merge in a few rounds.
+    Duration push_pull_startup = seconds(2);
     uint32_t push_pull_scale_threshold = 32;
     // Dead (not left) members are re-contacted by push-pull every reconnect_interval, so the
     // two halves of a healed partition merge by themselves.

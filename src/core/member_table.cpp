@@ -43,12 +43,12 @@ bool dead_overrides(const Member& m, const DeadUpdate& u) {
     return false;
 }
 
-Member* MemberTable::find(std::string_view name) {
+Member* MemberTable::find(const Name& name) {
     auto it = members_.find(name);
     return it == members_.end() ? nullptr : &it->second;
 }
 
-const Member* MemberTable::find(std::string_view name) const {
+const Member* MemberTable::find(const Name& name) const {
     auto it = members_.find(name);
     return it == members_.end() ? nullptr : &it->second;
 }
@@ -63,7 +63,7 @@ Member* MemberTable::add(Member m) {
     return &it->second;
 }
 
-void MemberTable::remove(const std::string& name, Time tombstone_until) {
+void MemberTable::remove(const Name& name, Time tombstone_until) {
     auto it = members_.find(name);
     CHORUS_ASSERT(it != members_.end() && is_gone(it->second.state));
     --counts_[static_cast<size_t>(it->second.state)];
@@ -71,7 +71,7 @@ void MemberTable::remove(const std::string& name, Time tombstone_until) {
     members_.erase(it);
 }
 
-std::optional<Incarnation> MemberTable::tombstone(std::string_view name, Time now) const {
+std::optional<Incarnation> MemberTable::tombstone(const Name& name, Time now) const {
     auto it = tombstones_.find(name);
     if (it == tombstones_.end() || it->second.until <= now) return std::nullopt;
     return it->second.incarnation;

@@ -21,9 +21,9 @@
 namespace chorus {
 
 struct Member {
-    std::string name;
+    Name name;
     Address addr;
-    std::string http;
+    Name http;
     Incarnation incarnation;
     MemberState state = MemberState::alive;
     Tags tags;
@@ -54,15 +54,15 @@ class MemberTable {
   public:
     explicit MemberTable(size_t max_members) : max_(max_members) {}
 
-    Member* find(std::string_view name);
-    const Member* find(std::string_view name) const;
+    Member* find(const Name& name);
+    const Member* find(const Name& name) const;
 
     // Adds a member; returns nullptr if the table is full.
     Member* add(Member m);
     // Removes a gone member and leaves a tombstone until `tombstone_until`.
-    void remove(const std::string& name, Time tombstone_until);
+    void remove(const Name& name, Time tombstone_until);
     // The incarnation a tombstone remembers for `name`, if one is still in force.
-    std::optional<Incarnation> tombstone(std::string_view name, Time now) const;
+    std::optional<Incarnation> tombstone(const Name& name, Time now) const;
     void expire_tombstones(Time now);
 
     void set_state(Member& m, MemberState s, Time now);
@@ -91,8 +91,8 @@ class MemberTable {
         Time until;
     };
     size_t max_;
-    std::map<std::string, Member, std::less<>> members_;
-    std::map<std::string, Tombstone, std::less<>> tombstones_;
+    std::map<Name, Member, NameLess> members_;
+    std::map<Name, Tombstone, NameLess> tombstones_;
     size_t counts_[4] = {0, 0, 0, 0};
 };
 

@@ -20,9 +20,9 @@ namespace chorus {
 
 // "name is alive at incarnation, reachable at addr". Also how a member announces itself.
 struct AliveUpdate {
-    std::string name;
+    Name name;
     Address addr;
-    std::string http;  // the member's HTTP API address, for clients and dashboards
+    Name http;  // the member's HTTP API address, for clients and dashboards
     Incarnation incarnation;
     Tags tags;
     uint8_t protocol = kProtocolVersion;
@@ -31,22 +31,22 @@ struct AliveUpdate {
 // "from suspects name at incarnation" (SWIM §4.2). Distinct `from`s are Lifeguard's
 // independent confirmations.
 struct SuspectUpdate {
-    std::string name;
+    Name name;
     Incarnation incarnation;
-    std::string from;
+    Name from;
 };
 
 // "from declares name dead at incarnation"; `left` when the member announced its own departure.
 struct DeadUpdate {
-    std::string name;
+    Name name;
     Incarnation incarnation;
-    std::string from;
+    Name from;
     bool left = false;
 };
 
 using Update = std::variant<AliveUpdate, SuspectUpdate, DeadUpdate>;
 
-const std::string& update_subject(const Update& u);
+const Name& update_subject(const Update& u);
 
 // ---- failure detector messages (SWIM §4.1) ----
 
@@ -54,14 +54,14 @@ const std::string& update_subject(const Update& u);
 // answer for its predecessor.
 struct Ping {
     uint32_t seq = 0;
-    std::string target;
+    Name target;
 };
 
 // Ask the receiver to probe `target` for us (ping-req) and relay the ack; Lifeguard §4.3 adds
 // the nack a relay sends when the target stays silent.
 struct PingReq {
     uint32_t seq = 0;
-    std::string target;
+    Name target;
     Address target_addr;
 };
 
@@ -78,7 +78,7 @@ using Body = std::variant<std::monostate, Ping, PingReq, Ack, Nack>;
 struct Packet {
     uint8_t version = kProtocolVersion;
     std::string cluster;
-    std::string sender;
+    Name sender;
     Address sender_addr;
     uint32_t sender_load_milli = 0;  // the sender's load × 1000 (DESIGN §3); 0 until tasks run
     Body body;
@@ -88,9 +88,9 @@ struct Packet {
 // ---- anti-entropy (push-pull over a stream) ----
 
 struct MemberSnapshot {
-    std::string name;
+    Name name;
     Address addr;
-    std::string http;
+    Name http;
     Incarnation incarnation;
     MemberState state = MemberState::alive;
     Tags tags;
@@ -101,7 +101,7 @@ struct MemberSnapshot {
 struct PushPull {
     uint8_t version = kProtocolVersion;
     std::string cluster;
-    std::string sender;
+    Name sender;
     bool join = false;  // the sender is joining: the receiver answers even before it knows it
     std::vector<MemberSnapshot> members;
 };

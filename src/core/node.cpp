@@ -49,9 +49,8 @@ Node::Node(Config config, Identity self, uint64_t seed, Time now)
     const auto jitter = [&](Duration d) { return now + Duration(rng_.below(d.count() + 1)); };
     schedule(jitter(config_.probe_interval), TimerKind::probe);
     schedule(jitter(config_.gossip_interval), TimerKind::gossip);
-    schedule(now + push_pull_interval_for(config_, 1) +
-                 Duration(rng_.below(config_.push_pull_interval.count())),
-             TimerKind::push_pull);
+    push_pull_next_ = config_.push_pull_startup;
+    schedule(jitter(push_pull_next_), TimerKind::push_pull);
     schedule(jitter(config_.reconnect_interval), TimerKind::reconnect);
     schedule(now + kReapEvery, TimerKind::reap);
 }
@@ -73,7 +72,7 @@ PhiParams Node::phi_params() const {
                      config_.phi_acceptable_pause, config_.phi_coalesce};
 }
 
-double Node::phi(const std::string& name, Time now) const {
+double Node::phi(const Name& name, Time now) const {
     const Member* m = members_.find(name);
     if (m == nullptr || !m->phi) return 0.0;
     return m->phi->phi(now, phi_params());
@@ -92,7 +91,7 @@ AliveUpdate Node::alive_of(const Member& m) const {
 // ---------------------------------------------------------------------------------------------
 // Timers
 
-void Node::schedule(Time at, TimerKind kind, uint32_t seq, std::string member) {
+void Node::schedule(Time at, TimerKind kind, uint32_t seq, Name member) {
     timers_.push(Timer{at, timer_order_++, kind, seq, std::move(member)});
 }
 
@@ -144,7 +143,7 @@ void Node::on_timer(const Timer& t, Time now) {
 // ---------------------------------------------------------------------------------------------
 // Probing (SWIM §4.1, Lifeguard §4.1)
 
-void Node::add_to_probe_list(const std::string& name) {
+void Node::add_to_probe_list(const Name& name) {
     // Insert at a random place among the members not yet probed this round, as memberlist
     // does, so a new member is probed within one round without reshuffling the rest.
     probe_list_.push_back(name);
@@ -153,19 +152,19 @@ void Node::add_to_probe_list(const std::string& name) {
     std::swap(probe_list_[j], probe_list_.back());
 }
 
-void Node::probe_soon(const std::string& name) {
+void Node::probe_soon(const Name& name) {
     if (urgent_.size() >= kUrgentMax) return;
     if (std::find(urgent_.begin(), urgent_.end(), name) != urgent_.end()) return;
     urgent_.push_back(name);
 }
 
-std::optional<std::string> Node::next_probe_target() {
-    const auto probeable = [&](const std::string& name) {
+std::optional<Name> Node::next_probe_target() {
+    const auto probeable = [&](const Name& name) {
         const Member* m = members_.find(name);
         return m != nullptr && name != name_ && !is_gone(m->state);
     };
     while (!urgent_.empty()) {
-        std::string name = std::move(urgent_.front());
+        Name name = std::move(urgent_.front());
         urgent_.pop_front();
         if (probeable(name)) {
             ++stats_.probes_early;
@@ -174,7 +173,7 @@ std::optional<std::string> Node::next_probe_target() {
     }
     for (int round = 0; round < 2; ++round) {
         while (probe_index_ < probe_list_.size()) {
-            const std::string& name = probe_list_[probe_index_++];
+            const Name& name = probe_list_[probe_index_++];
             if (probeable(name)) return name;
         }
         // A round is over: start a new one over the members we know now, in a new order.
@@ -254,7 +253,7 @@ void Node::finish_failed_probe(Time now) {
     apply_suspect(SuspectUpdate{m->name, m->incarnation, name_}, now, true);
 }
 
-void Node::suspicion_expired(const std::string& name, Time now) {
+void Node::suspicion_expired(const Name& name, Time now) {
     // Stale entries are normal: a confirmation moved the deadline and armed a new one, or the
     // member refuted. Only the live deadline counts.
     Member* m = members_.find(name);
@@ -302,13 +301,13 @@ void Node::relay_timeout_fired(uint32_t seq) {
     relays_.erase(it);
 }
 
-std::vector<const Member*> Node::random_members(size_t k, const std::string& except) {
+std::vector<const Member*> Node::random_members(size_t k, const Name& except) {
     std::vector<const Member*> out;
     if (probe_list_.empty() || k == 0) return out;
     // Rejection sampling over the probe list: cheap at any size, and a bounded number of
     // draws keeps a mostly-dead list from looping long.
     for (size_t tries = 0; tries < 4 * k + 8 && out.size() < k; ++tries) {
-        const std::string& name = probe_list_[rng_.below(probe_list_.size())];
+        const Name& name = probe_list_[rng_.below(probe_list_.size())];
         if (name == name_ || name == except) continue;
         const Member* m = members_.find(name);
         if (m == nullptr || m->state != MemberState::alive) continue;
@@ -341,7 +340,7 @@ void Node::send(const Address& to, Body body, const Update* first) {
     outbox_.packets.push_back(OutPacket{to, std::move(p)});
 }
 
-void Node::heard_from(const std::string& name, Time now) {
+void Node::heard_from(const Name& name, Time now) {
     Member* m = members_.find(name);
     if (m == nullptr || name == name_) return;
     if (!m->phi) m->phi = std::make_unique<PhiDetector>();
@@ -462,7 +461,7 @@ void Node::about_self(Incarnation accused, Time now) {
     }
 }
 
-void Node::apply_alive(const AliveUpdate& u, Time now) {
+void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
     if (u.name == name_) {
         // An older life of ours left a higher incarnation behind: outrank it.
         if (!leaving_ && u.incarnation > self().incarnation) refute(u.incarnation, now);
@@ -489,7 +488,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now) {
         }
         ++stats_.updates_applied;
         add_to_probe_list(m->name);
-        broadcasts_.push(u);
+        if (gossip) broadcasts_.push(u);
         emit(*m, std::nullopt, m->incarnation, now, false);
         return;
     }
@@ -508,7 +507,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now) {
     m->protocol = u.protocol;
     members_.set_state(*m, MemberState::alive, now);
     if (was_gone) add_to_probe_list(m->name);
-    broadcasts_.push(u);
+    if (gossip) broadcasts_.push(u);
     emit(*m, previous, previous_inc, now, false);
 }
 
@@ -623,8 +622,10 @@ void Node::merge(const PushPull& remote, Time now) {
     for (const MemberSnapshot& s : remote.members) {
         switch (s.state) {
             case MemberState::alive:
+                // The sender's word about itself is first-hand news (a joiner announcing
+                // itself to its seed): pass it on. The rest of its table is not.
                 apply_alive(AliveUpdate{s.name, s.addr, s.http, s.incarnation, s.tags, s.protocol},
-                            now);
+                            now, s.name == remote.sender);
                 break;
             // A peer's suspicion or verdict is hearsay: its view may be stale or from the
             // other side of a partition, and it is not independent evidence. Counting it as a
@@ -668,7 +669,14 @@ void Node::push_pull_failed(const Address& peer, Time now) {
 }
 
 void Node::push_pull_tick(Time now) {
-    schedule(now + push_pull_interval_for(config_, members_.live()), TimerKind::push_pull);
+    // Fast start: a node that just joined knows the part of the cluster its seed knew, and
+    // others know little of the members that joined after them. Push-pulls at
+    // push_pull_startup, doubling up to the normal interval, union those partial views in a
+    // few rounds instead of waiting minutes for the first regular one.
+    const Duration regular = push_pull_interval_for(config_, members_.live());
+    const Duration interval = std::min(push_pull_next_, regular);
+    push_pull_next_ = std::min(push_pull_next_ * 2, regular);
+    schedule(now + interval, TimerKind::push_pull);
     if (leaving_) return;
     const auto peers = random_members(1, name_);
     if (peers.empty()) return;

@@ -32,9 +32,9 @@ namespace chorus {
 
 // What a node says about itself.
 struct Identity {
-    std::string name;
+    Name name;
     Address addr;
-    std::string http;
+    Name http;
     Tags tags;
     // The daemon starts from the wall clock's seconds so that a restart outranks its previous
     // life even before it hears of it; refutation covers the rest (SWIM §4.2).
@@ -42,7 +42,7 @@ struct Identity {
 };
 
 struct MemberEvent {
-    std::string name;
+    Name name;
     std::optional<MemberState> previous;  // nullopt: the member is new to us
     std::optional<MemberState> current;   // nullopt: the member was removed (reaped)
     Incarnation incarnation;
@@ -126,7 +126,7 @@ class Node {
     const MemberTable& members() const { return members_; }
     const Config& config() const { return config_; }
     const NodeStats& stats() const { return stats_; }
-    double phi(const std::string& name, Time now) const;
+    double phi(const Name& name, Time now) const;
     uint32_t health_score() const { return awareness_.score(); }
     Duration probe_timeout() const;
     size_t broadcasts_pending() const { return broadcasts_.size(); }
@@ -151,29 +151,29 @@ class Node {
         Time at;
         uint64_t order;  // insertion order breaks ties, so equal deadlines fire deterministically
         TimerKind kind;
-        uint32_t seq = 0;    // probe or relay sequence number it belongs to
-        std::string member;  // suspect it belongs to
+        uint32_t seq = 0;  // probe or relay sequence number it belongs to
+        Name member;       // suspect it belongs to
         bool operator>(const Timer& o) const { return at != o.at ? at > o.at : order > o.order; }
     };
     struct Probe {
         uint32_t seq;
-        std::string target;
+        Name target;
         Incarnation incarnation;
         Time sent;
         uint32_t nacks_expected = 0;
         uint32_t nacks = 0;
     };
     struct LastCheck {
-        std::string name;
+        Name name;
         Incarnation incarnation;
     };
     struct Relay {
         Address requester;
         uint32_t requester_seq;
-        std::string target;
+        Name target;
     };
 
-    void schedule(Time at, TimerKind kind, uint32_t seq = 0, std::string member = {});
+    void schedule(Time at, TimerKind kind, uint32_t seq = 0, Name member = {});
     void on_timer(const Timer& t, Time now);
 
     // Probing (SWIM §4.1).
@@ -181,15 +181,15 @@ class Node {
     void finish_failed_probe(Time now);
     void probe_timeout_fired(uint32_t seq, Time now);
     void relay_timeout_fired(uint32_t seq);
-    void suspicion_expired(const std::string& name, Time now);
+    void suspicion_expired(const Name& name, Time now);
     void last_check_expired(uint32_t seq, Time now);
-    std::optional<std::string> next_probe_target();
+    std::optional<Name> next_probe_target();
     // Queues an out-of-turn probe (bounded; duplicates ignored).
-    void probe_soon(const std::string& name);
+    void probe_soon(const Name& name);
     void check_phi(Time now);
-    void add_to_probe_list(const std::string& name);
+    void add_to_probe_list(const Name& name);
     // Up to k distinct random live members other than us and `except`.
-    std::vector<const Member*> random_members(size_t k, const std::string& except);
+    std::vector<const Member*> random_members(size_t k, const Name& except);
 
     // Dissemination.
     void gossip_tick(Time now);
@@ -203,13 +203,16 @@ class Node {
 
     // Applying updates (SWIM §4.2 precedence lives in member_table).
     void apply(const Update& u, Time now, bool origin = false);
-    void apply_alive(const AliveUpdate& u, Time now);
+    // `gossip`: pass the news on. False for what a push-pull taught us: that is old news the
+    // sender's side already has, and re-gossiping a whole table at every join floods the
+    // cluster (N members × N updates) while anti-entropy is what carries it anyway.
+    void apply_alive(const AliveUpdate& u, Time now, bool gossip = true);
     void apply_suspect(const SuspectUpdate& u, Time now, bool origin);
     void apply_dead(const DeadUpdate& u, Time now, bool origin);
     void refute(Incarnation seen, Time now);
     // Someone suspects us or declared us dead at `accused`.
     void about_self(Incarnation accused, Time now);
-    void heard_from(const std::string& name, Time now);
+    void heard_from(const Name& name, Time now);
     void emit(const Member& m, std::optional<MemberState> previous, Incarnation previous_inc,
               Time now, bool origin);
     AliveUpdate alive_of(const Member& m) const;
@@ -217,7 +220,7 @@ class Node {
     PhiParams phi_params() const;
 
     Config config_;
-    std::string name_;
+    Name name_;
     Rng rng_;
     MemberTable members_;
     Awareness awareness_;
@@ -229,16 +232,17 @@ class Node {
     std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
     uint64_t timer_order_ = 0;
 
-    std::vector<std::string> probe_list_;  // shuffled round robin, also the pool for random picks
+    std::vector<Name> probe_list_;  // shuffled round robin, also the pool for random picks
     size_t probe_index_ = 0;
-    std::deque<std::string> urgent_;  // probed before the round robin resumes
+    std::deque<Name> urgent_;  // probed before the round robin resumes
     size_t phi_cursor_ = 0;
     std::optional<Probe> probe_;
     std::map<uint32_t, Relay> relays_;
     std::map<uint32_t, LastCheck> checks_;
     uint32_t next_seq_ = 1;
-    std::vector<std::string> gone_;  // dead and left members, for reconnects and reaping
+    std::vector<Name> gone_;  // dead and left members, for reconnects and reaping
 
+    Duration push_pull_next_;  // the fast start's current interval (see push_pull_tick)
     bool joined_ = false;
     bool leaving_ = false;
 };

@@ -13,8 +13,8 @@ Duration suspicion_timeout(Duration min, Duration max, uint32_t confirmations, u
     return std::max(t, min);
 }
 
-Suspicion::Suspicion(Time start, Incarnation incarnation, std::string from, Duration min,
-                     Duration max, uint32_t expected)
+Suspicion::Suspicion(Time start, Incarnation incarnation, Name from, Duration min, Duration max,
+                     uint32_t expected)
     : start_(start),
       incarnation_(incarnation),
       accuser_(std::move(from)),
@@ -22,7 +22,7 @@ Suspicion::Suspicion(Time start, Incarnation incarnation, std::string from, Dura
       max_(std::max(min, max)),
       expected_(expected) {}
 
-bool Suspicion::confirm(const std::string& from) {
+bool Suspicion::confirm(const Name& from) {
     if (confirmers_.size() >= expected_ || from == accuser_) return false;
     if (std::find(confirmers_.begin(), confirmers_.end(), from) != confirmers_.end()) return false;
     confirmers_.push_back(from);

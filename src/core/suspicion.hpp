@@ -9,7 +9,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 #include "core/time.hpp"
@@ -22,11 +21,11 @@ Duration suspicion_timeout(Duration min, Duration max, uint32_t confirmations, u
 class Suspicion {
   public:
     // `from` raised the suspicion; it is not counted as its own confirmation.
-    Suspicion(Time start, Incarnation incarnation, std::string from, Duration min, Duration max,
+    Suspicion(Time start, Incarnation incarnation, Name from, Duration min, Duration max,
               uint32_t expected);
 
     // Records a confirmation from `from`; true if it was new and so moved the deadline.
-    bool confirm(const std::string& from);
+    bool confirm(const Name& from);
 
     Time deadline() const;
     // A proof of life without a refutation: the suspicion starts over, confirmations kept.
@@ -45,11 +44,11 @@ class Suspicion {
   private:
     Time start_;
     Incarnation incarnation_;
-    std::string accuser_;
+    Name accuser_;
     Duration min_;
     Duration max_;
     uint32_t expected_;
-    std::vector<std::string> confirmers_;  // at most `expected_`: more cannot shorten the timeout
+    std::vector<Name> confirmers_;  // at most `expected_`: more cannot shorten the timeout
     bool checked_ = false;
 };
 

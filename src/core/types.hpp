@@ -8,6 +8,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/name.hpp"
+
 namespace chorus {
 
 // A member's incarnation number (SWIM §4.2). Only the member itself raises it, to refute a
@@ -21,7 +23,7 @@ struct Incarnation {
 // Where a member listens for gossip. Opaque to the core ("host:port" in the daemon, a node
 // name in the simulator): only drivers resolve it.
 struct Address {
-    std::string value;
+    Name value;
     auto operator<=>(const Address&) const = default;
     bool empty() const { return value.empty(); }
 };

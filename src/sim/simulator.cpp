@@ -199,7 +199,7 @@ void Simulation::recount(Time now) {
         s.sees_alive = 0;
         if (!s.up) continue;
         s.node->members().for_each([&](const Member& m) {
-            const auto j = node_index(m.name);
+            const auto j = node_index(m.name.view());
             if (j && nodes_[*j].up && m.state == MemberState::alive) ++s.sees_alive;
         });
         if (s.sees_alive == live_) ++full_views_;
@@ -228,7 +228,7 @@ void Simulation::note_convergence(Time now) {
 }
 
 void Simulation::on_member_event(uint32_t observer, const MemberEvent& ev) {
-    const auto j = node_index(ev.name);
+    const auto j = node_index(ev.name.view());
     if (!j || *j >= nodes_.size()) {
         violation(fmt::format("n{} heard of a member '{}' that no node is", observer, ev.name));
         return;
@@ -279,7 +279,7 @@ void Simulation::check_no_live_member_gone() {
     for (uint32_t i = 0; i < nodes_.size(); ++i) {
         if (!nodes_[i].up) continue;
         nodes_[i].node->members().for_each([&](const Member& m) {
-            const auto j = node_index(m.name);
+            const auto j = node_index(m.name.view());
             if (j && nodes_[*j].up && is_gone(m.state)) {
                 violation(
                     fmt::format("n{} still believes live {} is {}", i, m.name, to_string(m.state)));
@@ -302,7 +302,7 @@ void Simulation::drain(uint32_t i, Time now) {
         std::vector<uint8_t> bytes = wire::encode(p.packet);
         ++msgs_;
         bytes_ += bytes.size();
-        const auto to = node_index(p.to.value);
+        const auto to = node_index(p.to.value.view());
         if (!to || *to >= nodes_.size()) continue;
         if (auto delay = net_.datagram(i, *to)) {
             if (nodes_[*to].slow) *delay += from_seconds(o_.slow_ms / 1000);
@@ -313,7 +313,7 @@ void Simulation::drain(uint32_t i, Time now) {
         std::vector<uint8_t> bytes = wire::encode(pp.state);
         ++msgs_;
         bytes_ += bytes.size();
-        const auto to = node_index(pp.to.value);
+        const auto to = node_index(pp.to.value.view());
         auto delay = to && *to < nodes_.size() ? net_.stream(i, *to) : std::nullopt;
         if (delay && nodes_[*to].slow) *delay += from_seconds(o_.slow_ms / 1000);
         if (delay) {

@@ -52,6 +52,12 @@ namespace {
 fb::Offset<fb::String> str(fb::FlatBufferBuilder& b, std::string_view s) {
     return s.empty() ? 0 : b.CreateString(s.data(), s.size());
 }
+fb::Offset<fb::String> str(fb::FlatBufferBuilder& b, const std::string& s) {
+    return str(b, std::string_view(s));
+}
+fb::Offset<fb::String> str(fb::FlatBufferBuilder& b, const Name& n) {
+    return str(b, n.view());
+}
 
 fb::Offset<fb::Vector<fb::Offset<gen::Tag>>> tags(fb::FlatBufferBuilder& b, const Tags& t) {
     if (t.empty()) return 0;
@@ -161,7 +167,9 @@ class Reader {
   public:
     explicit Reader(const Limits& l) : l_(l) {}
 
-    std::string string(const fb::String* s, uint32_t max, std::string_view field, bool required) {
+    // A view into the verified buffer; valid while the buffer is.
+    std::string_view text(const fb::String* s, uint32_t max, std::string_view field,
+                          bool required) {
         if (failed()) return {};
         if (s == nullptr || s->size() == 0) {
             if (required) fail(fmt::format("{} is missing", field));
@@ -171,13 +179,16 @@ class Reader {
             fail(fmt::format("{} is {} bytes, over the limit of {}", field, s->size(), max));
             return {};
         }
-        return std::string(s->data(), s->size());
+        return s->string_view();
     }
-    std::string name(const fb::String* s, std::string_view field) {
-        return string(s, l_.name_bytes_max, field, true);
+    Name name(const fb::String* s, std::string_view field) {
+        return Name(text(s, l_.name_bytes_max, field, true));
+    }
+    Name addr_text(const fb::String* s, std::string_view field, bool required) {
+        return Name(text(s, l_.addr_bytes_max, field, required));
     }
     Address addr(const fb::String* s, std::string_view field, bool required) {
-        return Address{string(s, l_.addr_bytes_max, field, required)};
+        return Address{addr_text(s, field, required)};
     }
 
     Tags tags(const fb::Vector<fb::Offset<gen::Tag>>* v) {
@@ -190,8 +201,8 @@ class Reader {
         size_t bytes = 0;
         out.reserve(v->size());
         for (const gen::Tag* t : *v) {
-            std::string k = string(t->key(), l_.tag_bytes_max, "tag key", true);
-            std::string val = string(t->value(), l_.tag_bytes_max, "tag value", false);
+            std::string k(text(t->key(), l_.tag_bytes_max, "tag key", true));
+            std::string val(text(t->value(), l_.tag_bytes_max, "tag value", false));
             bytes += k.size() + val.size();
             out.emplace_back(std::move(k), std::move(val));
         }
@@ -240,7 +251,7 @@ std::optional<Update> read_update(Reader& r, gen::Update type, const void* value
             const auto* a = static_cast<const gen::Alive*>(value);
             AliveUpdate u{r.name(a->name(), "alive.name"),
                           r.addr(a->addr(), "alive.addr", true),
-                          r.addr(a->http(), "alive.http", false).value,
+                          r.addr_text(a->http(), "alive.http", false),
                           Incarnation{a->incarnation()},
                           r.tags(a->tags()),
                           a->protocol()};
@@ -367,7 +378,7 @@ Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits&
                 r.name(m->name(), "member.name"),
                 // A dead member's address may be unknown (a tombstone); a live one needs it.
                 r.addr(m->addr(), "member.addr", !is_gone(s)),
-                r.addr(m->http(), "member.http", false).value, Incarnation{m->incarnation()}, s,
+                r.addr_text(m->http(), "member.http", false), Incarnation{m->incarnation()}, s,
                 r.tags(m->tags()), m->load_milli(), m->protocol()});
             if (r.failed()) break;
         }

@@ -11,7 +11,7 @@ Update alive(const std::string& name, uint32_t inc) {
 std::vector<std::string> names(const std::vector<Update>& us) {
     std::vector<std::string> out;
     for (const auto& u : us)
-        out.push_back(update_subject(u));
+        out.push_back(update_subject(u).str());
     return out;
 }
 }  // namespace

@@ -62,17 +62,17 @@ struct Cluster {
             events.emplace_back(name, e);
         out.clear();
         for (auto& p : packets) {
-            if (drop(name, p.to.value)) continue;
+            if (drop(name, p.to.value.str())) continue;
             flying.push_back(
-                InFlight{now + latency, order++, name, p.to.value, std::move(p.packet)});
+                InFlight{now + latency, order++, name, p.to.value.str(), std::move(p.packet)});
         }
         for (auto& pp : pulls) {
-            auto peer = nodes.find(pp.to.value);
-            if (peer == nodes.end() || drop(name, pp.to.value)) {
+            auto peer = nodes.find(pp.to.value.str());
+            if (peer == nodes.end() || drop(name, pp.to.value.str())) {
                 it->second->push_pull_failed(pp.to, now);
             } else {
                 PushPull reply = peer->second->handle_push_pull(pp.state, now);
-                drain(pp.to.value);
+                drain(pp.to.value.str());
                 it->second->push_pull_done(pp.to, reply, now);
             }
             drain(name);

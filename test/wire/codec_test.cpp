@@ -194,7 +194,7 @@ TEST_CASE("fields that break our bounds are rejected with what was wrong") {
         std::function<void(Packet&)> breaks;
     };
     const Row rows[] = {
-        {"sender is missing", [](Packet& p) { p.sender.clear(); }},
+        {"sender is missing", [](Packet& p) { p.sender = Name{}; }},
         {"sender_addr is missing", [](Packet& p) { p.sender_addr = Address{}; }},
         {"sender is 200 bytes", [](Packet& p) { p.sender = std::string(200, 's'); }},
         {"ping.target is missing",
