@@ -31,7 +31,7 @@ struct Member {
     uint8_t protocol = kProtocolVersion;
     Time state_since{};
     std::unique_ptr<Suspicion> suspicion;  // set while suspect
-    std::unique_ptr<PhiDetector> phi;      // allocated on the first direct sign of life
+    PhiDetector phi;                       // fed by every direct sign of life
 
     MemberSnapshot snapshot() const;
 };

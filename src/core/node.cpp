@@ -74,8 +74,8 @@ PhiParams Node::phi_params() const {
 
 double Node::phi(const Name& name, Time now) const {
     const Member* m = members_.find(name);
-    if (m == nullptr || !m->phi) return 0.0;
-    return m->phi->phi(now, phi_params());
+    if (m == nullptr) return 0.0;
+    return m->phi.phi(now, phi_params());
 }
 
 Duration Node::probe_timeout() const {
@@ -194,8 +194,8 @@ void Node::check_phi(Time now) {
     for (uint32_t i = 0; i < config_.phi_checks_per_period && i < probe_list_.size(); ++i) {
         phi_cursor_ = (phi_cursor_ + 1) % probe_list_.size();
         const Member* m = members_.find(probe_list_[phi_cursor_]);
-        if (m == nullptr || m->state != MemberState::alive || !m->phi) continue;
-        if (m->phi->phi(now, params) > config_.phi_suspect) probe_soon(m->name);
+        if (m == nullptr || m->state != MemberState::alive) continue;
+        if (m->phi.phi(now, params) > config_.phi_suspect) probe_soon(m->name);
     }
 }
 
@@ -343,8 +343,7 @@ void Node::send(const Address& to, Body body, const Update* first) {
 void Node::heard_from(const Name& name, Time now) {
     Member* m = members_.find(name);
     if (m == nullptr || name == name_) return;
-    if (!m->phi) m->phi = std::make_unique<PhiDetector>();
-    m->phi->heartbeat(now, phi_params());
+    m->phi.heartbeat(now, phi_params());
 }
 
 void Node::handle_packet(const Packet& p, Time now) {

@@ -17,43 +17,40 @@ double phi_value(Duration elapsed, Duration mean, Duration std_dev) {
 }
 
 void PhiDetector::heartbeat(Time now, const PhiParams& p) {
-    if (last_ && now - *last_ < p.coalesce) return;
-    if (last_) {
-        const auto us =
-            std::clamp<int64_t>((now - *last_).count(), 0, std::numeric_limits<uint32_t>::max());
-        const auto sample = static_cast<uint32_t>(us);
-        if (intervals_us_.size() < p.window) {
-            intervals_us_.push_back(sample);
-        } else {
-            const double old = intervals_us_[next_];
-            sum_ -= old;
-            sum_sq_ -= old * old;
-            intervals_us_[next_] = sample;
-        }
-        next_ = (next_ + 1) % p.window;
-        count_ = intervals_us_.size();
-        sum_ += sample;
-        sum_sq_ += static_cast<double>(sample) * sample;
+    if (last_ != Time::min()) {
+        if (now - last_ < p.coalesce) return;
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - last_).count();
+        if (!ms_) ms_ = std::make_unique<uint16_t[]>(p.window);
+        ms_[next_] = static_cast<uint16_t>(std::clamp<int64_t>(ms, 0, 65535));
+        next_ = static_cast<uint16_t>((next_ + 1) % p.window);
+        if (count_ < p.window) ++count_;
     }
     last_ = now;
 }
 
 Duration PhiDetector::mean() const {
     if (count_ == 0) return Duration::zero();
-    return Duration(static_cast<Duration::rep>(sum_ / static_cast<double>(count_)));
+    double sum = 0;
+    for (uint16_t i = 0; i < count_; ++i)
+        sum += ms_[i];
+    return from_seconds(sum / count_ / 1000.0);
 }
 
 Duration PhiDetector::std_dev() const {
     if (count_ == 0) return Duration::zero();
-    const double m = sum_ / static_cast<double>(count_);
-    const double var = std::max(0.0, sum_sq_ / static_cast<double>(count_) - m * m);
-    return Duration(static_cast<Duration::rep>(std::sqrt(var)));
+    double sum = 0, sum_sq = 0;
+    for (uint16_t i = 0; i < count_; ++i) {
+        sum += ms_[i];
+        sum_sq += static_cast<double>(ms_[i]) * ms_[i];
+    }
+    const double m = sum / count_;
+    return from_seconds(std::sqrt(std::max(0.0, sum_sq / count_ - m * m)) / 1000.0);
 }
 
 double PhiDetector::phi(Time now, const PhiParams& p) const {
-    if (!last_ || count_ < p.min_samples) return 0.0;
+    if (last_ == Time::min() || count_ < p.min_samples) return 0.0;
     const Duration sd = std::max(std_dev(), p.min_std_dev);
-    return phi_value(now - *last_, mean() + p.acceptable_pause, sd);
+    return phi_value(now - last_, mean() + p.acceptable_pause, sd);
 }
 
 }  // namespace chorus

@@ -8,15 +8,15 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
-#include <vector>
 
 #include "core/time.hpp"
 
 namespace chorus {
 
 struct PhiParams {
-    uint32_t window = 32;
+    uint32_t window = 32;  // at most 65535
     uint32_t min_samples = 3;
     Duration min_std_dev = milliseconds(200);
     Duration acceptable_pause = milliseconds(1000);
@@ -30,23 +30,27 @@ struct PhiParams {
 // 1e-4 and never takes the log of zero.
 double phi_value(Duration elapsed, Duration mean, Duration std_dev);
 
+// 24 bytes inline per member, plus window × 2 bytes once the member has been heard twice:
+// a node keeps one per member, and clusters have thousands. Samples are whole milliseconds
+// (intervals over 65 s are clamped, and are outliers anyway); the mean and deviation are
+// computed when φ is read, which is rare next to heartbeats.
 class PhiDetector {
   public:
     void heartbeat(Time now, const PhiParams& p);
     double phi(Time now, const PhiParams& p) const;
 
     size_t samples() const { return count_; }
-    std::optional<Time> last_heard() const { return last_; }
+    std::optional<Time> last_heard() const {
+        return last_ == Time::min() ? std::nullopt : std::optional<Time>(last_);
+    }
     Duration mean() const;
     Duration std_dev() const;
 
   private:
-    std::vector<uint32_t> intervals_us_;  // ring buffer; grows up to the window
-    size_t next_ = 0;
-    size_t count_ = 0;
-    double sum_ = 0;
-    double sum_sq_ = 0;
-    std::optional<Time> last_;
+    Time last_ = Time::min();
+    std::unique_ptr<uint16_t[]> ms_;  // ring buffer of `window` samples
+    uint16_t next_ = 0;
+    uint16_t count_ = 0;
 };
 
 }  // namespace chorus
