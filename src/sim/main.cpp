@@ -47,6 +47,8 @@ nlohmann::json to_json(const Report& r) {
         {"converged_at_end", r.converged_at_end},
         {"msgs_per_node_per_s", r.msgs_per_node_per_s},
         {"bytes_per_node_per_s", r.bytes_per_node_per_s},
+        {"steady_msgs_per_node_per_s", r.steady_msgs_per_node_per_s},
+        {"steady_bytes_per_node_per_s", r.steady_bytes_per_node_per_s},
         {"packets_rejected", r.packets_rejected},
         {"member_records", r.member_records},
         {"invariant_violations", r.violations},
@@ -83,8 +85,11 @@ void print_summary(const Report& r) {
     }
     fmt::print("  false positives: {} dead ({} about healthy nodes), {} suspicions\n",
                r.false_positives, r.false_positives_healthy, r.false_suspicions);
-    fmt::print("  traffic: {:.2f} msgs and {:.0f} bytes per node per second\n",
-               r.msgs_per_node_per_s, r.bytes_per_node_per_s);
+    fmt::print(
+        "  traffic: {:.2f} msgs and {:.0f} bytes per node per second ({:.2f} and {:.0f} in the "
+        "second half)\n",
+        r.msgs_per_node_per_s, r.bytes_per_node_per_s, r.steady_msgs_per_node_per_s,
+        r.steady_bytes_per_node_per_s);
     fmt::print("  views converged at the end: {}\n", r.converged_at_end ? "yes" : "no");
     fmt::print("  wall time {:.2f}s, peak RSS {:.0f} MiB\n", r.wall_s, r.peak_rss_mb);
     for (const auto& v : r.violations)

@@ -163,6 +163,17 @@ class Simulation {
     uint32_t full_views_ = 0;  // live nodes that see every live node alive
     uint64_t msgs_ = 0;
     uint64_t bytes_ = 0;
+    uint64_t steady_msgs_ = 0;
+    uint64_t steady_bytes_ = 0;
+    Time steady_from_{};
+    void count_sent(size_t bytes, Time now) {
+        ++msgs_;
+        bytes_ += bytes;
+        if (now >= steady_from_) {
+            ++steady_msgs_;
+            steady_bytes_ += bytes;
+        }
+    }
     std::vector<uint32_t> crashed_;
     Time last_fault_{};
 };
@@ -300,8 +311,7 @@ void Simulation::drain(uint32_t i, Time now) {
     Outbox& out = s.node->outbox();
     for (OutPacket& p : out.packets) {
         std::vector<uint8_t> bytes = wire::encode(p.packet);
-        ++msgs_;
-        bytes_ += bytes.size();
+        count_sent(bytes.size(), now);
         const auto to = node_index(p.to.value.view());
         if (!to || *to >= nodes_.size()) continue;
         if (auto delay = net_.datagram(i, *to)) {
@@ -311,8 +321,7 @@ void Simulation::drain(uint32_t i, Time now) {
     }
     for (OutPushPull& pp : out.push_pulls) {
         std::vector<uint8_t> bytes = wire::encode(pp.state);
-        ++msgs_;
-        bytes_ += bytes.size();
+        count_sent(bytes.size(), now);
         const auto to = node_index(pp.to.value.view());
         auto delay = to && *to < nodes_.size() ? net_.stream(i, *to) : std::nullopt;
         if (delay && nodes_[*to].slow) *delay += from_seconds(o_.slow_ms / 1000);
@@ -428,8 +437,7 @@ void Simulation::on_event(const Event& e) {
             PushPull reply = s.node->handle_push_pull(*req, now);
             drain(e.node, now);
             std::vector<uint8_t> bytes = wire::encode(reply);
-            ++msgs_;
-            bytes_ += bytes.size();
+            count_sent(bytes.size(), now);
             if (auto delay = net_.stream(e.node, e.peer)) {
                 if (initiator.slow) *delay += from_seconds(o_.slow_ms / 1000);
                 push(Event{now + *delay, 0, Kind::pp_response, e.peer, e.node, e.token,
@@ -496,6 +504,7 @@ Report Simulation::run() {
     }
 
     const Time end = at(o_.duration_s);
+    steady_from_ = at(o_.duration_s / 2);
     while (!queue_.empty() && queue_.top().at <= end) {
         Event e = queue_.top();
         queue_.pop();
@@ -536,6 +545,8 @@ Report Simulation::run() {
     const double node_seconds = static_cast<double>(o_.nodes) * o_.duration_s;
     report_.msgs_per_node_per_s = static_cast<double>(msgs_) / node_seconds;
     report_.bytes_per_node_per_s = static_cast<double>(bytes_) / node_seconds;
+    report_.steady_msgs_per_node_per_s = static_cast<double>(steady_msgs_) / (node_seconds / 2);
+    report_.steady_bytes_per_node_per_s = static_cast<double>(steady_bytes_) / (node_seconds / 2);
     for (const Slot& s : nodes_) {
         if (s.up) report_.member_records += s.node->members().size();
     }

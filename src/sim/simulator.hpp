@@ -50,6 +50,9 @@ struct Report {
     bool converged_at_end = false;
     double msgs_per_node_per_s = 0;
     double bytes_per_node_per_s = 0;
+    // The same over the second half of the run only: past the join burst, the steady state.
+    double steady_msgs_per_node_per_s = 0;
+    double steady_bytes_per_node_per_s = 0;
     uint64_t packets_rejected = 0;  // by the decoder: must be 0 in a simulation
     std::vector<std::string> violations;
     double wall_s = 0;
