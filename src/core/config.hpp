@@ -58,8 +58,10 @@ struct Config {
 
     // ---- phi accrual (Hayashibara et al.; Akka's normal-distribution form) ----
 
-    // Inter-arrival samples kept per member; older ones are forgotten.
-    uint32_t phi_window = 32;
+    // Inter-arrival samples kept per member; older ones are forgotten. Signs of life at scale
+    // are irregular and sparse, so recent intervals carry the information; 16 samples cost
+    // 32 bytes a member.
+    uint32_t phi_window = 16;
     // Floor of the standard deviation, so a very regular peer is not judged on microseconds.
     Duration phi_min_std_dev = milliseconds(200);
     // Extra time tolerated on top of the mean interval before suspicion rises (GC pauses, bursts).
@@ -84,8 +86,10 @@ struct Config {
     uint32_t retransmit_mult = 4;
     // Largest datagram we send: 1400 stays under a 1500-byte Ethernet MTU with IP/UDP headers.
     uint32_t packet_bytes_max = 1400;
-    // Pending updates kept at most; when full, the most-sent one goes first.
-    uint32_t broadcast_queue_max = 8192;
+    // Pending updates kept at most; when full, the most-sent one goes first. At ~200 bytes an
+    // update, 1024 bounds the queue at ~200 KB a node; during a mass join, what it drops
+    // reaches members through push-pull instead.
+    uint32_t broadcast_queue_max = 1024;
 
     // ---- anti-entropy and lifecycle ----
 
