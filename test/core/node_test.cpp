@@ -345,3 +345,58 @@ TEST_CASE("a node leaving stops probing and announces left") {
     s.advance_to(s.now + seconds(5));
     REQUIRE(s.node.stats().probes == probes);
 }
+
+TEST_CASE("a dead member is reaped after dead_retain and its tombstone keeps stale gossip out") {
+    Config c = Config::local();
+    c.dead_retain = seconds(10);
+    c.tombstone_ttl = seconds(60);
+    Solo s(c);
+    s.node.handle_packet(
+        s.from("b", std::monostate{}, {DeadUpdate{"c", Incarnation{2}, "b", false}}), s.now);
+    REQUIRE(s.state("c") == MemberState::dead);
+    s.advance_to(s.now + seconds(16));
+    REQUIRE(s.node.members().find("c") == nullptr);
+    REQUIRE(s.node.members().tombstone("c", s.now) == Incarnation{2});
+    // An old rumour of c alive at the incarnation it died with does not bring it back...
+    s.node.handle_packet(
+        s.from("d", std::monostate{}, {AliveUpdate{"c", Address{"c"}, "", Incarnation{2}, {}, 1}}),
+        s.now);
+    REQUIRE(s.node.members().find("c") == nullptr);
+    // ...but c itself, restarted with a higher incarnation, does.
+    s.node.handle_packet(
+        s.from("c", std::monostate{}, {AliveUpdate{"c", Address{"c"}, "", Incarnation{3}, {}, 1}}),
+        s.now);
+    REQUIRE(s.state("c") == MemberState::alive);
+}
+
+TEST_CASE("a member whose phi crosses phi_suspect is probed out of turn") {
+    Config c = Config::local();
+    Solo s(c, {"b", "c", "d", "e", "f", "g", "h", "i"});
+    // Everyone answers our probes (so our own health stays good), except b once it is down.
+    bool b_up = true;
+    const auto step = [&](Duration d) {
+        s.advance_to(s.now + d);
+        for (auto& p : s.sent()) {
+            const auto* ping = std::get_if<Ping>(&p.packet.body);
+            if (ping != nullptr && (b_up || p.to != Address{"b"})) {
+                s.node.handle_packet(s.from(p.to.value.str(), Ack{ping->seq}), s.now);
+            }
+        }
+    };
+    // b talks to us every 200 ms: phi learns its rhythm.
+    for (int i = 0; i < 30; ++i) {
+        s.node.handle_packet(s.from("b", std::monostate{}), s.now);
+        step(milliseconds(200));
+    }
+    REQUIRE(s.state("b") == MemberState::alive);
+    REQUIRE(s.node.phi("b", s.now) < 1);
+    REQUIRE(s.node.health_score() == 0);
+    const uint64_t early = s.node.stats().probes_early;
+    // Then it falls silent: phi rises within about a second, well before b's next turn in a
+    // round of eight, and b is probed out of turn.
+    b_up = false;
+    for (int i = 0; i < 10; ++i)
+        step(milliseconds(200));
+    REQUIRE(s.node.phi("b", s.now) > c.phi_suspect);
+    REQUIRE(s.node.stats().probes_early > early);
+}
