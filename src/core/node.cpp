@@ -9,14 +9,6 @@ namespace chorus {
 
 namespace {
 
-// Relayed probes we run for others at once; more ping-reqs are refused (and counted), so a
-// flood of requests cannot make us a traffic amplifier without limit.
-constexpr size_t kRelaysMax = 256;
-// Members waiting for an out-of-turn probe.
-constexpr size_t kUrgentMax = 64;
-// Last-chance checks of unconfirmed suspicions in flight at once; beyond it, a suspicion that
-// runs out is acted on without one.
-constexpr size_t kChecksMax = 64;
 // How often dead members are reaped and tombstones expire.
 constexpr Duration kReapEvery = seconds(5);
 
@@ -27,6 +19,7 @@ Node::Node(Config config, Identity self, uint64_t seed, Time now)
       name_(self.name),
       rng_(seed),
       members_(config_.members_max),
+      prober_(members_, self.name),
       awareness_(config_.awareness_max),
       broadcasts_(config_.broadcast_queue_max) {
     CHORUS_ASSERT(config_.validate().ok());
@@ -143,75 +136,29 @@ void Node::on_timer(const Timer& t, Time now) {
 // ---------------------------------------------------------------------------------------------
 // Probing (SWIM §4.1, Lifeguard §4.1)
 
-void Node::add_to_probe_list(const Name& name) {
-    // Insert at a random place among the members not yet probed this round, as memberlist
-    // does, so a new member is probed within one round without reshuffling the rest.
-    probe_list_.push_back(name);
-    const size_t lo = std::min(probe_index_, probe_list_.size() - 1);
-    const size_t j = lo + rng_.below(probe_list_.size() - lo);
-    std::swap(probe_list_[j], probe_list_.back());
-}
-
-void Node::probe_soon(const Name& name) {
-    if (urgent_.size() >= kUrgentMax) return;
-    if (std::find(urgent_.begin(), urgent_.end(), name) != urgent_.end()) return;
-    urgent_.push_back(name);
-}
-
-std::optional<Name> Node::next_probe_target() {
-    const auto probeable = [&](const Name& name) {
-        const Member* m = members_.find(name);
-        return m != nullptr && name != name_ && !is_gone(m->state);
-    };
-    while (!urgent_.empty()) {
-        Name name = std::move(urgent_.front());
-        urgent_.pop_front();
-        if (probeable(name)) {
-            ++stats_.probes_early;
-            return name;
-        }
-    }
-    for (int round = 0; round < 2; ++round) {
-        while (probe_index_ < probe_list_.size()) {
-            const Name& name = probe_list_[probe_index_++];
-            if (probeable(name)) return name;
-        }
-        // A round is over: start a new one over the members we know now, in a new order.
-        probe_list_.clear();
-        members_.for_each([&](const Member& m) {
-            if (m.name != name_ && !is_gone(m.state)) probe_list_.push_back(m.name);
-        });
-        rng_.shuffle(probe_list_);
-        probe_index_ = 0;
-        phi_cursor_ = 0;
-    }
-    return std::nullopt;
-}
-
 void Node::check_phi(Time now) {
-    if (probe_list_.empty()) return;
     const PhiParams params = phi_params();
-    for (uint32_t i = 0; i < config_.phi_checks_per_period && i < probe_list_.size(); ++i) {
-        phi_cursor_ = (phi_cursor_ + 1) % probe_list_.size();
-        const Member* m = members_.find(probe_list_[phi_cursor_]);
-        if (m == nullptr || m->state != MemberState::alive) continue;
-        if (m->phi.phi(now, params) > config_.phi_suspect) probe_soon(m->name);
-    }
+    prober_.scan(config_.phi_checks_per_period, [&](const Member& m) {
+        if (m.state == MemberState::alive && m.phi.phi(now, params) > config_.phi_suspect) {
+            prober_.probe_soon(m.name);
+        }
+    });
 }
 
 void Node::probe_tick(Time now) {
     const Duration interval =
         config_.lifeguard ? awareness_.scale(config_.probe_interval) : config_.probe_interval;
     schedule(now + interval, TimerKind::probe);
-    if (probe_) finish_failed_probe(now);
+    if (auto unanswered = prober_.finish()) finish_failed_probe(*unanswered, now);
     if (leaving_) return;
     check_phi(now);
-    const auto target = next_probe_target();
+    const auto target = prober_.next(rng_);
     if (!target) return;
-    const Member* m = members_.find(*target);
+    const Member* m = members_.find(target->name);
     const uint32_t seq = next_seq_++;
-    probe_ = Probe{seq, m->name, m->incarnation, now};
+    prober_.start(Prober::Probe{seq, m->name, m->incarnation, now});
     ++stats_.probes;
+    if (target->early) ++stats_.probes_early;
     // Buddy system (Lifeguard §4.3): a probe of a suspect carries the suspicion, so the target
     // learns of it from the first member that doubts it and can refute at once.
     if (config_.lifeguard && m->state == MemberState::suspect) {
@@ -225,20 +172,19 @@ void Node::probe_tick(Time now) {
 
 void Node::probe_timeout_fired(uint32_t seq, Time now) {
     (void)now;
-    if (!probe_ || probe_->seq != seq) return;  // acked already, or a later probe
-    const Member* target = members_.find(probe_->target);
+    Prober::Probe* probe = prober_.current(seq);
+    if (probe == nullptr) return;  // acked already, or a later probe
+    const Member* target = members_.find(probe->target);
     if (target == nullptr) return;
-    const auto relays = random_members(config_.indirect_checks, probe_->target);
+    const auto relays = prober_.pick(config_.indirect_checks, probe->target, rng_);
     for (const Member* relay : relays) {
         send(relay->addr, PingReq{seq, target->name, target->addr});
         ++stats_.ping_reqs_sent;
     }
-    if (config_.lifeguard) probe_->nacks_expected = static_cast<uint32_t>(relays.size());
+    if (config_.lifeguard) probe->nacks_expected = static_cast<uint32_t>(relays.size());
 }
 
-void Node::finish_failed_probe(Time now) {
-    const Probe p = *probe_;
-    probe_.reset();
+void Node::finish_failed_probe(const Prober::Probe& p, Time now) {
     ++stats_.probes_failed;
     if (config_.lifeguard) {
         // Lifeguard §4.1: relays that answered with a nack are alive and reachable, so the
@@ -266,14 +212,15 @@ void Node::suspicion_expired(const Name& name, Time now) {
     // directly and through relays, carrying the suspicion: a live member answers and
     // re-announces its incarnation, which repairs the case where the epidemic carrying its
     // refutation missed us. A crash that others saw too is confirmed and skips this.
+    // When kChecksMax checks are in flight already, the verdict goes ahead without one.
+    const uint32_t seq = next_seq_++;
     if (config_.lifeguard && !m->suspicion->checked() &&
-        m->suspicion->confirmations() < m->suspicion->expected() && checks_.size() < kChecksMax) {
+        m->suspicion->confirmations() < m->suspicion->expected() &&
+        prober_.add_check(seq, Prober::LastCheck{m->name, m->incarnation})) {
         m->suspicion->mark_checked();
-        const uint32_t seq = next_seq_++;
-        checks_.emplace(seq, LastCheck{m->name, m->incarnation});
         const Update s = SuspectUpdate{m->name, m->incarnation, name_};
         send(m->addr, Ping{seq, m->name}, &s);
-        for (const Member* relay : random_members(config_.indirect_checks, m->name)) {
+        for (const Member* relay : prober_.pick(config_.indirect_checks, m->name, rng_)) {
             send(relay->addr, PingReq{seq, m->name, m->addr});
         }
         schedule(now + config_.probe_interval, TimerKind::last_check, seq);
@@ -284,37 +231,19 @@ void Node::suspicion_expired(const Name& name, Time now) {
 }
 
 void Node::last_check_expired(uint32_t seq, Time now) {
-    auto it = checks_.find(seq);
-    if (it == checks_.end()) return;  // answered
-    const LastCheck c = it->second;
-    checks_.erase(it);
-    const Member* m = members_.find(c.name);
-    if (m == nullptr || m->state != MemberState::suspect || m->incarnation != c.incarnation) return;
+    const auto c = prober_.take_check(seq);
+    if (!c) return;  // answered
+    const Member* m = members_.find(c->name);
+    if (m == nullptr || m->state != MemberState::suspect || m->incarnation != c->incarnation) {
+        return;
+    }
     ++stats_.deaths;
     apply_dead(DeadUpdate{m->name, m->incarnation, name_, false}, now, true);
 }
 
 void Node::relay_timeout_fired(uint32_t seq) {
-    auto it = relays_.find(seq);
-    if (it == relays_.end()) return;
-    if (config_.lifeguard) send(it->second.requester, Nack{it->second.requester_seq});
-    relays_.erase(it);
-}
-
-std::vector<const Member*> Node::random_members(size_t k, const Name& except) {
-    std::vector<const Member*> out;
-    if (probe_list_.empty() || k == 0) return out;
-    // Rejection sampling over the probe list: cheap at any size, and a bounded number of
-    // draws keeps a mostly-dead list from looping long.
-    for (size_t tries = 0; tries < 4 * k + 8 && out.size() < k; ++tries) {
-        const Name& name = probe_list_[rng_.below(probe_list_.size())];
-        if (name == name_ || name == except) continue;
-        const Member* m = members_.find(name);
-        if (m == nullptr || m->state != MemberState::alive) continue;
-        if (std::find(out.begin(), out.end(), m) != out.end()) continue;
-        out.push_back(m);
-    }
-    return out;
+    const auto r = prober_.take_relay(seq);
+    if (r && config_.lifeguard) send(r->requester, Nack{r->requester_seq});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,65 +285,67 @@ void Node::handle_packet(const Packet& p, Time now) {
     for (const Update& u : p.updates)
         apply(u, now);
 
-    std::visit(
-        [&](const auto& body) {
-            using T = std::decay_t<decltype(body)>;
-            if constexpr (std::is_same_v<T, Ping>) {
-                if (body.target != name_) {
-                    ++stats_.packets_ignored;
-                    return;
-                }
-                // If the prober doubts us at an incarnation we already outranked, our answer
-                // carries the refutation itself rather than leaving it to the epidemic.
-                const bool doubted =
-                    std::any_of(p.updates.begin(), p.updates.end(), [&](const Update& u) {
-                        return update_subject(u) == name_ &&
-                               !std::holds_alternative<AliveUpdate>(u);
-                    });
-                if (doubted && !leaving_) {
-                    const Update me = alive_of(self());
-                    send(p.sender_addr, Ack{body.seq}, &me);
-                } else {
-                    send(p.sender_addr, Ack{body.seq});
-                }
-            } else if constexpr (std::is_same_v<T, PingReq>) {
-                if (relays_.size() >= kRelaysMax || body.target == name_) {
-                    ++stats_.ping_reqs_refused;
-                    return;
-                }
-                const uint32_t seq = next_seq_++;
-                relays_.emplace(seq, Relay{p.sender_addr, body.seq, body.target});
-                send(body.target_addr, Ping{seq, body.target});
-                schedule(now + probe_timeout(), TimerKind::relay_timeout, seq);
-            } else if constexpr (std::is_same_v<T, Ack>) {
-                ++stats_.acks;
-                if (probe_ && probe_->seq == body.seq) {
-                    // A direct ack measures the round trip; a relayed one only proves life.
-                    if (p.sender == probe_->target) rtt_.sample(now - probe_->sent);
-                    heard_from(probe_->target, now);
-                    if (config_.lifeguard) awareness_.apply(-1);
-                    probe_.reset();
-                } else if (auto it = relays_.find(body.seq); it != relays_.end()) {
-                    send(it->second.requester, Ack{it->second.requester_seq});
-                    relays_.erase(it);
-                } else if (auto c = checks_.find(body.seq); c != checks_.end()) {
-                    // The suspect is alive. Its refutation normally rides on this ack; if it
-                    // did not, the proof of life still buys it a fresh suspicion period.
-                    heard_from(c->second.name, now);
-                    Member* m = members_.find(c->second.name);
-                    if (m != nullptr && m->state == MemberState::suspect && m->suspicion &&
-                        m->incarnation == c->second.incarnation) {
-                        m->suspicion->restart(now);
-                        schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
-                    }
-                    checks_.erase(c);
-                }
-            } else if constexpr (std::is_same_v<T, Nack>) {
-                ++stats_.nacks;
-                if (probe_ && probe_->seq == body.seq) ++probe_->nacks;
-            }
-        },
-        p.body);
+    std::visit([&](const auto& body) { on_body(p, body, now); }, p.body);
+}
+
+void Node::on_body(const Packet& p, const Ping& ping, Time now) {
+    (void)now;
+    if (ping.target != name_) {
+        ++stats_.packets_ignored;
+        return;
+    }
+    // If the prober doubts us at an incarnation we already outranked, our answer carries the
+    // refutation itself rather than leaving it to the epidemic.
+    const bool doubted = std::any_of(p.updates.begin(), p.updates.end(), [&](const Update& u) {
+        return update_subject(u) == name_ && !std::holds_alternative<AliveUpdate>(u);
+    });
+    if (doubted && !leaving_) {
+        const Update me = alive_of(self());
+        send(p.sender_addr, Ack{ping.seq}, &me);
+    } else {
+        send(p.sender_addr, Ack{ping.seq});
+    }
+}
+
+void Node::on_body(const Packet& p, const PingReq& req, Time now) {
+    const uint32_t seq = next_seq_++;
+    if (req.target == name_ ||
+        !prober_.add_relay(seq, Prober::Relay{p.sender_addr, req.seq, req.target})) {
+        ++stats_.ping_reqs_refused;
+        return;
+    }
+    send(req.target_addr, Ping{seq, req.target});
+    schedule(now + probe_timeout(), TimerKind::relay_timeout, seq);
+}
+
+void Node::on_body(const Packet& p, const Ack& ack, Time now) {
+    ++stats_.acks;
+    if (const Prober::Probe* probe = prober_.current(ack.seq)) {
+        // A direct ack measures the round trip; a relayed one only proves life.
+        if (p.sender == probe->target) rtt_.sample(now - probe->sent);
+        heard_from(probe->target, now);
+        if (config_.lifeguard) awareness_.apply(-1);
+        prober_.finish();
+    } else if (const auto relay = prober_.take_relay(ack.seq)) {
+        send(relay->requester, Ack{relay->requester_seq});
+    } else if (const auto check = prober_.take_check(ack.seq)) {
+        // The suspect is alive. Its refutation normally rides on this ack; if it did not, the
+        // proof of life still buys it a fresh suspicion period.
+        heard_from(check->name, now);
+        Member* m = members_.find(check->name);
+        if (m != nullptr && m->state == MemberState::suspect && m->suspicion &&
+            m->incarnation == check->incarnation) {
+            m->suspicion->restart(now);
+            schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
+        }
+    }
+}
+
+void Node::on_body(const Packet& p, const Nack& nack, Time now) {
+    (void)p;
+    (void)now;
+    ++stats_.nacks;
+    if (Prober::Probe* probe = prober_.current(nack.seq)) ++probe->nacks;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -486,7 +417,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
             return;
         }
         ++stats_.updates_applied;
-        add_to_probe_list(m->name);
+        prober_.add(m->name, rng_);
         if (gossip) broadcasts_.push(u);
         emit(*m, std::nullopt, m->incarnation, now, false);
         return;
@@ -505,7 +436,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
     m->tags = u.tags;
     m->protocol = u.protocol;
     members_.set_state(*m, MemberState::alive, now);
-    if (was_gone) add_to_probe_list(m->name);
+    if (was_gone) prober_.add(m->name, rng_);
     if (gossip) broadcasts_.push(u);
     emit(*m, previous, previous_inc, now, false);
 }
@@ -557,7 +488,7 @@ void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
     if (!origin && n > 2 &&
         rng_.chance(static_cast<double>(config_.suspicion_verifiers) /
                     static_cast<double>(n - 2))) {
-        probe_soon(m->name);
+        prober_.probe_soon(m->name);
     }
 }
 
@@ -588,7 +519,7 @@ void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
 void Node::gossip_tick(Time now) {
     schedule(now + config_.gossip_interval, TimerKind::gossip);
     if (broadcasts_.empty()) return;  // an idle cluster sends nothing on this tick
-    for (const Member* m : random_members(config_.gossip_nodes, name_)) {
+    for (const Member* m : prober_.pick(config_.gossip_nodes, name_, rng_)) {
         if (broadcasts_.empty()) break;
         send(m->addr, std::monostate{});
     }
@@ -640,7 +571,7 @@ void Node::merge(const PushPull& remote, Time now) {
                 } else if (const Member* m = members_.find(s.name);
                            m != nullptr && m->state == MemberState::alive &&
                            s.incarnation >= m->incarnation) {
-                    probe_soon(s.name);
+                    prober_.probe_soon(s.name);
                 }
                 break;
             case MemberState::left:
@@ -677,7 +608,7 @@ void Node::push_pull_tick(Time now) {
     push_pull_next_ = std::min(push_pull_next_ * 2, regular);
     schedule(now + interval, TimerKind::push_pull);
     if (leaving_) return;
-    const auto peers = random_members(1, name_);
+    const auto peers = prober_.pick(1, name_, rng_);
     if (peers.empty()) return;
     outbox_.push_pulls.push_back(OutPushPull{peers.front()->addr, snapshot(false)});
 }
@@ -737,7 +668,7 @@ void Node::leave(Time now) {
     broadcasts_.push(DeadUpdate{name_, me.incarnation, name_, true});
     emit(me, previous, me.incarnation, now, true);
     // Tell a few members at once rather than waiting for the next gossip tick.
-    for (const Member* m : random_members(config_.gossip_nodes, name_)) {
+    for (const Member* m : prober_.pick(config_.gossip_nodes, name_, rng_)) {
         send(m->addr, std::monostate{});
     }
 }

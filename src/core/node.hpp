@@ -7,12 +7,11 @@
 // due (as quinn-proto's poll_timeout/handle_timeout): one driver timer, no stale handles.
 //
 // Node owns the units and dispatches between them; each protocol concept lives in its own
-// file: MemberTable (records and precedence), Suspicion, Awareness, BroadcastQueue,
-// PhiDetector, RttEstimator.
+// file: MemberTable (records and precedence), Prober (targets and probes in flight),
+// Suspicion, Awareness, BroadcastQueue, PhiDetector, RttEstimator.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <queue>
@@ -24,6 +23,7 @@
 #include "core/config.hpp"
 #include "core/member_table.hpp"
 #include "core/message.hpp"
+#include "core/prober.hpp"
 #include "core/rng.hpp"
 #include "core/rtt.hpp"
 #include "core/time.hpp"
@@ -155,41 +155,24 @@ class Node {
         Name member;       // suspect it belongs to
         bool operator>(const Timer& o) const { return at != o.at ? at > o.at : order > o.order; }
     };
-    struct Probe {
-        uint32_t seq;
-        Name target;
-        Incarnation incarnation;
-        Time sent;
-        uint32_t nacks_expected = 0;
-        uint32_t nacks = 0;
-    };
-    struct LastCheck {
-        Name name;
-        Incarnation incarnation;
-    };
-    struct Relay {
-        Address requester;
-        uint32_t requester_seq;
-        Name target;
-    };
-
     void schedule(Time at, TimerKind kind, uint32_t seq = 0, Name member = {});
     void on_timer(const Timer& t, Time now);
 
     // Probing (SWIM §4.1).
     void probe_tick(Time now);
-    void finish_failed_probe(Time now);
+    void finish_failed_probe(const Prober::Probe& p, Time now);
     void probe_timeout_fired(uint32_t seq, Time now);
     void relay_timeout_fired(uint32_t seq);
     void suspicion_expired(const Name& name, Time now);
     void last_check_expired(uint32_t seq, Time now);
-    std::optional<Name> next_probe_target();
-    // Queues an out-of-turn probe (bounded; duplicates ignored).
-    void probe_soon(const Name& name);
     void check_phi(Time now);
-    void add_to_probe_list(const Name& name);
-    // Up to k distinct random live members other than us and `except`.
-    std::vector<const Member*> random_members(size_t k, const Name& except);
+
+    // Packet bodies; the piggybacked updates are applied before.
+    void on_body(const Packet&, std::monostate, Time) {}
+    void on_body(const Packet& p, const Ping& ping, Time now);
+    void on_body(const Packet& p, const PingReq& req, Time now);
+    void on_body(const Packet& p, const Ack& ack, Time now);
+    void on_body(const Packet& p, const Nack& nack, Time now);
 
     // Dissemination.
     void gossip_tick(Time now);
@@ -223,6 +206,7 @@ class Node {
     Name name_;
     Rng rng_;
     MemberTable members_;
+    Prober prober_;
     Awareness awareness_;
     RttEstimator rtt_;
     BroadcastQueue broadcasts_;
@@ -232,13 +216,6 @@ class Node {
     std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
     uint64_t timer_order_ = 0;
 
-    std::vector<Name> probe_list_;  // shuffled round robin, also the pool for random picks
-    size_t probe_index_ = 0;
-    std::deque<Name> urgent_;  // probed before the round robin resumes
-    size_t phi_cursor_ = 0;
-    std::optional<Probe> probe_;
-    std::map<uint32_t, Relay> relays_;
-    std::map<uint32_t, LastCheck> checks_;
     uint32_t next_seq_ = 1;
     std::vector<Name> gone_;  // dead and left members, for reconnects and reaping
 
