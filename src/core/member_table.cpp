@@ -5,7 +5,22 @@
 namespace chorus {
 
 MemberSnapshot Member::snapshot() const {
-    return MemberSnapshot{name, addr, http, incarnation, state, tags, load_milli, protocol};
+    return MemberSnapshot{name, addr, http, incarnation, state, tags(), load_milli, protocol};
+}
+
+const Tags& Member::tags() const {
+    static const Tags none;
+    return tags_ ? *tags_ : none;
+}
+
+void Member::set_tags(const Tags& t) {
+    if (t.empty()) {
+        tags_.reset();
+    } else if (tags_) {
+        *tags_ = t;
+    } else {
+        tags_ = std::make_unique<Tags>(t);
+    }
 }
 
 bool alive_overrides(const Member& m, const AliveUpdate& u) {

@@ -26,7 +26,6 @@ struct Member {
     Name http;
     Incarnation incarnation;
     MemberState state = MemberState::alive;
-    Tags tags;
     uint32_t load_milli = 0;
     uint8_t protocol = kProtocolVersion;
     Time state_since{};
@@ -34,6 +33,13 @@ struct Member {
     PhiDetector phi;                       // fed by every direct sign of life
 
     MemberSnapshot snapshot() const;
+    // Tags live behind a pointer that is null when there are none: most members of a large
+    // cluster carry few or none, and a node keeps a record of every member.
+    const Tags& tags() const;
+    void set_tags(const Tags& t);
+
+  private:
+    std::unique_ptr<Tags> tags_;
 };
 
 // ---- precedence (SWIM §4.2, with memberlist's treatment of left) ----

@@ -28,8 +28,8 @@ Node::Node(Config config, Identity self, uint64_t seed, Time now)
     m.name = self.name;
     m.addr = std::move(self.addr);
     m.http = std::move(self.http);
-    m.tags = std::move(self.tags);
-    std::sort(m.tags.begin(), m.tags.end());
+    std::sort(self.tags.begin(), self.tags.end());
+    m.set_tags(self.tags);
     m.incarnation = self.incarnation;
     m.state_since = now;
     Member* me = members_.add(std::move(m));
@@ -78,7 +78,7 @@ Duration Node::probe_timeout() const {
 }
 
 AliveUpdate Node::alive_of(const Member& m) const {
-    return AliveUpdate{m.name, m.addr, m.http, m.incarnation, m.tags, m.protocol};
+    return AliveUpdate{m.name, m.addr, m.http, m.incarnation, m.tags(), m.protocol};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,7 +408,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
         fresh.addr = u.addr;
         fresh.http = u.http;
         fresh.incarnation = u.incarnation;
-        fresh.tags = u.tags;
+        fresh.set_tags(u.tags);
         fresh.protocol = u.protocol;
         fresh.state_since = now;
         m = members_.add(std::move(fresh));
@@ -433,7 +433,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
     m->addr = u.addr;
     m->http = u.http;
     m->incarnation = u.incarnation;
-    m->tags = u.tags;
+    m->set_tags(u.tags);
     m->protocol = u.protocol;
     members_.set_state(*m, MemberState::alive, now);
     if (was_gone) prober_.add(m->name, rng_);

@@ -400,3 +400,20 @@ TEST_CASE("a member whose phi crosses phi_suspect is probed out of turn") {
     REQUIRE(s.node.phi("b", s.now) > c.phi_suspect);
     REQUIRE(s.node.stats().probes_early > early);
 }
+
+TEST_CASE("a member's tags are kept, replaced by newer ones and carried in push-pull") {
+    Solo s(Config::local());
+    const Tags tags{{"role", "db"}, {"zone", "b"}};
+    s.node.handle_packet(s.from("x", std::monostate{},
+                                {AliveUpdate{"x", Address{"x"}, "", Incarnation{1}, tags, 1}}),
+                         s.now);
+    REQUIRE(s.node.members().find("x")->tags() == tags);
+    bool carried = false;
+    for (const auto& m : s.node.snapshot(false).members)
+        carried |= m.name == "x" && m.tags == tags;
+    REQUIRE(carried);
+    s.node.handle_packet(
+        s.from("x", std::monostate{}, {AliveUpdate{"x", Address{"x"}, "", Incarnation{2}, {}, 1}}),
+        s.now);
+    REQUIRE(s.node.members().find("x")->tags().empty());
+}
