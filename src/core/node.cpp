@@ -357,6 +357,17 @@ void Node::emit(const Member& m, std::optional<MemberState> previous, Incarnatio
         MemberEvent{m.name, previous, m.state, m.incarnation, previous_inc, now, origin});
 }
 
+void Node::transition(Member& m, MemberState state, Incarnation incarnation,
+                      std::optional<Update> gossip, Time now, bool origin) {
+    ++stats_.updates_applied;
+    const MemberState previous = m.state;
+    const Incarnation previous_inc = m.incarnation;
+    m.incarnation = incarnation;
+    members_.set_state(m, state, now);
+    if (gossip) broadcasts_.push(std::move(*gossip));
+    emit(m, previous, previous_inc, now, origin);
+}
+
 void Node::apply(const Update& u, Time now, bool origin) {
     std::visit(
         [&](const auto& x) {
@@ -426,19 +437,14 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
         ++stats_.updates_ignored;
         return;
     }
-    ++stats_.updates_applied;
-    const MemberState previous = m->state;
-    const Incarnation previous_inc = m->incarnation;
-    const bool was_gone = is_gone(previous);
+    const bool was_gone = is_gone(m->state);
     m->addr = u.addr;
     m->http = u.http;
-    m->incarnation = u.incarnation;
     m->set_tags(u.tags);
     m->protocol = u.protocol;
-    members_.set_state(*m, MemberState::alive, now);
+    transition(*m, MemberState::alive, u.incarnation, gossip ? Update(u) : std::optional<Update>{},
+               now, false);
     if (was_gone) prober_.add(m->name, rng_);
-    if (gossip) broadcasts_.push(u);
-    emit(*m, previous, previous_inc, now, false);
 }
 
 void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
@@ -466,11 +472,7 @@ void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
         ++stats_.updates_ignored;
         return;
     }
-    ++stats_.updates_applied;
-    const MemberState previous = m->state;
-    const Incarnation previous_inc = m->incarnation;
-    m->incarnation = u.incarnation;
-    members_.set_state(*m, MemberState::suspect, now);
+    transition(*m, MemberState::suspect, u.incarnation, u, now, origin);
     const size_t n = members_.live();
     const Duration min = suspicion_min(config_, n);
     const Duration max = config_.lifeguard ? scale(min, config_.suspicion_max_mult) : min;
@@ -480,8 +482,6 @@ void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
                                   : 0;
     m->suspicion = std::make_unique<Suspicion>(now, u.incarnation, u.from, min, max, expected);
     schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
-    broadcasts_.push(u);
-    emit(*m, previous, previous_inc, now, origin);
     // Verify the suspicion ourselves with probability verifiers/n, so that about
     // `suspicion_verifiers` members probe the suspect within a period: a crash gathers its
     // confirmations quickly, and a live suspect hears of it through their probes and refutes.
@@ -502,15 +502,9 @@ void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
         ++stats_.updates_ignored;
         return;
     }
-    ++stats_.updates_applied;
-    const MemberState previous = m->state;
-    const Incarnation previous_inc = m->incarnation;
-    const bool was_gone = is_gone(previous);
-    m->incarnation = u.incarnation;
-    members_.set_state(*m, u.left ? MemberState::left : MemberState::dead, now);
+    const bool was_gone = is_gone(m->state);
+    transition(*m, u.left ? MemberState::left : MemberState::dead, u.incarnation, u, now, origin);
     if (!was_gone) gone_.push_back(m->name);
-    broadcasts_.push(u);
-    emit(*m, previous, previous_inc, now, origin);
 }
 
 // ---------------------------------------------------------------------------------------------

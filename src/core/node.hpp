@@ -192,6 +192,10 @@ class Node {
     void apply_alive(const AliveUpdate& u, Time now, bool gossip = true);
     void apply_suspect(const SuspectUpdate& u, Time now, bool origin);
     void apply_dead(const DeadUpdate& u, Time now, bool origin);
+    // Moves a known member to `state` at `incarnation`, gossips `gossip` if given, and tells
+    // subscribers: the common tail of every accepted update.
+    void transition(Member& m, MemberState state, Incarnation incarnation,
+                    std::optional<Update> gossip, Time now, bool origin);
     void refute(Incarnation seen, Time now);
     // Someone suspects us or declared us dead at `accused`.
     void about_self(Incarnation accused, Time now);
