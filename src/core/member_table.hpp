@@ -90,6 +90,13 @@ class MemberTable {
         for (auto& [name, m] : members_)
             f(m);
     }
+    // Tombstones still in force, in name order: f(name, incarnation).
+    template <typename F>
+    void for_each_tombstone(Time now, F&& f) const {
+        for (const auto& [name, t] : tombstones_) {
+            if (t.until > now) f(name, t.incarnation);
+        }
+    }
 
   private:
     struct Tombstone {

@@ -522,13 +522,17 @@ void Node::gossip_tick(Time now) {
 // ---------------------------------------------------------------------------------------------
 // Anti-entropy, join, leave, reconnect, reap
 
-PushPull Node::snapshot(bool join) const {
+PushPull Node::snapshot(bool join, Time now) const {
     PushPull s;
     s.cluster = config_.cluster;
     s.sender = name_;
     s.join = join;
-    s.members.reserve(members_.size());
+    s.members.reserve(members_.size() + members_.tombstones());
     members_.for_each([&](const Member& m) { s.members.push_back(m.snapshot()); });
+    members_.for_each_tombstone(now, [&](const Name& name, Incarnation inc) {
+        s.members.push_back(MemberSnapshot{
+            name, Address{}, Name{}, inc, MemberState::dead, {}, 0, kProtocolVersion});
+    });
     return s;
 }
 
@@ -536,7 +540,7 @@ void Node::join(const std::vector<Address>& seeds, Time now) {
     (void)now;
     for (const Address& seed : seeds) {
         if (seed == self().addr) continue;
-        outbox_.push_pulls.push_back(OutPushPull{seed, snapshot(true)});
+        outbox_.push_pulls.push_back(OutPushPull{seed, snapshot(true, now)});
     }
 }
 
@@ -577,7 +581,7 @@ void Node::merge(const PushPull& remote, Time now) {
 
 PushPull Node::handle_push_pull(const PushPull& remote, Time now) {
     merge(remote, now);
-    return snapshot(false);
+    return snapshot(false, now);
 }
 
 void Node::push_pull_done(const Address& peer, const PushPull& remote, Time now) {
@@ -604,7 +608,7 @@ void Node::push_pull_tick(Time now) {
     if (leaving_) return;
     const auto peers = prober_.pick(1, name_, rng_);
     if (peers.empty()) return;
-    outbox_.push_pulls.push_back(OutPushPull{peers.front()->addr, snapshot(false)});
+    outbox_.push_pulls.push_back(OutPushPull{peers.front()->addr, snapshot(false, now)});
 }
 
 void Node::reconnect_tick(Time now) {
@@ -621,7 +625,7 @@ void Node::reconnect_tick(Time now) {
             continue;
         }
         if (m->state == MemberState::dead) {
-            outbox_.push_pulls.push_back(OutPushPull{m->addr, snapshot(false)});
+            outbox_.push_pulls.push_back(OutPushPull{m->addr, snapshot(false, now)});
         }
         return;
     }

@@ -132,8 +132,10 @@ class Node {
     size_t broadcasts_pending() const { return broadcasts_.size(); }
     bool joined() const { return joined_; }
     bool leaving() const { return leaving_; }
-    // The snapshot this node would send in a push-pull.
-    PushPull snapshot(bool join) const;
+    // The snapshot this node would send in a push-pull at `now`: every member, and the
+    // tombstones in force as dead entries without an address, so that a member restarted after
+    // its record was reaped learns which incarnation it must outrank.
+    PushPull snapshot(bool join, Time now) const;
 
   private:
     enum class TimerKind : uint8_t {

@@ -409,11 +409,39 @@ TEST_CASE("a member's tags are kept, replaced by newer ones and carried in push-
                          s.now);
     REQUIRE(s.node.members().find("x")->tags() == tags);
     bool carried = false;
-    for (const auto& m : s.node.snapshot(false).members)
+    for (const auto& m : s.node.snapshot(false, s.now).members)
         carried |= m.name == "x" && m.tags == tags;
     REQUIRE(carried);
     s.node.handle_packet(
         s.from("x", std::monostate{}, {AliveUpdate{"x", Address{"x"}, "", Incarnation{2}, {}, 1}}),
         s.now);
     REQUIRE(s.node.members().find("x")->tags().empty());
+}
+
+TEST_CASE("a push-pull carries tombstones, so a member restarted after reaping can outrank them") {
+    Config c = Config::local();
+    c.dead_retain = seconds(5);
+    c.tombstone_ttl = seconds(600);
+    Solo s(c);
+    s.node.handle_packet(
+        s.from("b", std::monostate{}, {DeadUpdate{"c", Incarnation{5}, "b", false}}), s.now);
+    s.advance_to(s.now + seconds(12));
+    REQUIRE(s.node.members().find("c") == nullptr);
+    // c restarts at incarnation 0 and joins through us: our answer tells it it died at 5.
+    PushPull join;
+    join.cluster = c.cluster;
+    join.sender = "c";
+    join.join = true;
+    join.members.push_back(
+        MemberSnapshot{"c", Address{"c"}, "", Incarnation{0}, MemberState::alive, {}, 0, 1});
+    const PushPull reply = s.node.handle_push_pull(join, s.now);
+    REQUIRE(s.node.members().find("c") == nullptr);  // its alive at 0 does not beat the tombstone
+    bool told = false;
+    for (const auto& m : reply.members)
+        told |= m.name == "c" && m.state == MemberState::dead && m.incarnation == Incarnation{5};
+    REQUIRE(told);
+    // A node reading that reply about itself refutes above it.
+    Node restarted(c, Identity{"c", Address{"c"}, "", {}, Incarnation{0}}, 3, s.now);
+    restarted.push_pull_done(Address{"a"}, reply, s.now);
+    REQUIRE(restarted.self().incarnation == Incarnation{6});
 }
