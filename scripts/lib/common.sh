@@ -28,10 +28,18 @@ ensure_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# configure_and_build DIR [cmake args...]: configures (once) and builds DIR.
+# configure_and_build DIR [cmake args...]: configures DIR and builds everything in it.
 configure_and_build() {
   local dir="$1"; shift
-  local jobs; jobs="$(nproc 2>/dev/null || echo 2)"
   cmake -S "$CHORUS_ROOT" -B "$CHORUS_ROOT/$dir" -G Ninja "$@" >/dev/null
-  cmake --build "$CHORUS_ROOT/$dir" -j "$jobs"
+  cmake --build "$CHORUS_ROOT/$dir" -j "$(nproc 2>/dev/null || echo 2)"
+}
+
+# build_target DIR TARGET: configures DIR if it is new and builds one target, leaving the
+# cache as it is (so a demo never turns off the tests that scripts/test builds in DIR).
+build_target() {
+  local dir="$1" target="$2"
+  [ -f "$CHORUS_ROOT/$dir/CMakeCache.txt" ] ||
+    cmake -S "$CHORUS_ROOT" -B "$CHORUS_ROOT/$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$CHORUS_ROOT/$dir" -j "$(nproc 2>/dev/null || echo 2)" --target "$target"
 }
