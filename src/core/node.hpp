@@ -105,8 +105,8 @@ class Node {
     // Opens a join push-pull with each seed. The driver reports each outcome through
     // push_pull_done / push_pull_failed and decides on retries.
     void join(const std::vector<Address>& seeds, Time now);
-    // Announces our departure; the driver waits until broadcasts_pending() is 0 (or its leave
-    // timeout) before it stops.
+    // Announces our departure; the driver keeps the node running until leave_spread() (or its
+    // own leave timeout) and then stops.
     void leave(Time now);
 
     void handle_packet(const Packet& p, Time now);
@@ -132,6 +132,9 @@ class Node {
     size_t broadcasts_pending() const { return broadcasts_.size(); }
     bool joined() const { return joined_; }
     bool leaving() const { return leaving_; }
+    // True once our `left` update has been sent as many times as any update is (the epidemic's
+    // retransmit limit): the rest of the cluster has heard it with high probability.
+    bool leave_spread() const { return leaving_ && !broadcasts_.contains(name_); }
     // The snapshot this node would send in a push-pull at `now`: every member, and the
     // tombstones in force as dead entries without an address, so that a member restarted after
     // its record was reaped learns which incarnation it must outrank.

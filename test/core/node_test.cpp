@@ -99,7 +99,9 @@ TEST_CASE("a member that leaves is seen as left, not dead") {
     REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
     c["d"].leave(c.now);
     c.drain("d");
-    REQUIRE(c.run_until_true([&] { return c.all_see("d", MemberState::left); }, seconds(5)));
+    REQUIRE_FALSE(c["d"].leave_spread());
+    REQUIRE(c.run_until_true([&] { return c["d"].leave_spread(); }, seconds(10)));
+    REQUIRE(c.all_see("d", MemberState::left));
     c.crash("d");
     c.run_for(seconds(20));
     REQUIRE(c.all_see("d", MemberState::left));
