@@ -130,6 +130,7 @@ int main(int argc, char** argv) {
     app.add_option("--join-window", o.join_window_s, "nodes start within this many seconds")
         ->capture_default_str();
     app.add_flag("--json", json, "print one JSON object instead of a summary");
+    app.add_flag("--progress", o.progress, "report progress on stderr every 10 virtual seconds");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

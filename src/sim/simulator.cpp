@@ -505,9 +505,20 @@ Report Simulation::run() {
 
     const Time end = at(o_.duration_s);
     steady_from_ = at(o_.duration_s / 2);
+    Time next_progress = at(10);
     while (!queue_.empty() && queue_.top().at <= end) {
         Event e = queue_.top();
         queue_.pop();
+        if (o_.progress && e.at >= next_progress) {
+            fmt::print(stderr,
+                       "chorus-sim: t={:.0f}s, {} of {} live nodes see all alive, wall {:.0f}s, "
+                       "RSS {:.0f} MB\n",
+                       to_seconds(next_progress.time_since_epoch()), full_views_, live_,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start)
+                           .count(),
+                       peak_rss_mb());
+            next_progress += seconds(10);
+        }
         on_event(e);
     }
 

@@ -33,6 +33,7 @@ struct Options {
     std::optional<double> partition_at_s;
     std::optional<double> heal_at_s;
     double join_window_s = 1;  // nodes start at random times in [0, join_window_s)
+    bool progress = false;     // a line on stderr every 10 virtual seconds
 };
 
 struct Report {
