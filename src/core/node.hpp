@@ -67,12 +67,25 @@ struct Outbox {
     std::vector<OutPacket> packets;
     std::vector<OutPushPull> push_pulls;
     std::vector<MemberEvent> events;
+    // Empties the outbox. Buffers that grew past a few dozen entries (a push-pull merge emits
+    // one event per member) are released rather than kept: every node keeps an outbox, and
+    // N nodes holding N-entry buffers is N² of idle memory.
     void clear() {
-        packets.clear();
-        push_pulls.clear();
-        events.clear();
+        release_if_large(packets);
+        release_if_large(push_pulls);
+        release_if_large(events);
     }
     bool empty() const { return packets.empty() && push_pulls.empty() && events.empty(); }
+
+  private:
+    template <typename V>
+    static void release_if_large(V& v) {
+        if (v.capacity() > 64) {
+            V().swap(v);
+        } else {
+            v.clear();
+        }
+    }
 };
 
 // Counters for metrics and tests; monotonic.
