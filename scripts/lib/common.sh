@@ -5,7 +5,7 @@ CHORUS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
 # Debian packages the build and tests need. Keep in step with CMakeLists.txt.
 CHORUS_PACKAGES=(
-  cmake ninja-build g++
+  cmake ninja-build g++ pkg-config
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
   catch2 libcli11-dev
 )

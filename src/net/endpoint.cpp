@@ -1,0 +1,74 @@
+#include "net/endpoint.hpp"
+
+#include <uv.h>
+
+#include <charconv>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace chorus::net {
+
+Result<Endpoint> Endpoint::parse(std::string_view text) {
+    const auto bad = [&](std::string_view why) {
+        return Error{
+            "bad_address",
+            fmt::format("'{}' is not an address: {} (use ip:port or [ipv6]:port)", text, why)};
+    };
+    std::string_view host, port;
+    if (!text.empty() && text.front() == '[') {
+        const size_t close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            return bad("unbalanced brackets or no port");
+        }
+        host = text.substr(1, close - 1);
+        port = text.substr(close + 2);
+    } else {
+        const size_t colon = text.rfind(':');
+        if (colon == std::string_view::npos) return bad("no port");
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos) return bad("IPv6 needs brackets");
+    }
+    unsigned p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535) {
+        return bad("port must be a number from 0 to 65535");
+    }
+    Endpoint e;
+    const std::string h(host);
+    if (uv_ip4_addr(h.c_str(), static_cast<int>(p), reinterpret_cast<sockaddr_in*>(&e.addr_)) ==
+            0 &&
+        h.find('.') != std::string::npos) {
+        return e;
+    }
+    if (uv_ip6_addr(h.c_str(), static_cast<int>(p), reinterpret_cast<sockaddr_in6*>(&e.addr_)) ==
+            0 &&
+        h.find(':') != std::string::npos) {
+        return e;
+    }
+    return bad("host is not a numeric IPv4 or IPv6 address");
+}
+
+Endpoint Endpoint::from(const sockaddr* sa) {
+    Endpoint e;
+    const size_t len = sa->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+    std::memcpy(&e.addr_, sa, len);
+    return e;
+}
+
+uint16_t Endpoint::port() const {
+    if (addr_.ss_family == AF_INET6) {
+        return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr_)->sin6_port);
+    }
+    return ntohs(reinterpret_cast<const sockaddr_in*>(&addr_)->sin_port);
+}
+
+std::string Endpoint::str() const {
+    char ip[64] = {0};
+    uv_ip_name(sa(), ip, sizeof(ip));
+    if (addr_.ss_family == AF_INET6) return fmt::format("[{}]:{}", ip, port());
+    return fmt::format("{}:{}", ip, port());
+}
+
+}  // namespace chorus::net

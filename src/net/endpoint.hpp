@@ -1,0 +1,31 @@
+// A socket address parsed from "ip:port" or "[ipv6]:port", and printed back the same way.
+// Host names are resolved elsewhere (asynchronously, on every retry); this is the numeric form
+// every socket call needs.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "core/result.hpp"
+
+namespace chorus::net {
+
+class Endpoint {
+  public:
+    static Result<Endpoint> parse(std::string_view host_port);
+    static Endpoint from(const sockaddr* sa);
+
+    const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&addr_); }
+    uint16_t port() const;
+    std::string str() const;
+    bool operator==(const Endpoint& o) const { return str() == o.str(); }
+
+  private:
+    sockaddr_storage addr_{};
+};
+
+}  // namespace chorus::net

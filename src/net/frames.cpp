@@ -1,0 +1,263 @@
+#include "net/frames.hpp"
+
+#include <fmt/format.h>
+
+namespace chorus::net {
+
+namespace {
+
+constexpr size_t kHeaderBytes = 4;
+constexpr size_t kReadChunk = 64 * 1024;
+
+struct WriteRequest {
+    uv_write_t req;
+    std::vector<uint8_t> bytes;  // header and body, alive until the write completes
+};
+
+uint32_t read_be32(const uint8_t* p) {
+    return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// FrameHub
+
+FrameHub::FrameHub(uv_loop_t* loop, FrameLimits limits, Callbacks callbacks)
+    : loop_(loop), limits_(limits), callbacks_(std::move(callbacks)) {}
+
+FrameHub::~FrameHub() {
+    // Handles close through their deleters; no callback may reach us after this.
+    for (auto& [id, c] : conns_)
+        c->closing_ = true;
+}
+
+Status FrameHub::listen(const Endpoint& at) {
+    auto h = make_handle<uv_tcp_t>(
+        loop_, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, this);
+    if (!h) return h.error();
+    server_ = std::move(*h);
+    if (const int rc = uv_tcp_bind(server_.get(), at.sa(), 0); rc != 0) {
+        return uv_error("bind tcp " + at.str(), rc);
+    }
+    if (const int rc = uv_listen(reinterpret_cast<uv_stream_t*>(server_.get()), 128, on_connection);
+        rc != 0) {
+        return uv_error("listen on " + at.str(), rc);
+    }
+    return Ok{};
+}
+
+std::optional<Endpoint> FrameHub::listening() const {
+    if (!server_) return std::nullopt;
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    if (uv_tcp_getsockname(server_.get(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+        return std::nullopt;
+    }
+    return Endpoint::from(reinterpret_cast<sockaddr*>(&ss));
+}
+
+FrameConn* FrameHub::create(bool outbound) {
+    const uint64_t id = next_id_++;
+    std::unique_ptr<FrameConn> c(new FrameConn(*this, id, outbound));
+    auto tcp = make_handle<uv_tcp_t>(
+        loop_, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, c.get());
+    auto timer = make_handle<uv_timer_t>(
+        loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, c.get());
+    if (!tcp || !timer) return nullptr;
+    c->tcp_ = std::move(*tcp);
+    c->timer_ = std::move(*timer);
+    FrameConn* raw = c.get();
+    conns_.emplace(id, std::move(c));
+    return raw;
+}
+
+void FrameHub::on_connection(uv_stream_t* server, int status) {
+    auto* hub = static_cast<FrameHub*>(server->data);
+    if (hub == nullptr) return;
+    if (status < 0) {
+        ++hub->stats_.errors;
+        return;
+    }
+    FrameConn* c = hub->conns_.size() < hub->limits_.connections_max ? hub->create(false) : nullptr;
+    if (c == nullptr) {
+        // Accept and close at once, so the peer sees a refusal instead of a hang.
+        ++hub->stats_.refused;
+        Handle<uv_tcp_t> reject;
+        auto h = make_handle<uv_tcp_t>(
+            hub->loop_, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, nullptr);
+        if (h && uv_accept(server, reinterpret_cast<uv_stream_t*>(h->get())) == 0)
+            reject = std::move(*h);
+        return;  // reject's destructor closes it
+    }
+    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(c->tcp_.get())) != 0) {
+        hub->close(c->id_, Error{"io_error", "accept failed"});
+        return;
+    }
+    ++hub->stats_.accepted;
+    c->connected_ = true;
+    c->start_reading();
+}
+
+uint64_t FrameHub::connect(const Endpoint& to) {
+    FrameConn* c = create(true);
+    if (c == nullptr) return 0;
+    const uint64_t id = c->id_;
+    ++stats_.connects;
+    auto* req = new uv_connect_t{};
+    req->data = reinterpret_cast<void*>(static_cast<uintptr_t>(id));
+    c->arm_timer();  // the idle timeout bounds the connect too
+    const int rc = uv_tcp_connect(req, c->tcp_.get(), to.sa(), [](uv_connect_t* r, int status) {
+        const auto conn_id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r->data));
+        auto* conn = static_cast<FrameConn*>(r->handle->data);
+        delete r;
+        if (conn == nullptr || conn->closing_ || conn->id_ != conn_id) return;
+        FrameHub& hub = conn->hub_;
+        if (status < 0) {
+            hub.close(conn_id, uv_error("connect", status));
+            return;
+        }
+        conn->connected_ = true;
+        conn->start_reading();
+        if (hub.callbacks_.on_connected) hub.callbacks_.on_connected(*conn);
+    });
+    if (rc != 0) {
+        delete req;
+        close(id, uv_error("connect to " + to.str(), rc));
+    }
+    return id;
+}
+
+FrameConn* FrameHub::find(uint64_t id) {
+    auto it = conns_.find(id);
+    return it == conns_.end() || it->second->closing_ ? nullptr : it->second.get();
+}
+
+void FrameHub::close(uint64_t id, std::optional<Error> why) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    std::unique_ptr<FrameConn> c = std::move(it->second);
+    conns_.erase(it);
+    c->closing_ = true;
+    if (why) ++stats_.errors;
+    // c's handles close as it goes out of scope; their memory is freed in the close callbacks.
+    if (callbacks_.on_closed) callbacks_.on_closed(id, std::move(why));
+}
+
+// ---------------------------------------------------------------------------------------------
+// FrameConn
+
+void FrameConn::arm_timer() {
+    uv_timer_start(
+        timer_.get(),
+        [](uv_timer_t* t) {
+            auto* self = static_cast<FrameConn*>(t->data);
+            if (self == nullptr || self->closing_) return;
+            ++self->hub_.stats_.timeouts;
+            self->hub_.close(self->id_,
+                             Error{"timeout", fmt::format("no frame within {} ms",
+                                                          self->hub_.limits_.idle_timeout_ms)});
+        },
+        hub_.limits_.idle_timeout_ms, 0);
+}
+
+void FrameConn::start_reading() {
+    arm_timer();
+    read_buffer_.resize(kReadChunk);
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(tcp_.get()),
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+            auto* self = static_cast<FrameConn*>(h->data);
+            if (self == nullptr) {
+                *buf = uv_buf_init(nullptr, 0);
+                return;
+            }
+            *buf = uv_buf_init(self->read_buffer_.data(),
+                               static_cast<unsigned>(self->read_buffer_.size()));
+        },
+        [](uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
+            auto* self = static_cast<FrameConn*>(s->data);
+            if (self == nullptr || self->closing_) return;
+            if (n == UV_EOF) {
+                self->hub_.close(self->id_);
+                return;
+            }
+            if (n < 0) {
+                self->hub_.close(self->id_, uv_error("read", static_cast<int>(n)));
+                return;
+            }
+            self->on_bytes(buf->base, static_cast<size_t>(n));
+        });
+}
+
+void FrameConn::on_bytes(const char* data, size_t n) {
+    inbox_.insert(inbox_.end(), data, data + n);
+    // Deliver every complete frame. The hub may close us from inside on_frame, which deletes
+    // this object: keep the hub and id on the stack and stop as soon as we are gone.
+    FrameHub& hub = hub_;
+    const uint64_t id = id_;
+    while (inbox_.size() >= kHeaderBytes) {
+        const size_t len = read_be32(inbox_.data());
+        if (len > hub.limits_.frame_bytes_max) {
+            ++hub.stats_.oversize;
+            hub.close(id, Error{"too_large", fmt::format("frame of {} bytes, over the limit of {}",
+                                                         len, hub.limits_.frame_bytes_max)});
+            return;
+        }
+        if (inbox_.size() < kHeaderBytes + len) return;
+        std::vector<uint8_t> frame(inbox_.begin() + kHeaderBytes,
+                                   inbox_.begin() + kHeaderBytes + len);
+        inbox_.erase(inbox_.begin(), inbox_.begin() + kHeaderBytes + len);
+        ++hub.stats_.frames_in;
+        arm_timer();
+        if (hub.callbacks_.on_frame) hub.callbacks_.on_frame(*this, std::move(frame));
+        if (hub.find(id) != this) return;  // closed (and deleted) by the callback
+    }
+}
+
+bool FrameConn::send(std::span<const uint8_t> frame) {
+    if (closing_ || !connected_ || frame.size() > hub_.limits_.frame_bytes_max) return false;
+    auto* w = new WriteRequest{};
+    w->bytes.resize(kHeaderBytes + frame.size());
+    const auto len = static_cast<uint32_t>(frame.size());
+    w->bytes[0] = static_cast<uint8_t>(len >> 24);
+    w->bytes[1] = static_cast<uint8_t>(len >> 16);
+    w->bytes[2] = static_cast<uint8_t>(len >> 8);
+    w->bytes[3] = static_cast<uint8_t>(len);
+    std::copy(frame.begin(), frame.end(), w->bytes.begin() + kHeaderBytes);
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()),
+                               static_cast<unsigned>(w->bytes.size()));
+    const int rc =
+        uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_.get()), &buf, 1,
+                 [](uv_write_t* r, int status) {
+                     // The request is freed here, so read its handle first.
+                     auto* self = static_cast<FrameConn*>(r->handle->data);
+                     delete static_cast<WriteRequest*>(r->data);
+                     if (self == nullptr || self->closing_) return;
+                     --self->writes_pending_;
+                     if (status < 0) {
+                         self->hub_.close(self->id_, uv_error("write", status));
+                     } else if (self->close_when_written_ && self->writes_pending_ == 0) {
+                         self->hub_.close(self->id_);
+                     }
+                 });
+    if (rc != 0) {
+        delete w;
+        hub_.close(id_, uv_error("write", rc));
+        return false;
+    }
+    ++writes_pending_;
+    ++hub_.stats_.frames_out;
+    return true;
+}
+
+void FrameConn::close_after_write() {
+    if (writes_pending_ == 0) {
+        hub_.close(id_);
+    } else {
+        close_when_written_ = true;
+    }
+}
+
+}  // namespace chorus::net

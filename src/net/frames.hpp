@@ -1,0 +1,118 @@
+// Length-prefixed frames over TCP: a 4-byte big-endian length, then that many bytes. Push-pull
+// runs over them now, task forwarding later.
+//
+// A FrameHub owns every connection, accepted or dialled, and enforces the limits an untrusted
+// peer must not escape: a frame larger than frame_bytes_max closes the connection at its
+// header, before the body is read; a connection that completes no frame (or no connect) within
+// idle_timeout is closed; beyond connections_max, new connections are refused at accept. Each
+// limit hit is counted.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "core/result.hpp"
+#include "net/endpoint.hpp"
+#include "net/handle.hpp"
+
+namespace chorus::net {
+
+struct FrameLimits {
+    size_t frame_bytes_max = 64u << 20;
+    uint64_t idle_timeout_ms = 10'000;
+    size_t connections_max = 256;
+};
+
+class FrameHub;
+
+// One connection. Owned by its hub; refer to it by id across callbacks.
+class FrameConn {
+  public:
+    uint64_t id() const { return id_; }
+    bool outbound() const { return outbound_; }
+    // Queues a frame. Returns false if the connection is closing.
+    bool send(std::span<const uint8_t> frame);
+    // Closes once every queued frame has been written (for request/reply exchanges).
+    void close_after_write();
+
+  private:
+    friend class FrameHub;
+    FrameConn(FrameHub& hub, uint64_t id, bool outbound)
+        : hub_(hub), id_(id), outbound_(outbound) {}
+    void start_reading();
+    void arm_timer();
+    void on_bytes(const char* data, size_t n);
+
+    FrameHub& hub_;
+    uint64_t id_;
+    bool outbound_;
+    bool connected_ = false;
+    bool closing_ = false;
+    bool close_when_written_ = false;
+    size_t writes_pending_ = 0;
+    Handle<uv_tcp_t> tcp_;
+    Handle<uv_timer_t> timer_;
+    std::vector<uint8_t> inbox_;  // bytes of the frame being read
+    std::vector<char> read_buffer_;
+};
+
+class FrameHub {
+  public:
+    struct Callbacks {
+        // A complete frame arrived on `conn`.
+        std::function<void(FrameConn& conn, std::vector<uint8_t> frame)> on_frame;
+        // A dialled connection is up and may send.
+        std::function<void(FrameConn& conn)> on_connected;
+        // The connection is gone: nullopt for an orderly close, else what went wrong.
+        std::function<void(uint64_t id, std::optional<Error> why)> on_closed;
+    };
+    struct Stats {
+        uint64_t accepted = 0;
+        uint64_t refused = 0;  // connections_max reached
+        uint64_t connects = 0;
+        uint64_t frames_in = 0;
+        uint64_t frames_out = 0;
+        uint64_t oversize = 0;
+        uint64_t timeouts = 0;
+        uint64_t errors = 0;
+    };
+
+    FrameHub(uv_loop_t* loop, FrameLimits limits, Callbacks callbacks);
+    ~FrameHub();
+    FrameHub(const FrameHub&) = delete;
+    FrameHub& operator=(const FrameHub&) = delete;
+
+    Status listen(const Endpoint& at);
+    std::optional<Endpoint> listening() const;
+    // Dials `to`; the outcome arrives through on_connected or on_closed. Returns the id.
+    uint64_t connect(const Endpoint& to);
+    FrameConn* find(uint64_t id);
+    // Closes a connection now, dropping unsent frames.
+    void close(uint64_t id, std::optional<Error> why = std::nullopt);
+
+    size_t connections() const { return conns_.size(); }
+    const Stats& stats() const { return stats_; }
+    const FrameLimits& limits() const { return limits_; }
+
+  private:
+    friend class FrameConn;
+    FrameConn* create(bool outbound);
+    static void on_connection(uv_stream_t* server, int status);
+
+    uv_loop_t* loop_;
+    FrameLimits limits_;
+    Callbacks callbacks_;
+    Handle<uv_tcp_t> server_;
+    std::map<uint64_t, std::unique_ptr<FrameConn>> conns_;
+    uint64_t next_id_ = 1;
+    Stats stats_;
+};
+
+}  // namespace chorus::net

@@ -1,0 +1,187 @@
+#include <optional>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "net/endpoint.hpp"
+#include "net/frames.hpp"
+#include "net/loop.hpp"
+#include "net/udp.hpp"
+
+using namespace chorus;
+using namespace chorus::net;
+using chorus::test::TestLoop;
+
+namespace {
+Endpoint loopback(uint16_t port = 0) {
+    return Endpoint::parse("127.0.0.1:" + std::to_string(port)).value();
+}
+std::vector<uint8_t> bytes(size_t n, uint8_t seed = 1) {
+    std::vector<uint8_t> v(n);
+    for (size_t i = 0; i < n; ++i)
+        v[i] = static_cast<uint8_t>(seed + i * 31);
+    return v;
+}
+}  // namespace
+
+TEST_CASE("endpoints parse ip:port and [ipv6]:port and print back the same") {
+    for (const char* ok : {"127.0.0.1:7900", "0.0.0.0:0", "[::1]:7980", "[fe80::1]:1"}) {
+        auto e = Endpoint::parse(ok);
+        INFO(ok);
+        REQUIRE(e.ok());
+        REQUIRE(e->str() == ok);
+    }
+    for (const char* bad : {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:99999", "127.0.0.1:x",
+                            "::1:80", "[::1]80", "seed.example:7900", "1.2.3:80"}) {
+        auto e = Endpoint::parse(bad);
+        INFO(bad);
+        REQUIRE_FALSE(e.ok());
+        REQUIRE(e.error().code == "bad_address");
+    }
+}
+
+TEST_CASE("a datagram sent to a bound socket arrives with its sender's address") {
+    TestLoop loop;
+    std::vector<uint8_t> got;
+    std::optional<Endpoint> from;
+    auto b =
+        UdpSocket::open(loop.get(), loopback(), [&](std::span<const uint8_t> d, const Endpoint& f) {
+            got.assign(d.begin(), d.end());
+            from = f;
+        });
+    auto a = UdpSocket::open(loop.get(), loopback(), [](auto, auto&) {});
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    const auto payload = bytes(1400);
+    REQUIRE((*a)->send((*b)->local(), payload));
+    REQUIRE(loop.run_until([&] { return from.has_value(); }));
+    REQUIRE(got == payload);
+    REQUIRE(*from == (*a)->local());
+    REQUIRE((*b)->stats().received == 1);
+    REQUIRE((*a)->stats().sent_bytes == 1400);
+}
+
+TEST_CASE("binding a UDP port that is taken fails with a clear error") {
+    TestLoop loop;
+    auto a = UdpSocket::open(loop.get(), loopback(), [](auto, auto&) {});
+    REQUIRE(a.ok());
+    auto b = UdpSocket::open(loop.get(), (*a)->local(), [](auto, auto&) {});
+    REQUIRE_FALSE(b.ok());
+    REQUIRE_THAT(b.error().message, Catch::Contains("bind udp 127.0.0.1:"));
+}
+
+namespace {
+// A server hub and a client hub on loopback, recording what happens.
+struct Pair {
+    TestLoop loop;
+    std::vector<std::vector<uint8_t>> server_frames, client_frames;
+    std::vector<std::optional<Error>> server_closed, client_closed;
+    bool connected = false;
+    std::function<void(FrameConn&, std::vector<uint8_t>)> server_reply =
+        [](FrameConn&, std::vector<uint8_t>) {};
+    std::function<void(FrameConn&)> client_on_connect = [](FrameConn&) {};
+    FrameHub server;
+    FrameHub client;
+
+    explicit Pair(FrameLimits server_limits = {}, FrameLimits client_limits = {})
+        : server(loop.get(), server_limits,
+                 {[this](FrameConn& c, std::vector<uint8_t> f) {
+                      server_frames.push_back(f);
+                      server_reply(c, std::move(f));
+                  },
+                  nullptr,
+                  [this](uint64_t, std::optional<Error> e) {
+                      server_closed.push_back(std::move(e));
+                  }}),
+          client(loop.get(), client_limits,
+                 {[this](FrameConn&, std::vector<uint8_t> f) {
+                      client_frames.push_back(std::move(f));
+                  },
+                  [this](FrameConn& c) {
+                      connected = true;
+                      client_on_connect(c);
+                  },
+                  [this](uint64_t, std::optional<Error> e) {
+                      client_closed.push_back(std::move(e));
+                  }}) {
+        REQUIRE(server.listen(loopback()).ok());
+    }
+    Endpoint at() { return *server.listening(); }
+};
+}  // namespace
+
+TEST_CASE("a frame crosses whole, however the stream splits it, and the reply comes back") {
+    Pair p;
+    const auto request = bytes(300 * 1024, 7);  // several reads' worth
+    p.server_reply = [](FrameConn& c, std::vector<uint8_t> f) {
+        std::reverse(f.begin(), f.end());
+        c.send(f);
+        c.close_after_write();
+    };
+    p.client_on_connect = [&](FrameConn& c) { REQUIRE(c.send(request)); };
+    p.client.connect(p.at());
+    REQUIRE(p.loop.run_until([&] { return !p.client_closed.empty() && !p.server_closed.empty(); }));
+    REQUIRE(p.server_frames.size() == 1);
+    REQUIRE(p.server_frames[0] == request);
+    REQUIRE(p.client_frames.size() == 1);
+    REQUIRE(p.client_frames[0] == std::vector<uint8_t>(request.rbegin(), request.rend()));
+    REQUIRE_FALSE(p.client_closed[0].has_value());  // an orderly close
+    REQUIRE(p.client.connections() == 0);
+    REQUIRE(p.server.connections() == 0);
+}
+
+TEST_CASE("a frame announcing more than the limit closes the connection at its header") {
+    FrameLimits small;
+    small.frame_bytes_max = 1024;
+    Pair p(small);
+    p.client_on_connect = [&](FrameConn& c) { REQUIRE(c.send(bytes(4096))); };
+    p.client.connect(p.at());
+    REQUIRE(p.loop.run_until([&] { return !p.client_closed.empty() && !p.server_closed.empty(); }));
+    REQUIRE(p.server.stats().oversize == 1);
+    REQUIRE(p.server_frames.empty());
+    REQUIRE(p.server_closed[0]->code == "too_large");
+}
+
+TEST_CASE("a connection that sends nothing is closed after the idle timeout") {
+    FrameLimits quick;
+    quick.idle_timeout_ms = 100;
+    Pair p(quick);
+    p.client.connect(p.at());
+    REQUIRE(p.loop.run_until([&] { return !p.server_closed.empty() && !p.client_closed.empty(); }));
+    REQUIRE(p.server.stats().timeouts == 1);
+    REQUIRE(p.server_closed[0]->code == "timeout");
+}
+
+TEST_CASE("connections beyond connections_max are refused, the rest served") {
+    FrameLimits two;
+    two.connections_max = 2;
+    Pair p(two);
+    for (int i = 0; i < 3; ++i)
+        p.client.connect(p.at());
+    REQUIRE(p.loop.run_until(
+        [&] { return p.server.stats().accepted + p.server.stats().refused == 3; }));
+    REQUIRE(p.server.stats().accepted == 2);
+    REQUIRE(p.server.stats().refused == 1);
+    REQUIRE(p.loop.run_until([&] { return p.client_closed.size() == 1; }));  // the refused one
+    REQUIRE(p.client.connections() == 2);
+}
+
+TEST_CASE("connecting where nobody listens fails with an error, not a hang") {
+    TestLoop loop;
+    // A port that was listening a moment ago and no longer is.
+    uint16_t port = 0;
+    {
+        FrameHub gone(loop.get(), {}, {});
+        REQUIRE(gone.listen(loopback()).ok());
+        port = gone.listening()->port();
+    }
+    std::vector<std::optional<Error>> closed;
+    FrameHub client(loop.get(), {}, {nullptr, nullptr, [&](uint64_t, std::optional<Error> e) {
+                                         closed.push_back(std::move(e));
+                                     }});
+    client.connect(loopback(port));
+    REQUIRE(loop.run_until([&] { return !closed.empty(); }));
+    REQUIRE(closed[0].has_value());
+    REQUIRE_THAT(closed[0]->message, Catch::Contains("connect"));
+    REQUIRE(client.connections() == 0);
+}
