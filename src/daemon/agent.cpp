@@ -1,0 +1,232 @@
+#include "daemon/agent.hpp"
+
+#include <fmt/format.h>
+
+namespace chorus::daemon {
+
+namespace {
+
+uint64_t ceil_ms(Duration d) {
+    if (d <= Duration::zero()) return 0;
+    return static_cast<uint64_t>((d.count() + 999) / 1000);
+}
+
+Result<net::Handle<uv_timer_t>> make_timer(uv_loop_t* loop, void* owner) {
+    return net::make_handle<uv_timer_t>(
+        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, owner);
+}
+
+}  // namespace
+
+Agent::Agent(uv_loop_t* loop, AgentOptions options)
+    : loop_(loop),
+      options_(std::move(options)),
+      limits_(wire::limits_for(options_.config)),
+      start_ns_(uv_hrtime()),
+      retry_delay_(options_.retry_join_min) {}
+
+Agent::~Agent() {
+    // The handles close as their members go; nothing of ours is reachable from them after that.
+    if (timer_) timer_->data = nullptr;
+}
+
+Time Agent::now() const {
+    return Time{} + std::chrono::microseconds((uv_hrtime() - start_ns_) / 1000);
+}
+
+Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions options) {
+    if (auto s = options.config.validate(); !s) return s.error();
+    if (options.identity.name.empty()) return Error{"bad_config", "name: must not be empty"};
+    std::unique_ptr<Agent> a(new Agent(loop, std::move(options)));
+    AgentOptions& o = a->options_;
+
+    auto udp = net::UdpSocket::open(
+        loop, o.bind, [self = a.get()](std::span<const uint8_t> b, const net::Endpoint&) {
+            self->on_datagram(b);
+        });
+    if (!udp) return udp.error();
+    a->udp_ = std::move(*udp);
+    // With port 0 the kernel picked the UDP port; streams listen on the same one.
+    const net::Endpoint bound = a->udp_->local();
+    a->hub_ = std::make_unique<net::FrameHub>(
+        loop, o.frame_limits,
+        net::FrameHub::Callbacks{[self = a.get()](net::FrameConn& c, std::vector<uint8_t> f) {
+                                     self->on_frame(c, std::move(f));
+                                 },
+                                 [self = a.get()](net::FrameConn& c) { self->on_connected(c); },
+                                 [self = a.get()](uint64_t id, std::optional<Error> why) {
+                                     self->on_closed(id, std::move(why));
+                                 }});
+    if (auto s = a->hub_->listen(bound); !s) return s.error();
+
+    if (o.identity.addr.empty()) {
+        const std::string host = bound.str().substr(0, bound.str().rfind(':'));
+        if (host == "0.0.0.0" || host == "[::]") {
+            return Error{"bad_config",
+                         "advertise: required when binding a wildcard address; give the address "
+                         "other members should use to reach this one"};
+        }
+        o.identity.addr = Address{bound.str()};
+    }
+    for (auto* t : {&a->timer_, &a->retry_, &a->leave_check_}) {
+        auto h = make_timer(loop, a.get());
+        if (!h) return h.error();
+        *t = std::move(*h);
+    }
+    const uint64_t seed = o.rng_seed != 0 ? o.rng_seed : uv_hrtime();
+    a->node_ = std::make_unique<Node>(o.config, o.identity, seed, a->now());
+    a->join();
+    a->after_input();
+    return a;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+void Agent::on_datagram(std::span<const uint8_t> bytes) {
+    auto p = wire::decode_packet(bytes, limits_);
+    if (!p) {
+        stats_.rejected.count(p.error().reason);
+        return;
+    }
+    node_->handle_packet(*p, now());
+    after_input();
+}
+
+void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> frame) {
+    const uint64_t id = conn.id();
+    auto pp = wire::decode_push_pull(frame, limits_);
+    if (!pp) stats_.rejected.count(pp.error().reason);
+    if (conn.outbound()) {
+        // The answer to a push-pull we opened.
+        auto it = pulls_.find(id);
+        if (it != pulls_.end()) {
+            it->second.answered = true;
+            if (pp) {
+                node_->push_pull_done(it->second.peer, *pp, now());
+            } else {
+                node_->push_pull_failed(it->second.peer, now());
+            }
+        }
+        hub_->close(id);
+    } else if (pp) {
+        const PushPull reply = node_->handle_push_pull(*pp, now());
+        const auto bytes = wire::encode(reply);
+        conn.send(bytes);
+        conn.close_after_write();
+    } else {
+        hub_->close(id, Error{"bad_frame", pp.error().detail});
+    }
+    after_input();
+}
+
+void Agent::on_connected(net::FrameConn& conn) {
+    auto it = pulls_.find(conn.id());
+    if (it == pulls_.end()) return;
+    conn.send(it->second.frame);
+    it->second.frame.clear();
+    it->second.frame.shrink_to_fit();
+}
+
+void Agent::on_closed(uint64_t id, std::optional<Error> why) {
+    (void)why;
+    auto it = pulls_.find(id);
+    if (it == pulls_.end()) return;
+    const Outgoing o = std::move(it->second);
+    pulls_.erase(it);
+    if (!o.answered) {
+        node_->push_pull_failed(o.peer, now());
+        after_input();
+    }
+}
+
+void Agent::on_timer(uv_timer_t* t) {
+    auto* self = static_cast<Agent*>(t->data);
+    if (self == nullptr) return;
+    self->node_->tick(self->now());
+    self->after_input();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Join and leave
+
+void Agent::join() {
+    if (options_.seeds.empty() || node_->joined()) return;
+    ++join_attempts_;
+    ++stats_.join_attempts;
+    std::vector<Address> seeds;
+    for (const auto& s : options_.seeds)
+        seeds.push_back(Address{s});
+    node_->join(seeds, now());
+    if (options_.retry_join_attempts == 0 || join_attempts_ < options_.retry_join_attempts) {
+        uv_timer_start(retry_.get(), on_retry, ceil_ms(retry_delay_), 0);
+        retry_delay_ = std::min(retry_delay_ * 2, options_.retry_join_max);
+    }
+}
+
+void Agent::on_retry(uv_timer_t* t) {
+    auto* self = static_cast<Agent*>(t->data);
+    if (self == nullptr || self->node_->joined()) return;
+    self->join();
+    self->after_input();
+}
+
+void Agent::leave(Duration timeout, std::function<void()> done) {
+    node_->leave(now());
+    after_input();
+    leave_done_ = std::move(done);
+    leave_deadline_ = now() + timeout;
+    uv_timer_start(leave_check_.get(), on_leave_check, 0, 20);
+}
+
+void Agent::on_leave_check(uv_timer_t* t) {
+    auto* self = static_cast<Agent*>(t->data);
+    if (self == nullptr) return;
+    if (!self->node_->leave_spread() && self->now() < self->leave_deadline_) return;
+    uv_timer_stop(t);
+    if (auto done = std::move(self->leave_done_)) done();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+void Agent::after_input() {
+    // Failing a push-pull at once (an unroutable address) can produce more output.
+    for (int i = 0; i < 8 && !node_->outbox().empty(); ++i)
+        drain();
+    arm();
+}
+
+void Agent::drain() {
+    Outbox out = std::move(node_->outbox());
+    node_->outbox().clear();
+    for (const OutPacket& p : out.packets) {
+        auto to = net::Endpoint::parse(p.to.value.view());
+        if (!to) {
+            ++stats_.unroutable;
+            continue;
+        }
+        udp_->send(*to, wire::encode(p.packet));
+    }
+    for (OutPushPull& pp : out.push_pulls) {
+        auto to = net::Endpoint::parse(pp.to.value.view());
+        const uint64_t id = to ? hub_->connect(*to) : 0;
+        if (id == 0) {
+            ++stats_.unroutable;
+            node_->push_pull_failed(pp.to, now());
+            continue;
+        }
+        if (hub_->find(id) == nullptr) {
+            // connect() failed at once and closed it before we could record it.
+            node_->push_pull_failed(pp.to, now());
+            continue;
+        }
+        pulls_[id] = Outgoing{pp.to, wire::encode(pp.state), false};
+    }
+}
+
+void Agent::arm() {
+    uv_timer_start(timer_.get(), on_timer, ceil_ms(node_->next_deadline() - now()), 0);
+}
+
+}  // namespace chorus::daemon

@@ -1,0 +1,102 @@
+// The agent: one core Node driven by libuv (DESIGN §1). Datagrams and push-pull frames come in
+// through src/net, pass the wire codec's checks and go to the node; after every input the
+// agent drains the node's outbox back to the sockets and re-arms one timer at the node's next
+// deadline. Join retries with backoff until a seed answers. Everything runs on the loop's
+// thread; nothing here blocks.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/node.hpp"
+#include "net/endpoint.hpp"
+#include "net/frames.hpp"
+#include "net/handle.hpp"
+#include "net/udp.hpp"
+#include "wire/codec.hpp"
+
+namespace chorus::daemon {
+
+struct AgentOptions {
+    Config config = Config::lan();
+    Identity identity;  // addr: the advertised gossip address; empty means the bound one
+    net::Endpoint bind = net::Endpoint::parse("0.0.0.0:7900").value();
+    std::vector<std::string> seeds;  // ip:port
+    // Join retries: first after retry_join_min, doubling up to retry_join_max, until a seed
+    // answers. 0 attempts means retry forever.
+    Duration retry_join_min = seconds(1);
+    Duration retry_join_max = seconds(30);
+    uint32_t retry_join_attempts = 0;
+    uint64_t rng_seed = 0;  // 0: from the clock
+    net::FrameLimits frame_limits{};
+};
+
+struct AgentStats {
+    wire::DecodeStats rejected;
+    uint64_t unroutable = 0;  // outbox addresses that are not ip:port
+    uint64_t join_attempts = 0;
+};
+
+class Agent {
+  public:
+    // Binds UDP and TCP on options.bind (an ephemeral port 0 is resolved first, so both share
+    // it) and starts the node. Seeds are contacted at once.
+    static Result<std::unique_ptr<Agent>> start(uv_loop_t* loop, AgentOptions options);
+    ~Agent();
+    Agent(const Agent&) = delete;
+    Agent& operator=(const Agent&) = delete;
+
+    // Announces the leave; calls `done` once it has spread or `timeout` passed.
+    void leave(Duration timeout, std::function<void()> done);
+
+    const Node& node() const { return *node_; }
+    const AgentStats& stats() const { return stats_; }
+    const net::UdpSocket& udp() const { return *udp_; }
+    const net::FrameHub& streams() const { return *hub_; }
+    net::Endpoint bound() const { return udp_->local(); }
+    Time now() const;
+
+  private:
+    explicit Agent(uv_loop_t* loop, AgentOptions options);
+    void on_datagram(std::span<const uint8_t> bytes);
+    void on_frame(net::FrameConn& conn, std::vector<uint8_t> frame);
+    void on_connected(net::FrameConn& conn);
+    void on_closed(uint64_t id, std::optional<Error> why);
+    void join();
+    void after_input();  // drain the outbox, re-arm the timer
+    void drain();
+    void arm();
+    static void on_timer(uv_timer_t* t);
+    static void on_retry(uv_timer_t* t);
+    static void on_leave_check(uv_timer_t* t);
+
+    uv_loop_t* loop_;
+    AgentOptions options_;
+    wire::Limits limits_;
+    uint64_t start_ns_;
+    std::unique_ptr<Node> node_;
+    std::unique_ptr<net::UdpSocket> udp_;
+    std::unique_ptr<net::FrameHub> hub_;
+    net::Handle<uv_timer_t> timer_;
+    net::Handle<uv_timer_t> retry_;
+    net::Handle<uv_timer_t> leave_check_;
+    struct Outgoing {
+        Address peer;
+        std::vector<uint8_t> frame;
+        bool answered = false;
+    };
+    std::map<uint64_t, Outgoing> pulls_;  // push-pulls we opened, by connection id
+    Duration retry_delay_;
+    uint32_t join_attempts_ = 0;
+    std::function<void()> leave_done_;
+    Time leave_deadline_{};
+    AgentStats stats_;
+};
+
+}  // namespace chorus::daemon

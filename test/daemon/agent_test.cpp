@@ -1,0 +1,141 @@
+// Agents on loopback in one process and one loop: the real sockets, codec and core together.
+// Tests wait on conditions with generous deadlines, never on fixed sleeps.
+#include "daemon/agent.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "net/loop.hpp"
+
+using namespace chorus;
+using namespace chorus::daemon;
+using chorus::test::TestLoop;
+
+namespace {
+
+struct Cluster {
+    TestLoop loop;
+    std::map<std::string, std::unique_ptr<Agent>> agents;
+    std::string seed_addr;
+
+    Agent& start(const std::string& name, bool with_seed = true) {
+        AgentOptions o;
+        o.config = Config::local();
+        o.identity.name = name;
+        o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+        if (with_seed && !seed_addr.empty()) o.seeds = {seed_addr};
+        o.retry_join_min = milliseconds(100);
+        auto a = Agent::start(loop.get(), std::move(o));
+        REQUIRE(a.ok());
+        if (seed_addr.empty()) seed_addr = (*a)->node().self().addr.value.str();
+        Agent& ref = **a;
+        agents[name] = std::move(*a);
+        return ref;
+    }
+
+    std::optional<MemberState> view(const std::string& observer, const std::string& member) {
+        const Member* m = agents.at(observer)->node().members().find(member);
+        return m == nullptr ? std::nullopt : std::optional(m->state);
+    }
+    bool all_see(const std::string& member, MemberState s) {
+        for (auto& [name, a] : agents) {
+            if (name != member && view(name, member) != s) return false;
+        }
+        return true;
+    }
+    bool converged() {
+        for (auto& [name, a] : agents) {
+            if (!all_see(name, MemberState::alive)) return false;
+        }
+        return true;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("agents on loopback join through a seed and see each other alive") {
+    Cluster c;
+    c.start("a");
+    c.start("b");
+    c.start("c");
+    REQUIRE(c.loop.run_until([&] { return c.converged(); }, 10'000));
+    // Probes and acks flow over UDP once joined (the join itself is a TCP push-pull).
+    REQUIRE(c.loop.run_until(
+        [&] {
+            for (auto& [name, a] : c.agents) {
+                if (a->udp().stats().received == 0 || a->node().stats().acks == 0) return false;
+            }
+            return true;
+        },
+        10'000));
+    for (auto& [name, a] : c.agents)
+        REQUIRE(a->stats().rejected.total() == 0);
+}
+
+TEST_CASE("a crashed agent is declared dead by the others") {
+    Cluster c;
+    c.start("a");
+    c.start("b");
+    c.start("c");
+    c.start("d");
+    REQUIRE(c.loop.run_until([&] { return c.converged(); }, 10'000));
+    c.agents.erase("c");  // gone without a word, as with kill -9
+    REQUIRE(c.loop.run_until([&] { return c.all_see("c", MemberState::dead); }, 20'000));
+}
+
+TEST_CASE("an agent that leaves is seen as left, and its leave completes") {
+    Cluster c;
+    c.start("a");
+    c.start("b");
+    c.start("c");
+    REQUIRE(c.loop.run_until([&] { return c.converged(); }, 10'000));
+    bool done = false;
+    c.agents.at("b")->leave(seconds(5), [&] { done = true; });
+    REQUIRE(c.loop.run_until([&] { return done; }, 10'000));
+    REQUIRE(c.loop.run_until([&] { return c.all_see("b", MemberState::left); }, 5'000));
+}
+
+TEST_CASE("an agent whose seed is not up yet keeps retrying and joins when it comes") {
+    Cluster c;
+    // Reserve a port for the seed by starting it, noting the address, and stopping it.
+    c.start("a");
+    const std::string seed = c.seed_addr;
+    c.agents.erase("a");
+    c.loop.run_until([] { return false; }, 50);  // let the closed sockets go
+    c.start("b");
+    REQUIRE(c.loop.run_until([&] { return c.agents.at("b")->stats().join_attempts >= 2; }, 10'000));
+    REQUIRE_FALSE(c.agents.at("b")->node().joined());
+    // The seed comes up on its old address.
+    AgentOptions o;
+    o.config = Config::local();
+    o.identity.name = "a";
+    o.bind = net::Endpoint::parse(seed).value();
+    auto a = Agent::start(c.loop.get(), std::move(o));
+    REQUIRE(a.ok());
+    c.agents["a"] = std::move(*a);
+    REQUIRE(c.loop.run_until([&] { return c.converged(); }, 15'000));
+}
+
+TEST_CASE("garbage datagrams are counted and change nothing") {
+    Cluster c;
+    Agent& a = c.start("a");
+    auto junk = net::UdpSocket::open(c.loop.get(), net::Endpoint::parse("127.0.0.1:0").value(),
+                                     [](auto, auto&) {});
+    REQUIRE(junk.ok());
+    const std::vector<uint8_t> garbage(200, 0xAB);
+    for (int i = 0; i < 10; ++i)
+        (*junk)->send(a.bound(), garbage);
+    REQUIRE(c.loop.run_until([&] { return a.stats().rejected.total() == 10; }, 5'000));
+    REQUIRE(a.node().members().size() == 1);
+    REQUIRE(a.node().self().state == MemberState::alive);
+}
+
+TEST_CASE("binding a wildcard address without --advertise is refused with a reason") {
+    TestLoop loop;
+    AgentOptions o;
+    o.config = Config::local();
+    o.identity.name = "a";
+    o.bind = net::Endpoint::parse("0.0.0.0:0").value();
+    auto a = Agent::start(loop.get(), std::move(o));
+    REQUIRE_FALSE(a.ok());
+    REQUIRE_THAT(a.error().message, Catch::StartsWith("advertise:"));
+}
