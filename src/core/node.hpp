@@ -146,8 +146,11 @@ class Node {
     bool joined() const { return joined_; }
     bool leaving() const { return leaving_; }
     // True once our `left` update has been sent as many times as any update is (the epidemic's
-    // retransmit limit): the rest of the cluster has heard it with high probability.
-    bool leave_spread() const { return leaving_ && !broadcasts_.contains(name_); }
+    // retransmit limit), so the rest of the cluster has heard it with high probability; or at
+    // once when no live member is left to tell.
+    bool leave_spread() const {
+        return leaving_ && (!broadcasts_.contains(name_) || members_.live() == 0);
+    }
     // The snapshot this node would send in a push-pull at `now`: every member, and the
     // tombstones in force as dead entries without an address, so that a member restarted after
     // its record was reaped learns which incarnation it must outrank.

@@ -200,6 +200,10 @@ void Agent::after_input() {
 void Agent::drain() {
     Outbox out = std::move(node_->outbox());
     node_->outbox().clear();
+    if (options_.on_event) {
+        for (const MemberEvent& e : out.events)
+            options_.on_event(e);
+    }
     for (const OutPacket& p : out.packets) {
         auto to = net::Endpoint::parse(p.to.value.view());
         if (!to) {

@@ -35,6 +35,8 @@ struct AgentOptions {
     uint32_t retry_join_attempts = 0;
     uint64_t rng_seed = 0;  // 0: from the clock
     net::FrameLimits frame_limits{};
+    // Called for every membership change this node sees (logs now; the API's streams later).
+    std::function<void(const MemberEvent&)> on_event;
 };
 
 struct AgentStats {

@@ -447,3 +447,10 @@ TEST_CASE("a push-pull carries tombstones, so a member restarted after reaping c
     restarted.push_pull_done(Address{"a"}, reply, s.now);
     REQUIRE(restarted.self().incarnation == Incarnation{6});
 }
+
+TEST_CASE("a node leaving with nobody left to tell has spread its leave at once") {
+    Config c = Config::local();
+    Node alone(c, Identity{"a", Address{"a"}, "", {}, Incarnation{0}}, 1, Time{});
+    alone.leave(Time{});
+    REQUIRE(alone.leave_spread());
+}

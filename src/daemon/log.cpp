@@ -1,0 +1,47 @@
+#include "daemon/log.hpp"
+
+#include <chrono>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace chorus::daemon {
+
+namespace {
+constexpr std::string_view kNames[] = {"debug", "info", "warn", "error"};
+}
+
+Level Logger::parse_level(std::string_view s) {
+    for (int i = 0; i < 4; ++i) {
+        if (kNames[i] == s) return static_cast<Level>(i);
+    }
+    return Level::info;
+}
+
+void Logger::log(Level level, std::string_view msg, std::initializer_list<Field> fields) const {
+    if (!enabled(level)) return;
+    const auto now = std::chrono::system_clock::now();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
+        1000;
+    const std::string ts = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                                       std::chrono::time_point_cast<std::chrono::seconds>(now), ms);
+    const auto name = kNames[static_cast<int>(level)];
+    std::string line;
+    if (json_) {
+        nlohmann::json j{{"ts", ts}, {"level", name}, {"msg", msg}};
+        for (const auto& [k, v] : fields)
+            j[std::string(k)] = v;
+        line = j.dump();
+    } else {
+        line = fmt::format("{} {:5} {}", ts, name, msg);
+        for (const auto& [k, v] : fields)
+            line += fmt::format(" {}={}", k, v);
+    }
+    line += '\n';
+    std::fwrite(line.data(), 1, line.size(), out_);
+    std::fflush(out_);
+}
+
+}  // namespace chorus::daemon

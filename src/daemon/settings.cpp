@@ -1,0 +1,134 @@
+#include "daemon/settings.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace chorus::daemon {
+
+namespace {
+
+Error bad(std::string_view field, std::string_view what) {
+    return Error{"bad_config", fmt::format("{}: {}", field, what)};
+}
+
+}  // namespace
+
+Status add_tag(Settings& s, const std::string& kv) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+        return bad("tag", fmt::format("'{}' must look like key=value", kv));
+    }
+    s.tags[kv.substr(0, eq)] = kv.substr(eq + 1);
+    return Ok{};
+}
+
+Status apply_config_json(Settings& s, const std::string& text) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+        return Error{"bad_config", fmt::format("config file is not valid JSON: {}", e.what())};
+    }
+    if (!j.is_object()) return bad("config file", "must hold a JSON object");
+    for (const auto& [key, value] : j.items()) {
+        const auto need = [&](bool ok, std::string_view type) -> Status {
+            if (ok) return Ok{};
+            return bad(key, fmt::format("must be {}", type));
+        };
+        Status st = Ok{};
+        if (key == "name" || key == "bind" || key == "advertise" || key == "http" ||
+            key == "profile" || key == "cluster" || key == "log_level" || key == "log_format") {
+            st = need(value.is_string(), "a string");
+            if (!st) return st;
+            const auto v = value.get<std::string>();
+            if (key == "name") s.name = v;
+            if (key == "bind") s.bind = v;
+            if (key == "advertise") s.advertise = v;
+            if (key == "http") s.http = v;
+            if (key == "profile") s.profile = v;
+            if (key == "cluster") s.cluster = v;
+            if (key == "log_level") s.log_level = v;
+            if (key == "log_format") s.log_format = v;
+        } else if (key == "seeds") {
+            st = need(value.is_array() && std::all_of(value.begin(), value.end(),
+                                                      [](const auto& x) { return x.is_string(); }),
+                      "an array of \"ip:port\" strings");
+            if (!st) return st;
+            s.seeds = value.get<std::vector<std::string>>();
+        } else if (key == "retry_join") {
+            st = need(value.is_number_unsigned(), "a whole number of attempts (0 = forever)");
+            if (!st) return st;
+            s.retry_join = value.get<uint32_t>();
+        } else if (key == "leave_timeout_ms") {
+            st = need(value.is_number_unsigned(), "a whole number of milliseconds");
+            if (!st) return st;
+            s.leave_timeout = milliseconds(value.get<uint64_t>());
+        } else if (key == "tags") {
+            st = need(value.is_object() && std::all_of(value.begin(), value.end(),
+                                                       [](const auto& x) { return x.is_string(); }),
+                      "an object of string values");
+            if (!st) return st;
+            for (const auto& [k, v] : value.items())
+                s.tags[k] = v.get<std::string>();
+        } else {
+            return bad(key, "unknown setting (see chorus agent --help)");
+        }
+    }
+    return Ok{};
+}
+
+Result<AgentOptions> to_agent_options(const Settings& s) {
+    AgentOptions o;
+    auto profile = Config::profile(s.profile);
+    if (!profile) return bad("profile", "must be lan, wan or local");
+    o.config = *profile;
+    o.config.cluster = s.cluster;
+    if (auto v = o.config.validate(); !v) return v.error();
+    if (s.name.empty()) return bad("name", "must not be empty");
+    if (s.name.size() > o.config.name_bytes_max) {
+        return bad("name", fmt::format("is {} bytes, over the limit of {}", s.name.size(),
+                                       o.config.name_bytes_max));
+    }
+    auto bind = net::Endpoint::parse(s.bind);
+    if (!bind) return bad("bind", bind.error().message);
+    o.bind = *bind;
+    if (!s.advertise.empty()) {
+        auto adv = net::Endpoint::parse(s.advertise);
+        if (!adv) return bad("advertise", adv.error().message);
+        o.identity.addr = Address{adv->str()};
+    }
+    auto http = net::Endpoint::parse(s.http);
+    if (!http) return bad("http", http.error().message);
+    for (const auto& seed : s.seeds) {
+        // Host names will be resolved on every retry (issue 3); numeric addresses for now.
+        auto e = net::Endpoint::parse(seed);
+        if (!e) return bad("seed", e.error().message);
+        o.seeds.push_back(e->str());
+    }
+    if (s.tags.size() > o.config.tags_max) {
+        return bad("tag",
+                   fmt::format("{} tags, over the limit of {}", s.tags.size(), o.config.tags_max));
+    }
+    size_t tag_bytes = 0;
+    for (const auto& [k, v] : s.tags) {
+        tag_bytes += k.size() + v.size();
+        o.identity.tags.emplace_back(k, v);
+    }
+    if (tag_bytes > o.config.tag_bytes_max) {
+        return bad("tag", fmt::format("tags total {} bytes, over the limit of {}", tag_bytes,
+                                      o.config.tag_bytes_max));
+    }
+    if (s.log_level != "debug" && s.log_level != "info" && s.log_level != "warn" &&
+        s.log_level != "error") {
+        return bad("log_level", "must be debug, info, warn or error");
+    }
+    if (s.log_format != "text" && s.log_format != "json") {
+        return bad("log_format", "must be text or json");
+    }
+    o.identity.name = Name(s.name);
+    o.identity.http = Name(http->str());
+    o.retry_join_attempts = s.retry_join;
+    return o;
+}
+
+}  // namespace chorus::daemon

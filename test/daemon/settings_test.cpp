@@ -1,0 +1,96 @@
+#include "daemon/settings.hpp"
+
+#include <functional>
+
+#include <catch2/catch.hpp>
+
+using namespace chorus;
+using namespace chorus::daemon;
+
+namespace {
+Settings valid() {
+    Settings s;
+    s.name = "node-1";
+    s.bind = "127.0.0.1:7900";
+    return s;
+}
+}  // namespace
+
+TEST_CASE("valid settings become agent options") {
+    Settings s = valid();
+    s.seeds = {"127.0.0.1:7901", "[::1]:7902"};
+    s.tags = {{"role", "db"}};
+    s.profile = "wan";
+    auto o = to_agent_options(s);
+    REQUIRE(o.ok());
+    REQUIRE(o->identity.name == "node-1");
+    REQUIRE(o->seeds == std::vector<std::string>{"127.0.0.1:7901", "[::1]:7902"});
+    REQUIRE(o->identity.tags == Tags{{"role", "db"}});
+    REQUIRE(o->config.probe_interval == Config::wan().probe_interval);
+}
+
+TEST_CASE("every refused setting names its field") {
+    struct Row {
+        const char* field;
+        std::function<void(Settings&)> breaks;
+    };
+    const Row rows[] = {
+        {"name", [](Settings& s) { s.name = ""; }},
+        {"name", [](Settings& s) { s.name = std::string(300, 'n'); }},
+        {"bind", [](Settings& s) { s.bind = "localhost"; }},
+        {"advertise", [](Settings& s) { s.advertise = "10.0.0.1"; }},
+        {"http", [](Settings& s) { s.http = ":80"; }},
+        {"seed", [](Settings& s) { s.seeds = {"127.0.0.1:99999"}; }},
+        {"profile", [](Settings& s) { s.profile = "moon"; }},
+        {"cluster", [](Settings& s) { s.cluster = ""; }},
+        {"log_level", [](Settings& s) { s.log_level = "loud"; }},
+        {"log_format", [](Settings& s) { s.log_format = "xml"; }},
+        {"tag",
+         [](Settings& s) {
+             for (int i = 0; i < 40; ++i)
+                 s.tags["k" + std::to_string(i)] = "v";
+         }},
+    };
+    for (const Row& r : rows) {
+        Settings s = valid();
+        r.breaks(s);
+        auto o = to_agent_options(s);
+        INFO(r.field);
+        REQUIRE_FALSE(o.ok());
+        REQUIRE_THAT(o.error().message, Catch::StartsWith(std::string(r.field) + ":"));
+    }
+}
+
+TEST_CASE("a config file sets what it names and refuses what it does not know") {
+    Settings s = valid();
+    REQUIRE(apply_config_json(
+                s, R"({"name": "from-file", "seeds": ["127.0.0.1:1"], "tags": {"zone": "a"},
+                                     "retry_join": 3, "log_format": "json"})")
+                .ok());
+    REQUIRE(s.name == "from-file");
+    REQUIRE(s.seeds.size() == 1);
+    REQUIRE(s.tags.at("zone") == "a");
+    REQUIRE(s.retry_join == 3);
+    REQUIRE(s.log_format == "json");
+
+    const auto refused = [](const char* text) {
+        Settings t = valid();
+        auto st = apply_config_json(t, text);
+        REQUIRE_FALSE(st.ok());
+        return st.error().message;
+    };
+    REQUIRE_THAT(refused(R"({"nmae": "x"})"), Catch::StartsWith("nmae: unknown setting"));
+    REQUIRE_THAT(refused(R"({"retry_join": "three"})"), Catch::StartsWith("retry_join: must be"));
+    REQUIRE_THAT(refused(R"({"seeds": "127.0.0.1:1"})"), Catch::StartsWith("seeds: must be"));
+    REQUIRE_THAT(refused(R"([1, 2])"), Catch::StartsWith("config file: must hold a JSON object"));
+    REQUIRE_THAT(refused("{not json"), Catch::StartsWith("config file is not valid JSON"));
+}
+
+TEST_CASE("tags come as key=value") {
+    Settings s = valid();
+    REQUIRE(add_tag(s, "role=db").ok());
+    REQUIRE(add_tag(s, "empty=").ok());
+    REQUIRE(s.tags.at("empty").empty());
+    REQUIRE_FALSE(add_tag(s, "novalue").ok());
+    REQUIRE_FALSE(add_tag(s, "=v").ok());
+}
