@@ -120,7 +120,9 @@ int main(int argc, char** argv) {
         "--advertise", flags.advertise,
         "address other members use to reach this one (needed with a wildcard --bind)");
     agent->add_option("--http", flags.http, "HTTP API address")->capture_default_str();
-    agent->add_option("--seed", flags.seeds, "ip:port of a member to join through (repeatable)");
+    agent->add_option("--seed", flags.seeds,
+                      "host:port, ip:port or [ipv6]:port of a member to join through (repeatable; "
+                      "names are resolved again on every attempt)");
     agent
         ->add_option("--retry-join", flags.retry_join,
                      "join attempts before giving up, with doubling backoff; 0 = keep trying")

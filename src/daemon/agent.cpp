@@ -1,5 +1,7 @@
 #include "daemon/agent.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace chorus::daemon {
@@ -28,6 +30,7 @@ Agent::Agent(uv_loop_t* loop, AgentOptions options)
 Agent::~Agent() {
     // The handles close as their members go; nothing of ours is reachable from them after that.
     if (timer_) timer_->data = nullptr;
+    *alive_ = nullptr;
 }
 
 Time Agent::now() const {
@@ -154,14 +157,70 @@ void Agent::join() {
     if (options_.seeds.empty() || node_->joined()) return;
     ++join_attempts_;
     ++stats_.join_attempts;
-    std::vector<Address> seeds;
-    for (const auto& s : options_.seeds)
-        seeds.push_back(Address{s});
-    node_->join(seeds, now());
+    resolved_.clear();
+    resolving_ = 0;
+    for (const auto& seed : options_.seeds) {
+        if (auto e = net::Endpoint::parse(seed)) {
+            resolved_.push_back(Address{e->str()});
+        } else if (auto hp = net::split_host_port(seed)) {
+            ++resolving_;
+            resolve(hp->host, hp->port, join_attempts_);
+        } else {
+            ++stats_.resolve_failures;
+        }
+    }
+    if (resolving_ == 0) join_resolved();
     if (options_.retry_join_attempts == 0 || join_attempts_ < options_.retry_join_attempts) {
         uv_timer_start(retry_.get(), on_retry, ceil_ms(retry_delay_), 0);
         retry_delay_ = std::min(retry_delay_ * 2, options_.retry_join_max);
     }
+}
+
+namespace {
+struct Resolution {
+    uv_getaddrinfo_t req;
+    std::shared_ptr<Agent*> owner;
+    uint32_t attempt;
+};
+}  // namespace
+
+void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
+    auto* r = new Resolution{{}, alive_, attempt};
+    r->req.data = r;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    const std::string service = std::to_string(port);
+    const int rc = uv_getaddrinfo(
+        loop_, &r->req,
+        [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
+            std::unique_ptr<Resolution> done(static_cast<Resolution*>(req->data));
+            Agent* self = *done->owner;
+            if (self != nullptr && done->attempt == self->join_attempts_) {
+                if (status < 0) ++self->stats_.resolve_failures;
+                for (const addrinfo* ai = res; status == 0 && ai != nullptr; ai = ai->ai_next) {
+                    const Address a{net::Endpoint::from(ai->ai_addr).str()};
+                    if (std::find(self->resolved_.begin(), self->resolved_.end(), a) ==
+                        self->resolved_.end()) {
+                        self->resolved_.push_back(a);
+                    }
+                }
+                if (--self->resolving_ == 0) self->join_resolved();
+            }
+            uv_freeaddrinfo(res);
+        },
+        host.c_str(), service.c_str(), &hints);
+    if (rc != 0) {
+        delete r;
+        ++stats_.resolve_failures;
+        --resolving_;
+    }
+}
+
+void Agent::join_resolved() {
+    if (resolved_.empty() || node_->joined()) return;
+    node_->join(resolved_, now());
+    after_input();
 }
 
 void Agent::on_retry(uv_timer_t* t) {

@@ -27,7 +27,9 @@ struct AgentOptions {
     Config config = Config::lan();
     Identity identity;  // addr: the advertised gossip address; empty means the bound one
     net::Endpoint bind = net::Endpoint::parse("0.0.0.0:7900").value();
-    std::vector<std::string> seeds;  // ip:port
+    // ip:port, [ipv6]:port or host:port; names are resolved again on every join attempt, so a
+    // seed whose address changed is found at its new one.
+    std::vector<std::string> seeds;
     // Join retries: first after retry_join_min, doubling up to retry_join_max, until a seed
     // answers. 0 attempts means retry forever.
     Duration retry_join_min = seconds(1);
@@ -43,6 +45,7 @@ struct AgentStats {
     wire::DecodeStats rejected;
     uint64_t unroutable = 0;  // outbox addresses that are not ip:port
     uint64_t join_attempts = 0;
+    uint64_t resolve_failures = 0;  // seed names that did not resolve
 };
 
 class Agent {
@@ -71,7 +74,9 @@ class Agent {
     void on_connected(net::FrameConn& conn);
     void on_closed(uint64_t id, std::optional<Error> why);
     void join();
-    void after_input();  // drain the outbox, re-arm the timer
+    void resolve(const std::string& host, uint16_t port, uint32_t attempt);
+    void join_resolved();  // all of this attempt's names are resolved (or failed)
+    void after_input();    // drain the outbox, re-arm the timer
     void drain();
     void arm();
     static void on_timer(uv_timer_t* t);
@@ -96,6 +101,11 @@ class Agent {
     std::map<uint64_t, Outgoing> pulls_;  // push-pulls we opened, by connection id
     Duration retry_delay_;
     uint32_t join_attempts_ = 0;
+    std::vector<Address> resolved_;  // this attempt's seed addresses
+    size_t resolving_ = 0;
+    // Name resolution runs on libuv's threadpool and may finish after we are gone: callbacks
+    // hold this and find it null then.
+    std::shared_ptr<Agent*> alive_ = std::make_shared<Agent*>(this);
     std::function<void()> leave_done_;
     Time leave_deadline_{};
     AgentStats stats_;

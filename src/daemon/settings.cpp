@@ -100,10 +100,11 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
     auto http = net::Endpoint::parse(s.http);
     if (!http) return bad("http", http.error().message);
     for (const auto& seed : s.seeds) {
-        // Host names will be resolved on every retry (issue 3); numeric addresses for now.
+        // Names stay names: the agent resolves them again on every join attempt.
+        auto hp = net::split_host_port(seed);
+        if (!hp) return bad("seed", hp.error().message);
         auto e = net::Endpoint::parse(seed);
-        if (!e) return bad("seed", e.error().message);
-        o.seeds.push_back(e->str());
+        o.seeds.push_back(e ? e->str() : seed);
     }
     if (s.tags.size() > o.config.tags_max) {
         return bad("tag",

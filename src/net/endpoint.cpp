@@ -2,6 +2,7 @@
 
 #include <uv.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -9,11 +10,11 @@
 
 namespace chorus::net {
 
-Result<Endpoint> Endpoint::parse(std::string_view text) {
+Result<HostPort> split_host_port(std::string_view text) {
     const auto bad = [&](std::string_view why) {
-        return Error{
-            "bad_address",
-            fmt::format("'{}' is not an address: {} (use ip:port or [ipv6]:port)", text, why)};
+        return Error{"bad_address", fmt::format("'{}' is not an address: {} (use host:port, "
+                                                "ip:port or [ipv6]:port)",
+                                                text, why)};
     };
     std::string_view host, port;
     if (!text.empty() && text.front() == '[') {
@@ -30,24 +31,33 @@ Result<Endpoint> Endpoint::parse(std::string_view text) {
         port = text.substr(colon + 1);
         if (host.find(':') != std::string_view::npos) return bad("IPv6 needs brackets");
     }
+    if (host.empty()) return bad("no host");
     unsigned p = 0;
     auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
     if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p > 65535) {
         return bad("port must be a number from 0 to 65535");
     }
+    return HostPort{std::string(host), static_cast<uint16_t>(p)};
+}
+
+Result<Endpoint> Endpoint::parse(std::string_view text) {
+    auto hp = split_host_port(text);
+    if (!hp) return hp.error();
     Endpoint e;
-    const std::string h(host);
-    if (uv_ip4_addr(h.c_str(), static_cast<int>(p), reinterpret_cast<sockaddr_in*>(&e.addr_)) ==
-            0 &&
-        h.find('.') != std::string::npos) {
+    const std::string& h = hp->host;
+    if (h.find(':') == std::string::npos &&
+        uv_ip4_addr(h.c_str(), hp->port, reinterpret_cast<sockaddr_in*>(&e.addr_)) == 0 &&
+        std::count(h.begin(), h.end(), '.') == 3) {
         return e;
     }
-    if (uv_ip6_addr(h.c_str(), static_cast<int>(p), reinterpret_cast<sockaddr_in6*>(&e.addr_)) ==
-            0 &&
-        h.find(':') != std::string::npos) {
+    if (h.find(':') != std::string::npos &&
+        uv_ip6_addr(h.c_str(), hp->port, reinterpret_cast<sockaddr_in6*>(&e.addr_)) == 0) {
         return e;
     }
-    return bad("host is not a numeric IPv4 or IPv6 address");
+    return Error{"bad_address",
+                 fmt::format("'{}' is not a numeric address: the host must be an IPv4 or IPv6 "
+                             "address here",
+                             text)};
 }
 
 Endpoint Endpoint::from(const sockaddr* sa) {

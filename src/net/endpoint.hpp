@@ -14,6 +14,13 @@
 
 namespace chorus::net {
 
+// Splits "host:port" or "[ipv6]:port" without resolving the host (which may be a DNS name).
+struct HostPort {
+    std::string host;
+    uint16_t port = 0;
+};
+Result<HostPort> split_host_port(std::string_view text);
+
 class Endpoint {
   public:
     static Result<Endpoint> parse(std::string_view host_port);

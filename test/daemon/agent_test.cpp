@@ -139,3 +139,34 @@ TEST_CASE("binding a wildcard address without --advertise is refused with a reas
     REQUIRE_FALSE(a.ok());
     REQUIRE_THAT(a.error().message, Catch::StartsWith("advertise:"));
 }
+
+TEST_CASE("a seed given by host name is resolved and joined through") {
+    Cluster c;
+    c.start("a");
+    const auto port = net::Endpoint::parse(c.seed_addr)->port();
+    AgentOptions o;
+    o.config = Config::local();
+    o.identity.name = "b";
+    o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+    o.seeds = {"localhost:" + std::to_string(port)};
+    o.retry_join_min = milliseconds(100);
+    auto b = Agent::start(c.loop.get(), std::move(o));
+    REQUIRE(b.ok());
+    c.agents["b"] = std::move(*b);
+    REQUIRE(c.loop.run_until([&] { return c.converged(); }, 10'000));
+}
+
+TEST_CASE("a seed name that does not resolve is counted and retried") {
+    TestLoop loop;
+    AgentOptions o;
+    o.config = Config::local();
+    o.identity.name = "b";
+    o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+    o.seeds = {"no-such-host.invalid:7900"};
+    o.retry_join_min = milliseconds(50);
+    auto b = Agent::start(loop.get(), std::move(o));
+    REQUIRE(b.ok());
+    REQUIRE(loop.run_until([&] { return (*b)->stats().resolve_failures >= 2; }, 20'000));
+    REQUIRE((*b)->stats().join_attempts >= 2);
+    REQUIRE_FALSE((*b)->node().joined());
+}

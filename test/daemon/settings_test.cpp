@@ -18,13 +18,14 @@ Settings valid() {
 
 TEST_CASE("valid settings become agent options") {
     Settings s = valid();
-    s.seeds = {"127.0.0.1:7901", "[::1]:7902"};
+    s.seeds = {"127.0.0.1:7901", "[::1]:7902", "seed.example:7900"};
     s.tags = {{"role", "db"}};
     s.profile = "wan";
     auto o = to_agent_options(s);
     REQUIRE(o.ok());
     REQUIRE(o->identity.name == "node-1");
-    REQUIRE(o->seeds == std::vector<std::string>{"127.0.0.1:7901", "[::1]:7902"});
+    REQUIRE(o->seeds ==
+            std::vector<std::string>{"127.0.0.1:7901", "[::1]:7902", "seed.example:7900"});
     REQUIRE(o->identity.tags == Tags{{"role", "db"}});
     REQUIRE(o->config.probe_interval == Config::wan().probe_interval);
 }
@@ -41,6 +42,7 @@ TEST_CASE("every refused setting names its field") {
         {"advertise", [](Settings& s) { s.advertise = "10.0.0.1"; }},
         {"http", [](Settings& s) { s.http = ":80"; }},
         {"seed", [](Settings& s) { s.seeds = {"127.0.0.1:99999"}; }},
+        {"seed", [](Settings& s) { s.seeds = {"seed.example"}; }},
         {"profile", [](Settings& s) { s.profile = "moon"; }},
         {"cluster", [](Settings& s) { s.cluster = ""; }},
         {"log_level", [](Settings& s) { s.log_level = "loud"; }},
