@@ -68,6 +68,12 @@ int run_agent(const Settings& settings) {
                 fmt::format("member {}", state),
                 {{"name", e.name.str()}, {"incarnation", std::to_string(e.incarnation.value)}});
     };
+    options->on_rejected = [&log](const wire::DecodeFailure& f, uint64_t suppressed) {
+        log.log(Level::warn, "dropped a bad packet",
+                {{"reason", std::string(wire::to_string(f.reason))},
+                 {"detail", f.detail},
+                 {"suppressed", std::to_string(suppressed)}});
+    };
     uv_loop_t loop;
     uv_loop_init(&loop);
     int rc = 0;

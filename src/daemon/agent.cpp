@@ -89,7 +89,7 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
 void Agent::on_datagram(std::span<const uint8_t> bytes) {
     auto p = wire::decode_packet(bytes, limits_);
     if (!p) {
-        stats_.rejected.count(p.error().reason);
+        rejected(p.error());
         return;
     }
     node_->handle_packet(*p, now());
@@ -99,7 +99,7 @@ void Agent::on_datagram(std::span<const uint8_t> bytes) {
 void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> frame) {
     const uint64_t id = conn.id();
     auto pp = wire::decode_push_pull(frame, limits_);
-    if (!pp) stats_.rejected.count(pp.error().reason);
+    if (!pp) rejected(pp.error());
     if (conn.outbound()) {
         // The answer to a push-pull we opened.
         auto it = pulls_.find(id);
@@ -121,6 +121,16 @@ void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> frame) {
         hub_->close(id, Error{"bad_frame", pp.error().detail});
     }
     after_input();
+}
+
+void Agent::rejected(const wire::DecodeFailure& f) {
+    stats_.rejected.count(f.reason);
+    ++rejects_unreported_;
+    const Time t = now();
+    if (last_reject_report_ && t - *last_reject_report_ < seconds(1)) return;
+    last_reject_report_ = t;
+    if (options_.on_rejected) options_.on_rejected(f, rejects_unreported_ - 1);
+    rejects_unreported_ = 0;
 }
 
 void Agent::on_connected(net::FrameConn& conn) {

@@ -39,6 +39,9 @@ struct AgentOptions {
     net::FrameLimits frame_limits{};
     // Called for every membership change this node sees (logs now; the API's streams later).
     std::function<void(const MemberEvent&)> on_event;
+    // Called for a rejected datagram or frame at most once per second (a flood of garbage must
+    // not become a flood of log lines); `suppressed` counts the rejections since the last call.
+    std::function<void(const wire::DecodeFailure&, uint64_t suppressed)> on_rejected;
 };
 
 struct AgentStats {
@@ -77,6 +80,7 @@ class Agent {
     void resolve(const std::string& host, uint16_t port, uint32_t attempt);
     void join_resolved();  // all of this attempt's names are resolved (or failed)
     void after_input();    // drain the outbox, re-arm the timer
+    void rejected(const wire::DecodeFailure& f);
     void drain();
     void arm();
     static void on_timer(uv_timer_t* t);
@@ -109,6 +113,8 @@ class Agent {
     std::function<void()> leave_done_;
     Time leave_deadline_{};
     AgentStats stats_;
+    std::optional<Time> last_reject_report_;
+    uint64_t rejects_unreported_ = 0;
 };
 
 }  // namespace chorus::daemon
