@@ -7,7 +7,7 @@ CHORUS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CHORUS_PACKAGES=(
   cmake ninja-build g++ pkg-config
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
-  catch2 libcli11-dev
+  catch2 libcli11-dev node-llhttp
 )
 
 # Installs whichever of the given packages are missing; silent when all are present.

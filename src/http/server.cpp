@@ -1,0 +1,419 @@
+#include "http/server.hpp"
+
+#include <llhttp.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace chorus::http {
+
+namespace {
+
+std::string_view reason(int status) {
+    switch (status) {
+        case 200:
+            return "OK";
+        case 202:
+            return "Accepted";
+        case 400:
+            return "Bad Request";
+        case 404:
+            return "Not Found";
+        case 405:
+            return "Method Not Allowed";
+        case 408:
+            return "Request Timeout";
+        case 409:
+            return "Conflict";
+        case 413:
+            return "Payload Too Large";
+        case 415:
+            return "Unsupported Media Type";
+        case 422:
+            return "Unprocessable Content";
+        case 429:
+            return "Too Many Requests";
+        case 431:
+            return "Request Header Fields Too Large";
+        case 500:
+            return "Internal Server Error";
+        case 503:
+            return "Service Unavailable";
+        default:
+            return "Unknown";
+    }
+}
+
+int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+std::string decode(std::string_view s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '+') {
+            out += ' ';
+        } else if (s[i] == '%' && i + 2 < s.size() + 0 && hex(s[i + 1]) >= 0 &&
+                   hex(s[i + 2]) >= 0) {
+            out += static_cast<char>(hex(s[i + 1]) * 16 + hex(s[i + 2]));
+            i += 2;
+        } else {
+            out += s[i];
+        }
+    }
+    return out;
+}
+
+void split_target(Request& r) {
+    const size_t q = r.target.find('?');
+    r.path = r.target.substr(0, q);
+    if (q == std::string::npos) return;
+    std::string_view rest = std::string_view(r.target).substr(q + 1);
+    while (!rest.empty()) {
+        const size_t amp = rest.find('&');
+        const std::string_view pair = rest.substr(0, amp);
+        const size_t eq = pair.find('=');
+        if (!pair.empty()) {
+            r.query[decode(pair.substr(0, eq))] =
+                eq == std::string_view::npos ? "" : decode(pair.substr(eq + 1));
+        }
+        if (amp == std::string_view::npos) break;
+        rest.remove_prefix(amp + 1);
+    }
+}
+
+struct WriteRequest {
+    uv_write_t req;
+    std::string bytes;
+};
+
+}  // namespace
+
+Response error_response(int status, std::string_view code, std::string_view message) {
+    Response r;
+    r.status = status;
+    r.body = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+    return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Server::Conn {
+    Conn(Server& s, uint64_t i) : server(s), id(i) {}
+    Server& server;
+    uint64_t id;
+    net::Handle<uv_tcp_t> tcp;
+    net::Handle<uv_timer_t> timer;
+    llhttp_t parser{};
+    Request req;
+    std::string field, value;
+    bool in_value = false;
+    size_t header_bytes = 0;
+    std::optional<Response> refusal;  // set by a callback that hit a limit
+    uint64_t request_id = 0;
+    bool awaiting = false;  // the handler has the request
+    bool keep_alive = true;
+    std::string held;  // bytes that arrived while awaiting
+    std::vector<char> buffer = std::vector<char>(16 * 1024);
+    size_t writes = 0;
+    bool close_when_written = false;
+};
+
+namespace {
+
+Server::Conn& conn_of(llhttp_t* p) {
+    return *static_cast<Server::Conn*>(p->data);
+}
+
+int count_header(Server::Conn& c, size_t n, const Limits& l) {
+    c.header_bytes += n;
+    if (c.header_bytes <= l.header_bytes_max) return 0;
+    c.refusal =
+        error_response(431, "headers_too_large",
+                       fmt::format("request line and headers exceed {} bytes", l.header_bytes_max));
+    return -1;
+}
+
+void commit_header(Server::Conn& c) {
+    if (c.field.empty()) return;
+    std::string name = c.field;
+    for (char& ch : name)
+        ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    c.req.headers[name] = c.value;
+    c.field.clear();
+    c.value.clear();
+    c.in_value = false;
+}
+
+}  // namespace
+
+Server::Server(uv_loop_t* loop, Limits limits, std::string node_name, Handler handler)
+    : loop_(loop),
+      limits_(limits),
+      node_name_(std::move(node_name)),
+      handler_(std::move(handler)) {}
+
+Server::~Server() {
+    *self_ = nullptr;
+}
+
+Result<std::unique_ptr<Server>> Server::listen(uv_loop_t* loop, const net::Endpoint& at,
+                                               Limits limits, std::string node_name,
+                                               Handler handler) {
+    std::unique_ptr<Server> s(new Server(loop, limits, std::move(node_name), std::move(handler)));
+    auto h = net::make_handle<uv_tcp_t>(
+        loop, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, s.get());
+    if (!h) return h.error();
+    s->listener_ = std::move(*h);
+    if (const int rc = uv_tcp_bind(s->listener_.get(), at.sa(), 0); rc != 0) {
+        return net::uv_error("bind http " + at.str(), rc);
+    }
+    if (const int rc =
+            uv_listen(reinterpret_cast<uv_stream_t*>(s->listener_.get()), 128, on_connection);
+        rc != 0) {
+        return net::uv_error("listen http " + at.str(), rc);
+    }
+    return s;
+}
+
+net::Endpoint Server::local() const {
+    sockaddr_storage ss{};
+    int len = sizeof(ss);
+    uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+    return net::Endpoint::from(reinterpret_cast<sockaddr*>(&ss));
+}
+
+void Server::arm(Conn& c, uint64_t ms) {
+    uv_timer_start(
+        c.timer.get(),
+        [](uv_timer_t* t) {
+            auto* conn = static_cast<Conn*>(t->data);
+            if (conn == nullptr || conn->awaiting)
+                return;  // a slow handler is not the client's fault
+            ++conn->server.stats_.timeouts;
+            conn->server.close(conn->id);
+        },
+        ms, 0);
+}
+
+void Server::on_connection(uv_stream_t* listener, int status) {
+    auto* s = static_cast<Server*>(listener->data);
+    if (s == nullptr || status < 0) return;
+    auto tcp = net::make_handle<uv_tcp_t>(
+        s->loop_, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, nullptr);
+    if (!tcp || uv_accept(listener, reinterpret_cast<uv_stream_t*>(tcp->get())) != 0) return;
+    if (s->conns_.size() >= s->limits_.connections_max) {
+        ++s->stats_.refused;
+        return;  // closed as `tcp` goes
+    }
+    auto timer = net::make_handle<uv_timer_t>(
+        s->loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, nullptr);
+    if (!timer) return;
+    const uint64_t id = s->next_id_++;
+    auto c = std::make_unique<Conn>(*s, id);
+    c->tcp = std::move(*tcp);
+    c->timer = std::move(*timer);
+    c->tcp->data = c.get();
+    c->timer->data = c.get();
+
+    static const llhttp_settings_t settings = [] {
+        llhttp_settings_t st;
+        llhttp_settings_init(&st);
+        st.on_message_begin = [](llhttp_t* p) {
+            Conn& cn = conn_of(p);
+            cn.req = Request{};
+            cn.header_bytes = 0;
+            cn.field.clear();
+            cn.value.clear();
+            cn.in_value = false;
+            return 0;
+        };
+        st.on_url = [](llhttp_t* p, const char* at, size_t n) {
+            Conn& cn = conn_of(p);
+            cn.req.target.append(at, n);
+            return count_header(cn, n, cn.server.limits_);
+        };
+        st.on_header_field = [](llhttp_t* p, const char* at, size_t n) {
+            Conn& cn = conn_of(p);
+            if (cn.in_value) commit_header(cn);
+            cn.field.append(at, n);
+            return count_header(cn, n, cn.server.limits_);
+        };
+        st.on_header_value = [](llhttp_t* p, const char* at, size_t n) {
+            Conn& cn = conn_of(p);
+            cn.in_value = true;
+            cn.value.append(at, n);
+            return count_header(cn, n, cn.server.limits_);
+        };
+        st.on_headers_complete = [](llhttp_t* p) {
+            Conn& cn = conn_of(p);
+            commit_header(cn);
+            cn.req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+            split_target(cn.req);
+            const Limits& l = cn.server.limits_;
+            if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > l.body_bytes_max) {
+                cn.refusal = error_response(413, "body_too_large",
+                                            fmt::format("body of {} bytes exceeds the limit of {}",
+                                                        p->content_length, l.body_bytes_max));
+                return -1;
+            }
+            return 0;
+        };
+        st.on_body = [](llhttp_t* p, const char* at, size_t n) {
+            Conn& cn = conn_of(p);
+            const Limits& l = cn.server.limits_;
+            if (cn.req.body.size() + n > l.body_bytes_max) {
+                cn.refusal = error_response(
+                    413, "body_too_large",
+                    fmt::format("body exceeds the limit of {} bytes", l.body_bytes_max));
+                return -1;
+            }
+            cn.req.body.append(at, n);
+            return 0;
+        };
+        st.on_message_complete = [](llhttp_t* p) {
+            Conn& cn = conn_of(p);
+            cn.keep_alive = llhttp_should_keep_alive(p) != 0;
+            cn.awaiting = true;
+            ++cn.request_id;
+            return static_cast<int>(HPE_PAUSED);  // one request at a time
+        };
+        return st;
+    }();
+    llhttp_init(&c->parser, HTTP_REQUEST, &settings);
+    c->parser.data = c.get();
+    Conn& ref = *c;
+    s->conns_.emplace(id, std::move(c));
+    ++s->stats_.connections;
+    s->arm(ref, s->limits_.header_timeout_ms);
+    s->start_reading(ref);
+}
+
+void Server::start_reading(Conn& c) {
+    uv_read_start(
+        reinterpret_cast<uv_stream_t*>(c.tcp.get()),
+        [](uv_handle_t* h, size_t, uv_buf_t* buf) {
+            auto* cn = static_cast<Conn*>(h->data);
+            *buf = cn == nullptr
+                       ? uv_buf_init(nullptr, 0)
+                       : uv_buf_init(cn->buffer.data(), static_cast<unsigned>(cn->buffer.size()));
+        },
+        [](uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
+            auto* cn = static_cast<Conn*>(st->data);
+            if (cn == nullptr) return;
+            if (n < 0) {
+                cn->server.close(cn->id);
+                return;
+            }
+            cn->server.feed(*cn, buf->base, static_cast<size_t>(n));
+        });
+}
+
+void Server::feed(Conn& c, const char* data, size_t n) {
+    if (c.awaiting) {
+        c.held.append(data, n);
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
+        return;
+    }
+    const llhttp_errno_t err = llhttp_execute(&c.parser, data, n);
+    if (err == HPE_OK) return;
+    if (err == HPE_PAUSED) {
+        const char* stop = llhttp_get_error_pos(&c.parser);
+        if (stop != nullptr && stop < data + n) c.held.assign(stop, data + n - stop);
+        if (!c.held.empty()) uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
+        uv_timer_stop(c.timer.get());
+        ++stats_.requests;
+        handler_(c.req, Reply(self_, c.id, c.request_id));
+        return;
+    }
+    if (c.refusal) {
+        Response r = std::move(*c.refusal);
+        (r.status == 431 ? stats_.headers_too_large : stats_.bodies_too_large)++;
+        fail(c, std::move(r));
+        return;
+    }
+    ++stats_.bad_requests;
+    fail(c, error_response(400, "bad_request",
+                           fmt::format("malformed HTTP: {}", llhttp_get_error_reason(&c.parser))));
+}
+
+void Server::fail(Conn& c, Response r) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
+    write(c, r, false);
+}
+
+void Server::write(Conn& c, const Response& r, bool keep_alive) {
+    std::string out = fmt::format(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
+        "X-Chorus-Node: {}\r\nConnection: {}\r\n",
+        r.status, reason(r.status), r.content_type, r.body.size(), node_name_,
+        keep_alive ? "keep-alive" : "close");
+    for (const auto& [k, v] : r.headers)
+        out += fmt::format("{}: {}\r\n", k, v);
+    out += "\r\n";
+    out += r.body;
+    auto* w = new WriteRequest{{}, std::move(out)};
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+    if (!keep_alive) c.close_when_written = true;
+    ++c.writes;
+    const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp.get()), &buf, 1,
+                            [](uv_write_t* req, int status) {
+                                auto* cn = static_cast<Conn*>(req->handle->data);
+                                delete static_cast<WriteRequest*>(req->data);
+                                if (cn == nullptr) return;
+                                --cn->writes;
+                                if (status < 0 || (cn->close_when_written && cn->writes == 0))
+                                    cn->server.close(cn->id);
+                            });
+    if (rc != 0) {
+        delete w;
+        close(c.id);
+    }
+}
+
+void Server::answer(uint64_t conn, uint64_t request, Response r) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    Conn& c = *it->second;
+    if (!c.awaiting || c.request_id != request) return;
+    c.awaiting = false;
+    write(c, r, c.keep_alive);
+    if (!c.keep_alive) return;
+    // Ready for the next request: the idle clock runs, and whatever arrived meanwhile is parsed.
+    llhttp_resume(&c.parser);
+    arm(c, limits_.idle_timeout_ms);
+    std::string held = std::move(c.held);
+    c.held.clear();
+    start_reading(c);
+    if (!held.empty()) feed(c, held.data(), held.size());
+}
+
+void Server::close(uint64_t conn) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    std::unique_ptr<Conn> c = std::move(it->second);
+    conns_.erase(it);
+    c->tcp->data = nullptr;
+    c->timer->data = nullptr;
+    // The handles close as `c` goes; their memory is freed in the close callbacks.
+}
+
+void Reply::send(Response r) const {
+    auto owner = server_.lock();
+    if (!owner || *owner == nullptr) return;
+    (*owner)->answer(conn_, request_, std::move(r));
+}
+
+bool Reply::pending() const {
+    auto owner = server_.lock();
+    if (!owner || *owner == nullptr) return false;
+    auto it = (*owner)->conns_.find(conn_);
+    return it != (*owner)->conns_.end() && it->second->awaiting &&
+           it->second->request_id == request_;
+}
+
+}  // namespace chorus::http

@@ -1,0 +1,124 @@
+// HTTP/1.1 server on the loop, parsing with llhttp (DESIGN §5).
+//
+// Every limit an untrusted client could push is bounded: header bytes (431), body bytes (413,
+// answered as soon as the length is known, even while the client is still sending),
+// connections (refused at accept), and time: a request's headers must arrive within
+// header_timeout, and a keep-alive connection idle for idle_timeout is closed. Malformed
+// requests get 400 with a JSON error and the connection closes. Each case is counted.
+//
+// The handler answers through a Reply it may keep, so a blocking query can answer later. One
+// request at a time per connection: a pipelined request waits until the previous one is
+// answered.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.hpp"
+#include "net/endpoint.hpp"
+#include "net/handle.hpp"
+
+namespace chorus::http {
+
+struct Limits {
+    size_t header_bytes_max = 16 * 1024;
+    size_t body_bytes_max = 1 << 20;
+    size_t connections_max = 512;
+    uint64_t header_timeout_ms = 10'000;
+    uint64_t idle_timeout_ms = 60'000;
+};
+
+struct Request {
+    std::string method;
+    std::string target;  // as sent: path and query
+    std::string path;
+    std::map<std::string, std::string> query;    // decoded
+    std::map<std::string, std::string> headers;  // names lower-cased
+    std::string body;
+};
+
+struct Response {
+    int status = 200;
+    std::string body;
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// {"error": {"code": ..., "message": ...}} with the given status (DESIGN §5).
+Response error_response(int status, std::string_view code, std::string_view message);
+
+class Server;
+
+// Answers one request, now or later. Answering twice, or after the client has gone, is a no-op.
+class Reply {
+  public:
+    void send(Response r) const;
+    bool pending() const;
+
+  private:
+    friend class Server;
+    Reply(std::weak_ptr<Server*> server, uint64_t conn, uint64_t request)
+        : server_(std::move(server)), conn_(conn), request_(request) {}
+    std::weak_ptr<Server*> server_;
+    uint64_t conn_;
+    uint64_t request_;
+};
+
+class Server {
+  public:
+    using Handler = std::function<void(const Request&, Reply)>;
+    struct Stats {
+        uint64_t connections = 0;
+        uint64_t refused = 0;
+        uint64_t requests = 0;
+        uint64_t bad_requests = 0;       // 400
+        uint64_t headers_too_large = 0;  // 431
+        uint64_t bodies_too_large = 0;   // 413
+        uint64_t timeouts = 0;
+    };
+
+    static Result<std::unique_ptr<Server>> listen(uv_loop_t* loop, const net::Endpoint& at,
+                                                  Limits limits, std::string node_name,
+                                                  Handler handler);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    net::Endpoint local() const;
+    const Stats& stats() const { return stats_; }
+    size_t connections() const { return conns_.size(); }
+
+    struct Conn;  // one client connection; defined in server.cpp
+
+  private:
+    friend class Reply;
+    Server(uv_loop_t* loop, Limits limits, std::string node_name, Handler handler);
+    static void on_connection(uv_stream_t* server, int status);
+    void start_reading(Conn& c);
+    void feed(Conn& c, const char* data, size_t n);
+    void fail(Conn& c, Response r);
+    void answer(uint64_t conn, uint64_t request, Response r);
+    void write(Conn& c, const Response& r, bool keep_alive);
+    void close(uint64_t conn);
+    void arm(Conn& c, uint64_t ms);
+
+    uv_loop_t* loop_;
+    Limits limits_;
+    std::string node_name_;
+    Handler handler_;
+    net::Handle<uv_tcp_t> listener_;
+    std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+    uint64_t next_id_ = 1;
+    Stats stats_;
+    std::shared_ptr<Server*> self_ = std::make_shared<Server*>(this);
+};
+
+}  // namespace chorus::http

@@ -1,0 +1,202 @@
+#include "http/server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "net/loop.hpp"
+
+using namespace chorus;
+using namespace chorus::http;
+using chorus::test::TestLoop;
+
+namespace {
+
+// A bare TCP client: writes raw bytes, collects everything the server sends until it closes.
+struct RawClient {
+    net::Handle<uv_tcp_t> tcp;
+    std::string received;
+    bool closed = false;
+    std::vector<char> buf = std::vector<char>(64 * 1024);
+
+    RawClient(uv_loop_t* loop, const net::Endpoint& to) {
+        tcp = net::make_handle<uv_tcp_t>(
+                  loop, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, this)
+                  .value();
+        auto* req = new uv_connect_t{};
+        uv_tcp_connect(req, tcp.get(), to.sa(), [](uv_connect_t* r, int status) {
+            uv_stream_t* stream = r->handle;
+            auto* self = static_cast<RawClient*>(stream->data);
+            delete r;
+            if (self == nullptr) return;
+            if (status < 0) {
+                self->closed = true;
+                return;
+            }
+            uv_read_start(
+                stream,
+                [](uv_handle_t* h, size_t, uv_buf_t* b) {
+                    auto* c = static_cast<RawClient*>(h->data);
+                    *b = uv_buf_init(c->buf.data(), static_cast<unsigned>(c->buf.size()));
+                },
+                [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+                    auto* c = static_cast<RawClient*>(s->data);
+                    if (c == nullptr) return;
+                    if (n < 0) {
+                        c->closed = true;
+                        uv_read_stop(s);
+                        return;
+                    }
+                    c->received.append(b->base, static_cast<size_t>(n));
+                });
+        });
+    }
+    void send(std::string bytes) {
+        struct W {
+            uv_write_t req;
+            std::string bytes;
+        };
+        auto* w = new W{{}, std::move(bytes)};
+        w->req.data = w;
+        uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+        uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp.get()), &b, 1,
+                 [](uv_write_t* r, int) { delete static_cast<W*>(r->data); });
+    }
+    size_t count(std::string_view what) const {
+        size_t n = 0;
+        for (size_t at = received.find(what); at != std::string::npos;
+             at = received.find(what, at + 1))
+            ++n;
+        return n;
+    }
+};
+
+struct Fixture {
+    TestLoop loop;
+    std::vector<Request> seen;
+    std::function<void(const Request&, Reply)> handler = [this](const Request& r, Reply reply) {
+        seen.push_back(r);
+        Response res;
+        res.body = "{\"path\":\"" + r.path + "\"}";
+        reply.send(res);
+    };
+    std::unique_ptr<Server> server;
+
+    explicit Fixture(Limits limits = {}) {
+        auto s = Server::listen(loop.get(), net::Endpoint::parse("127.0.0.1:0").value(), limits,
+                                "n1", [this](const Request& r, Reply reply) { handler(r, reply); });
+        REQUIRE(s.ok());
+        server = std::move(*s);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a request reaches the handler with its path, decoded query and headers") {
+    Fixture f;
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    c->send("GET /v1/members?index=7&wait=two%20words HTTP/1.1\r\nHost: x\r\nX-Thing: Yes\r\n\r\n");
+    REQUIRE(f.loop.run_until(
+        [&] { return c->count("\r\n\r\n") >= 1 && c->received.find("}") != std::string::npos; }));
+    REQUIRE(f.seen.size() == 1);
+    REQUIRE(f.seen[0].method == "GET");
+    REQUIRE(f.seen[0].path == "/v1/members");
+    REQUIRE(f.seen[0].query.at("index") == "7");
+    REQUIRE(f.seen[0].query.at("wait") == "two words");
+    REQUIRE(f.seen[0].headers.at("x-thing") == "Yes");
+    REQUIRE_THAT(c->received, Catch::StartsWith("HTTP/1.1 200 OK\r\n"));
+    REQUIRE_THAT(c->received, Catch::Contains("X-Chorus-Node: n1\r\n"));
+    REQUIRE_THAT(c->received, Catch::Contains("Content-Type: application/json\r\n"));
+    REQUIRE_THAT(c->received, Catch::EndsWith("{\"path\":\"/v1/members\"}"));
+}
+
+TEST_CASE("pipelined keep-alive requests are answered in order on one connection") {
+    Fixture f;
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    c->send(
+        "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nPOST /c "
+        "HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+    REQUIRE(f.loop.run_until([&] {
+        return c->count("HTTP/1.1 200") == 3 && c->received.find("/c\"}") != std::string::npos;
+    }));
+    REQUIRE(c->received.find("/a\"}") < c->received.find("/b\"}"));
+    REQUIRE(c->received.find("/b\"}") < c->received.find("/c\"}"));
+    REQUIRE(f.seen.at(2).body == "hello");
+    REQUIRE(f.server->stats().connections == 1);
+}
+
+TEST_CASE("a handler may answer later, as a blocking query does") {
+    Fixture f;
+    std::optional<Reply> held;
+    f.handler = [&](const Request&, Reply r) { held = r; };
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    c->send("GET /v1/members?wait=1s HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(f.loop.run_until([&] { return held.has_value(); }));
+    REQUIRE(held->pending());
+    f.loop.run_until([] { return false; }, 50);
+    REQUIRE(c->received.empty());
+    Response r;
+    r.body = "{\"late\":true}";
+    held->send(r);
+    REQUIRE_FALSE(held->pending());
+    REQUIRE(f.loop.run_until([&] { return c->received.find("late") != std::string::npos; }));
+}
+
+TEST_CASE("malformed, oversized and slow requests get the right status and are counted") {
+    struct Row {
+        const char* what;
+        std::string bytes;
+        std::string status;
+        std::function<uint64_t(const Server::Stats&)> counter;
+    };
+    const std::string huge_header =
+        "GET / HTTP/1.1\r\nX-Big: " + std::string(20 * 1024, 'a') + "\r\n\r\n";
+    const std::vector<Row> rows = {
+        {"a garbage request line", "GARBAGE\r\n\r\n", "HTTP/1.1 400 ",
+         [](auto& s) { return s.bad_requests; }},
+        {"bad chunking", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+         "HTTP/1.1 400 ", [](auto& s) { return s.bad_requests; }},
+        {"20 KiB of headers", huge_header, "HTTP/1.1 431 ",
+         [](auto& s) { return s.headers_too_large; }},
+        {"a declared 2 MiB body (answered before it is sent)",
+         "POST /v1/tasks HTTP/1.1\r\nContent-Length: 2097152\r\n\r\n", "HTTP/1.1 413 ",
+         [](auto& s) { return s.bodies_too_large; }},
+        {"a chunked body over the limit",
+         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n" +
+             std::string(0x100000, 'b') + "\r\n1\r\nb\r\n0\r\n\r\n",
+         "HTTP/1.1 413 ", [](auto& s) { return s.bodies_too_large; }},
+    };
+    for (const Row& r : rows) {
+        Fixture f;
+        auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+        c->send(r.bytes);
+        INFO(r.what);
+        REQUIRE(f.loop.run_until([&] { return c->closed; }));
+        REQUIRE_THAT(c->received, Catch::StartsWith(r.status));
+        REQUIRE_THAT(c->received, Catch::Contains("\"error\":{\"code\":"));
+        REQUIRE(r.counter(f.server->stats()) == 1);
+        REQUIRE(f.seen.empty());
+        REQUIRE(f.server->connections() == 0);
+    }
+}
+
+TEST_CASE("a client that stops mid-headers is disconnected after the header timeout") {
+    Limits l;
+    l.header_timeout_ms = 100;
+    Fixture f(l);
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    c->send("GET /v1/members HTTP/1.1\r\nHost: x\r\n");  // and never the blank line
+    REQUIRE(f.loop.run_until([&] { return c->closed; }));
+    REQUIRE(f.server->stats().timeouts == 1);
+    REQUIRE(f.seen.empty());
+}
+
+TEST_CASE("connections beyond the limit are refused") {
+    Limits l;
+    l.connections_max = 2;
+    Fixture f(l);
+    std::vector<std::unique_ptr<RawClient>> cs;
+    for (int i = 0; i < 3; ++i)
+        cs.push_back(std::make_unique<RawClient>(f.loop.get(), f.server->local()));
+    REQUIRE(f.loop.run_until([&] { return f.server->stats().refused == 1; }));
+    REQUIRE(f.loop.run_until([&] { return cs[2]->closed; }));
+    REQUIRE(f.server->connections() == 2);
+}
