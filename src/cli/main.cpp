@@ -18,6 +18,8 @@
 #include "daemon/agent.hpp"
 #include "daemon/log.hpp"
 #include "daemon/settings.hpp"
+#include "http/api.hpp"
+#include "http/server.hpp"
 
 namespace {
 
@@ -62,7 +64,9 @@ int run_agent(const Settings& settings) {
     // DESIGN §2: a restarted node should outrank its previous life before it hears of it, so
     // incarnations start from the wall clock's seconds; refutation covers the rest.
     options->identity.incarnation = Incarnation{static_cast<uint32_t>(std::time(nullptr))};
-    options->on_event = [&log](const MemberEvent& e) {
+    std::unique_ptr<http::Api> api;
+    options->on_event = [&log, &api](const MemberEvent& e) {
+        if (api) api->changed();
         const std::string state = e.current ? std::string(to_string(*e.current)) : "removed";
         log.log(e.current == MemberState::alive || !e.current ? Level::info : Level::warn,
                 fmt::format("member {}", state),
@@ -74,6 +78,8 @@ int run_agent(const Settings& settings) {
                  {"detail", f.detail},
                  {"suppressed", std::to_string(suppressed)}});
     };
+    const net::Endpoint http_at = net::Endpoint::parse(settings.http).value();
+
     uv_loop_t loop;
     uv_loop_init(&loop);
     int rc = 0;
@@ -82,7 +88,23 @@ int run_agent(const Settings& settings) {
         if (!agent) {
             log.log(Level::error, "could not start", {{"error", agent.error().message}});
             rc = 1;
-        } else {
+        }
+        Result<std::unique_ptr<http::Server>> server = Error{"not_started", ""};
+        if (agent) {
+            Agent& a = **agent;
+            api = std::make_unique<http::Api>(
+                &loop, [&a]() -> const Node& { return a.node(); }, [&a] { return a.now(); },
+                [&a] { return a.ready(); }, http::Api::Info{settings.profile, "0.1.0"});
+            server = http::Server::listen(
+                &loop, http_at, {}, settings.name,
+                [&api](const http::Request& req, http::Reply reply) { api->handle(req, reply); });
+            if (!server) {
+                log.log(Level::error, "could not start the HTTP API",
+                        {{"error", server.error().message}});
+                rc = 1;
+            }
+        }
+        if (rc == 0) {
             Running r{&loop, agent->get(), &log, settings.leave_timeout};
             uv_signal_t sigint, sigterm;
             for (const auto& [h, sig] :
@@ -95,12 +117,14 @@ int run_agent(const Settings& settings) {
                     {{"name", settings.name},
                      {"bind", (*agent)->bound().str()},
                      {"advertise", (*agent)->node().self().addr.value.str()},
+                     {"http", (*server)->local().str()},
                      {"cluster", settings.cluster},
                      {"profile", settings.profile}});
             uv_run(&loop, UV_RUN_DEFAULT);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
         }
+        api.reset();
     }
     // Let every handle's close callback run before the loop goes.
     uv_run(&loop, UV_RUN_DEFAULT);

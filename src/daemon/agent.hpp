@@ -64,6 +64,8 @@ class Agent {
     void leave(Duration timeout, std::function<void()> done);
 
     const Node& node() const { return *node_; }
+    // Joined (or started alone) and not leaving: what /v1/health reports.
+    bool ready() const { return (options_.seeds.empty() || node_->joined()) && !node_->leaving(); }
     const AgentStats& stats() const { return stats_; }
     const net::UdpSocket& udp() const { return *udp_; }
     const net::FrameHub& streams() const { return *hub_; }
