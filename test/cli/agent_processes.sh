@@ -37,7 +37,7 @@ out=$("$chorus" agent --config "$dir/bad.json" 2>&1); rc=$?
 # Three agents on random high ports.
 base=$((20000 + RANDOM % 30000))
 start() {  # name port [seed]
-  local args=(agent --name "$1" --bind "127.0.0.1:$2" --profile local)
+  local args=(agent --name "$1" --bind "127.0.0.1:$2" --http "127.0.0.1:$(($2 + 1000))" --profile local)
   [ -n "${3:-}" ] && args+=(--seed "127.0.0.1:$3")
   "$chorus" "${args[@]}" > "$dir/$1.log" 2>&1 &
   pids+=($!)
