@@ -12,19 +12,26 @@ using chorus::test::TestLoop;
 
 namespace {
 
+// Options for an agent on loopback with the local profile and an ephemeral port.
+AgentOptions local(const std::string& name, std::vector<std::string> seeds = {}) {
+    AgentOptions o;
+    o.config = Config::local();
+    o.identity.name = name;
+    o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+    o.seeds = std::move(seeds);
+    o.retry_join_min = milliseconds(100);
+    return o;
+}
+
 struct Cluster {
     TestLoop loop;
     std::map<std::string, std::unique_ptr<Agent>> agents;
     std::string seed_addr;
 
     Agent& start(const std::string& name, bool with_seed = true) {
-        AgentOptions o;
-        o.config = Config::local();
-        o.identity.name = name;
-        o.bind = net::Endpoint::parse("127.0.0.1:0").value();
-        if (with_seed && !seed_addr.empty()) o.seeds = {seed_addr};
-        o.retry_join_min = milliseconds(100);
-        auto a = Agent::start(loop.get(), std::move(o));
+        auto a = Agent::start(loop.get(), local(name, with_seed && !seed_addr.empty()
+                                                          ? std::vector<std::string>{seed_addr}
+                                                          : std::vector<std::string>{}));
         REQUIRE(a.ok());
         if (seed_addr.empty()) seed_addr = (*a)->node().self().addr.value.str();
         Agent& ref = **a;
@@ -105,9 +112,7 @@ TEST_CASE("an agent whose seed is not up yet keeps retrying and joins when it co
     REQUIRE(c.loop.run_until([&] { return c.agents.at("b")->stats().join_attempts >= 2; }, 10'000));
     REQUIRE_FALSE(c.agents.at("b")->node().joined());
     // The seed comes up on its old address.
-    AgentOptions o;
-    o.config = Config::local();
-    o.identity.name = "a";
+    AgentOptions o = local("a");
     o.bind = net::Endpoint::parse(seed).value();
     auto a = Agent::start(c.loop.get(), std::move(o));
     REQUIRE(a.ok());
@@ -117,10 +122,7 @@ TEST_CASE("an agent whose seed is not up yet keeps retrying and joins when it co
 
 TEST_CASE("garbage datagrams are counted, reported at a rate limit, and change nothing") {
     Cluster c;
-    AgentOptions o;
-    o.config = Config::local();
-    o.identity.name = "a";
-    o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+    AgentOptions o = local("a");
     int reports = 0;
     uint64_t suppressed = 0;
     o.on_rejected = [&](const wire::DecodeFailure& f, uint64_t s) {
@@ -149,9 +151,7 @@ TEST_CASE("garbage datagrams are counted, reported at a rate limit, and change n
 
 TEST_CASE("binding a wildcard address without --advertise is refused with a reason") {
     TestLoop loop;
-    AgentOptions o;
-    o.config = Config::local();
-    o.identity.name = "a";
+    AgentOptions o = local("a");
     o.bind = net::Endpoint::parse("0.0.0.0:0").value();
     auto a = Agent::start(loop.get(), std::move(o));
     REQUIRE_FALSE(a.ok());
@@ -162,13 +162,7 @@ TEST_CASE("a seed given by host name is resolved and joined through") {
     Cluster c;
     c.start("a");
     const auto port = net::Endpoint::parse(c.seed_addr)->port();
-    AgentOptions o;
-    o.config = Config::local();
-    o.identity.name = "b";
-    o.bind = net::Endpoint::parse("127.0.0.1:0").value();
-    o.seeds = {"localhost:" + std::to_string(port)};
-    o.retry_join_min = milliseconds(100);
-    auto b = Agent::start(c.loop.get(), std::move(o));
+    auto b = Agent::start(c.loop.get(), local("b", {"localhost:" + std::to_string(port)}));
     REQUIRE(b.ok());
     c.agents["b"] = std::move(*b);
     REQUIRE(c.loop.run_until([&] { return c.converged(); }, 10'000));
@@ -176,11 +170,7 @@ TEST_CASE("a seed given by host name is resolved and joined through") {
 
 TEST_CASE("a seed name that does not resolve is counted and retried") {
     TestLoop loop;
-    AgentOptions o;
-    o.config = Config::local();
-    o.identity.name = "b";
-    o.bind = net::Endpoint::parse("127.0.0.1:0").value();
-    o.seeds = {"no-such-host.invalid:7900"};
+    AgentOptions o = local("b", {"no-such-host.invalid:7900"});
     o.retry_join_min = milliseconds(50);
     auto b = Agent::start(loop.get(), std::move(o));
     REQUIRE(b.ok());
