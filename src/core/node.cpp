@@ -253,8 +253,9 @@ void Node::send(const Address& to, Body body, const Update* first) {
     Packet p;
     p.cluster = config_.cluster;
     p.sender = name_;
-    p.sender_addr = self().addr;
-    p.sender_load_milli = self().load_milli;
+    const Member& me = self();
+    p.sender_addr = me.addr;
+    p.sender_load_milli = me.load_milli;
     p.body = std::move(body);
     size_t budget = config_.packet_bytes_max -
                     std::min<size_t>(config_.packet_bytes_max, encoded_size_bound(p));

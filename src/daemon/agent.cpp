@@ -283,9 +283,10 @@ void Agent::drain() {
     }
     for (OutPushPull& pp : out.push_pulls) {
         auto to = net::Endpoint::parse(pp.to.value.view());
+        if (!to) ++stats_.unroutable;
+        // 0: unroutable, or connections_max open already (the hub counts that).
         const uint64_t id = to ? hub_->connect(*to) : 0;
         if (id == 0) {
-            ++stats_.unroutable;
             node_->push_pull_failed(pp.to, now());
             continue;
         }

@@ -100,6 +100,10 @@ void FrameHub::on_connection(uv_stream_t* server, int status) {
 }
 
 uint64_t FrameHub::connect(const Endpoint& to) {
+    if (conns_.size() >= limits_.connections_max) {
+        ++stats_.refused;
+        return 0;
+    }
     FrameConn* c = create(true);
     if (c == nullptr) return 0;
     const uint64_t id = c->id_;

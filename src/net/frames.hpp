@@ -27,7 +27,7 @@ namespace chorus::net {
 struct FrameLimits {
     size_t frame_bytes_max = 64u << 20;
     uint64_t idle_timeout_ms = 10'000;
-    size_t connections_max = 256;
+    size_t connections_max = 256;  // accepted and dialled together
 };
 
 class FrameHub;
@@ -75,7 +75,7 @@ class FrameHub {
     };
     struct Stats {
         uint64_t accepted = 0;
-        uint64_t refused = 0;  // connections_max reached
+        uint64_t refused = 0;  // connections_max reached, accepting or dialling
         uint64_t connects = 0;
         uint64_t frames_in = 0;
         uint64_t frames_out = 0;
@@ -91,7 +91,8 @@ class FrameHub {
 
     Status listen(const Endpoint& at);
     std::optional<Endpoint> listening() const;
-    // Dials `to`; the outcome arrives through on_connected or on_closed. Returns the id.
+    // Dials `to`; the outcome arrives through on_connected or on_closed. Returns the id, or 0
+    // (counted as refused) when connections_max are open already.
     uint64_t connect(const Endpoint& to);
     FrameConn* find(uint64_t id);
     // Closes a connection now, dropping unsent frames.

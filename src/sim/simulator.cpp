@@ -268,9 +268,9 @@ void Simulation::on_member_event(uint32_t observer, const MemberEvent& ev) {
     }
     // False positives: our own conclusion about a member that never crashed.
     if (ev.origin && target.up && !target.crashed_ever && *j != observer) {
-        const bool across =
-            o_.partition_at_s && in_partition_window(now) && !net_.reachable(observer, *j);
-        const bool partition_related = across || in_partition_window(now);
+        // Within the partition window (plus a suspicion's grace after the heal) a death is the
+        // partition's doing on either side, not a false positive.
+        const bool partition_related = in_partition_window(now);
         if (ev.current == MemberState::dead) {
             if (partition_related) {
                 ++report_.partition_deaths;

@@ -185,3 +185,16 @@ TEST_CASE("connecting where nobody listens fails with an error, not a hang") {
     REQUIRE_THAT(closed[0]->message, Catch::Contains("connect"));
     REQUIRE(client.connections() == 0);
 }
+
+TEST_CASE("dialling counts against connections_max too") {
+    TestLoop loop;
+    FrameLimits one;
+    one.connections_max = 1;
+    FrameHub server(loop.get(), {}, {});
+    REQUIRE(server.listen(loopback()).ok());
+    FrameHub client(loop.get(), one, {});
+    REQUIRE(client.connect(*server.listening()) != 0);
+    REQUIRE(client.connect(*server.listening()) == 0);
+    REQUIRE(client.stats().refused == 1);
+    REQUIRE(client.connections() == 1);
+}
