@@ -38,6 +38,17 @@ struct Running {
     const Logger* log;
     Duration leave_timeout;
     int signals = 0;
+
+    // Graceful leave, from a signal or POST /v1/leave: `left` runs once the leave has spread
+    // (or timed out), then the loop stops.
+    void leave(std::string_view why, std::function<void()> left) {
+        log->log(Level::info, "leaving the cluster", {{"reason", std::string(why)}});
+        agent->leave(leave_timeout, [this, left = std::move(left)] {
+            if (left) left();
+            log->log(Level::info, "left; stopping");
+            uv_stop(loop);
+        });
+    }
 };
 
 void on_signal(uv_signal_t* h, int signum) {
@@ -47,11 +58,7 @@ void on_signal(uv_signal_t* h, int signum) {
         uv_stop(r->loop);
         return;
     }
-    r->log->log(Level::info, "leaving the cluster", {{"signal", std::to_string(signum)}});
-    r->agent->leave(r->leave_timeout, [r] {
-        r->log->log(Level::info, "left; stopping");
-        uv_stop(r->loop);
-    });
+    r->leave(signum == SIGINT ? "SIGINT" : "SIGTERM", nullptr);
 }
 
 int run_agent(const Settings& settings) {
@@ -66,7 +73,7 @@ int run_agent(const Settings& settings) {
     options->identity.incarnation = Incarnation{static_cast<uint32_t>(std::time(nullptr))};
     std::unique_ptr<http::Api> api;
     options->on_event = [&log, &api](const MemberEvent& e) {
-        if (api) api->changed();
+        if (api) api->changed(e);
         const std::string state = e.current ? std::string(to_string(*e.current)) : "removed";
         log.log(e.current == MemberState::alive || !e.current ? Level::info : Level::warn,
                 fmt::format("member {}", state),
@@ -90,11 +97,13 @@ int run_agent(const Settings& settings) {
             rc = 1;
         }
         Result<std::unique_ptr<http::Server>> server = Error{"not_started", ""};
+        Running r{&loop, agent ? agent->get() : nullptr, &log, settings.leave_timeout};
         if (agent) {
-            Agent& a = **agent;
             api = std::make_unique<http::Api>(
-                &loop, [&a]() -> const Node& { return a.node(); }, [&a] { return a.now(); },
-                [&a] { return a.ready(); }, http::Api::Info{settings.profile, "0.1.0"});
+                &loop, **agent,
+                http::Api::Info{settings.profile, "0.1.0", [&r](std::function<void()> left) {
+                                    r.leave("POST /v1/leave", std::move(left));
+                                }});
             server = http::Server::listen(
                 &loop, http_at, {}, settings.name,
                 [&api](const http::Request& req, http::Reply reply) { api->handle(req, reply); });
@@ -102,10 +111,11 @@ int run_agent(const Settings& settings) {
                 log.log(Level::error, "could not start the HTTP API",
                         {{"error", server.error().message}});
                 rc = 1;
+            } else {
+                api->serve_metrics_of(server->get());
             }
         }
         if (rc == 0) {
-            Running r{&loop, agent->get(), &log, settings.leave_timeout};
             uv_signal_t sigint, sigterm;
             for (const auto& [h, sig] :
                  {std::pair{&sigint, SIGINT}, std::pair{&sigterm, SIGTERM}}) {

@@ -1,6 +1,7 @@
 #include "daemon/agent.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -241,10 +242,13 @@ void Agent::on_retry(uv_timer_t* t) {
 }
 
 void Agent::leave(Duration timeout, std::function<void()> done) {
-    node_->leave(now());
-    after_input();
-    leave_done_ = std::move(done);
-    leave_deadline_ = now() + timeout;
+    // A second request (a signal during an API leave, say) waits for the leave under way.
+    if (!node_->leaving()) {
+        node_->leave(now());
+        after_input();
+        leave_deadline_ = now() + timeout;
+    }
+    leave_done_.push_back(std::move(done));
     uv_timer_start(leave_check_.get(), on_leave_check, 0, 20);
 }
 
@@ -253,7 +257,8 @@ void Agent::on_leave_check(uv_timer_t* t) {
     if (self == nullptr) return;
     if (!self->node_->leave_spread() && self->now() < self->leave_deadline_) return;
     uv_timer_stop(t);
-    if (auto done = std::move(self->leave_done_)) done();
+    for (auto& done : std::exchange(self->leave_done_, {}))
+        done();
 }
 
 // ---------------------------------------------------------------------------------------------

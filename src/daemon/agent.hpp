@@ -60,7 +60,8 @@ class Agent {
     Agent(const Agent&) = delete;
     Agent& operator=(const Agent&) = delete;
 
-    // Announces the leave; calls `done` once it has spread or `timeout` passed.
+    // Announces the leave; calls `done` once it has spread or `timeout` passed. Called again
+    // while leaving, it only adds `done` (the first call's timeout stands).
     void leave(Duration timeout, std::function<void()> done);
 
     const Node& node() const { return *node_; }
@@ -112,7 +113,7 @@ class Agent {
     // Name resolution runs on libuv's threadpool and may finish after we are gone: callbacks
     // hold this and find it null then.
     std::shared_ptr<Agent*> alive_ = std::make_shared<Agent*>(this);
-    std::function<void()> leave_done_;
+    std::vector<std::function<void()>> leave_done_;
     Time leave_deadline_{};
     AgentStats stats_;
     std::optional<Time> last_reject_report_;

@@ -2,9 +2,38 @@
 
 #include <charconv>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace chorus::http {
+
+namespace {
+
+int64_t ms(Duration d) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+}
+
+nlohmann::json member_json(const Member& m, const Node& n, Time now) {
+    nlohmann::json tags = nlohmann::json::object();
+    for (const auto& [k, v] : m.tags())
+        tags[k] = v;
+    return {{"name", m.name.str()},
+            {"addr", m.addr.value.str()},
+            {"http", m.http.str()},
+            {"state", to_string(m.state)},
+            {"incarnation", m.incarnation.value},
+            {"phi", m.name == n.self().name ? 0.0 : n.phi(m.name, now)},
+            {"load", m.load_milli / 1000.0},
+            {"tags", tags},
+            {"state_since_ms", ms(now - m.state_since)}};
+}
+
+// One Server-Sent Event; `data` is one line of JSON.
+std::string sse(std::string_view event, uint64_t id, std::string_view data) {
+    return fmt::format("event: {}\nid: {}\ndata: {}\n\n", event, id, data);
+}
+
+}  // namespace
 
 // Held in a std::list, so its address is stable: the timer points at it directly.
 struct Api::Waiter {
@@ -12,6 +41,7 @@ struct Api::Waiter {
     net::Handle<uv_timer_t> timer;
     Api* api = nullptr;
     std::list<Waiter>::iterator self;
+    uint64_t started = 0;
 };
 
 std::optional<Duration> parse_wait(std::string_view text) {
@@ -25,53 +55,36 @@ std::optional<Duration> parse_wait(std::string_view text) {
     return std::nullopt;
 }
 
-Api::Api(uv_loop_t* loop, std::function<const Node&()> node, std::function<Time()> now,
-         std::function<bool()> ready, Info info)
-    : loop_(loop),
-      node_(std::move(node)),
-      now_(std::move(now)),
-      ready_(std::move(ready)),
-      info_(std::move(info)) {}
+Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
+    : loop_(loop), agent_(agent), info_(std::move(info)) {}
 
 Api::~Api() {
     for (auto& w : waiters_)
         w.timer->data = nullptr;
+    for (const Stream& s : streams_)
+        s.close();
+}
+
+std::string Api::members_json() const {
+    const Node& n = agent_.node();
+    const Time now = agent_.now();
+    nlohmann::json list = nlohmann::json::array();
+    n.members().for_each([&](const Member& m) { list.push_back(member_json(m, n, now)); });
+    return nlohmann::json{{"self", n.self().name.str()}, {"index", index_}, {"members", list}}
+        .dump();
 }
 
 Response Api::members() const {
-    const Node& n = node_();
-    const Time now = now_();
-    nlohmann::json list = nlohmann::json::array();
-    n.members().for_each([&](const Member& m) {
-        nlohmann::json tags = nlohmann::json::object();
-        for (const auto& [k, v] : m.tags())
-            tags[k] = v;
-        list.push_back(
-            {{"name", m.name.str()},
-             {"addr", m.addr.value.str()},
-             {"http", m.http.str()},
-             {"state", to_string(m.state)},
-             {"incarnation", m.incarnation.value},
-             {"phi", m.name == n.self().name ? 0.0 : n.phi(m.name, now)},
-             {"load", m.load_milli / 1000.0},
-             {"tags", tags},
-             {"state_since_ms",
-              std::chrono::duration_cast<std::chrono::milliseconds>(now - m.state_since).count()}});
-    });
     Response r;
-    r.body =
-        nlohmann::json{{"self", n.self().name.str()}, {"index", index_}, {"members", list}}.dump();
+    r.body = members_json();
     r.headers.emplace_back("X-Chorus-Index", std::to_string(index_));
     return r;
 }
 
 Response Api::self() const {
-    const Node& n = node_();
+    const Node& n = agent_.node();
     const Member& me = n.self();
     const Config& c = n.config();
-    const auto ms = [](Duration d) {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-    };
     Response r;
     r.body = nlohmann::json{{"name", me.name.str()},
                             {"addr", me.addr.value.str()},
@@ -91,100 +104,291 @@ Response Api::self() const {
     return r;
 }
 
+void Api::finish(Route route, uint64_t started, const Reply& reply, Response r) {
+    latency_[route].observe(static_cast<double>(uv_hrtime() - started) / 1e9);
+    reply.send(std::move(r));
+}
+
 void Api::handle(const Request& req, Reply reply) {
-    const auto only_get = [&]() {
-        if (req.method == "GET") return true;
-        Response r = error_response(405, "method_not_allowed", req.path + " supports GET only");
-        r.headers.emplace_back("Allow", "GET");
-        reply.send(std::move(r));
+    const uint64_t started = uv_hrtime();
+    const auto allowed = [&](const char* method) {
+        if (req.method == method) return true;
+        Response r = error_response(405, "method_not_allowed",
+                                    fmt::format("{} supports {} only", req.path, method));
+        r.headers.emplace_back("Allow", method);
+        finish(other, started, reply, std::move(r));
         return false;
     };
     if (req.path == "/v1/members") {
-        if (!only_get()) return;
-        uint64_t since = 0;
-        if (auto it = req.query.find("index"); it != req.query.end()) {
-            auto [end, ec] =
-                std::from_chars(it->second.data(), it->second.data() + it->second.size(), since);
-            if (ec != std::errc() || end != it->second.data() + it->second.size()) {
-                reply.send(error_response(400, "bad_index",
-                                          "index must be a whole number (from X-Chorus-Index)"));
-                return;
-            }
-        }
-        if (since == 0 || since < index_) {
-            reply.send(members());
-            return;
-        }
-        Duration wait = kWaitDefault;
-        if (auto it = req.query.find("wait"); it != req.query.end()) {
-            auto w = parse_wait(it->second);
-            if (!w) {
-                reply.send(error_response(400, "bad_wait", "wait must look like 30s, 500ms or 2m"));
-                return;
-            }
-            wait = std::min(*w, kWaitMax);
-        }
-        if (waiters_.size() >= kWaitersMax) {
-            Response r = error_response(429, "too_many_waiters",
-                                        "too many blocking queries are waiting; retry shortly");
-            r.headers.emplace_back("Retry-After", "1");
-            reply.send(std::move(r));
-            return;
-        }
-        auto timer = net::make_handle<uv_timer_t>(
-            loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, nullptr);
-        if (!timer) {
-            reply.send(members());
-            return;
-        }
-        waiters_.push_back(Waiter{reply, std::move(*timer), this, {}});
-        Waiter& w = waiters_.back();
-        w.self = std::prev(waiters_.end());
-        w.timer->data = &w;
-        uv_timer_start(
-            w.timer.get(),
-            [](uv_timer_t* t) {
-                if (auto* waiter = static_cast<Waiter*>(t->data)) waiter->api->wake(waiter->self);
-            },
-            static_cast<uint64_t>(
-                std::chrono::duration_cast<std::chrono::milliseconds>(wait).count()),
-            0);
-        return;
-    }
-    if (req.path == "/v1/self") {
-        if (only_get()) reply.send(self());
-        return;
-    }
-    if (req.path == "/v1/health") {
-        if (!only_get()) return;
-        if (ready_()) {
+        if (allowed("GET")) block(req, std::move(reply), started);
+    } else if (req.path == "/v1/members/stream") {
+        if (allowed("GET")) subscribe(std::move(reply));
+    } else if (req.path == "/v1/self") {
+        if (allowed("GET")) finish(self_, started, reply, self());
+    } else if (req.path == "/v1/health") {
+        if (!allowed("GET")) return;
+        if (agent_.ready()) {
             Response r;
             r.body = R"({"status":"ok"})";
-            reply.send(std::move(r));
+            finish(health, started, reply, std::move(r));
         } else {
             Response r = error_response(503, "not_ready",
                                         "the agent has not joined the cluster yet, or is leaving");
             r.headers.emplace_back("Retry-After", "1");
-            reply.send(std::move(r));
+            finish(health, started, reply, std::move(r));
         }
+    } else if (req.path == "/v1/leave") {
+        if (!allowed("POST")) return;
+        if (!info_.leave) {
+            finish(leave, started, reply,
+                   error_response(503, "not_supported", "this server cannot leave"));
+            return;
+        }
+        info_.leave([this, reply, started] {
+            Response r;
+            r.body = R"({"status":"left"})";
+            finish(leave, started, reply, std::move(r));
+        });
+    } else if (req.path == "/metrics") {
+        if (allowed("GET")) finish(metrics, started, reply, metrics_text());
+    } else {
+        finish(other, started, reply,
+               error_response(404, "not_found",
+                              "no such endpoint: " + req.path +
+                                  " (see /v1/members, /v1/members/stream, /v1/self, "
+                                  "/v1/health, /v1/leave, /metrics)"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Blocking queries
+
+void Api::block(const Request& req, Reply reply, uint64_t started) {
+    uint64_t since = 0;
+    if (auto it = req.query.find("index"); it != req.query.end()) {
+        auto [end, ec] =
+            std::from_chars(it->second.data(), it->second.data() + it->second.size(), since);
+        if (ec != std::errc() || end != it->second.data() + it->second.size()) {
+            finish(members_now, started, reply,
+                   error_response(400, "bad_index",
+                                  "index must be a whole number (from X-Chorus-Index)"));
+            return;
+        }
+    }
+    Duration wait = kWaitDefault;
+    if (auto it = req.query.find("wait"); it != req.query.end()) {
+        auto w = parse_wait(it->second);
+        if (!w) {
+            finish(members_now, started, reply,
+                   error_response(400, "bad_wait", "wait must look like 30s, 500ms or 2m"));
+            return;
+        }
+        wait = std::min(*w, kWaitMax);
+    }
+    if (since == 0 || since < index_) {
+        finish(members_now, started, reply, members());
         return;
     }
-    reply.send(error_response(
-        404, "not_found",
-        "no such endpoint: " + req.path + " (see /v1/members, /v1/self, /v1/health)"));
+    if (waiters_.size() >= kWaitersMax) {
+        Response r = error_response(429, "too_many_waiters",
+                                    "too many blocking queries are waiting; retry shortly");
+        r.headers.emplace_back("Retry-After", "1");
+        finish(members_blocking, started, reply, std::move(r));
+        return;
+    }
+    auto timer = net::make_handle<uv_timer_t>(
+        loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, nullptr);
+    if (!timer) {
+        finish(members_now, started, reply, members());
+        return;
+    }
+    waiters_.push_back(Waiter{reply, std::move(*timer), this, {}, started});
+    Waiter& w = waiters_.back();
+    w.self = std::prev(waiters_.end());
+    w.timer->data = &w;
+    uv_timer_start(
+        w.timer.get(),
+        [](uv_timer_t* t) {
+            if (auto* waiter = static_cast<Waiter*>(t->data)) waiter->api->wake(waiter->self);
+        },
+        static_cast<uint64_t>(ms(wait)), 0);
 }
 
 void Api::wake(std::list<Waiter>::iterator it) {
     it->timer->data = nullptr;
     const Reply reply = it->reply;
+    const uint64_t started = it->started;
     waiters_.erase(it);  // closes the timer
-    reply.send(members());
+    finish(members_blocking, started, reply, members());
 }
 
-void Api::changed() {
+// ---------------------------------------------------------------------------------------------
+// Event streams
+
+void Api::subscribe(Reply reply) {
+    std::erase_if(streams_, [](const Stream& s) { return !s.open(); });
+    if (streams_.size() >= kStreamsMax) {
+        Response r = error_response(429, "too_many_streams",
+                                    "too many event streams are open; retry shortly");
+        r.headers.emplace_back("Retry-After", "1");
+        reply.send(std::move(r));
+        return;
+    }
+    Response head;
+    head.content_type = "text/event-stream";
+    head.headers.emplace_back("X-Chorus-Index", std::to_string(index_));
+    Stream s = reply.stream(head);
+    if (!s.write(sse("snapshot", index_, members_json()))) return;
+    streams_.push_back(std::move(s));
+    if (!heartbeat_) {
+        auto timer = net::make_handle<uv_timer_t>(
+            loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, this);
+        if (!timer) return;
+        heartbeat_ = std::move(*timer);
+        uv_timer_start(
+            heartbeat_.get(),
+            [](uv_timer_t* t) {
+                if (auto* api = static_cast<Api*>(t->data)) api->broadcast(": heartbeat\n\n");
+            },
+            kHeartbeatMs, kHeartbeatMs);
+    }
+}
+
+void Api::broadcast(std::string_view event) {
+    std::erase_if(streams_, [&](const Stream& s) { return !s.write(event); });
+}
+
+void Api::changed(const MemberEvent& e) {
     ++index_;
     while (!waiters_.empty())
         wake(waiters_.begin());
+    if (streams_.empty()) return;
+    const Node& n = agent_.node();
+    nlohmann::json j = {
+        {"name", e.name.str()},
+        {"previous", e.previous ? nlohmann::json(to_string(*e.previous)) : nlohmann::json()},
+        {"state", e.current ? to_string(*e.current) : "removed"},
+        {"incarnation", e.incarnation.value},
+        {"origin", e.origin}};
+    if (const Member* m = n.members().find(e.name); m != nullptr && e.current)
+        j["member"] = member_json(*m, n, agent_.now());
+    broadcast(sse("member", index_, j.dump()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+Response Api::metrics_text() const {
+    const Node& n = agent_.node();
+    const NodeStats& ns = n.stats();
+    Exposition out;
+
+    std::array<uint64_t, 4> by_state{};
+    n.members().for_each([&](const Member& m) { ++by_state[static_cast<size_t>(m.state)]; });
+    out.family("chorus_members", "gauge", "Members this node knows, by state.");
+    for (MemberState s :
+         {MemberState::alive, MemberState::suspect, MemberState::dead, MemberState::left})
+        out.sample("chorus_members", static_cast<double>(by_state[static_cast<size_t>(s)]),
+                   {{"state", to_string(s)}});
+    out.gauge("chorus_health_score",
+              "Local health (Lifeguard awareness); 0 is healthy, higher slows probing.",
+              n.health_score());
+    out.gauge("chorus_incarnation", "This node's incarnation number.", n.self().incarnation.value);
+    out.gauge("chorus_broadcast_queue_depth", "Membership updates waiting to be gossiped.",
+              static_cast<double>(n.broadcasts_pending()));
+    out.gauge("chorus_probe_timeout_seconds", "The adaptive probe timeout now.",
+              static_cast<double>(ms(n.probe_timeout())) / 1000);
+
+    struct Counter {
+        const char* name;
+        const char* help;
+        uint64_t value;
+    };
+    const Counter counters[] = {
+        {"probes", "Probes sent in turn or out of turn.", ns.probes},
+        {"probes_failed", "Probes that got no ack, direct or relayed.", ns.probes_failed},
+        {"probes_early",
+         "Probes sent out of turn (phi above phi_suspect, or verifying a suspicion).",
+         ns.probes_early},
+        {"ping_reqs_sent", "Indirect probe requests sent.", ns.ping_reqs_sent},
+        {"ping_reqs_refused", "Indirect probe requests refused because the relay table was full.",
+         ns.ping_reqs_refused},
+        {"acks", "Acks received.", ns.acks},
+        {"nacks", "Nacks received from relays.", ns.nacks},
+        {"suspicions", "Suspicions this node raised from its own failed probes.", ns.suspicions},
+        {"confirmations", "Independent confirmations of a suspicion received.", ns.confirmations},
+        {"refutations", "Times this node refuted a suspicion of itself.", ns.refutations},
+        {"deaths_declared", "Members this node declared dead when its suspicion timer ran out.",
+         ns.deaths},
+        {"updates_applied", "Membership updates that changed this node's view.",
+         ns.updates_applied},
+        {"updates_ignored", "Membership updates that were stale or already known.",
+         ns.updates_ignored},
+        {"members_refused", "Members refused because the member table was full.",
+         ns.members_refused},
+        {"push_pulls", "Push-pull state exchanges completed.", ns.push_pulls},
+        {"push_pulls_failed", "Push-pull state exchanges that failed.", ns.push_pulls_failed},
+    };
+    for (const Counter& c : counters)
+        out.counter(fmt::format("chorus_{}_total", c.name), c.help, c.value);
+
+    const net::UdpSocket::Stats& udp = agent_.udp().stats();
+    out.counter("chorus_packets_received_total", "Gossip datagrams received.", udp.received);
+    out.counter("chorus_packets_sent_total", "Gossip datagrams sent.", udp.sent);
+    out.counter("chorus_received_bytes_total", "Gossip datagram bytes received.",
+                udp.received_bytes);
+    out.counter("chorus_sent_bytes_total", "Gossip datagram bytes sent.", udp.sent_bytes);
+    out.counter("chorus_packets_dropped_total",
+                "Datagrams dropped: send queue full, or too large to receive.",
+                udp.send_dropped + udp.truncated);
+    out.family("chorus_packets_rejected_total", "counter",
+               "Datagrams and frames that failed verification, by reason.");
+    const wire::DecodeStats& rejected = agent_.stats().rejected;
+    for (size_t i = 0; i < wire::kDecodeErrors; ++i) {
+        const std::string reason(wire::to_string(static_cast<wire::DecodeError>(i)));
+        out.sample("chorus_packets_rejected_total", static_cast<double>(rejected.rejected[i]),
+                   {{"reason", reason}});
+    }
+    const net::FrameHub::Stats& tcp = agent_.streams().stats();
+    out.counter("chorus_stream_connections_total", "Gossip TCP connections accepted or dialled.",
+                tcp.accepted + tcp.connects);
+    out.counter("chorus_stream_connections_refused_total",
+                "Gossip TCP connections refused at the connection limit.", tcp.refused);
+    out.counter("chorus_stream_errors_total",
+                "Gossip TCP connections ended by a timeout, an oversize frame or an error.",
+                tcp.timeouts + tcp.oversize + tcp.errors);
+    out.counter("chorus_join_attempts_total", "Join attempts through the seeds.",
+                agent_.stats().join_attempts);
+
+    if (server_ != nullptr) {
+        const Server::Stats& hs = server_->stats();
+        out.gauge("chorus_http_connections", "Open HTTP connections.",
+                  static_cast<double>(server_->connections()));
+        out.counter("chorus_http_requests_total", "HTTP requests received.", hs.requests);
+        out.family("chorus_http_rejected_total", "counter",
+                   "HTTP requests or connections refused, by reason.");
+        for (const auto& [reason, v] : {std::pair{"bad_request", hs.bad_requests},
+                                        {"headers_too_large", hs.headers_too_large},
+                                        {"body_too_large", hs.bodies_too_large},
+                                        {"timeout", hs.timeouts},
+                                        {"connection_limit", hs.refused},
+                                        {"stream_overflow", hs.stream_overflows}})
+            out.sample("chorus_http_rejected_total", static_cast<double>(v), {{"reason", reason}});
+    }
+    out.gauge("chorus_http_streams", "Open membership event streams.",
+              static_cast<double>(streams_.size()));
+    out.gauge("chorus_http_blocking_queries", "Blocking queries waiting.",
+              static_cast<double>(waiters_.size()));
+    out.family("chorus_http_request_duration_seconds", "histogram",
+               "Time from a request's arrival to its answer, by endpoint.");
+    for (size_t i = 0; i < latency_.size(); ++i)
+        latency_[i].write(out, "chorus_http_request_duration_seconds",
+                          {{"endpoint", kRouteNames[i]}});
+
+    Response r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = out.text();
+    return r;
 }
 
 }  // namespace chorus::http

@@ -1,18 +1,28 @@
-// The membership part of the HTTP API (DESIGN §5): GET /v1/members (with Consul-style blocking
-// queries: ?index=N&wait=30s answers when the view changes past N or the wait ends),
-// GET /v1/self and GET /v1/health. Unknown paths get 404 and wrong methods 405, as JSON errors.
+// The membership part of the HTTP API (DESIGN §5):
+//   GET  /v1/members         the view; with ?index=N&wait=30s a Consul-style blocking query
+//                            that answers when the view changes past N or the wait ends
+//   GET  /v1/members/stream  Server-Sent Events: a snapshot, then one event per change
+//   GET  /v1/self, /v1/health
+//   POST /v1/leave           graceful leave; answers once the leave has spread, then the agent
+//                            stops
+//   GET  /metrics            Prometheus text format
+// Unknown paths get 404 and wrong methods 405, as JSON errors.
 #pragma once
 
 #include <uv.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "core/node.hpp"
+#include "daemon/agent.hpp"
+#include "http/metrics.hpp"
 #include "http/server.hpp"
 #include "net/handle.hpp"
 
@@ -26,37 +36,61 @@ class Api {
     struct Info {
         std::string profile;
         std::string version;
+        // POST /v1/leave: leave gracefully and call `left` once the leave has spread; the
+        // caller then stops the agent. Unset: the endpoint answers 503.
+        std::function<void(std::function<void()> left)> leave;
     };
     // Blocking queries held at once at most; beyond it a query gets 429.
     static constexpr size_t kWaitersMax = 1024;
     // The longest a blocking query may wait (Consul's cap), and the default.
     static constexpr Duration kWaitMax = seconds(600);
     static constexpr Duration kWaitDefault = seconds(300);
+    // Event streams open at once at most (each holds a connection and a send buffer).
+    static constexpr size_t kStreamsMax = 256;
+    // A comment line on every stream this often, so proxies keep it open and a client that
+    // vanished without a FIN is found by the failed write.
+    static constexpr uint64_t kHeartbeatMs = 15'000;
 
-    // `node` and `now` read the agent; `ready` says whether /v1/health is 200.
-    Api(uv_loop_t* loop, std::function<const Node&()> node, std::function<Time()> now,
-        std::function<bool()> ready, Info info);
+    Api(uv_loop_t* loop, const daemon::Agent& agent, Info info);
     ~Api();
+    Api(const Api&) = delete;
+    Api& operator=(const Api&) = delete;
+
+    // The server whose counters /metrics reports (it is built after the API, which it calls).
+    void serve_metrics_of(const Server* server) { server_ = server; }
 
     void handle(const Request& req, Reply reply);
-    // The membership view changed: bumps the index and answers the blocking queries.
-    void changed();
+    // A membership change: bumps the index, answers the blocking queries, tells the streams.
+    void changed(const MemberEvent& e);
     uint64_t index() const { return index_; }
     size_t waiting() const { return waiters_.size(); }
+    size_t streaming() const { return streams_.size(); }
 
   private:
+    enum Route : uint8_t { members_now, members_blocking, self_, health, leave, metrics, other };
+    static constexpr std::array<const char*, 7> kRouteNames = {
+        "members", "members_blocking", "self", "health", "leave", "metrics", "other"};
     struct Waiter;
+
+    std::string members_json() const;
     Response members() const;
     Response self() const;
+    Response metrics_text() const;
+    void block(const Request& req, Reply reply, uint64_t started);
+    void subscribe(Reply reply);
+    void broadcast(std::string_view event);
     void wake(std::list<Waiter>::iterator it);
+    void finish(Route route, uint64_t started, const Reply& reply, Response r);
 
     uv_loop_t* loop_;
-    std::function<const Node&()> node_;
-    std::function<Time()> now_;
-    std::function<bool()> ready_;
+    const daemon::Agent& agent_;
     Info info_;
+    const Server* server_ = nullptr;
     uint64_t index_ = 1;
     std::list<Waiter> waiters_;
+    std::vector<Stream> streams_;
+    net::Handle<uv_timer_t> heartbeat_;
+    std::array<Histogram, kRouteNames.size()> latency_;
 };
 
 }  // namespace chorus::http

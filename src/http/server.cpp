@@ -84,6 +84,19 @@ void split_target(Request& r) {
     }
 }
 
+// Status line and headers; `framing` says how the body's end is found.
+std::string head(const Response& r, std::string_view framing, std::string_view node,
+                 bool keep_alive) {
+    std::string out = fmt::format(
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{}\r\nX-Chorus-Node: {}\r\nConnection: {}\r\n",
+        r.status, reason(r.status), r.content_type, framing, node,
+        keep_alive ? "keep-alive" : "close");
+    for (const auto& [k, v] : r.headers)
+        out += fmt::format("{}: {}\r\n", k, v);
+    out += "\r\n";
+    return out;
+}
+
 struct WriteRequest {
     uv_write_t req;
     std::string bytes;
@@ -119,6 +132,7 @@ struct Server::Conn {
     std::vector<char> buffer = std::vector<char>(16 * 1024);
     size_t writes = 0;
     bool close_when_written = false;
+    bool streaming = false;  // the answer is an open Stream; input is ignored
 };
 
 namespace {
@@ -312,6 +326,7 @@ void Server::start_reading(Conn& c) {
 }
 
 void Server::feed(Conn& c, const char* data, size_t n) {
+    if (c.streaming) return;  // a stream's client has nothing more to say; we read to see EOF
     if (c.awaiting) {
         c.held.append(data, n);
         uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
@@ -345,19 +360,17 @@ void Server::fail(Conn& c, Response r) {
 }
 
 void Server::write(Conn& c, const Response& r, bool keep_alive) {
-    std::string out = fmt::format(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n"
-        "X-Chorus-Node: {}\r\nConnection: {}\r\n",
-        r.status, reason(r.status), r.content_type, r.body.size(), node_name_,
-        keep_alive ? "keep-alive" : "close");
-    for (const auto& [k, v] : r.headers)
-        out += fmt::format("{}: {}\r\n", k, v);
-    out += "\r\n";
+    std::string out =
+        head(r, fmt::format("Content-Length: {}", r.body.size()), node_name_, keep_alive);
     out += r.body;
-    auto* w = new WriteRequest{{}, std::move(out)};
+    if (!keep_alive) c.close_when_written = true;
+    send_bytes(c, std::move(out));
+}
+
+void Server::send_bytes(Conn& c, std::string bytes) {
+    auto* w = new WriteRequest{{}, std::move(bytes)};
     w->req.data = w;
     uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-    if (!keep_alive) c.close_when_written = true;
     ++c.writes;
     const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp.get()), &buf, 1,
                             [](uv_write_t* req, int status) {
@@ -374,11 +387,34 @@ void Server::write(Conn& c, const Response& r, bool keep_alive) {
     }
 }
 
-void Server::answer(uint64_t conn, uint64_t request, Response r) {
+Server::Conn* Server::find(uint64_t conn) {
     auto it = conns_.find(conn);
-    if (it == conns_.end()) return;
-    Conn& c = *it->second;
-    if (!c.awaiting || c.request_id != request) return;
+    return it == conns_.end() ? nullptr : it->second.get();
+}
+
+Server::Conn* Server::awaiting(uint64_t conn, uint64_t request) {
+    Conn* c = find(conn);
+    return c != nullptr && c->awaiting && !c->streaming && c->request_id == request ? c : nullptr;
+}
+
+bool Server::stream_write(uint64_t conn, std::string_view bytes) {
+    Conn* c = find(conn);
+    if (c == nullptr || !c->streaming || c->close_when_written) return false;
+    const size_t backlog =
+        uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(c->tcp.get()));
+    if (backlog + bytes.size() > limits_.stream_backlog_bytes_max) {
+        ++stats_.stream_overflows;
+        close(conn);
+        return false;
+    }
+    send_bytes(*c, fmt::format("{:x}\r\n{}\r\n", bytes.size(), bytes));
+    return true;
+}
+
+void Server::answer(uint64_t conn, uint64_t request, Response r) {
+    Conn* found = awaiting(conn, request);
+    if (found == nullptr) return;
+    Conn& c = *found;
     c.awaiting = false;
     write(c, r, c.keep_alive);
     if (!c.keep_alive) return;
@@ -409,10 +445,45 @@ void Reply::send(Response r) const {
 
 bool Reply::pending() const {
     auto owner = server_.lock();
+    return owner && *owner != nullptr && (*owner)->awaiting(conn_, request_) != nullptr;
+}
+
+Stream Reply::stream(const Response& first) const {
+    auto owner = server_.lock();
+    if (!owner || *owner == nullptr) return {};
+    Server& s = **owner;
+    Server::Conn* c = s.awaiting(conn_, request_);
+    if (c == nullptr) return {};
+    c->streaming = true;
+    c->held.clear();
+    ++s.stats_.streams;
+    s.send_bytes(*c, head(first, "Transfer-Encoding: chunked\r\nCache-Control: no-cache",
+                          s.node_name_, false));
+    // Reading goes on only to notice the client leaving; the timer stays off.
+    uv_timer_stop(c->timer.get());
+    s.start_reading(*c);
+    return Stream(server_, conn_);
+}
+
+bool Stream::write(std::string_view bytes) const {
+    auto owner = server_.lock();
+    return owner && *owner != nullptr && !bytes.empty() && (*owner)->stream_write(conn_, bytes);
+}
+
+bool Stream::open() const {
+    auto owner = server_.lock();
     if (!owner || *owner == nullptr) return false;
-    auto it = (*owner)->conns_.find(conn_);
-    return it != (*owner)->conns_.end() && it->second->awaiting &&
-           it->second->request_id == request_;
+    const Server::Conn* c = (*owner)->find(conn_);
+    return c != nullptr && c->streaming && !c->close_when_written;
+}
+
+void Stream::close() const {
+    auto owner = server_.lock();
+    if (!owner || *owner == nullptr) return;
+    Server::Conn* c = (*owner)->find(conn_);
+    if (c == nullptr || !c->streaming || c->close_when_written) return;
+    c->close_when_written = true;
+    (*owner)->send_bytes(*c, "0\r\n\r\n");
 }
 
 }  // namespace chorus::http

@@ -8,7 +8,10 @@
 //
 // The handler answers through a Reply it may keep, so a blocking query can answer later. One
 // request at a time per connection: a pipelined request waits until the previous one is
-// answered.
+// answered. A Reply may instead open a Stream (Server-Sent Events): the head goes out with
+// chunked encoding and the handler writes to it until either side closes. A stream's client
+// is not under the idle timeout, but one that does not read is dropped once its backlog
+// passes stream_backlog_bytes_max.
 #pragma once
 
 #include <uv.h>
@@ -34,6 +37,7 @@ struct Limits {
     size_t connections_max = 512;
     uint64_t header_timeout_ms = 10'000;
     uint64_t idle_timeout_ms = 60'000;
+    size_t stream_backlog_bytes_max = 1 << 20;
 };
 
 struct Request {
@@ -57,10 +61,30 @@ Response error_response(int status, std::string_view code, std::string_view mess
 
 class Server;
 
+// The open end of a streamed response. Writing after either side closed is a no-op that
+// returns false; the owner drops the stream then.
+class Stream {
+  public:
+    Stream() = default;
+    bool write(std::string_view bytes) const;
+    bool open() const;
+    void close() const;  // ends the response and the connection
+
+  private:
+    friend class Reply;
+    Stream(std::weak_ptr<Server*> server, uint64_t conn)
+        : server_(std::move(server)), conn_(conn) {}
+    std::weak_ptr<Server*> server_;
+    uint64_t conn_ = 0;
+};
+
 // Answers one request, now or later. Answering twice, or after the client has gone, is a no-op.
 class Reply {
   public:
     void send(Response r) const;
+    // Sends `first`'s head (status, type, headers; its body is ignored) and keeps the response
+    // open. An empty Stream if the request was already answered or its client has gone.
+    Stream stream(const Response& first) const;
     bool pending() const;
 
   private:
@@ -83,6 +107,8 @@ class Server {
         uint64_t headers_too_large = 0;  // 431
         uint64_t bodies_too_large = 0;   // 413
         uint64_t timeouts = 0;
+        uint64_t streams = 0;
+        uint64_t stream_overflows = 0;  // stream clients dropped for not reading
     };
 
     static Result<std::unique_ptr<Server>> listen(uv_loop_t* loop, const net::Endpoint& at,
@@ -100,6 +126,7 @@ class Server {
 
   private:
     friend class Reply;
+    friend class Stream;
     Server(uv_loop_t* loop, Limits limits, std::string node_name, Handler handler);
     static void on_connection(uv_stream_t* server, int status);
     void start_reading(Conn& c);
@@ -107,6 +134,10 @@ class Server {
     void fail(Conn& c, Response r);
     void answer(uint64_t conn, uint64_t request, Response r);
     void write(Conn& c, const Response& r, bool keep_alive);
+    void send_bytes(Conn& c, std::string bytes);
+    Conn* find(uint64_t conn);
+    Conn* awaiting(uint64_t conn, uint64_t request);
+    bool stream_write(uint64_t conn, std::string_view bytes);
     void close(uint64_t conn);
     void arm(Conn& c, uint64_t ms);
 

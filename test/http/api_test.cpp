@@ -20,25 +20,33 @@ struct Node1 {
     std::unique_ptr<http::Api> api;
     std::unique_ptr<http::Server> server;
 
-    explicit Node1(std::vector<std::string> seeds = {}) {
+    explicit Node1(std::vector<std::string> seeds = {},
+                   http::Api::Info info = {"local", "test", {}}) {
         daemon::AgentOptions o;
         o.config = Config::local();
         o.identity.name = "a";
         o.bind = net::Endpoint::parse("127.0.0.1:0").value();
         o.seeds = std::move(seeds);
-        o.on_event = [this](const MemberEvent&) {
-            if (api) api->changed();
+        o.on_event = [this](const MemberEvent& e) {
+            if (api) api->changed(e);
         };
         agent = std::move(daemon::Agent::start(loop.get(), std::move(o)).value());
-        api = std::make_unique<http::Api>(
-            loop.get(), [this]() -> const Node& { return agent->node(); },
-            [this] { return agent->now(); }, [this] { return agent->ready(); },
-            http::Api::Info{"local", "test"});
+        api = std::make_unique<http::Api>(loop.get(), *agent, std::move(info));
         server = std::move(
             http::Server::listen(
                 loop.get(), net::Endpoint::parse("127.0.0.1:0").value(), {}, "a",
                 [this](const http::Request& r, http::Reply reply) { api->handle(r, reply); })
                 .value());
+        api->serve_metrics_of(server.get());
+    }
+    // Another agent on the same loop that joins this one: a real membership change.
+    std::unique_ptr<daemon::Agent> peer(const std::string& name) {
+        daemon::AgentOptions o;
+        o.config = Config::local();
+        o.identity.name = name;
+        o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+        o.seeds = {agent->bound().str()};
+        return std::move(daemon::Agent::start(loop.get(), std::move(o)).value());
     }
     // GET `target`; returns the raw response once complete (the client asks to close).
     std::string get(const std::string& target, const std::string& method = "GET") {
@@ -85,9 +93,120 @@ TEST_CASE("a blocking query waits for a change past its index, or for its wait t
     waiting.send("GET /v1/members?index=" + std::to_string(index) +
                  "&wait=60s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 1; }));
-    n.api->changed();
+    auto b = n.peer("b");
     REQUIRE(n.loop.run_until([&] { return waiting.closed; }, 5'000));
-    REQUIRE(nlohmann::json::parse(chorus::test::last_body(waiting.received))["index"] == index + 1);
+    auto j = nlohmann::json::parse(chorus::test::last_body(waiting.received));
+    REQUIRE(j["index"].get<uint64_t>() > index);
+    REQUIRE(j["members"].size() == 2);
+}
+
+TEST_CASE("an event stream sends a snapshot, then one event per change") {
+    Node1 n;
+    RawClient stream(n.loop.get(), n.server->local());
+    stream.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return stream.count("event: snapshot") == 1; }));
+    REQUIRE_THAT(stream.received, Catch::StartsWith("HTTP/1.1 200 OK") &&
+                                      Catch::Contains("Content-Type: text/event-stream") &&
+                                      Catch::Contains("Transfer-Encoding: chunked"));
+    REQUIRE(n.api->streaming() == 1);
+    auto b = n.peer("b");
+    REQUIRE(n.loop.run_until([&] { return stream.count("event: member") >= 1; }, 5'000));
+    REQUIRE_THAT(stream.received,
+                 Catch::Contains(R"("name":"b")") && Catch::Contains(R"("state":"alive")"));
+    // b leaves: the stream says so.
+    bool left = false;
+    b->leave(seconds(2), [&] { left = true; });
+    REQUIRE(n.loop.run_until([&] { return stream.count(R"("state":"left")") >= 1; }, 5'000));
+    REQUIRE(n.loop.run_until([&] { return left; }, 5'000));
+    // The client goes; the next write finds it gone and the stream is dropped.
+    stream.tcp = {};
+    auto c = n.peer("c");
+    REQUIRE(n.loop.run_until([&] { return n.api->streaming() == 0; }, 5'000));
+    REQUIRE(n.server->stats().streams == 1);
+}
+
+TEST_CASE("a stream whose client does not read is dropped once its backlog is full") {
+    // A tiny backlog limit and a client that never reads: the heartbeat-free path is the
+    // change events, so a peer's join fills it.
+    TestLoop loop;
+    http::Limits limits;
+    limits.stream_backlog_bytes_max = 64;
+    http::Stream kept;
+    auto server =
+        http::Server::listen(loop.get(), net::Endpoint::parse("127.0.0.1:0").value(), limits, "a",
+                             [&](const http::Request&, http::Reply reply) {
+                                 http::Response head;
+                                 head.content_type = "text/event-stream";
+                                 kept = reply.stream(head);
+                             })
+            .value();
+    RawClient c(loop.get(), server->local());
+    c.send("GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(loop.run_until([&] { return kept.open(); }));
+    REQUIRE(kept.write("small"));
+    // Writes go to the kernel first; only what it will not take counts as backlog, so keep
+    // writing until the limit bites.
+    const std::string big(64 * 1024, 'x');
+    bool dropped = false;
+    for (int i = 0; i < 1000 && !dropped; ++i)
+        dropped = !kept.write(big);
+    REQUIRE(dropped);
+    REQUIRE(server->stats().stream_overflows == 1);
+    REQUIRE_FALSE(kept.open());
+}
+
+TEST_CASE("POST /v1/leave answers once the leave has spread") {
+    Node1* self = nullptr;
+    int leaves = 0;
+    Node1 n({}, http::Api::Info{"local", "test", [&](std::function<void()> left) {
+                                    ++leaves;
+                                    self->agent->leave(seconds(2), std::move(left));
+                                }});
+    self = &n;
+    auto b = n.peer("b");
+    REQUIRE(n.loop.run_until([&] { return b->node().members().live() == 2; }, 5'000));
+    REQUIRE_THAT(n.get("/v1/leave"),
+                 Catch::StartsWith("HTTP/1.1 405 ") && Catch::Contains("Allow: POST"));
+    const std::string raw = n.get("/v1/leave", "POST");
+    REQUIRE_THAT(raw, Catch::StartsWith("HTTP/1.1 200 OK") && Catch::Contains(R"("left")"));
+    REQUIRE(leaves == 1);
+    const Member* a = b->node().members().find(Name("a"));
+    REQUIRE(a != nullptr);
+    REQUIRE(n.loop.run_until([&] { return a->state == MemberState::left; }, 5'000));
+    REQUIRE_THAT(n.get("/v1/health"), Catch::StartsWith("HTTP/1.1 503 "));
+}
+
+TEST_CASE("GET /metrics is Prometheus text with the membership and HTTP counters") {
+    Node1 n;
+    auto b = n.peer("b");
+    REQUIRE(n.loop.run_until([&] { return n.agent->udp().stats().received > 0; }, 5'000));
+    n.get("/v1/self");
+    const std::string raw = n.get("/metrics");
+    REQUIRE_THAT(raw, Catch::StartsWith("HTTP/1.1 200 OK") &&
+                          Catch::Contains("Content-Type: text/plain; version=0.0.4"));
+    const std::string body = chorus::test::last_body(raw);
+    REQUIRE_THAT(body, Catch::Contains("# TYPE chorus_members gauge\n"));
+    REQUIRE_THAT(body, Catch::Contains("chorus_members{state=\"alive\"} 2\n"));
+    REQUIRE_THAT(body, Catch::Contains("chorus_members{state=\"dead\"} 0\n"));
+    REQUIRE_THAT(body, Catch::Contains("# TYPE chorus_probes_total counter\n"));
+    REQUIRE_THAT(
+        body, Catch::Contains("chorus_http_request_duration_seconds_count{endpoint=\"self\"} 1\n"));
+    REQUIRE_THAT(
+        body,
+        Catch::Contains(
+            "chorus_http_request_duration_seconds_bucket{endpoint=\"self\",le=\"+Inf\"} 1\n"));
+    // Datagrams flowed between a and b, and the counter says so.
+    const size_t at = body.find("\nchorus_packets_received_total ");
+    REQUIRE(at != std::string::npos);
+    REQUIRE(std::stod(body.substr(at + 31)) > 0);
+    // Every family is announced once, before its samples.
+    size_t helps = 0, types = 0;
+    for (size_t p = body.find("# HELP"); p != std::string::npos; p = body.find("# HELP", p + 1))
+        ++helps;
+    for (size_t p = body.find("# TYPE"); p != std::string::npos; p = body.find("# TYPE", p + 1))
+        ++types;
+    REQUIRE(helps == types);
+    REQUIRE(helps > 20);
 }
 
 TEST_CASE("self, health, unknown paths, wrong methods and bad parameters answer as documented") {
