@@ -9,6 +9,9 @@ CHORUS_PACKAGES=(
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
   catch2 libcli11-dev node-llhttp
 )
+# What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
+# and iptables build the network-namespace cluster and its partitions and loss.
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables)
 
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {

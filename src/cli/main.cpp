@@ -1,25 +1,22 @@
 // chorus: one binary, subcommands in the Serf/Consul manner (DESIGN §6).
 //
-//   chorus agent [flags]     run a member of the cluster
+//   chorus agent [flags]            run a member of the cluster
+//   chorus members [--json|--watch] list the members a running agent sees
+//   chorus leave                    make a running agent leave gracefully and stop
 //
-// Exit status: 0 after a clean run or graceful leave, 1 when the agent could not start,
-// 2 for bad flags or configuration (nothing started).
+// Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
+// 2 for bad flags or configuration (nothing was done).
 #include <unistd.h>
-#include <uv.h>
 
-#include <ctime>
+#include <cstdlib>
 #include <fstream>
-#include <iostream>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include "daemon/agent.hpp"
-#include "daemon/log.hpp"
+#include "cli/commands.hpp"
 #include "daemon/settings.hpp"
-#include "http/api.hpp"
-#include "http/server.hpp"
 
 namespace {
 
@@ -30,116 +27,6 @@ std::string host_name() {
     char buf[256] = {0};
     if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "chorus";
     return buf;
-}
-
-struct Running {
-    uv_loop_t* loop;
-    Agent* agent;
-    const Logger* log;
-    Duration leave_timeout;
-    int signals = 0;
-
-    // Graceful leave, from a signal or POST /v1/leave: `left` runs once the leave has spread
-    // (or timed out), then the loop stops.
-    void leave(std::string_view why, std::function<void()> left) {
-        log->log(Level::info, "leaving the cluster", {{"reason", std::string(why)}});
-        agent->leave(leave_timeout, [this, left = std::move(left)] {
-            if (left) left();
-            log->log(Level::info, "left; stopping");
-            uv_stop(loop);
-        });
-    }
-};
-
-void on_signal(uv_signal_t* h, int signum) {
-    auto* r = static_cast<Running*>(h->data);
-    if (++r->signals > 1) {
-        r->log->log(Level::warn, "second signal: stopping without waiting for the leave");
-        uv_stop(r->loop);
-        return;
-    }
-    r->leave(signum == SIGINT ? "SIGINT" : "SIGTERM", nullptr);
-}
-
-int run_agent(const Settings& settings) {
-    auto options = to_agent_options(settings);
-    if (!options) {
-        fmt::print(stderr, "chorus agent: {}\n", options.error().message);
-        return 2;
-    }
-    const Logger log(Logger::parse_level(settings.log_level), settings.log_format == "json");
-    // DESIGN §2: a restarted node should outrank its previous life before it hears of it, so
-    // incarnations start from the wall clock's seconds; refutation covers the rest.
-    options->identity.incarnation = Incarnation{static_cast<uint32_t>(std::time(nullptr))};
-    std::unique_ptr<http::Api> api;
-    options->on_event = [&log, &api](const MemberEvent& e) {
-        if (api) api->changed(e);
-        const std::string state = e.current ? std::string(to_string(*e.current)) : "removed";
-        log.log(e.current == MemberState::alive || !e.current ? Level::info : Level::warn,
-                fmt::format("member {}", state),
-                {{"name", e.name.str()}, {"incarnation", std::to_string(e.incarnation.value)}});
-    };
-    options->on_rejected = [&log](const wire::DecodeFailure& f, uint64_t suppressed) {
-        log.log(Level::warn, "dropped a bad packet",
-                {{"reason", std::string(wire::to_string(f.reason))},
-                 {"detail", f.detail},
-                 {"suppressed", std::to_string(suppressed)}});
-    };
-    const net::Endpoint http_at = net::Endpoint::parse(settings.http).value();
-
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    int rc = 0;
-    {
-        auto agent = Agent::start(&loop, std::move(*options));
-        if (!agent) {
-            log.log(Level::error, "could not start", {{"error", agent.error().message}});
-            rc = 1;
-        }
-        Result<std::unique_ptr<http::Server>> server = Error{"not_started", ""};
-        Running r{&loop, agent ? agent->get() : nullptr, &log, settings.leave_timeout};
-        if (agent) {
-            api = std::make_unique<http::Api>(
-                &loop, **agent,
-                http::Api::Info{settings.profile, "0.1.0", [&r](std::function<void()> left) {
-                                    r.leave("POST /v1/leave", std::move(left));
-                                }});
-            server = http::Server::listen(
-                &loop, http_at, {}, settings.name,
-                [&api](const http::Request& req, http::Reply reply) { api->handle(req, reply); });
-            if (!server) {
-                log.log(Level::error, "could not start the HTTP API",
-                        {{"error", server.error().message}});
-                rc = 1;
-            } else {
-                api->serve_metrics_of(server->get());
-            }
-        }
-        if (rc == 0) {
-            uv_signal_t sigint, sigterm;
-            for (const auto& [h, sig] :
-                 {std::pair{&sigint, SIGINT}, std::pair{&sigterm, SIGTERM}}) {
-                uv_signal_init(&loop, h);
-                h->data = &r;
-                uv_signal_start(h, on_signal, sig);
-            }
-            log.log(Level::info, "agent started",
-                    {{"name", settings.name},
-                     {"bind", (*agent)->bound().str()},
-                     {"advertise", (*agent)->node().self().addr.value.str()},
-                     {"http", (*server)->local().str()},
-                     {"cluster", settings.cluster},
-                     {"profile", settings.profile}});
-            uv_run(&loop, UV_RUN_DEFAULT);
-            uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
-            uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
-        }
-        api.reset();
-    }
-    // Let every handle's close callback run before the loop goes.
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return rc;
 }
 
 }  // namespace
@@ -181,12 +68,32 @@ int main(int argc, char** argv) {
     agent->add_option("--leave-timeout-ms", leave_timeout_ms, "how long a graceful leave may take")
         ->capture_default_str();
 
+    // Client commands find the agent through --http, else $CHORUS_HTTP_ADDR (as Consul's
+    // CONSUL_HTTP_ADDR), else the default.
+    const char* env_http = std::getenv("CHORUS_HTTP_ADDR");
+    const std::string http_default =
+        env_http != nullptr && *env_http != '\0' ? env_http : std::string(cli::kDefaultHttp);
+    cli::MembersOptions members_options;
+    members_options.http = http_default;
+    auto* members = app.add_subcommand("members", "list the members a running agent sees");
+    members->add_option("--http", members_options.http, "the agent's HTTP API address")
+        ->capture_default_str();
+    members->add_flag("--json", members_options.json, "print the agent's JSON view as it is");
+    members->add_flag("--watch", members_options.watch,
+                      "print the table, then one line per change as it happens (with --json: "
+                      "one JSON event per line)");
+    std::string leave_http = http_default;
+    auto* leave = app.add_subcommand("leave", "make a running agent leave gracefully and stop");
+    leave->add_option("--http", leave_http, "the agent's HTTP API address")->capture_default_str();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         const int rc = app.exit(e);
         return rc == 0 ? 0 : 2;
     }
+    if (members->parsed()) return cli::run_members(members_options);
+    if (leave->parsed()) return cli::run_leave(leave_http);
 
     // Defaults, then the config file, then the flags that were given.
     Settings s;
@@ -222,5 +129,5 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    return run_agent(s);
+    return cli::run_agent(s);
 }

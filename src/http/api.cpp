@@ -13,6 +13,10 @@ int64_t ms(Duration d) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
 
+// φ grows without bound while a member is silent and reaches infinity in floating point, which
+// JSON cannot carry; beyond this it means "certainly gone" either way.
+constexpr double kPhiReportedMax = 1000.0;
+
 nlohmann::json member_json(const Member& m, const Node& n, Time now) {
     nlohmann::json tags = nlohmann::json::object();
     for (const auto& [k, v] : m.tags())
@@ -22,7 +26,7 @@ nlohmann::json member_json(const Member& m, const Node& n, Time now) {
             {"http", m.http.str()},
             {"state", to_string(m.state)},
             {"incarnation", m.incarnation.value},
-            {"phi", m.name == n.self().name ? 0.0 : n.phi(m.name, now)},
+            {"phi", m.name == n.self().name ? 0.0 : std::min(n.phi(m.name, now), kPhiReportedMax)},
             {"load", m.load_milli / 1000.0},
             {"tags", tags},
             {"state_since_ms", ms(now - m.state_since)}};

@@ -1,0 +1,35 @@
+// The subcommands of `chorus` (DESIGN §6). Each returns the process's exit status:
+// 0 success, 1 failure (could not start, could not reach the agent, an error answer),
+// 2 bad flags or configuration (nothing was done).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/settings.hpp"
+
+namespace chorus::cli {
+
+// The agent's HTTP address for client commands: --http, else $CHORUS_HTTP_ADDR, else this.
+inline constexpr const char* kDefaultHttp = "127.0.0.1:7980";
+
+int run_agent(const daemon::Settings& settings);
+
+struct MembersOptions {
+    std::string http = kDefaultHttp;
+    bool json = false;
+    bool watch = false;
+};
+int run_members(const MembersOptions& options);
+int run_leave(const std::string& http);
+
+// `chorus members`' table: one row per member, columns aligned, sorted by name.
+std::string members_table(const nlohmann::json& view);
+// One line for a change from the event stream.
+std::string event_line(const nlohmann::json& event);
+// 1500 ms as "1.5s", 192000 as "3m12s", 7500000 as "2h5m".
+std::string age(int64_t ms);
+
+}  // namespace chorus::cli

@@ -1,0 +1,198 @@
+// `chorus members` and `chorus leave`: clients of a running agent's HTTP API.
+#include <uv.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "cli/commands.hpp"
+#include "http/client.hpp"
+
+namespace chorus::cli {
+
+namespace {
+
+// A loop for one command; its handles' close callbacks run before it goes.
+class Loop {
+  public:
+    Loop() { uv_loop_init(&loop_); }
+    ~Loop() {
+        uv_run(&loop_, UV_RUN_DEFAULT);
+        uv_loop_close(&loop_);
+    }
+    uv_loop_t* get() { return &loop_; }
+
+  private:
+    uv_loop_t loop_;
+};
+
+// The answer's error message if it is one of ours ({"error": {...}}), else the status.
+std::string describe_error(const http::ClientResponse& r) {
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+        j["error"].value("message", "") != "")
+        return fmt::format("{} ({})", j["error"]["message"].get<std::string>(), r.status);
+    return fmt::format("HTTP status {}", r.status);
+}
+
+// Connects and sends; on failure prints why to stderr, naming the command and the address.
+std::optional<http::ClientResponse> call(const char* command, const std::string& http,
+                                         uv_loop_t* loop, http::ClientRequest request) {
+    auto to = http::resolve(http);
+    if (!to) {
+        fmt::print(stderr, "chorus {}: --http {}: {}\n", command, http, to.error().message);
+        return std::nullopt;
+    }
+    auto r = http::fetch(loop, *to, std::move(request));
+    if (!r) {
+        fmt::print(stderr,
+                   "chorus {}: cannot reach the agent at {}: {} (is `chorus agent` running "
+                   "there? see --http)\n",
+                   command, http, r.error().message);
+        return std::nullopt;
+    }
+    if (r->status != 200) {
+        fmt::print(stderr, "chorus {}: the agent answered: {}\n", command, describe_error(*r));
+        return std::nullopt;
+    }
+    return std::move(*r);
+}
+
+std::string utc_now() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+int watch(const MembersOptions& o, uv_loop_t* loop) {
+    http::SseReader reader;
+    bool bad = false;
+    http::ClientRequest req;
+    req.target = "/v1/members/stream";
+    req.on_body = [&](std::string_view bytes) {
+        auto events = reader.feed(bytes);
+        if (!events) {
+            bad = true;
+            return false;
+        }
+        for (const auto& e : *events) {
+            auto j = nlohmann::json::parse(e.data, nullptr, false);
+            if (j.is_discarded() || !j.is_object()) {
+                bad = true;
+                return false;
+            }
+            if (o.json) {
+                fmt::print("{}\n", nlohmann::json{{"event", e.type}, {"data", j}}.dump());
+            } else if (e.type == "snapshot") {
+                fmt::print("{}", members_table(j));
+            } else {
+                fmt::print("{}  {}\n", utc_now(), event_line(j));
+            }
+            std::fflush(stdout);
+        }
+        return true;
+    };
+    if (!call("members", o.http, loop, std::move(req))) return 1;
+    if (bad) {
+        fmt::print(stderr, "chorus members: the agent sent a malformed event\n");
+        return 1;
+    }
+    fmt::print(stderr, "chorus members: the agent closed the stream\n");
+    return 1;
+}
+
+}  // namespace
+
+std::string age(int64_t ms) {
+    if (ms < 0) ms = 0;
+    if (ms < 10'000) return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000);
+    const int64_t s = ms / 1000;
+    if (s < 3600) return s < 60 ? fmt::format("{}s", s) : fmt::format("{}m{}s", s / 60, s % 60);
+    if (s < 86400) return fmt::format("{}h{}m", s / 3600, s % 3600 / 60);
+    return fmt::format("{}d{}h", s / 86400, s % 86400 / 3600);
+}
+
+std::string members_table(const nlohmann::json& view) {
+    std::vector<std::array<std::string, 7>> rows;
+    rows.push_back({"NAME", "ADDRESS", "STATE", "SINCE", "PHI", "INCARNATION", "TAGS"});
+    const nlohmann::json members = view.value("members", nlohmann::json::array());
+    for (const auto& m : members) {
+        if (!m.is_object()) continue;
+        std::string tags;
+        const nlohmann::json tag_map = m.value("tags", nlohmann::json::object());
+        for (const auto& [k, v] : tag_map.items())
+            tags += fmt::format("{}{}={}", tags.empty() ? "" : ",", k,
+                                v.is_string() ? v.get<std::string>() : v.dump());
+        rows.push_back({m.value("name", "?"), m.value("addr", ""), m.value("state", "?"),
+                        age(m.value("state_since_ms", int64_t{0})),
+                        m.contains("phi") && m["phi"].is_number()
+                            ? fmt::format("{:.2f}", m["phi"].get<double>())
+                            : "-",
+                        std::to_string(m.value("incarnation", uint64_t{0})), tags});
+    }
+    std::sort(rows.begin() + 1, rows.end());
+    std::array<size_t, 7> width{};
+    for (const auto& r : rows)
+        for (size_t i = 0; i < r.size(); ++i)
+            width[i] = std::max(width[i], r[i].size());
+    std::string out;
+    for (const auto& r : rows) {
+        std::string line;
+        for (size_t i = 0; i < r.size(); ++i)
+            line += i + 1 == r.size() ? r[i] : fmt::format("{:<{}}  ", r[i], width[i]);
+        while (!line.empty() && line.back() == ' ')
+            line.pop_back();
+        out += line + "\n";
+    }
+    return out;
+}
+
+std::string event_line(const nlohmann::json& e) {
+    const std::string name = e.value("name", "?");
+    const std::string state = e.value("state", "?");
+    const auto& previous = e.contains("previous") ? e["previous"] : nlohmann::json();
+    const std::string from = previous.is_string() ? previous.get<std::string>() : "new";
+    std::string line = fmt::format("{}  {} -> {}  incarnation {}", name, from, state,
+                                   e.value("incarnation", uint64_t{0}));
+    if (e.value("origin", false)) line += "  (this node's own finding)";
+    return line;
+}
+
+int run_members(const MembersOptions& o) try {
+    Loop loop;
+    if (o.watch) return watch(o, loop.get());
+    http::ClientRequest req;
+    req.target = "/v1/members";
+    auto r = call("members", o.http, loop.get(), std::move(req));
+    if (!r) return 1;
+    auto view = nlohmann::json::parse(r->body, nullptr, false);
+    if (view.is_discarded() || !view.is_object()) {
+        fmt::print(stderr, "chorus members: the agent's answer is not JSON\n");
+        return 1;
+    }
+    fmt::print("{}", o.json ? view.dump(2) + "\n" : members_table(view));
+    return 0;
+} catch (const nlohmann::json::exception& e) {
+    // A field of the wrong type in the agent's answer (the JSON itself parsed).
+    fmt::print(stderr, "chorus members: unexpected answer from the agent: {}\n", e.what());
+    return 1;
+}
+
+int run_leave(const std::string& http) {
+    Loop loop;
+    http::ClientRequest req;
+    req.method = "POST";
+    req.target = "/v1/leave";
+    // The answer comes once the leave has spread, which the agent bounds by its leave timeout.
+    req.timeout = seconds(60);
+    if (!call("leave", http, loop.get(), std::move(req))) return 1;
+    fmt::print("Graceful leave complete\n");
+    return 0;
+}
+
+}  // namespace chorus::cli

@@ -1,0 +1,71 @@
+// A small HTTP/1.1 client for the CLI: one request per connection on a libuv loop, the response
+// parsed by llhttp (the server's parser, in response mode), and a reader for Server-Sent Events.
+//
+// Responses are untrusted like any input: the head and a collected body are bounded, and the
+// whole exchange has a deadline, so a stuck or hostile server cannot hang the CLI. A stream
+// (on_body set) has no deadline once its head has arrived; it ends when either side closes.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/time.hpp"
+#include "net/endpoint.hpp"
+
+namespace chorus::http {
+
+struct ClientRequest {
+    std::string method = "GET";
+    std::string target = "/";
+    std::string body;
+    Duration timeout = seconds(10);  // connect to complete response (to the head for streams)
+    // Set for a stream: called with body bytes as they arrive instead of collecting them;
+    // returning false ends the exchange.
+    std::function<bool(std::string_view)> on_body;
+};
+
+struct ClientResponse {
+    int status = 0;
+    std::map<std::string, std::string> headers;  // names lower-cased
+    std::string body;
+};
+
+// Bounds on what a server may send back.
+inline constexpr size_t kClientHeadBytesMax = 64 * 1024;
+inline constexpr size_t kClientBodyBytesMax = 64 * 1024 * 1024;
+
+// Runs `loop` until the exchange is over. Errors: could not connect, timed out, a malformed or
+// oversized response, or the server closed before answering.
+Result<ClientResponse> fetch(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request);
+
+// "host:port" to an endpoint; the host may be a name (resolved once, now).
+Result<net::Endpoint> resolve(std::string_view host_port);
+
+// Splits a Server-Sent Events byte stream into events. Comments (heartbeats) are skipped.
+class SseReader {
+  public:
+    struct Event {
+        std::string type = "message";
+        std::string id;
+        std::string data;
+    };
+    // The events completed by `bytes`; a partial one waits for the rest. A line longer than
+    // kLineMax is an error (nullopt).
+    std::optional<std::vector<Event>> feed(std::string_view bytes);
+    static constexpr size_t kLineMax = 16 * 1024 * 1024;
+
+  private:
+    std::string line_;
+    Event pending_;
+    bool has_data_ = false;
+};
+
+}  // namespace chorus::http
