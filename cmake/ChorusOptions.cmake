@@ -9,3 +9,26 @@ if(CHORUS_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# One static binary by default. Most of a dynamically linked agent's resident memory is shared
+# library code the loader maps and faults in (measured on a 5-agent loopback cluster: 5.1 MiB
+# RSS, of which 4.7 MiB were pages of libstdc++, libc, libm, libuv and libfmt; 0.5 MiB was the
+# agent's own data). Linked statically with unused sections dropped, the same agent holds
+# 2.5 MiB. Trade-off: glibc's getaddrinfo in a static binary loads the NSS modules of the glibc
+# it was built with, so a binary copied to a machine with another glibc may fail to resolve
+# seed names (the linker warns about this); build with -DCHORUS_STATIC=OFF to ship elsewhere.
+# Sanitizers need their dynamic runtime, so CHORUS_SANITIZE turns this off.
+option(CHORUS_STATIC "Link chorus and chorus-sim as static binaries" ON)
+if(CHORUS_SANITIZE)
+  set(CHORUS_STATIC OFF)
+endif()
+if(CHORUS_STATIC)
+  add_compile_options(-ffunction-sections -fdata-sections)
+endif()
+
+# Links an executable statically (when CHORUS_STATIC is on), dropping unreferenced sections.
+function(chorus_static_executable target)
+  if(CHORUS_STATIC)
+    target_link_options(${target} PRIVATE -static -Wl,--gc-sections)
+  endif()
+endfunction()
