@@ -33,11 +33,11 @@ Config Config::local() {
     c.probe_timeout_initial = milliseconds(200);
     c.probe_timeout_min = milliseconds(20);
     c.probe_timeout_max = milliseconds(200);
-    c.gossip_interval = milliseconds(100);
+    c.gossip_interval = milliseconds(50);
     c.phi_acceptable_pause = milliseconds(500);
     c.phi_min_std_dev = milliseconds(100);
     c.push_pull_interval = seconds(15);
-    c.push_pull_startup = seconds(2);
+    c.push_pull_startup = milliseconds(500);
     c.reconnect_interval = seconds(2);
     return c;
 }

@@ -2,26 +2,38 @@
 
 namespace chorus {
 
-// Upper bounds of the flatbuffers encoding (schemas/chorus.fbs), deliberately generous:
-// a string costs the offset that points at it, its length prefix, its terminator and up to 3
-// bytes of padding; a table costs its vtable (4 + 2 per field, padded), its offset to the
-// vtable and at most 4 bytes per field (no field is wider, and the generated builders add the
-// widest first, so padding stays under one word). test/wire/codec_test.cpp checks
-// encoded <= bound on random content.
+// Upper bounds of the flatbuffers encoding (schemas/chorus.fbs). They decide how many updates
+// fit in a packet, so they are kept tight, and test/wire/codec_test.cpp checks encoded <= bound
+// on random content:
+//   - a string costs its length prefix, its bytes, a terminator and up to 3 bytes of padding
+//     (the offset that points at it is one of its table's fields);
+//   - a table costs its offset to the vtable, its fields' bytes, and padding before and after;
+//   - vtables are shared: the builder writes each distinct one once per buffer, so they are
+//     charged once per packet, for every shape an update or tag can take, in kVtables;
+//   - a union vector entry is a type byte and an offset.
 namespace {
 
 constexpr size_t string_bound(size_t len) {
-    return 4 + 4 + len + 1 + 3;
+    return 4 + len + 1 + 3;
 }
-constexpr size_t table_bound(size_t fields) {
-    return 16 + 6 * fields;
+constexpr size_t table_bound(size_t field_bytes) {
+    return 4 + field_bytes + 7;
 }
-constexpr size_t kUnionEntry = 8;  // type byte and offset, with alignment
+constexpr size_t kUnionEntry = 1 + 4;
+// Packet (9 fields) and the largest body table (PingReq, 3); Alive (6 fields) in four shapes
+// (with and without tags and http), Dead (4) in two (left set or not), Suspect (3), Tag (2) in
+// two (empty value or not). A vtable is 4 bytes plus 2 per field, padded to 4.
+constexpr size_t vtable(size_t fields) {
+    return (4 + 2 * fields + 3) / 4 * 4;
+}
+constexpr size_t kVtables =
+    vtable(9) + vtable(3) + 4 * vtable(6) + 2 * vtable(4) + vtable(3) + 2 * vtable(2);
 
 size_t tags_bound(const Tags& tags) {
-    size_t n = 4 + 4 + 4;  // vector length, offset to it, alignment
+    if (tags.empty()) return 0;
+    size_t n = 4 + 3;  // vector length, padding
     for (const auto& [k, v] : tags)
-        n += 4 + table_bound(2) + string_bound(k.size()) + string_bound(v.size());
+        n += 4 + table_bound(8) + string_bound(k.size()) + string_bound(v.size());
     return n;
 }
 
@@ -32,11 +44,14 @@ size_t encoded_size_bound(const Update& u) {
         [](const auto& x) -> size_t {
             using T = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<T, AliveUpdate>) {
-                return kUnionEntry + table_bound(6) + string_bound(x.name.size()) +
-                       string_bound(x.addr.value.size()) + string_bound(x.http.size()) +
-                       tags_bound(x.tags);
+                return kUnionEntry + table_bound(4 + 4 + 4 + 4 + 4 + 1) +
+                       string_bound(x.name.size()) + string_bound(x.addr.value.size()) +
+                       string_bound(x.http.size()) + tags_bound(x.tags);
+            } else if constexpr (std::is_same_v<T, SuspectUpdate>) {
+                return kUnionEntry + table_bound(4 + 4 + 4) + string_bound(x.name.size()) +
+                       string_bound(x.from.size());
             } else {
-                return kUnionEntry + table_bound(4) + string_bound(x.name.size()) +
+                return kUnionEntry + table_bound(4 + 4 + 4 + 1) + string_bound(x.name.size()) +
                        string_bound(x.from.size());
             }
         },
@@ -44,21 +59,23 @@ size_t encoded_size_bound(const Update& u) {
 }
 
 size_t encoded_size_bound(const Packet& p) {
-    size_t n = 8 + table_bound(9) + string_bound(p.cluster.size()) + string_bound(p.sender.size()) +
-               string_bound(p.sender_addr.value.size());
-    n += 2 * (4 + 4 + 4);  // the update vectors' headers (types and values), with alignment
+    // Root offset and alignment; the Packet table (version, cluster, sender, sender_addr, load,
+    // body type, body, update types, updates); its strings; both update vectors' headers.
+    size_t n = 8 + kVtables + table_bound(1 + 4 + 4 + 4 + 4 + 1 + 4 + 4 + 4) +
+               string_bound(p.cluster.size()) + string_bound(p.sender.size()) +
+               string_bound(p.sender_addr.value.size()) + 2 * (4 + 3);
     n += std::visit(
         [](const auto& b) -> size_t {
             using T = std::decay_t<decltype(b)>;
             if constexpr (std::is_same_v<T, std::monostate>) {
                 return 0;
             } else if constexpr (std::is_same_v<T, Ping>) {
-                return table_bound(2) + string_bound(b.target.size());
+                return table_bound(4 + 4) + string_bound(b.target.size());
             } else if constexpr (std::is_same_v<T, PingReq>) {
-                return table_bound(3) + string_bound(b.target.size()) +
+                return table_bound(4 + 4 + 4) + string_bound(b.target.size()) +
                        string_bound(b.target_addr.value.size());
             } else {
-                return table_bound(1);
+                return table_bound(4);
             }
         },
         p.body);

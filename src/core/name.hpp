@@ -87,6 +87,24 @@ struct NameLess {
     bool operator()(std::string_view a, const Name& b) const { return a < b.view(); }
 };
 
+// A hash of text that every node computes the same way, whatever its build or platform
+// (std::hash promises neither): FNV-1a over the bytes, then splitmix64's finalizer so that
+// names differing only in their last characters spread over the whole range. For orders that
+// the whole cluster must agree on, such as the probe schedule; not for untrusted keys in hash
+// tables (it is not keyed).
+constexpr uint64_t stable_hash(std::string_view text) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (char c : text) {
+        h ^= static_cast<uint8_t>(c);
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
 }  // namespace chorus
 
 template <>

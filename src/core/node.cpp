@@ -152,7 +152,10 @@ void Node::probe_tick(Time now) {
     if (auto unanswered = prober_.finish()) finish_failed_probe(*unanswered, now);
     if (leaving_) return;
     check_phi(now);
-    const auto target = prober_.next(rng_);
+    // Periods on the shared clock, at the configured interval (not the awareness-scaled one),
+    // so that every member agrees which shift of the round robin this is (see Prober).
+    const auto period = static_cast<uint64_t>(now.time_since_epoch() / config_.probe_interval);
+    const auto target = prober_.next(period);
     if (!target) return;
     const Member* m = members_.find(target->name);
     const uint32_t seq = next_seq_++;
@@ -344,9 +347,19 @@ void Node::on_body(const Packet& p, const Ack& ack, Time now) {
 
 void Node::on_body(const Packet& p, const Nack& nack, Time now) {
     (void)p;
-    (void)now;
     ++stats_.nacks;
-    if (Prober::Probe* probe = prober_.current(nack.seq)) ++probe->nacks;
+    Prober::Probe* probe = prober_.current(nack.seq);
+    if (probe == nullptr) return;
+    ++probe->nacks;
+    // Every relay has tried the target within its own timeout and failed, and our direct
+    // probe's timeout has passed too: independent paths all say the target does not answer.
+    // SWIM waits out the rest of the period here, but a relay's late ack is never forwarded
+    // (its wait is over), so only a very late direct ack could still arrive; the suspicion
+    // that follows gives the target its full window to refute anyway. Concluding now saves
+    // most of a probe interval on every real failure.
+    if (probe->nacks >= probe->nacks_expected) {
+        if (auto failed = prober_.finish()) finish_failed_probe(*failed, now);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,7 +442,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
             return;
         }
         ++stats_.updates_applied;
-        prober_.add(m->name, rng_);
+        prober_.add(m->name);
         if (gossip) broadcasts_.push(u);
         emit(*m, std::nullopt, m->incarnation, now, false);
         return;
@@ -445,7 +458,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
     m->protocol = u.protocol;
     transition(*m, MemberState::alive, u.incarnation, gossip ? Update(u) : std::optional<Update>{},
                now, false);
-    if (was_gone) prober_.add(m->name, rng_);
+    if (was_gone) prober_.add(m->name);
 }
 
 void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
@@ -483,13 +496,17 @@ void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
                                   : 0;
     m->suspicion = std::make_unique<Suspicion>(now, u.incarnation, u.from, min, max, expected);
     schedule(m->suspicion->deadline(), TimerKind::suspicion, 0, m->name);
-    // Verify the suspicion ourselves with probability verifiers/n, so that about
-    // `suspicion_verifiers` members probe the suspect within a period: a crash gathers its
-    // confirmations quickly, and a live suspect hears of it through their probes and refutes.
-    if (!origin && n > 2 &&
-        rng_.chance(static_cast<double>(config_.suspicion_verifiers) /
-                    static_cast<double>(n - 2))) {
-        prober_.probe_soon(m->name);
+    // About `suspicion_verifiers` members probe the suspect within a period: a crash gathers
+    // its confirmations quickly, and a live suspect hears of it through their probes and
+    // refutes. Who verifies follows from the shared order (see Prober::verifies); a suspect
+    // not in it yet is verified with probability verifiers/n.
+    if (!origin && n > 2) {
+        const auto chosen = prober_.verifies(m->name, u.from, config_.suspicion_verifiers);
+        if (chosen ? *chosen
+                   : rng_.chance(static_cast<double>(config_.suspicion_verifiers) /
+                                 static_cast<double>(n - 2))) {
+            prober_.probe_soon(m->name);
+        }
     }
 }
 
@@ -601,10 +618,15 @@ void Node::push_pull_tick(Time now) {
     // Fast start: a node that just joined knows the part of the cluster its seed knew, and
     // others know little of the members that joined after them. Push-pulls at
     // push_pull_startup, doubling up to the normal interval, union those partial views in a
-    // few rounds instead of waiting minutes for the first regular one.
+    // few rounds instead of waiting minutes for the first regular one. It ends once a whole
+    // interval has taught us nothing (no update changed our view): the views have met, and
+    // an idle cluster should cost what its regular interval costs.
     const Duration regular = push_pull_interval_for(config_, members_.live());
-    const Duration interval = std::min(push_pull_next_, regular);
-    push_pull_next_ = std::min(push_pull_next_ * 2, regular);
+    const bool learned = stats_.updates_applied != applied_at_push_pull_;
+    applied_at_push_pull_ = stats_.updates_applied;
+    const bool fast = push_pull_next_ < regular && learned;
+    const Duration interval = fast ? push_pull_next_ : regular;
+    push_pull_next_ = fast ? std::min(push_pull_next_ * 2, regular) : regular;
     schedule(now + interval, TimerKind::push_pull);
     if (leaving_) return;
     const auto peers = prober_.pick(1, name_, rng_);

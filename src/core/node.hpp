@@ -244,7 +244,8 @@ class Node {
     uint32_t next_seq_ = 1;
     std::vector<Name> gone_;  // dead and left members, for reconnects and reaping
 
-    Duration push_pull_next_;  // the fast start's current interval (see push_pull_tick)
+    Duration push_pull_next_;            // the fast start's current interval (see push_pull_tick)
+    uint64_t applied_at_push_pull_ = 0;  // stats_.updates_applied at the last push-pull tick
     bool joined_ = false;
     bool leaving_ = false;
 };

@@ -1,6 +1,7 @@
 #include "daemon/agent.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
 #include <fmt/format.h>
@@ -8,6 +9,12 @@
 namespace chorus::daemon {
 
 namespace {
+
+int64_t wall_clock_us() {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
 
 uint64_t ceil_ms(Duration d) {
     if (d <= Duration::zero()) return 0;
@@ -26,6 +33,7 @@ Agent::Agent(uv_loop_t* loop, AgentOptions options)
       options_(std::move(options)),
       limits_(wire::limits_for(options_.config)),
       start_ns_(uv_hrtime()),
+      start_wall_us_(wall_clock_us()),
       retry_delay_(options_.retry_join_min) {}
 
 Agent::~Agent() {
@@ -35,7 +43,24 @@ Agent::~Agent() {
 }
 
 Time Agent::now() const {
-    return Time{} + std::chrono::microseconds((uv_hrtime() - start_ns_) / 1000);
+    return Time{} + std::chrono::microseconds(start_wall_us_ + (uv_hrtime() - start_ns_) / 1000);
+}
+
+Status Agent::bind() {
+    hub_.reset();
+    udp_.reset();
+    auto udp = net::UdpSocket::open(
+        loop_, options_.bind,
+        [this](std::span<const uint8_t> b, const net::Endpoint&) { on_datagram(b); });
+    if (!udp) return udp.error();
+    udp_ = std::move(*udp);
+    hub_ = std::make_unique<net::FrameHub>(
+        loop_, options_.frame_limits,
+        net::FrameHub::Callbacks{
+            [this](net::FrameConn& c, std::vector<uint8_t> f) { on_frame(c, std::move(f)); },
+            [this](net::FrameConn& c) { on_connected(c); },
+            [this](uint64_t id, std::optional<Error> why) { on_closed(id, std::move(why)); }});
+    return hub_->listen(udp_->local());
 }
 
 Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions options) {
@@ -44,24 +69,16 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
     std::unique_ptr<Agent> a(new Agent(loop, std::move(options)));
     AgentOptions& o = a->options_;
 
-    auto udp = net::UdpSocket::open(
-        loop, o.bind, [self = a.get()](std::span<const uint8_t> b, const net::Endpoint&) {
-            self->on_datagram(b);
-        });
-    if (!udp) return udp.error();
-    a->udp_ = std::move(*udp);
-    // With port 0 the kernel picked the UDP port; streams listen on the same one.
+    // With port 0 the kernel picks the UDP port and streams listen on the same one; another
+    // process may hold that TCP port, so an ephemeral bind tries again with a fresh port.
+    const int attempts = o.bind.port() == 0 ? 16 : 1;
+    Status bound_both = Ok{};
+    for (int i = 0; i < attempts; ++i) {
+        bound_both = a->bind();
+        if (bound_both) break;
+    }
+    if (!bound_both) return bound_both.error();
     const net::Endpoint bound = a->udp_->local();
-    a->hub_ = std::make_unique<net::FrameHub>(
-        loop, o.frame_limits,
-        net::FrameHub::Callbacks{[self = a.get()](net::FrameConn& c, std::vector<uint8_t> f) {
-                                     self->on_frame(c, std::move(f));
-                                 },
-                                 [self = a.get()](net::FrameConn& c) { self->on_connected(c); },
-                                 [self = a.get()](uint64_t id, std::optional<Error> why) {
-                                     self->on_closed(id, std::move(why));
-                                 }});
-    if (auto s = a->hub_->listen(bound); !s) return s.error();
 
     if (o.identity.addr.empty()) {
         const std::string host = bound.str().substr(0, bound.str().rfind(':'));

@@ -71,10 +71,11 @@ class Agent {
     const net::UdpSocket& udp() const { return *udp_; }
     const net::FrameHub& streams() const { return *hub_; }
     net::Endpoint bound() const { return udp_->local(); }
-    Time now() const;
+    Time now() const;  // monotonic, anchored to the wall clock at start
 
   private:
     explicit Agent(uv_loop_t* loop, AgentOptions options);
+    Status bind();  // UDP on options_.bind, then TCP on the port UDP got
     void on_datagram(std::span<const uint8_t> bytes);
     void on_frame(net::FrameConn& conn, std::vector<uint8_t> frame);
     void on_connected(net::FrameConn& conn);
@@ -93,7 +94,11 @@ class Agent {
     uv_loop_t* loop_;
     AgentOptions options_;
     wire::Limits limits_;
+    // now() runs on the monotonic clock but starts from the wall clock's reading at start, so
+    // that members agree (to within their clocks' skew) on which probe period it is; see
+    // Prober. A wall clock stepped later does not move it.
     uint64_t start_ns_;
+    int64_t start_wall_us_;
     std::unique_ptr<Node> node_;
     std::unique_ptr<net::UdpSocket> udp_;
     std::unique_ptr<net::FrameHub> hub_;

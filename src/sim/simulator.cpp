@@ -312,6 +312,11 @@ void Simulation::drain(uint32_t i, Time now) {
     for (OutPacket& p : out.packets) {
         std::vector<uint8_t> bytes = wire::encode(p.packet);
         count_sent(bytes.size(), now);
+        // The core packs updates by its size bound; the real encoding must honour it.
+        if (bytes.size() > config_.packet_bytes_max) {
+            violation(fmt::format("n{} sent a {}-byte datagram, over packet_bytes_max {}", i,
+                                  bytes.size(), config_.packet_bytes_max));
+        }
         const auto to = node_index(p.to.value.view());
         if (!to || *to >= nodes_.size()) continue;
         if (auto delay = net_.datagram(i, *to)) {

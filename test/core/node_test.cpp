@@ -454,3 +454,32 @@ TEST_CASE("a node leaving with nobody left to tell has spread its leave at once"
     alone.leave(Time{});
     REQUIRE(alone.leave_spread());
 }
+
+TEST_CASE(
+    "a probe whose relays all answer with nacks is concluded at once, not at the period's end") {
+    Solo s(Config::lan());
+    // Step to the first probe and on past its timeout, when the ping-reqs go out.
+    std::optional<Ping> ping;
+    std::vector<OutPacket> reqs;
+    for (int step = 0; step < 1000 && reqs.empty(); ++step) {
+        s.advance_to(s.now + milliseconds(10));
+        for (auto& p : s.sent()) {
+            if (const auto* pg = std::get_if<Ping>(&p.packet.body)) ping = *pg;
+            if (std::holds_alternative<PingReq>(p.packet.body)) reqs.push_back(p);
+        }
+    }
+    REQUIRE(ping.has_value());
+    REQUIRE(reqs.size() == s.config.indirect_checks);
+    const std::string target = ping->target.str();
+    const Time asked = s.now;
+    // All but one relay nack: still waiting.
+    for (size_t i = 0; i + 1 < reqs.size(); ++i)
+        s.node.handle_packet(s.from(reqs[i].to.value.str(), Nack{ping->seq}), s.now);
+    REQUIRE(s.state(target) == MemberState::alive);
+    // The last nack: every path has failed, and the target is suspected now, well before the
+    // probe interval would have ended.
+    s.node.handle_packet(s.from(reqs.back().to.value.str(), Nack{ping->seq}), s.now);
+    REQUIRE(s.state(target) == MemberState::suspect);
+    REQUIRE(s.now - asked < s.config.probe_interval / 2);
+    REQUIRE(s.node.stats().suspicions == 1);
+}

@@ -69,7 +69,7 @@ Packet random_packet(Rng& r) {
             p.body = Nack{static_cast<uint32_t>(r.next())};
             break;
     }
-    const size_t n = r.below(12);
+    const size_t n = r.below(32);
     for (size_t i = 0; i < n; ++i)
         p.updates.push_back(random_update(r));
     return p;
@@ -125,13 +125,14 @@ TEST_CASE("packets survive a round trip unchanged") {
 
 TEST_CASE("random packets round trip and never exceed the core's size bound") {
     Rng r(11);
-    for (int i = 0; i < 2000; ++i) {
+    for (int i = 0; i < 5000; ++i) {
         const Packet p = random_packet(r);
         const auto bytes = encode(p);
         INFO("packet " << i);
         REQUIRE(bytes.size() <= bound_of(p));
-        // The bound is an upper bound, but not a wasteful one: packets stay well filled.
-        REQUIRE(bound_of(p) <= 2 * bytes.size() + 128);
+        // The bound is an upper bound, but not a wasteful one: it decides how many updates a
+        // packet carries, so beyond the shared vtables it stays within a third of the truth.
+        REQUIRE(bound_of(p) <= bytes.size() * 4 / 3 + 256);
         Limits l = limits();
         l.packet_bytes_max = 65000;
         auto d = decode_packet(bytes, l);
