@@ -374,6 +374,8 @@ Response Api::metrics_text() const {
         for (const auto& [reason, v] : {std::pair{"bad_request", hs.bad_requests},
                                         {"headers_too_large", hs.headers_too_large},
                                         {"body_too_large", hs.bodies_too_large},
+                                        {"bad_json", hs.bad_json},
+                                        {"unsupported_media_type", hs.unsupported_media},
                                         {"timeout", hs.timeouts},
                                         {"connection_limit", hs.refused},
                                         {"stream_overflow", hs.stream_overflows}})

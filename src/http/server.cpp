@@ -340,7 +340,12 @@ void Server::feed(Conn& c, const char* data, size_t n) {
         if (!c.held.empty()) uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
         uv_timer_stop(c.timer.get());
         ++stats_.requests;
-        handler_(c.req, Reply(self_, c.id, c.request_id));
+        const Reply reply(self_, c.id, c.request_id);
+        if (auto refused = check_body(c.req)) {
+            reply.send(std::move(*refused));
+            return;
+        }
+        handler_(c.req, reply);
         return;
     }
     if (c.refusal) {
@@ -352,6 +357,27 @@ void Server::feed(Conn& c, const char* data, size_t n) {
     ++stats_.bad_requests;
     fail(c, error_response(400, "bad_request",
                            fmt::format("malformed HTTP: {}", llhttp_get_error_reason(&c.parser))));
+}
+
+std::optional<Response> Server::check_body(Request& req) {
+    if (req.body.empty()) return std::nullopt;
+    const auto type = req.headers.find("content-type");
+    const std::string_view media =
+        type == req.headers.end() ? std::string_view() : std::string_view(type->second);
+    if (media.substr(0, media.find(';')) != "application/json") {
+        ++stats_.unsupported_media;
+        return error_response(
+            415, "unsupported_media_type",
+            "a request body must be JSON, sent as Content-Type: application/json");
+    }
+    try {
+        req.json = nlohmann::json::parse(req.body);
+    } catch (const nlohmann::json::parse_error& e) {
+        ++stats_.bad_json;
+        return error_response(400, "bad_json",
+                              fmt::format("the body is not valid JSON (at byte {})", e.byte));
+    }
+    return std::nullopt;
 }
 
 void Server::fail(Conn& c, Response r) {

@@ -4,7 +4,8 @@
 // answered as soon as the length is known, even while the client is still sending),
 // connections (refused at accept), and time: a request's headers must arrive within
 // header_timeout, and a keep-alive connection idle for idle_timeout is closed. Malformed
-// requests get 400 with a JSON error and the connection closes. Each case is counted.
+// requests get 400 with a JSON error and the connection closes. A body must be JSON that
+// parses (415 or 400 otherwise, on a connection that stays open). Each case is counted.
 //
 // The handler answers through a Reply it may keep, so a blocking query can answer later. One
 // request at a time per connection: a pipelined request waits until the previous one is
@@ -24,6 +25,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/result.hpp"
 #include "net/endpoint.hpp"
@@ -47,6 +50,9 @@ struct Request {
     std::map<std::string, std::string> query;    // decoded
     std::map<std::string, std::string> headers;  // names lower-cased
     std::string body;
+    // The body parsed, when there is one: the server answers 415 to a body that is not
+    // application/json and 400 to one that does not parse, before a handler sees either.
+    nlohmann::json json;
 };
 
 struct Response {
@@ -106,6 +112,8 @@ class Server {
         uint64_t bad_requests = 0;       // 400
         uint64_t headers_too_large = 0;  // 431
         uint64_t bodies_too_large = 0;   // 413
+        uint64_t bad_json = 0;           // 400 for a body that does not parse
+        uint64_t unsupported_media = 0;  // 415 for a body that is not JSON
         uint64_t timeouts = 0;
         uint64_t streams = 0;
         uint64_t stream_overflows = 0;  // stream clients dropped for not reading
@@ -132,6 +140,7 @@ class Server {
     void start_reading(Conn& c);
     void feed(Conn& c, const char* data, size_t n);
     void fail(Conn& c, Response r);
+    std::optional<Response> check_body(Request& req);  // 415/400 for a body that is not JSON
     void answer(uint64_t conn, uint64_t request, Response r);
     void write(Conn& c, const Response& r, bool keep_alive);
     void send_bytes(Conn& c, std::string bytes);

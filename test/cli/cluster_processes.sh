@@ -171,6 +171,26 @@ members a | grep -q intruder && fail "a listed a member of another cluster"
 converged a b c || fail "a, b, c stopped agreeing after bad input"
 http "$(hport 0)" GET /v1/health | head -1 | grep -q "200" || fail "a stopped serving"
 
+# ---- malformed HTTP: each refused with its status and counted; a keeps serving
+raw() {  # raw PORT BYTES: the response's status line
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf '%b' "$2" >&3
+  head -n 1 <&3 | tr -d '\r'
+  exec 3<&-
+}
+step "malformed HTTP to a"
+[[ "$(raw "$(hport 0)" 'GARBAGE\r\n\r\n')" == "HTTP/1.1 400 "* ]] || fail "a bad request line was not 400"
+big=$(head -c 20000 /dev/zero | tr '\0' a)
+[[ "$(raw "$(hport 0)" "GET / HTTP/1.1\r\nX-Big: $big\r\n\r\n")" == "HTTP/1.1 431 "* ]] || fail "huge headers were not 431"
+[[ "$(raw "$(hport 0)" 'POST /v1/leave HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 5\r\nConnection: close\r\n\r\n{bad}')" == "HTTP/1.1 400 "* ]] ||
+  fail "bad JSON was not 400"
+[[ "$(raw "$(hport 0)" 'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n')" == "HTTP/1.1 400 "* ]] || fail "bad chunking was not 400"
+http_rejected() { http "$(hport 0)" GET /metrics | awk -v r="chorus_http_rejected_total{reason=\"$1\"}" '$1 == r { print $2 }'; }
+[ "$(http_rejected bad_request)" -ge 2 ] && [ "$(http_rejected headers_too_large)" -ge 1 ] &&
+  [ "$(http_rejected bad_json)" -ge 1 ] || fail "malformed HTTP was not counted"
+kill -0 "${pid[a]}" || fail "a stopped after a bad leave request"
+http "$(hport 0)" GET /v1/health | head -1 | grep -q "200" || fail "a stopped serving after malformed HTTP"
+
 # ---- metrics format
 http "$(hport 0)" GET /metrics | tr -d '\r' | sed '1,/^$/d' > "$dir/metrics.out"
 grep -q '^chorus_members{state="alive"} 3$' "$dir/metrics.out" || fail "metrics: alive count"

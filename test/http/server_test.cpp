@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include "http/raw_client.hpp"
@@ -56,13 +57,15 @@ TEST_CASE("pipelined keep-alive requests are answered in order on one connection
     auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
     c->send(
         "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\nPOST /c "
-        "HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello");
+        "HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+        "10\r\n\r\n{\"k\": [1]}");
     REQUIRE(f.loop.run_until([&] {
         return c->count("HTTP/1.1 200") == 3 && c->received.find("/c\"}") != std::string::npos;
     }));
     REQUIRE(c->received.find("/a\"}") < c->received.find("/b\"}"));
     REQUIRE(c->received.find("/b\"}") < c->received.find("/c\"}"));
-    REQUIRE(f.seen.at(2).body == "hello");
+    REQUIRE(f.seen.at(2).body == R"({"k": [1]})");
+    REQUIRE(f.seen.at(2).json["k"][0] == 1);
     REQUIRE(f.server->stats().connections == 1);
 }
 
@@ -119,6 +122,26 @@ TEST_CASE("malformed, oversized and slow requests get the right status and are c
         REQUIRE(f.seen.empty());
         REQUIRE(f.server->connections() == 0);
     }
+}
+
+TEST_CASE("a body that is not JSON is refused before any handler, and the connection serves on") {
+    Fixture f;
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    const auto post = [](std::string_view type, std::string_view body) {
+        return fmt::format(
+            "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n{}", type,
+            body.size(), body);
+    };
+    c->send(post("application/json", "{\"a\": ") + post("text/plain", "hello") +
+            "GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(f.loop.run_until([&] { return c->received.find("/after") != std::string::npos; }));
+    REQUIRE_THAT(c->received, Catch::StartsWith("HTTP/1.1 400 ") && Catch::Contains("bad_json") &&
+                                  Catch::Contains("HTTP/1.1 415 ") &&
+                                  Catch::Contains("unsupported_media_type"));
+    REQUIRE(f.server->stats().bad_json == 1);
+    REQUIRE(f.server->stats().unsupported_media == 1);
+    REQUIRE(f.seen.size() == 1);  // only GET /after reached the handler
+    REQUIRE(f.seen[0].path == "/after");
 }
 
 TEST_CASE("a client that stops mid-headers is disconnected after the header timeout") {
