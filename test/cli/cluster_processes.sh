@@ -60,7 +60,8 @@ out=$("$chorus" members --nonsense 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "members --nonsense exited $rc"
 
 # ---- five agents on random high ports; agent i gossips on base+i and serves HTTP on base+1000+i
-base=$((20000 + RANDOM % 30000))
+# Below the ephemeral range (32768 and up), where an outgoing connection could take a port first.
+base=$((10000 + RANDOM % 20000))
 names=(a b c d e)
 declare -A pid
 port() { echo $((base + $1)); }
