@@ -1,0 +1,52 @@
+// The consistent-hash ring the router places tasks on (DESIGN §3).
+//
+// Each member owns `vnodes` points on a 64-bit circle, at hash("name#i"); a key's preference
+// list is the first distinct members met clockwise from hash(key). Points come from the
+// member names alone, so members with equal views build equal rings, and the checksum lets
+// them compare views cheaply. Adding or removing a member moves only the keys whose lists
+// it enters or leaves.
+//
+// The hash is passed in: the daemon and the simulator use xxh3-64 (Debian's libxxhash), and
+// the core stays standard library only (DESIGN §1).
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/name.hpp"
+
+namespace chorus {
+
+using KeyHash = uint64_t (*)(std::string_view);
+
+class Ring {
+  public:
+    // A member with more points than this gains little balance and costs memory per node.
+    static constexpr uint32_t kVnodesMax = 1024;
+
+    // `members` in any order (duplicates ignored); 1 <= vnodes <= kVnodesMax.
+    Ring(std::vector<Name> members, uint32_t vnodes, KeyHash hash);
+
+    // Up to `count` distinct members clockwise from the key's hash, the primary first.
+    std::vector<Name> preference(std::string_view key, size_t count) const;
+    std::vector<Name> preference_at(uint64_t key_hash, size_t count) const;
+    // Equal for rings built from the same members and vnodes.
+    uint64_t checksum() const { return checksum_; }
+    const std::vector<Name>& members() const { return members_; }  // sorted by name
+    // The fraction of the circle each member owns as primary, by member (sorted by name).
+    std::vector<std::pair<Name, double>> shares() const;
+
+  private:
+    struct Point {
+        uint64_t at;
+        uint32_t member;  // index into members_
+    };
+    std::vector<Name> members_;
+    std::vector<Point> points_;  // by position; ties (vanishingly rare) by member name
+    KeyHash hash_;
+    uint64_t checksum_ = 0;
+};
+
+}  // namespace chorus
