@@ -28,16 +28,7 @@ fail() {
   for f in "$dir"/*.log "$dir"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
   exit 1
 }
-step() { echo "[$(date +%T)] $*"; }
-
-# poll SECONDS COMMAND...: runs COMMAND until it succeeds or the deadline passes.
-poll() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.1
-  done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # http PORT METHOD PATH: the raw response (status line, headers, body).
 http() {

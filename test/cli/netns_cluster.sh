@@ -35,16 +35,9 @@ fail() {
   for f in "$dir"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
   exit 1
 }
-step() { echo "[$(date +%T)] $*"; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 since() { echo "$(( ($(now_ms) - $1) / 100 ))" | sed -E 's/([0-9])$/.\1/; s/^\./0./'; }  # seconds, 1 decimal
-poll() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@"; do
-    [ $SECONDS -ge $deadline ] && return 1
-    sleep 0.2
-  done
-}
 
 [ "$(id -u)" -eq 0 ] || skip "network namespaces need root"
 command -v ip > /dev/null || skip "ip (iproute2) is not installed"
