@@ -1,0 +1,31 @@
+// Which of a key's candidate owners runs a task (DESIGN §3). Pure: the caller gathers the
+// candidates from the ring's preference list and the member table.
+//
+// Healthy candidates (alive, φ below phi_route) are preferred; φ lets the router step around
+// a member that has gone quiet before membership declares anything. Of those, the least
+// loaded wins, and ties go to ring order, so an idle cluster keeps every key on its primary
+// (key affinity). A candidate's load is what it last reported plus what this node has sent
+// it since, so a burst from one node spreads instead of herding onto the member that looked
+// idlest a moment ago. Only when no candidate is healthy does an alive but high-φ one serve.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <span>
+
+#include "core/name.hpp"
+
+namespace chorus {
+
+struct RouteCandidate {
+    Name name;
+    bool alive = false;  // alive in our view; suspect, dead and left are not
+    double phi = 0;
+    double load = 0;  // last reported (running + queued) / capacity: 0 idle, 1 full
+    double sent = 0;  // load this node added since that report (tasks sent / capacity)
+};
+
+// Index of the chosen candidate (`candidates` is in ring order), or nullopt if none is alive.
+std::optional<size_t> choose_owner(std::span<const RouteCandidate> candidates, double phi_route);
+
+}  // namespace chorus
