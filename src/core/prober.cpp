@@ -19,7 +19,10 @@ bool Prober::probeable(const Name& name) const {
 }
 
 void Prober::add(const Name& name) {
-    if (std::find(order_.begin(), order_.end(), name) == order_.end()) order_.push_back(name);
+    // No search for a duplicate (a member back from the dead may still be listed): that would
+    // make a mass join O(n^2) per node. A repeat in the tail is harmless (picks are
+    // de-duplicated, the scan only reads), and the next re-sort rebuilds from the table.
+    order_.push_back(name);
     dirty_ = true;
 }
 

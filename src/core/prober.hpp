@@ -72,7 +72,7 @@ class Prober {
     // for gossip and relays at once and enters the in-turn schedule at the re-sort.
     static constexpr uint64_t kResortPeriods = 8;
 
-    // A member new to us (or back from the dead).
+    // A member new to us (or back from the dead); O(1).
     void add(const Name& name);
     // Probe `name` before the round robin resumes (bounded; duplicates ignored).
     void probe_soon(const Name& name);
