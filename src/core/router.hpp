@@ -26,6 +26,13 @@ struct RouteCandidate {
 };
 
 // Index of the chosen candidate (`candidates` is in ring order), or nullopt if none is alive.
-std::optional<size_t> choose_owner(std::span<const RouteCandidate> candidates, double phi_route);
+//
+// With balance_factor > 0 the choice keeps more affinity (bounded loads, as HAProxy's
+// hash-balance-factor after Mirrokni et al.): the first healthy candidate in ring order whose
+// load is at most balance_factor × the healthy candidates' mean load serves, and only when
+// every one is above that bound does the least loaded serve. 0 (the default) always takes
+// the least loaded.
+std::optional<size_t> choose_owner(std::span<const RouteCandidate> candidates, double phi_route,
+                                   double balance_factor = 0);
 
 }  // namespace chorus

@@ -54,3 +54,38 @@ TEST_CASE("the router picks the least loaded healthy candidate, ties to ring ord
         REQUIRE(choose_owner(r.candidates, kPhiRoute) == r.want);
     }
 }
+
+TEST_CASE("with a balance factor the router keeps affinity until a candidate is over the bound") {
+    struct Row {
+        const char* what;
+        std::vector<RouteCandidate> candidates;
+        std::optional<size_t> want;
+    };
+    constexpr double kFactor = 1.25;
+    const std::vector<Row> rows = {
+        {"all idle: the primary",
+         {c("a", true, 0.1, 0), c("b", true, 0.1, 0), c("c", true, 0.1, 0)},
+         0},
+        {"the primary within 1.25 × the mean keeps the key though another is idler",
+         {c("a", true, 0.1, 0.5), c("b", true, 0.1, 0.3), c("c", true, 0.1, 0.4)},
+         0},
+        {"the primary over the bound: the next in ring order within it",
+         {c("a", true, 0.1, 0.9), c("b", true, 0.1, 0.3), c("c", true, 0.1, 0.2)},
+         1},
+        {"what we sent counts toward the bound",
+         {c("a", true, 0.1, 0.3, 0.6), c("b", true, 0.1, 0.3), c("c", true, 0.1, 0.3)},
+         1},
+        {"an unhealthy candidate neither serves nor counts in the mean",
+         {c("a", true, 9.0, 0.0), c("b", true, 0.1, 0.5), c("c", true, 0.1, 0.5)},
+         1},
+        {"nobody healthy: an alive high-phi one serves",
+         {c("a", false, 0.1, 0.0), c("b", true, 9.0, 0.4)},
+         1},
+    };
+    for (const Row& r : rows) {
+        INFO(r.what);
+        REQUIRE(choose_owner(r.candidates, kPhiRoute, kFactor) == r.want);
+    }
+    // Without the factor the same loads go to the least loaded.
+    REQUIRE(choose_owner(rows[1].candidates, kPhiRoute) == 1u);
+}

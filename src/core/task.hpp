@@ -1,0 +1,141 @@
+// Task bookkeeping on the node that runs tasks (DESIGN §4): the queue, the slots, the states and
+// the results kept for readers. Pure: the driver runs the handlers and reports outcomes.
+//
+// A task is accepted only while a slot or a queue place is free, so everything here is bounded
+// by capacity + queue_max live tasks plus the retention limits on finished ones. States move
+// queued → running → succeeded | failed | timed_out | cancelled, and only forward: an outcome
+// for a task that is no longer running (cancelled meanwhile) is ignored. Task ids carry the
+// hash of the key, so any node can find a task's owners on the ring without a directory.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/name.hpp"
+#include "core/result.hpp"
+#include "core/time.hpp"
+
+namespace chorus {
+
+enum class TaskState : uint8_t { queued, running, succeeded, failed, timed_out, cancelled, lost };
+
+std::string_view to_string(TaskState s);
+constexpr bool is_finished(TaskState s) {
+    return s != TaskState::queued && s != TaskState::running;
+}
+
+// What a client asks to run. `payload` is JSON text, checked at the boundary that took it.
+struct TaskSpec {
+    std::string id;
+    std::string key;
+    std::string type;
+    std::string payload = "null";
+    Duration timeout{};
+};
+
+// How a handler ended. `result` is JSON text (succeeded); `error` says why otherwise.
+struct TaskOutcome {
+    TaskState state = TaskState::succeeded;
+    std::string result;
+    std::string error;
+    std::optional<int> exit_code;
+};
+
+struct Task {
+    TaskSpec spec;
+    TaskState state = TaskState::queued;
+    Name owner;
+    std::string result;  // JSON text once succeeded
+    std::string error;
+    std::optional<int> exit_code;
+    Time created{};
+    std::optional<Time> started;
+    std::optional<Time> finished;
+    uint32_t attempts = 0;
+
+    size_t bytes() const;  // what keeping it costs, roughly
+};
+
+// "<16 hex digits of the key's hash>-<16 hex digits unique to the submission>".
+std::string make_task_id(uint64_t key_hash, uint64_t unique);
+// The key hash an id carries; nullopt for anything not shaped like make_task_id's output.
+std::optional<uint64_t> task_key_hash(std::string_view id);
+
+struct TaskLimits {
+    // Tasks run at once. The load a node reports is (running + queued) / capacity.
+    uint32_t capacity = 16;
+    // Tasks waiting for a slot; beyond it the node refuses (the router tries another owner).
+    uint32_t queue_max = 1024;
+    // Finished tasks kept for readers: at most this many, this many bytes of them (payloads
+    // and results), this long after they finished; the oldest go first.
+    uint32_t results_max = 10'000;
+    size_t results_bytes_max = 256u << 20;
+    Duration results_ttl = seconds(3600);
+    // A task's payload and its result, each.
+    size_t payload_bytes_max = 1u << 20;
+    size_t result_bytes_max = 1u << 20;
+    // Applied when a task names none, and the most a task may ask for.
+    Duration timeout_default = seconds(60);
+    Duration timeout_max = seconds(3600);
+
+    Status validate() const;
+};
+
+struct TaskStats {
+    uint64_t accepted = 0;
+    uint64_t refused = 0;  // full
+    uint64_t succeeded = 0;
+    uint64_t failed = 0;
+    uint64_t timed_out = 0;
+    uint64_t cancelled = 0;
+    uint64_t evicted = 0;  // finished tasks dropped by the retention limits
+};
+
+class TaskBoard {
+  public:
+    explicit TaskBoard(TaskLimits limits);
+
+    // Queues a task to run here. Errors: `full` (every slot and queue place taken),
+    // `task_exists` (the id is taken). Nothing changes on error.
+    Result<const Task*> submit(TaskSpec spec, Name owner, Time now);
+    // Moves queued tasks into free slots, oldest first; the driver starts their handlers.
+    std::vector<std::string> start_ready(Time now);
+    // A handler ended. Ignored (false) unless the task is running; frees its slot either way
+    // if it held one.
+    bool finish(std::string_view id, TaskOutcome outcome, Time now);
+    enum class Cancel : uint8_t { not_found, cancelled, running, already_finished };
+    // A queued task is cancelled at once; a running one is marked cancelled and keeps its slot
+    // until the driver has stopped its handler and called finish() (`running`).
+    Cancel cancel(std::string_view id, Time now);
+    // Drops finished tasks beyond the retention limits.
+    void expire(Time now);
+
+    const Task* find(std::string_view id) const;
+    size_t running() const { return slots_.size(); }
+    size_t queued() const { return queue_.size(); }
+    // (running + queued) / capacity × 1000: what this node reports to its peers.
+    uint32_t load_milli() const;
+    const TaskLimits& limits() const { return limits_; }
+    const TaskStats& stats() const { return stats_; }
+    size_t kept() const { return tasks_.size(); }
+
+  private:
+    void retire(Task& t, Time now);  // t just finished: count it and queue it for retention
+
+    TaskLimits limits_;
+    std::map<std::string, Task, std::less<>> tasks_;
+    std::deque<std::string> queue_;
+    std::list<std::string> finished_;           // retention order: oldest finished first
+    std::set<std::string, std::less<>> slots_;  // running, or cancelled and still stopping
+    size_t finished_bytes_ = 0;
+    TaskStats stats_;
+};
+
+}  // namespace chorus
