@@ -27,6 +27,9 @@ struct Member {
     Incarnation incarnation;
     MemberState state = MemberState::alive;
     uint32_t load_milli = 0;
+    // When load_milli was last reported (any packet from the member carries it); the router
+    // counts what it sent the member since then on top (DESIGN §3).
+    Time load_at{};
     uint8_t protocol = kProtocolVersion;
     Time state_since{};
     std::unique_ptr<Suspicion> suspicion;  // set while suspect

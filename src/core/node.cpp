@@ -284,7 +284,10 @@ void Node::handle_packet(const Packet& p, Time now) {
         ++stats_.packets_ignored;
         return;
     }
-    if (Member* m = members_.find(p.sender)) m->load_milli = p.sender_load_milli;
+    if (Member* m = members_.find(p.sender)) {
+        m->load_milli = p.sender_load_milli;
+        m->load_at = now;
+    }
     heard_from(p.sender, now);
     for (const Update& u : p.updates)
         apply(u, now);
@@ -530,6 +533,15 @@ void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
 
 void Node::gossip_tick(Time now) {
     schedule(now + config_.gossip_interval, TimerKind::gossip);
+    if (self().load_milli != load_reported_ && !leaving_) {
+        // DESIGN §3: a changed load reaches the members that route to us within one tick.
+        // Every packet carries it, and pending updates ride along.
+        load_reported_ = self().load_milli;
+        ++stats_.load_reports;
+        for (const Member* m : prober_.pick(config_.load_report_nodes, name_, rng_))
+            send(m->addr, std::monostate{});
+        return;
+    }
     if (broadcasts_.empty()) return;  // an idle cluster sends nothing on this tick
     for (const Member* m : prober_.pick(config_.gossip_nodes, name_, rng_)) {
         if (broadcasts_.empty()) break;
@@ -678,6 +690,10 @@ void Node::reap_tick(Time now) {
         }
         ++i;
     }
+}
+
+void Node::set_load(uint32_t load_milli) {
+    self_mut().load_milli = load_milli;
 }
 
 void Node::leave(Time now) {

@@ -107,6 +107,7 @@ struct NodeStats {
     uint64_t packets_ignored = 0;  // from ourselves, or a ping meant for another member
     uint64_t push_pulls = 0;
     uint64_t push_pulls_failed = 0;
+    uint64_t load_reports = 0;  // gossip ticks that told members of a changed load
 };
 
 class Node {
@@ -121,6 +122,9 @@ class Node {
     // Announces our departure; the driver keeps the node running until leave_spread() (or its
     // own leave timeout) and then stops.
     void leave(Time now);
+    // This node's task load changed ((running + queued) / capacity × 1000); members hear it at
+    // the next gossip tick.
+    void set_load(uint32_t load_milli);
 
     void handle_packet(const Packet& p, Time now);
     // We are the receiving side of a push-pull: merge the peer's state, return ours.
@@ -246,6 +250,7 @@ class Node {
 
     Duration push_pull_next_;            // the fast start's current interval (see push_pull_tick)
     uint64_t applied_at_push_pull_ = 0;  // stats_.updates_applied at the last push-pull tick
+    uint32_t load_reported_ = 0;  // the load members were last told of
     bool joined_ = false;
     bool leaving_ = false;
 };

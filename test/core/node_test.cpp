@@ -483,3 +483,24 @@ TEST_CASE(
     REQUIRE(s.now - asked < s.config.probe_interval / 2);
     REQUIRE(s.node.stats().suspicions == 1);
 }
+
+TEST_CASE("a changed load reaches every member within one gossip interval, an unchanged one costs nothing") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    c.run_for(seconds(2));  // let the join's gossip settle
+    const uint64_t reports = c["a"].stats().load_reports;
+    c["a"].set_load(750);
+    const Time changed = c.now;
+    const auto all_know = [&] {
+        for (auto& [name, n] : c.nodes) {
+            if (name == "a") continue;
+            const Member* m = n->members().find("a");
+            if (m == nullptr || m->load_milli != 750 || m->load_at < changed) return false;
+        }
+        return true;
+    };
+    REQUIRE(c.run_until_true(all_know, c.config.gossip_interval + c.latency, milliseconds(1)));
+    REQUIRE(c["a"].stats().load_reports == reports + 1);
+    c.run_for(seconds(1));
+    REQUIRE(c["a"].stats().load_reports == reports + 1);  // no change, no report
+}
