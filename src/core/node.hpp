@@ -250,7 +250,7 @@ class Node {
 
     Duration push_pull_next_;            // the fast start's current interval (see push_pull_tick)
     uint64_t applied_at_push_pull_ = 0;  // stats_.updates_applied at the last push-pull tick
-    uint32_t load_reported_ = 0;  // the load members were last told of
+    uint32_t load_reported_ = 0;         // the load members were last told of
     bool joined_ = false;
     bool leaving_ = false;
 };

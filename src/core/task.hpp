@@ -78,6 +78,8 @@ struct TaskLimits {
     uint32_t results_max = 10'000;
     size_t results_bytes_max = 256u << 20;
     Duration results_ttl = seconds(3600);
+    // A task's key: non-empty, at most this long (it is hashed and kept with every record).
+    size_t key_bytes_max = 512;
     // A task's payload and its result, each.
     size_t payload_bytes_max = 1u << 20;
     size_t result_bytes_max = 1u << 20;
@@ -96,6 +98,32 @@ struct TaskStats {
     uint64_t timed_out = 0;
     uint64_t cancelled = 0;
     uint64_t evicted = 0;  // finished tasks dropped by the retention limits
+};
+
+// ---- between nodes (schemas/chorus.fbs): one hop from the node a client posted to ----
+
+// Run this task here; the owner never forwards it further.
+struct TaskSubmit {
+    uint64_t request = 0;
+    TaskSpec spec;
+};
+// A task's status; with `cancel`, cancel it first; with `wait`, answer when it finishes or the
+// wait ends.
+struct TaskQuery {
+    uint64_t request = 0;
+    std::string id;
+    bool cancel = false;
+    Duration wait{};
+};
+// The answer, with HTTP's status codes, and the owner's load as of now.
+struct TaskReply {
+    uint64_t request = 0;
+    uint16_t status = 0;
+    std::string code;  // an error's code, empty on success
+    std::string message;
+    uint32_t load_milli = 0;
+    uint32_t capacity = 0;
+    std::optional<Task> task;
 };
 
 class TaskBoard {

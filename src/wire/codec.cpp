@@ -152,6 +152,64 @@ std::vector<uint8_t> encode(const PushPull& p) {
     return finish(b);
 }
 
+namespace {
+
+uint64_t epoch_ms(std::optional<Time> t) {
+    if (!t) return 0;
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count());
+}
+
+uint32_t clamp_ms(Duration d) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return static_cast<uint32_t>(std::clamp<int64_t>(ms, 0, UINT32_MAX));
+}
+
+fb::Offset<gen::TaskSpec> task_spec(fb::FlatBufferBuilder& b, const TaskSpec& t) {
+    return gen::CreateTaskSpec(b, str(b, t.id), str(b, t.key), str(b, t.type), str(b, t.payload),
+                               clamp_ms(t.timeout));
+}
+
+std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
+                                                       const TaskMessage& m) {
+    return std::visit(
+        [&](const auto& x) -> std::pair<gen::Message, fb::Offset<void>> {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, TaskSubmit>) {
+                return {gen::Message::TaskSubmit,
+                        gen::CreateTaskSubmit(b, x.request, task_spec(b, x.spec)).Union()};
+            } else if constexpr (std::is_same_v<T, TaskQuery>) {
+                return {gen::Message::TaskQuery,
+                        gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
+                            .Union()};
+            } else {
+                fb::Offset<gen::TaskStatus> status = 0;
+                if (const auto& t = x.task) {
+                    const auto spec = task_spec(b, t->spec);
+                    status = gen::CreateTaskStatus(
+                        b, spec, static_cast<gen::TaskState>(t->state), str(b, t->owner),
+                        str(b, t->result), str(b, t->error), t->exit_code.has_value(),
+                        t->exit_code.value_or(0), epoch_ms(t->created), epoch_ms(t->started),
+                        epoch_ms(t->finished), t->attempts);
+                }
+                return {gen::Message::TaskReply,
+                        gen::CreateTaskReply(b, x.request, x.status, str(b, x.code),
+                                             str(b, x.message), x.load_milli, x.capacity, status)
+                            .Union()};
+            }
+        },
+        m);
+}
+
+}  // namespace
+
+std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const TaskMessage& m) {
+    fb::FlatBufferBuilder b(256);
+    const auto [type, value] = task_message(b, m);
+    b.Finish(gen::CreateFrame(b, kProtocolVersion, str(b, cluster), str(b, sender), type, value));
+    return finish(b);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
@@ -339,7 +397,80 @@ Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& l) {
     return out;
 }
 
-Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& l) {
+namespace {
+
+void read_push_pull(Reader& r, const gen::PushPull& pp, const Limits& l, PushPull& out) {
+    out.join = pp.join();
+    const auto* ms = pp.members();
+    if (ms == nullptr) return;
+    if (ms->size() > l.members_max) {
+        r.fail(fmt::format("{} members, over the limit of {}", ms->size(), l.members_max));
+        return;
+    }
+    out.members.reserve(ms->size());
+    for (const gen::MemberSnapshot* m : *ms) {
+        const auto state = static_cast<uint8_t>(m->state());
+        if (state > static_cast<uint8_t>(chorus::MemberState::left)) {
+            r.fail(fmt::format("member state {} is unknown", state));
+            return;
+        }
+        const auto s = static_cast<chorus::MemberState>(state);
+        out.members.push_back(MemberSnapshot{
+            r.name(m->name(), "member.name"),
+            // A dead member's address may be unknown (a tombstone); a live one needs it.
+            r.addr(m->addr(), "member.addr", !is_gone(s)),
+            r.addr_text(m->http(), "member.http", false), Incarnation{m->incarnation()}, s,
+            r.tags(m->tags()), m->load_milli(), m->protocol()});
+        if (r.failed()) return;
+    }
+}
+
+uint32_t bound(size_t n) {
+    return static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX));
+}
+
+std::optional<Time> from_epoch_ms(uint64_t ms) {
+    if (ms == 0) return std::nullopt;
+    return Time{} + milliseconds(static_cast<int64_t>(std::min<uint64_t>(ms, INT64_MAX / 1000)));
+}
+
+TaskSpec read_spec(Reader& r, const gen::TaskSpec* s, const Limits& l) {
+    TaskSpec out;
+    if (s == nullptr) {
+        r.fail("task is missing");
+        return out;
+    }
+    out.id = r.text(s->id(), bound(l.task_id_bytes_max), "task.id", true);
+    out.key = r.text(s->key(), bound(l.task_key_bytes_max), "task.key", true);
+    out.type = r.text(s->type(), bound(l.task_type_bytes_max), "task.type", true);
+    out.payload = r.text(s->payload(), bound(l.task_payload_bytes_max), "task.payload", false);
+    if (out.payload.empty()) out.payload = "null";
+    out.timeout = milliseconds(s->timeout_ms());
+    return out;
+}
+
+Task read_status(Reader& r, const gen::TaskStatus& s, const Limits& l) {
+    Task t;
+    t.spec = read_spec(r, s.spec(), l);
+    const auto state = static_cast<uint8_t>(s.state());
+    if (state > static_cast<uint8_t>(TaskState::lost)) {
+        r.fail(fmt::format("task state {} is unknown", state));
+    }
+    t.state = static_cast<TaskState>(state);
+    t.owner = Name(r.text(s.owner(), l.name_bytes_max, "task.owner", false));
+    t.result = r.text(s.result(), bound(l.task_result_bytes_max), "task.result", false);
+    t.error = r.text(s.error(), bound(l.task_text_bytes_max), "task.error", false);
+    if (s.has_exit_code()) t.exit_code = s.exit_code();
+    t.created = from_epoch_ms(s.created_ms()).value_or(Time{});
+    t.started = from_epoch_ms(s.started_ms());
+    t.finished = from_epoch_ms(s.finished_ms());
+    t.attempts = s.attempts();
+    return t;
+}
+
+}  // namespace
+
+Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
     if (bytes.size() > l.frame_bytes_max) {
         return DecodeFailure{DecodeError::too_large, fmt::format("{} bytes, over the limit of {}",
                                                                  bytes.size(), l.frame_bytes_max)};
@@ -353,38 +484,60 @@ Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits&
     }
     const auto* f = fb::GetRoot<gen::Frame>(bytes.data());
     if (auto e = check_header(f->version(), f->cluster(), l)) return *e;
-    const auto* pp = f->message_as_PushPull();
-    if (pp == nullptr) return bad("frame is not a push-pull");
 
     Reader r(l);
-    PushPull out;
-    out.version = f->version();
-    out.cluster = l.cluster;
+    Frame out;
     out.sender = r.name(f->sender(), "sender");
-    out.join = pp->join();
-    if (const auto* ms = pp->members()) {
-        if (ms->size() > l.members_max) {
-            return bad(fmt::format("{} members, over the limit of {}", ms->size(), l.members_max));
+    switch (f->message_type()) {
+        case gen::Message::PushPull: {
+            auto& pp = out.message.emplace<PushPull>();
+            pp.version = f->version();
+            pp.cluster = l.cluster;
+            pp.sender = out.sender;
+            read_push_pull(r, *f->message_as_PushPull(), l, pp);
+            break;
         }
-        out.members.reserve(ms->size());
-        for (const gen::MemberSnapshot* m : *ms) {
-            const auto state = static_cast<uint8_t>(m->state());
-            if (state > static_cast<uint8_t>(chorus::MemberState::left)) {
-                r.fail(fmt::format("member state {} is unknown", state));
-                break;
-            }
-            const auto s = static_cast<chorus::MemberState>(state);
-            out.members.push_back(MemberSnapshot{
-                r.name(m->name(), "member.name"),
-                // A dead member's address may be unknown (a tombstone); a live one needs it.
-                r.addr(m->addr(), "member.addr", !is_gone(s)),
-                r.addr_text(m->http(), "member.http", false), Incarnation{m->incarnation()}, s,
-                r.tags(m->tags()), m->load_milli(), m->protocol()});
-            if (r.failed()) break;
+        case gen::Message::TaskSubmit: {
+            const auto* m = f->message_as_TaskSubmit();
+            auto& x = out.message.emplace<TaskSubmit>();
+            x.request = m->request();
+            x.spec = read_spec(r, m->task(), l);
+            break;
         }
+        case gen::Message::TaskQuery: {
+            const auto* m = f->message_as_TaskQuery();
+            auto& x = out.message.emplace<TaskQuery>();
+            x.request = m->request();
+            x.id = r.text(m->id(), bound(l.task_id_bytes_max), "query.id", true);
+            x.cancel = m->cancel();
+            x.wait = milliseconds(m->wait_ms());
+            break;
+        }
+        case gen::Message::TaskReply: {
+            const auto* m = f->message_as_TaskReply();
+            auto& x = out.message.emplace<TaskReply>();
+            x.request = m->request();
+            x.status = m->status();
+            x.code = r.text(m->code(), 64, "reply.code", false);
+            x.message = r.text(m->message(), bound(l.task_text_bytes_max), "reply.message", false);
+            x.load_milli = m->load_milli();
+            x.capacity = m->capacity();
+            if (const auto* t = m->task()) x.task = read_status(r, *t, l);
+            break;
+        }
+        default:
+            return bad("frame carries no message we know");
     }
     if (r.failed()) return r.failure();
     return out;
+}
+
+Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& l) {
+    auto f = decode_frame(bytes, l);
+    if (!f) return f.error();
+    auto* pp = std::get_if<PushPull>(&f->message);
+    if (pp == nullptr) return bad("frame is not a push-pull");
+    return std::move(*pp);
 }
 
 }  // namespace chorus::wire

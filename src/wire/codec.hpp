@@ -11,11 +11,13 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "core/config.hpp"
 #include "core/message.hpp"
 #include "core/result.hpp"
+#include "core/task.hpp"
 
 namespace chorus::wire {
 
@@ -53,6 +55,13 @@ struct Limits {
     uint32_t tag_bytes_max = 512;
     uint32_t updates_max = 256;
     uint32_t members_max = 65536;
+    // Task frames (TaskLimits sets these in the daemon).
+    size_t task_id_bytes_max = 64;
+    size_t task_key_bytes_max = 512;
+    size_t task_type_bytes_max = 128;
+    size_t task_payload_bytes_max = 1u << 20;
+    size_t task_result_bytes_max = 1u << 20;
+    size_t task_text_bytes_max = 64u << 10;  // error messages
 };
 Limits limits_for(const Config& c);
 
@@ -61,6 +70,17 @@ Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& limi
 
 std::vector<uint8_t> encode(const PushPull& p);
 Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& limits);
+
+// Task frames travel on the same streams as push-pulls.
+using TaskMessage = std::variant<TaskSubmit, TaskQuery, TaskReply>;
+std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const TaskMessage& m);
+
+// Any stream frame: a push-pull or a task message, from `sender`.
+struct Frame {
+    Name sender;
+    std::variant<PushPull, TaskSubmit, TaskQuery, TaskReply> message;
+};
+Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& limits);
 
 // Counts of rejected inputs by reason, for metrics.
 struct DecodeStats {

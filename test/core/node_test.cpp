@@ -484,7 +484,9 @@ TEST_CASE(
     REQUIRE(s.node.stats().suspicions == 1);
 }
 
-TEST_CASE("a changed load reaches every member within one gossip interval, an unchanged one costs nothing") {
+TEST_CASE(
+    "a changed load reaches every member within one gossip interval, an unchanged one costs "
+    "nothing") {
     Cluster c = five();
     REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
     c.run_for(seconds(2));  // let the join's gossip settle

@@ -292,3 +292,96 @@ TEST_CASE("decode stats count rejections by reason") {
     REQUIRE(s.total() == 3);
     REQUIRE(to_string(DecodeError::wrong_cluster) == "wrong_cluster");
 }
+
+namespace {
+
+Task full_task() {
+    Task t;
+    t.spec = TaskSpec{make_task_id(0xfeed, 7), "user:42", "exec", R"({"n":1})", milliseconds(2500)};
+    t.state = TaskState::failed;
+    t.owner = Name("n2");
+    t.error = "exit status 3: boom";
+    t.exit_code = 3;
+    t.created = Time{} + milliseconds(1'700'000'000'000);
+    t.started = t.created + milliseconds(5);
+    t.finished = t.created + milliseconds(900);
+    t.attempts = 1;
+    return t;
+}
+
+template <typename T>
+T round_trip(const TaskMessage& m) {
+    const auto bytes = encode("test", Name("n1"), m);
+    auto f = decode_frame(bytes, limits());
+    REQUIRE(f.ok());
+    REQUIRE(f->sender == "n1");
+    REQUIRE(std::holds_alternative<T>(f->message));
+    return std::get<T>(f->message);
+}
+
+}  // namespace
+
+TEST_CASE("task frames survive a round trip unchanged") {
+    const auto submit = round_trip<TaskSubmit>(TaskSubmit{9, full_task().spec});
+    REQUIRE(submit.request == 9);
+    REQUIRE(submit.spec.id == full_task().spec.id);
+    REQUIRE(submit.spec.key == "user:42");
+    REQUIRE(submit.spec.type == "exec");
+    REQUIRE(submit.spec.payload == R"({"n":1})");
+    REQUIRE(submit.spec.timeout == milliseconds(2500));
+
+    const auto query = round_trip<TaskQuery>(TaskQuery{10, "abc", true, milliseconds(3000)});
+    REQUIRE(query.request == 10);
+    REQUIRE(query.id == "abc");
+    REQUIRE(query.cancel);
+    REQUIRE(query.wait == milliseconds(3000));
+
+    const auto reply = round_trip<TaskReply>(
+        TaskReply{11, 200, "", "", 1250, 16, std::optional<Task>(full_task())});
+    REQUIRE(reply.request == 11);
+    REQUIRE(reply.status == 200);
+    REQUIRE(reply.load_milli == 1250);
+    REQUIRE(reply.capacity == 16);
+    REQUIRE(reply.task);
+    const Task& t = *reply.task;
+    const Task want = full_task();
+    REQUIRE(t.state == TaskState::failed);
+    REQUIRE(t.owner == "n2");
+    REQUIRE(t.error == want.error);
+    REQUIRE(t.exit_code == 3);
+    REQUIRE(t.created == want.created);
+    REQUIRE(t.started == want.started);
+    REQUIRE(t.finished == want.finished);
+    REQUIRE(t.attempts == 1);
+
+    const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}});
+    REQUIRE(refusal.code == "full");
+    REQUIRE_FALSE(refusal.task);
+    // A task frame is not a push-pull.
+    REQUIRE_FALSE(decode_push_pull(encode("test", Name("n1"), TaskMessage{query}), limits()).ok());
+}
+
+TEST_CASE("task frames that break our bounds are rejected with what was wrong") {
+    Limits l = limits();
+    l.task_payload_bytes_max = 10;
+    TaskSpec s = full_task().spec;
+    s.payload = std::string(11, '1');
+    auto big = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s}), l);
+    REQUIRE_FALSE(big.ok());
+    REQUIRE(big.error().reason == DecodeError::bad_field);
+    REQUIRE(big.error().detail.find("task.payload") != std::string::npos);
+
+    s = full_task().spec;
+    s.key.clear();
+    auto keyless = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s}), limits());
+    REQUIRE(keyless.error().detail == "task.key is missing");
+
+    Task odd = full_task();
+    odd.state = static_cast<TaskState>(42);
+    auto state =
+        decode_frame(encode("test", Name("n1"), TaskReply{1, 200, "", "", 0, 1, odd}), limits());
+    REQUIRE(state.error().detail == "task state 42 is unknown");
+
+    auto other = decode_frame(encode("prod", Name("n1"), TaskQuery{1, "x", false, {}}), limits());
+    REQUIRE(other.error().reason == DecodeError::wrong_cluster);
+}
