@@ -26,10 +26,22 @@ struct Exchange {
     std::string host;
     std::vector<char> buffer = std::vector<char>(64 * 1024);
 
+    std::function<void(Result<ClientResponse>)> on_done;
+
     void fail(std::string code, std::string message) {
         if (done) return;
         error = Error{std::move(code), std::move(message)};
         done = true;
+    }
+    // Called last in every libuv callback: once the exchange is over, hands the outcome over
+    // and frees the exchange (its handles close through RAII).
+    static void notify_if_done(Exchange* x) {
+        if (!x->done) return;
+        auto cb = std::move(x->on_done);
+        Result<ClientResponse> r = x->error ? Result<ClientResponse>(*x->error)
+                                            : Result<ClientResponse>(std::move(x->response));
+        delete x;
+        cb(std::move(r));
     }
 };
 
@@ -86,7 +98,7 @@ const llhttp_settings_t& settings() {
                 }
                 return 0;
             }
-            if (x.response.body.size() + n > kClientBodyBytesMax) return -1;
+            if (x.response.body.size() + n > x.request.body_bytes_max) return -1;
             x.response.body.append(at, n);
             return 0;
         };
@@ -99,9 +111,7 @@ const llhttp_settings_t& settings() {
     return s;
 }
 
-void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
-    auto* x = static_cast<Exchange*>(stream->data);
-    if (x == nullptr || x->done) return;
+void read_into(Exchange* x, ssize_t n, const uv_buf_t* buf) {
     if (n == UV_EOF) {
         // A body delimited by the connection's end completes here; anything else is cut short.
         if (llhttp_finish(&x->parser) == HPE_OK && x->head_done && !x->done) {
@@ -125,10 +135,24 @@ void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
                 : fmt::format("malformed response: {}", llhttp_get_error_reason(&x->parser)));
 }
 
+void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
+    auto* x = static_cast<Exchange*>(stream->data);
+    if (x == nullptr || x->done) return;
+    read_into(x, n, buf);
+    Exchange::notify_if_done(x);
+}
+
+void send_request(Exchange* x, int status);
+
 void on_connect(uv_connect_t* req, int status) {
     auto* x = static_cast<Exchange*>(req->handle->data);
     delete req;
     if (x == nullptr) return;
+    send_request(x, status);
+    Exchange::notify_if_done(x);
+}
+
+void send_request(Exchange* x, int status) {
     if (status < 0) {
         x->fail("unreachable", uv_strerror(status));
         return;
@@ -169,40 +193,53 @@ void on_connect(uv_connect_t* req, int status) {
 
 }  // namespace
 
-Result<ClientResponse> fetch(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request) {
-    Exchange x;
-    x.request = std::move(request);
-    x.host = to.str();
+void fetch_async(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request,
+                 std::function<void(Result<ClientResponse>)> done) {
+    auto* x = new Exchange;
+    x->request = std::move(request);
+    x->on_done = std::move(done);
+    x->host = to.str();
+    const auto fail_now = [&](Error e) {
+        x->fail(e.code, e.message);
+        Exchange::notify_if_done(x);
+    };
     auto tcp = net::make_handle<uv_tcp_t>(
-        loop, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, &x);
-    if (!tcp) return tcp.error();
-    x.tcp = std::move(*tcp);
+        loop, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, x);
+    if (!tcp) return fail_now(tcp.error());
+    x->tcp = std::move(*tcp);
     auto timer = net::make_handle<uv_timer_t>(
-        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, &x);
-    if (!timer) return timer.error();
-    x.timer = std::move(*timer);
-    llhttp_init(&x.parser, HTTP_RESPONSE, &settings());
-    x.parser.data = &x;
+        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, x);
+    if (!timer) return fail_now(timer.error());
+    x->timer = std::move(*timer);
+    llhttp_init(&x->parser, HTTP_RESPONSE, &settings());
+    x->parser.data = x;
 
     auto* req = new uv_connect_t{};
-    if (const int rc = uv_tcp_connect(req, x.tcp.get(), to.sa(), on_connect); rc != 0) {
+    if (const int rc = uv_tcp_connect(req, x->tcp.get(), to.sa(), on_connect); rc != 0) {
         delete req;
-        return Error{"unreachable", uv_strerror(rc)};
+        return fail_now(Error{"unreachable", uv_strerror(rc)});
     }
     uv_timer_start(
-        x.timer.get(),
+        x->timer.get(),
         [](uv_timer_t* t) {
-            if (auto* ex = static_cast<Exchange*>(t->data))
+            if (auto* ex = static_cast<Exchange*>(t->data)) {
                 ex->fail("timeout", "no answer in time");
+                Exchange::notify_if_done(ex);
+            }
         },
         static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::milliseconds>(x.request.timeout).count()),
+            std::chrono::duration_cast<std::chrono::milliseconds>(x->request.timeout).count()),
         0);
-    while (!x.done)
+}
+
+Result<ClientResponse> fetch(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request) {
+    std::optional<Result<ClientResponse>> out;
+    fetch_async(loop, to, std::move(request),
+                [&out](Result<ClientResponse> r) { out = std::move(r); });
+    while (!out)
         uv_run(loop, UV_RUN_ONCE);
-    // The handles close as `x` goes; the loop's owner runs their close callbacks.
-    if (x.error) return *x.error;
-    return std::move(x.response);
+    // The exchange's handles are closing; the loop's owner runs their close callbacks.
+    return std::move(*out);
 }
 
 Result<net::Endpoint> resolve(std::string_view host_port) {

@@ -1,5 +1,6 @@
-// A small HTTP/1.1 client for the CLI: one request per connection on a libuv loop, the response
-// parsed by llhttp (the server's parser, in response mode), and a reader for Server-Sent Events.
+// A small HTTP/1.1 client for the CLI and the http task handler: one request per connection on a
+// libuv loop, the response parsed by llhttp (the server's parser, in response mode), and a reader
+// for Server-Sent Events.
 //
 // Responses are untrusted like any input: the head and a collected body are bounded, and the
 // whole exchange has a deadline, so a stuck or hostile server cannot hang the CLI. A stream
@@ -30,6 +31,7 @@ struct ClientRequest {
     // Set for a stream: called with body bytes as they arrive instead of collecting them;
     // returning false ends the exchange.
     std::function<bool(std::string_view)> on_body;
+    size_t body_bytes_max = 64u << 20;  // a collected body longer than this is an error
 };
 
 struct ClientResponse {
@@ -38,9 +40,13 @@ struct ClientResponse {
     std::string body;
 };
 
-// Bounds on what a server may send back.
+// Bounds on what a server may send back (the body's is per request).
 inline constexpr size_t kClientHeadBytesMax = 64 * 1024;
-inline constexpr size_t kClientBodyBytesMax = 64 * 1024 * 1024;
+
+// Starts one exchange on `loop`; `done` runs once with the response or an error (possibly
+// before fetch_async returns, when the connection cannot even be attempted).
+void fetch_async(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request,
+                 std::function<void(Result<ClientResponse>)> done);
 
 // Runs `loop` until the exchange is over. Errors: could not connect, timed out, a malformed or
 // oversized response, or the server closed before answering.

@@ -1,0 +1,407 @@
+#include "daemon/runner.hpp"
+
+#include <csignal>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+extern char** environ;
+
+namespace chorus::daemon {
+
+std::map<std::string, HandlerSpec> default_handlers() {
+    return {{"echo", HandlerSpec{HandlerSpec::Kind::builtin, "echo", {}, {}}},
+            {"sleep", HandlerSpec{HandlerSpec::Kind::builtin, "sleep", {}, {}}}};
+}
+
+Status check_handler(const std::string& name, const HandlerSpec& spec) {
+    const auto bad = [&](std::string what) {
+        return Error{"bad_config", fmt::format("handlers.{}: {}", name, what)};
+    };
+    if (name.empty()) return Error{"bad_config", "handlers: a handler's name must not be empty"};
+    switch (spec.kind) {
+        case HandlerSpec::Kind::builtin:
+            if (spec.builtin != "echo" && spec.builtin != "sleep") {
+                return bad(
+                    fmt::format("builtin '{}' is unknown; there are echo and sleep", spec.builtin));
+            }
+            break;
+        case HandlerSpec::Kind::exec:
+            if (spec.argv.empty() || spec.argv[0].empty()) {
+                return bad("exec needs argv, a non-empty array whose first element is the program");
+            }
+            break;
+        case HandlerSpec::Kind::http: {
+            const std::string_view url = spec.url;
+            constexpr std::string_view scheme = "http://";
+            const size_t slash = url.find('/', scheme.size());
+            if (!url.starts_with(scheme) ||
+                !net::Endpoint::parse(url.substr(scheme.size(), slash == std::string_view::npos
+                                                                    ? std::string_view::npos
+                                                                    : slash - scheme.size()))) {
+                return bad(
+                    fmt::format("url '{}' must look like http://127.0.0.1:8080/path (an IP "
+                                "address and port)",
+                                spec.url));
+            }
+            break;
+        }
+    }
+    return Ok{};
+}
+
+namespace {
+
+// A command's stdout is its result: JSON if it parses, else the text as a JSON string.
+std::string as_json_result(const std::string& out) {
+    if (out.find_first_not_of(" \t\r\n") == std::string::npos) return "null";
+    if (nlohmann::json::accept(out)) return nlohmann::json::parse(out).dump();
+    return nlohmann::json(out).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+uint64_t ms_of(Duration d) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return ms < 0 ? 0 : static_cast<uint64_t>(ms);
+}
+
+TaskOutcome failure(TaskState state, std::string error) {
+    return TaskOutcome{state, "", std::move(error), std::nullopt};
+}
+
+}  // namespace
+
+struct Runner::Run {
+    Runner& runner;
+    std::string id;
+    uint64_t serial;
+    std::function<void(TaskOutcome)> done;
+    net::Handle<uv_timer_t> timer;       // the sleep itself, the deferral of an instant result, or
+                                         // a command's timeout
+    std::optional<TaskOutcome> verdict;  // decided before the handler ended (timeout, stop, cap)
+
+    // exec
+    net::Handle<uv_process_t> process;
+    net::Handle<uv_pipe_t> in, out, err;
+    std::string stdout_bytes, stderr_tail;
+    bool exited = false;
+    int64_t exit_status = 0;
+    int term_signal = 0;
+
+    Run(Runner& r, std::string i, uint64_t s, std::function<void(TaskOutcome)> d)
+        : runner(r), id(std::move(i)), serial(s), done(std::move(d)) {}
+
+    void arm(uint64_t ms) {
+        if (!timer) {
+            timer = net::make_handle<uv_timer_t>(
+                        runner.loop_,
+                        [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, this)
+                        .value();
+        }
+        uv_timer_start(
+            timer.get(),
+            [](uv_timer_t* t) {
+                auto* run = static_cast<Run*>(t->data);
+                if (run != nullptr) run->timer_fired();
+            },
+            ms, 0);
+    }
+
+    // Finishes now with `o` (an instant result, or the end of a sleep).
+    void settle(TaskOutcome o) {
+        verdict = std::move(o);
+        arm(0);
+    }
+
+    void timer_fired() {
+        if (process) {
+            // A command's timeout: kill it; the exit and the pipes' ends finish the run.
+            if (!verdict)
+                verdict = failure(TaskState::timed_out, "timed out; the command was killed");
+            kill_group();
+            return;
+        }
+        runner.complete(id, verdict.value_or(failure(TaskState::failed, "stopped")));
+    }
+
+    void kill_group() {
+        if (process && process->pid > 0) uv_kill(-process->pid, SIGKILL);
+    }
+
+    bool pipes_open() const { return out || err; }
+
+    void maybe_finish() {
+        if (!exited || pipes_open()) return;
+        TaskOutcome o;
+        if (verdict) {
+            o = std::move(*verdict);
+        } else if (term_signal != 0) {
+            o = failure(TaskState::failed,
+                        fmt::format("killed by signal {}; stderr: {}", term_signal, stderr_tail));
+        } else if (exit_status != 0) {
+            o = failure(TaskState::failed,
+                        fmt::format("exit status {}; stderr: {}", exit_status, stderr_tail));
+            o.exit_code = static_cast<int>(exit_status);
+        } else {
+            o.state = TaskState::succeeded;
+            o.result = as_json_result(stdout_bytes);
+            o.exit_code = 0;
+        }
+        runner.complete(id, std::move(o));
+    }
+};
+
+Runner::Runner(uv_loop_t* loop, std::map<std::string, HandlerSpec> handlers, RunnerLimits limits,
+               HttpPost http_post)
+    : loop_(loop),
+      handlers_(std::move(handlers)),
+      limits_(limits),
+      http_post_(std::move(http_post)) {}
+
+Runner::~Runner() {
+    *alive_ = nullptr;
+    // Commands still running are killed: the agent is stopping, and an orphaned task would
+    // keep running with nobody to report to.
+    for (auto& [id, run] : runs_)
+        run->kill_group();
+}
+
+std::vector<std::string> Runner::types() const {
+    std::vector<std::string> out;
+    for (const auto& [name, spec] : handlers_)
+        out.push_back(name);
+    return out;
+}
+
+void Runner::complete(const std::string& id, TaskOutcome outcome) {
+    auto it = runs_.find(id);
+    if (it == runs_.end()) return;
+    auto done = std::move(it->second->done);
+    runs_.erase(it);  // closes the run's handles; their memory goes in the close callbacks
+    done(std::move(outcome));
+}
+
+void Runner::stop(const std::string& id) {
+    auto it = runs_.find(id);
+    if (it == runs_.end()) return;
+    Run& run = *it->second;
+    run.verdict = failure(TaskState::failed, "stopped");
+    if (run.process) {
+        run.kill_group();
+    } else {
+        run.arm(0);
+    }
+}
+
+namespace {
+
+void on_pipe_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+    static thread_local char block[64 * 1024];
+    (void)h;
+    *buf = uv_buf_init(block, sizeof(block));
+}
+
+}  // namespace
+
+void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) {
+    CHORUS_ASSERT(!runs_.contains(spec.id));
+    auto owned = std::make_unique<Run>(*this, spec.id, ++serial_, std::move(done));
+    Run& run = *owned;
+    runs_.emplace(spec.id, std::move(owned));
+
+    auto h = handlers_.find(spec.type);
+    if (h == handlers_.end()) {
+        run.settle(failure(TaskState::failed, fmt::format("no handler named '{}'", spec.type)));
+        return;
+    }
+    const HandlerSpec& handler = h->second;
+    const uint64_t timeout_ms = ms_of(spec.timeout);
+
+    if (handler.kind == HandlerSpec::Kind::builtin && handler.builtin == "echo") {
+        run.settle(TaskOutcome{TaskState::succeeded, spec.payload, "", std::nullopt});
+        return;
+    }
+    if (handler.kind == HandlerSpec::Kind::builtin) {  // sleep
+        const auto p = nlohmann::json::parse(spec.payload, nullptr, false);
+        if (!p.is_object() || !p.contains("ms") || !p["ms"].is_number_unsigned()) {
+            run.settle(failure(TaskState::failed,
+                               R"(sleep: the payload must be {"ms": N}, N a whole number of ms)"));
+            return;
+        }
+        const auto ms = p["ms"].get<uint64_t>();
+        if (ms > timeout_ms) {
+            run.verdict = failure(
+                TaskState::timed_out,
+                fmt::format("timed out after {} ms (asked to sleep {} ms)", timeout_ms, ms));
+            run.arm(timeout_ms);
+            return;
+        }
+        run.verdict = TaskOutcome{TaskState::succeeded, fmt::format(R"({{"slept_ms":{}}})", ms), "",
+                                  std::nullopt};
+        run.arm(ms);
+        return;
+    }
+    if (handler.kind == HandlerSpec::Kind::http) {
+        const std::weak_ptr<Runner*> alive = alive_;
+        const std::string id = spec.id;
+        const uint64_t s = run.serial;
+        http_post_(
+            handler.url, spec.payload, spec.timeout, limits_.output_bytes_max,
+            [alive, id, s](Result<std::pair<int, std::string>> r) {
+                auto self = alive.lock();
+                if (!self || *self == nullptr) return;
+                Runner& runner = **self;
+                auto it = runner.runs_.find(id);
+                if (it == runner.runs_.end() || it->second->serial != s) return;
+                if (it->second->verdict) return;  // stopped: its timer finishes it
+                TaskOutcome o;
+                if (!r) {
+                    o = failure(
+                        r.error().code == "timeout" ? TaskState::timed_out : TaskState::failed,
+                        fmt::format("POST failed: {}", r.error().message));
+                } else if (r->first < 200 || r->first > 299) {
+                    o = failure(TaskState::failed, fmt::format("POST answered {}: {}", r->first,
+                                                               r->second.substr(0, 512)));
+                } else {
+                    o.result = as_json_result(r->second);
+                }
+                // settle(), not complete(): this may run inside http_post_ itself.
+                it->second->settle(std::move(o));
+            });
+        return;
+    }
+
+    // exec
+    const auto pipe = [&]() {
+        return net::make_handle<uv_pipe_t>(
+                   loop_, [](uv_loop_t* l, uv_pipe_t* p) { return uv_pipe_init(l, p, 0); }, &run)
+            .value();
+    };
+    run.in = pipe();
+    run.out = pipe();
+    run.err = pipe();
+    std::vector<char*> args;
+    for (const auto& a : handler.argv)
+        args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    // The environment is the agent's, plus which task this is.
+    std::vector<std::string> env_strings = {"CHORUS_TASK_ID=" + spec.id,
+                                            "CHORUS_TASK_KEY=" + spec.key};
+    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+        if (std::string_view(*e).starts_with("CHORUS_TASK_")) continue;
+        env_strings.emplace_back(*e);
+    }
+    std::vector<char*> env;
+    for (auto& e : env_strings)
+        env.push_back(e.data());
+    env.push_back(nullptr);
+
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
+    stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(run.in.get());
+    stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+    stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(run.out.get());
+    stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
+    stdio[2].data.stream = reinterpret_cast<uv_stream_t*>(run.err.get());
+    uv_process_options_t o{};
+    o.file = args[0];
+    o.args = args.data();
+    o.env = env.data();
+    o.stdio_count = 3;
+    o.stdio = stdio;
+    // Detached: setsid(), so the command leads its own process group and a kill reaches every
+    // process it started.
+    o.flags = UV_PROCESS_DETACHED;
+    o.exit_cb = [](uv_process_t* p, int64_t status, int signal) {
+        auto* r = static_cast<Run*>(p->data);
+        if (r == nullptr) return;
+        r->exited = true;
+        r->exit_status = status;
+        r->term_signal = signal;
+        // Whatever the command left behind in its group goes with it, so the pipes close.
+        r->kill_group();
+        if (r->timer) uv_timer_stop(r->timer.get());
+        r->maybe_finish();
+    };
+    auto* proc = new uv_process_t{};
+    const int rc = uv_spawn(loop_, proc, &o);
+    run.process = net::Handle<uv_process_t>(proc);  // initialised even on failure; closed by RAII
+    proc->data = &run;
+    if (rc != 0) {
+        run.process.reset();
+        run.in.reset();
+        run.out.reset();
+        run.err.reset();
+        run.settle(failure(TaskState::failed, fmt::format("could not start {}: {}", handler.argv[0],
+                                                          uv_strerror(rc))));
+        return;
+    }
+    run.arm(timeout_ms);
+
+    // The payload goes to stdin, which is then closed so the command sees its end. The
+    // requests own their memory: the run may be gone before libuv is done with them. A command
+    // that does not read its stdin makes the write fail with EPIPE; that is its business.
+    struct Write {
+        uv_write_t req;
+        std::string bytes;
+    };
+    auto* w = new Write{{}, spec.payload + "\n"};
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+    auto* in = reinterpret_cast<uv_stream_t*>(run.in.get());
+    if (uv_write(&w->req, in, &buf, 1,
+                 [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); }) != 0) {
+        delete w;
+    }
+    auto* shut = new uv_shutdown_t{};
+    if (uv_shutdown(shut, in, [](uv_shutdown_t* req, int) {
+            auto* r = static_cast<Run*>(req->handle->data);
+            delete req;
+            if (r != nullptr) r->in.reset();
+        }) != 0) {
+        delete shut;
+        run.in.reset();
+    }
+
+    const auto read = [&](net::Handle<uv_pipe_t>& p, bool is_out) {
+        auto* stream = reinterpret_cast<uv_stream_t*>(p.get());
+        const auto cb = is_out ? +[](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+            auto* r = static_cast<Run*>(s->data);
+            if (r == nullptr) return;
+            if (n < 0) {
+                r->out.reset();
+                r->maybe_finish();
+                return;
+            }
+            if (r->stdout_bytes.size() + static_cast<size_t>(n) > r->runner.limits_.output_bytes_max) {
+                if (!r->verdict) {
+                    r->verdict = failure(TaskState::failed,
+                                         fmt::format("output_too_large: stdout passed {} bytes",
+                                                     r->runner.limits_.output_bytes_max));
+                }
+                r->kill_group();
+                return;
+            }
+            r->stdout_bytes.append(b->base, static_cast<size_t>(n));
+        }
+                               : +[](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+                                     auto* r = static_cast<Run*>(s->data);
+                                     if (r == nullptr) return;
+                                     if (n < 0) {
+                                         r->err.reset();
+                                         r->maybe_finish();
+                                         return;
+                                     }
+                                     r->stderr_tail.append(b->base, static_cast<size_t>(n));
+                                     const size_t keep = r->runner.limits_.stderr_tail_bytes;
+                                     if (r->stderr_tail.size() > keep) {
+                                         r->stderr_tail.erase(0, r->stderr_tail.size() - keep);
+                                     }
+                                 };
+        uv_read_start(stream, on_pipe_alloc, cb);
+    };
+    read(run.out, true);
+    read(run.err, false);
+}
+
+}  // namespace chorus::daemon

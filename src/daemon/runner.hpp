@@ -1,0 +1,87 @@
+// Runs tasks' handlers on the loop (DESIGN §4): the built-ins, external commands and local HTTP
+// endpoints. The task board decides what runs; the runner only runs it and reports how it
+// ended, exactly once per start, on the loop's thread.
+//
+//   builtin echo    the result is the payload
+//   builtin sleep   payload {"ms": N}: waits N ms; the result is {"slept_ms": N}
+//   exec            argv (never a shell string), the payload as JSON on stdin; stdout is the
+//                   result (JSON if it parses, else a JSON string). A non-zero exit fails the
+//                   task with the exit code and the tail of stderr. The command runs in its
+//                   own process group, and the whole group is killed on timeout, on cancel,
+//                   when stdout passes the output cap, and once the command itself has exited.
+//   http            POST the payload to a local URL; a 2xx body is the result, anything else
+//                   fails the task.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/task.hpp"
+#include "net/endpoint.hpp"
+#include "net/handle.hpp"
+
+namespace chorus::daemon {
+
+struct HandlerSpec {
+    enum class Kind : uint8_t { builtin, exec, http };
+    Kind kind = Kind::builtin;
+    std::string builtin;            // echo, sleep
+    std::vector<std::string> argv;  // exec: argv[0] is the program (a path, or found in PATH)
+    std::string url;                // http: http://ip:port/path
+};
+
+// Handler names to specs; `echo` and `sleep` are there with no configuration at all.
+std::map<std::string, HandlerSpec> default_handlers();
+// Checks a spec (argv non-empty, URL shape, a known built-in); the error names what to fix.
+Status check_handler(const std::string& name, const HandlerSpec& spec);
+
+struct RunnerLimits {
+    size_t output_bytes_max = 1u << 20;  // stdout or an HTTP body; beyond it the task fails
+    size_t stderr_tail_bytes = 4096;     // kept for a failed command's error message
+};
+
+// POSTs `body` to an http://ip:port/path URL and calls `done` once with (status, body) or an
+// error. Injected: the HTTP client lives a layer above the daemon.
+using HttpPost = std::function<void(const std::string& url, std::string body, Duration timeout,
+                                    size_t body_bytes_max,
+                                    std::function<void(Result<std::pair<int, std::string>>)> done)>;
+
+class Runner {
+  public:
+    Runner(uv_loop_t* loop, std::map<std::string, HandlerSpec> handlers, RunnerLimits limits,
+           HttpPost http_post);
+    ~Runner();
+    Runner(const Runner&) = delete;
+    Runner& operator=(const Runner&) = delete;
+
+    bool knows(std::string_view type) const { return handlers_.contains(std::string(type)); }
+    std::vector<std::string> types() const;
+    // Starts the task's handler; `done` runs once, later, on the loop (never inside start).
+    void start(const TaskSpec& spec, std::function<void(TaskOutcome)> done);
+    // Stops a running task: its process group is killed, a sleep or request abandoned. Its
+    // `done` still runs, with a failure.
+    void stop(const std::string& id);
+    size_t running() const { return runs_.size(); }
+
+    struct Run;  // one execution; defined in runner.cpp
+
+  private:
+    friend struct Run;
+    void complete(const std::string& id, TaskOutcome outcome);
+
+    uv_loop_t* loop_;
+    std::map<std::string, HandlerSpec> handlers_;
+    RunnerLimits limits_;
+    HttpPost http_post_;
+    std::map<std::string, std::unique_ptr<Run>> runs_;
+    uint64_t serial_ = 0;  // tells a late HTTP answer for an earlier run of an id from this one
+    std::shared_ptr<Runner*> alive_ = std::make_shared<Runner*>(this);
+};
+
+}  // namespace chorus::daemon
