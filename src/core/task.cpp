@@ -34,12 +34,24 @@ std::string make_task_id(uint64_t key_hash, uint64_t unique) {
     return fmt::format("{:016x}-{:016x}", key_hash, unique);
 }
 
+std::string make_task_id(uint64_t key_hash, std::string_view name) {
+    return fmt::format("{:016x}-{}", key_hash, name);
+}
+
+bool valid_task_name(std::string_view name) {
+    if (name.empty() || name.size() > kTaskNameMax) return false;
+    for (const char c : name) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                        c == '.' || c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
 std::optional<uint64_t> task_key_hash(std::string_view id) {
-    if (id.size() != 33 || id[16] != '-') return std::nullopt;
+    if (id.size() < 18 || id[16] != '-' || !valid_task_name(id.substr(17))) return std::nullopt;
     uint64_t hash = 0;
-    for (size_t i = 0; i < id.size(); ++i) {
-        if (i == 16) continue;
-        const char c = id[i];
+    for (const char c : id.substr(0, 16)) {
         uint64_t digit = 0;
         if (c >= '0' && c <= '9') {
             digit = static_cast<uint64_t>(c - '0');
@@ -48,7 +60,7 @@ std::optional<uint64_t> task_key_hash(std::string_view id) {
         } else {
             return std::nullopt;
         }
-        if (i < 16) hash = hash << 4 | digit;
+        hash = hash << 4 | digit;
     }
     return hash;
 }

@@ -63,8 +63,13 @@ struct Task {
     size_t bytes() const;  // what keeping it costs, roughly
 };
 
-// "<16 hex digits of the key's hash>-<16 hex digits unique to the submission>".
+// "<16 hex digits of the key's hash>-<suffix>": the suffix is 16 hex digits unique to the
+// submission, or the name a client chose for its task (see valid_task_name).
 std::string make_task_id(uint64_t key_hash, uint64_t unique);
+std::string make_task_id(uint64_t key_hash, std::string_view name);
+// 1 to kTaskNameMax characters of [A-Za-z0-9._-]: safe in a URL path and a log line.
+inline constexpr size_t kTaskNameMax = 64;
+bool valid_task_name(std::string_view name);
 // The key hash an id carries; nullopt for anything not shaped like make_task_id's output.
 std::optional<uint64_t> task_key_hash(std::string_view id);
 

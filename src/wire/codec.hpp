@@ -56,7 +56,7 @@ struct Limits {
     uint32_t updates_max = 256;
     uint32_t members_max = 65536;
     // Task frames (TaskLimits sets these in the daemon).
-    size_t task_id_bytes_max = 64;
+    size_t task_id_bytes_max = 17 + kTaskNameMax;
     size_t task_key_bytes_max = 512;
     size_t task_type_bytes_max = 128;
     size_t task_payload_bytes_max = 1u << 20;
