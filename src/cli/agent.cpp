@@ -9,7 +9,9 @@
 #include "cli/commands.hpp"
 #include "daemon/agent.hpp"
 #include "daemon/log.hpp"
+#include "daemon/tasks.hpp"
 #include "http/api.hpp"
+#include "http/client.hpp"
 #include "http/server.hpp"
 
 namespace chorus::cli {
@@ -47,6 +49,28 @@ void on_signal(uv_signal_t* h, int signum) {
     r->leave(signum == SIGINT ? "SIGINT" : "SIGTERM", nullptr);
 }
 
+// The http task handler's transport: the CLI's client, run asynchronously on the agent's loop.
+HttpPost http_post(uv_loop_t* loop) {
+    return [loop](const std::string& url, std::string body, Duration timeout, size_t body_max,
+                  std::function<void(Result<std::pair<int, std::string>>)> done) {
+        // check_handler admitted only http://ip:port/path.
+        const std::string_view rest = std::string_view(url).substr(7);
+        const size_t slash = rest.find('/');
+        const auto to = net::Endpoint::parse(rest.substr(0, slash)).value();
+        http::ClientRequest req;
+        req.method = "POST";
+        req.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+        req.body = std::move(body);
+        req.timeout = timeout;
+        req.body_bytes_max = body_max;
+        http::fetch_async(loop, to, std::move(req),
+                          [done = std::move(done)](Result<http::ClientResponse> r) {
+                              if (!r) return done(r.error());
+                              done(std::pair<int, std::string>{r->status, std::move(r->body)});
+                          });
+    };
+}
+
 }  // namespace
 
 int run_agent(const Settings& settings) {
@@ -60,7 +84,9 @@ int run_agent(const Settings& settings) {
     // incarnations start from the wall clock's seconds; refutation covers the rest.
     options->identity.incarnation = Incarnation{static_cast<uint32_t>(std::time(nullptr))};
     std::unique_ptr<http::Api> api;
-    options->on_event = [&log, &api](const MemberEvent& e) {
+    std::unique_ptr<TaskService> tasks;
+    options->on_event = [&log, &api, &tasks](const MemberEvent& e) {
+        if (tasks) tasks->membership_changed();
         if (api) api->changed(e);
         const std::string state = e.current ? std::string(to_string(*e.current)) : "removed";
         log.log(e.current == MemberState::alive || !e.current ? Level::info : Level::warn,
@@ -75,6 +101,9 @@ int run_agent(const Settings& settings) {
     };
     const net::Endpoint http_at = net::Endpoint::parse(settings.http).value();
 
+    // A task's command that exits without reading its stdin, or a client that hangs up, must
+    // cost a write error, not the agent.
+    std::signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     int rc = 0;
@@ -87,13 +116,20 @@ int run_agent(const Settings& settings) {
         Result<std::unique_ptr<http::Server>> server = Error{"not_started", ""};
         Running r{&loop, agent ? agent->get() : nullptr, &log, settings.leave_timeout};
         if (agent) {
-            api = std::make_unique<http::Api>(
-                &loop, **agent,
-                http::Api::Info{settings.profile, "0.1.0", [&r](std::function<void()> left) {
-                                    r.leave("POST /v1/leave", std::move(left));
-                                }});
+            tasks = std::make_unique<TaskService>(&loop, **agent, settings.tasks, http_post(&loop));
+            api = std::make_unique<http::Api>(&loop, **agent,
+                                              http::Api::Info{settings.profile, "0.1.0",
+                                                              [&r](std::function<void()> left) {
+                                                                  r.leave("POST /v1/leave",
+                                                                          std::move(left));
+                                                              },
+                                                              tasks.get()});
+            http::Limits http_limits;
+            // A task's body is its payload plus a few short fields; the payload limit itself
+            // is checked once the body is parsed, so both ends give a 413.
+            http_limits.body_bytes_max = settings.tasks.limits.payload_bytes_max + (64u << 10);
             server = http::Server::listen(
-                &loop, http_at, {}, settings.name,
+                &loop, http_at, http_limits, settings.name,
                 [&api](const http::Request& req, http::Reply reply) { api->handle(req, reply); });
             if (!server) {
                 log.log(Level::error, "could not start the HTTP API",
@@ -123,6 +159,7 @@ int run_agent(const Settings& settings) {
             uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);
         }
         api.reset();
+        tasks.reset();
     }
     // Let every handle's close callback run before the loop goes.
     uv_run(&loop, UV_RUN_DEFAULT);

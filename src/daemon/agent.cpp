@@ -31,7 +31,7 @@ Result<net::Handle<uv_timer_t>> make_timer(uv_loop_t* loop, void* owner) {
 Agent::Agent(uv_loop_t* loop, AgentOptions options)
     : loop_(loop),
       options_(std::move(options)),
-      limits_(wire::limits_for(options_.config)),
+      limits_(wire::limits_for(options_.config, options_.task_limits)),
       start_ns_(uv_hrtime()),
       start_wall_us_(wall_clock_us()),
       retry_delay_(options_.retry_join_min) {}
@@ -114,11 +114,22 @@ void Agent::on_datagram(std::span<const uint8_t> bytes) {
     after_input();
 }
 
-void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> frame) {
+void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> bytes) {
     const uint64_t id = conn.id();
-    auto pp = wire::decode_push_pull(frame, limits_);
+    auto frame = wire::decode_frame(bytes, limits_);
+    if (frame && !std::holds_alternative<PushPull>(frame->message)) {
+        if (channel_ != nullptr) {
+            channel_->on_task_frame(conn, std::move(*frame));
+        } else {
+            hub_->close(id, Error{"bad_frame", "this node takes no task frames"});
+        }
+        return;
+    }
+    wire::Decoded<PushPull> pp =
+        frame ? wire::Decoded<PushPull>(std::get<PushPull>(std::move(frame->message)))
+              : wire::Decoded<PushPull>(frame.error());
     if (!pp) rejected(pp.error());
-    if (conn.outbound()) {
+    if (conn.outbound() && pulls_.contains(id)) {
         // The answer to a push-pull we opened.
         auto it = pulls_.find(id);
         if (it != pulls_.end()) {
@@ -153,7 +164,10 @@ void Agent::rejected(const wire::DecodeFailure& f) {
 
 void Agent::on_connected(net::FrameConn& conn) {
     auto it = pulls_.find(conn.id());
-    if (it == pulls_.end()) return;
+    if (it == pulls_.end()) {
+        if (channel_ != nullptr) channel_->on_connected(conn);
+        return;
+    }
     conn.send(it->second.frame);
     it->second.frame.clear();
     it->second.frame.shrink_to_fit();
@@ -162,7 +176,10 @@ void Agent::on_connected(net::FrameConn& conn) {
 void Agent::on_closed(uint64_t id, std::optional<Error> why) {
     (void)why;
     auto it = pulls_.find(id);
-    if (it == pulls_.end()) return;
+    if (it == pulls_.end()) {
+        if (channel_ != nullptr) channel_->on_closed(id);
+        return;
+    }
     const Outgoing o = std::move(it->second);
     pulls_.erase(it);
     if (!o.answered) {

@@ -23,6 +23,16 @@
 
 namespace chorus::daemon {
 
+// Whoever else speaks over the agent's streams (task forwarding): it gets the task frames, and
+// hears of the connections it dialled through hub().
+class FrameChannel {
+  public:
+    virtual ~FrameChannel() = default;
+    virtual void on_task_frame(net::FrameConn& conn, wire::Frame frame) = 0;
+    virtual void on_connected(net::FrameConn& conn) = 0;
+    virtual void on_closed(uint64_t conn) = 0;
+};
+
 struct AgentOptions {
     Config config = Config::lan();
     Identity identity;  // addr: the advertised gossip address; empty means the bound one
@@ -37,6 +47,8 @@ struct AgentOptions {
     uint32_t retry_join_attempts = 0;
     uint64_t rng_seed = 0;  // 0: from the clock
     net::FrameLimits frame_limits{};
+    // Bounds on task frames' fields (the task service's limits).
+    TaskLimits task_limits{};
     // Called for every membership change this node sees (logs now; the API's streams later).
     std::function<void(const MemberEvent&)> on_event;
     // Called for a rejected datagram or frame at most once per second (a flood of garbage must
@@ -63,6 +75,12 @@ class Agent {
     // Announces the leave; calls `done` once it has spread or `timeout` passed. Called again
     // while leaving, it only adds `done` (the first call's timeout stands).
     void leave(Duration timeout, std::function<void()> done);
+
+    // Task frames and the connections the channel dials go to `channel` (null: none).
+    void attach(FrameChannel* channel) { channel_ = channel; }
+    net::FrameHub& hub() { return *hub_; }
+    // This node's task load; members hear of a change at the next gossip tick.
+    void set_load(uint32_t load_milli) { node_->set_load(load_milli); }
 
     const Node& node() const { return *node_; }
     // Joined (or started alone) and not leaving: what /v1/health reports.
@@ -102,6 +120,7 @@ class Agent {
     std::unique_ptr<Node> node_;
     std::unique_ptr<net::UdpSocket> udp_;
     std::unique_ptr<net::FrameHub> hub_;
+    FrameChannel* channel_ = nullptr;
     net::Handle<uv_timer_t> timer_;
     net::Handle<uv_timer_t> retry_;
     net::Handle<uv_timer_t> leave_check_;

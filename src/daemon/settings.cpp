@@ -70,9 +70,106 @@ Status apply_config_json(Settings& s, const std::string& text) {
             if (!st) return st;
             for (const auto& [k, v] : value.items())
                 s.tags[k] = v.get<std::string>();
+        } else if (key == "tasks") {
+            st = apply_tasks_json(s.tasks, value);
+            if (!st) return st;
+        } else if (key == "handlers") {
+            st = apply_handlers_json(s.tasks, value);
+            if (!st) return st;
         } else {
             return bad(key, "unknown setting (see chorus agent --help)");
         }
+    }
+    return Ok{};
+}
+
+Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
+    if (!j.is_object()) return bad("tasks", "must be an object");
+    TaskLimits& l = t.limits;
+    for (const auto& [key, value] : j.items()) {
+        const std::string field = "tasks." + key;
+        if (key == "phi_route" || key == "balance_factor") {
+            if (!value.is_number() || value.get<double>() < 0) {
+                return bad(field, "must be a non-negative number");
+            }
+            (key == "phi_route" ? t.phi_route : t.balance_factor) = value.get<double>();
+            continue;
+        }
+        if (!value.is_number_unsigned()) return bad(field, "must be a whole number");
+        const auto n = value.get<uint64_t>();
+        const auto u32 = [&](uint32_t& to) -> Status {
+            if (n > UINT32_MAX) return bad(field, "is too large");
+            to = static_cast<uint32_t>(n);
+            return Ok{};
+        };
+        Status st = Ok{};
+        if (key == "capacity") {
+            st = u32(l.capacity);
+        } else if (key == "queue_max") {
+            st = u32(l.queue_max);
+        } else if (key == "results_max") {
+            st = u32(l.results_max);
+        } else if (key == "results_bytes_max") {
+            l.results_bytes_max = n;
+        } else if (key == "results_ttl_s") {
+            l.results_ttl = seconds(n);
+        } else if (key == "key_bytes_max") {
+            l.key_bytes_max = n;
+        } else if (key == "payload_bytes_max") {
+            l.payload_bytes_max = n;
+        } else if (key == "result_bytes_max") {
+            l.result_bytes_max = n;
+            t.runner.output_bytes_max = n;
+        } else if (key == "timeout_default_ms") {
+            l.timeout_default = milliseconds(n);
+        } else if (key == "timeout_max_ms") {
+            l.timeout_max = milliseconds(n);
+        } else if (key == "vnodes") {
+            st = u32(t.vnodes);
+        } else if (key == "candidates") {
+            st = u32(t.candidates);
+        } else if (key == "forward_timeout_ms") {
+            t.forward_timeout = milliseconds(n);
+        } else {
+            return bad(field,
+                       "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
+                       "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
+                       "timeout_default_ms, timeout_max_ms, vnodes, candidates, phi_route, "
+                       "balance_factor, forward_timeout_ms)");
+        }
+        if (!st) return st;
+    }
+    return Ok{};
+}
+
+Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
+    if (!j.is_object()) return bad("handlers", "must be an object of handler names");
+    for (const auto& [name, value] : j.items()) {
+        const std::string field = "handlers." + name;
+        if (!value.is_object() || value.size() != 1) {
+            return bad(field, R"(must be {"exec": ["/path/to/program", "arg"]}, )"
+                              R"({"http": "http://127.0.0.1:8080/path"} or {"builtin": "echo"})");
+        }
+        HandlerSpec h;
+        const std::string kind = value.begin().key();
+        const nlohmann::json& arg = value.begin().value();
+        if (kind == "exec") {
+            if (!arg.is_array() || arg.empty() ||
+                !std::all_of(arg.begin(), arg.end(), [](const auto& x) { return x.is_string(); })) {
+                return bad(field + ".exec", "must be a non-empty array of strings (argv)");
+            }
+            h.kind = HandlerSpec::Kind::exec;
+            h.argv = arg.get<std::vector<std::string>>();
+        } else if (kind == "http" || kind == "builtin") {
+            if (!arg.is_string()) return bad(field + "." + kind, "must be a string");
+            h.kind = kind == "http" ? HandlerSpec::Kind::http : HandlerSpec::Kind::builtin;
+            (kind == "http" ? h.url : h.builtin) = arg.get<std::string>();
+        } else {
+            return bad(field,
+                       fmt::format("'{}' is not a handler kind (exec, http, builtin)", kind));
+        }
+        if (auto st = check_handler(name, h); !st) return st;
+        t.handlers[name] = std::move(h);
     }
     return Ok{};
 }
@@ -129,6 +226,8 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
     o.identity.name = Name(s.name);
     o.identity.http = Name(http->str());
     o.retry_join_attempts = s.retry_join;
+    if (auto st = s.tasks.validate(); !st) return st.error();
+    o.task_limits = s.tasks.limits;
     return o;
 }
 

@@ -4,12 +4,15 @@
 #pragma once
 
 #include <map>
+
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/result.hpp"
 #include "daemon/agent.hpp"
+#include "daemon/tasks.hpp"
 
 namespace chorus::daemon {
 
@@ -26,6 +29,8 @@ struct Settings {
     std::string log_level = "info";
     std::string log_format = "text";
     Duration leave_timeout = seconds(5);
+    // Task routing and execution: the "tasks" and "handlers" objects of the config file.
+    TaskOptions tasks;
 };
 
 // Applies the keys of a JSON config file's text over `s`. Unknown keys and wrong types are
@@ -34,6 +39,12 @@ Status apply_config_json(Settings& s, const std::string& json_text);
 
 // Parses "k=v" into tags; the error names the flag's value.
 Status add_tag(Settings& s, const std::string& kv);
+
+// Applies a config file's "tasks" object (limits and routing knobs) over `t`.
+Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j);
+// Applies a config file's "handlers" object: {"name": {"exec": [argv]} | {"http": "url"} |
+// {"builtin": "echo"}}; echo and sleep stay unless redefined.
+Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j);
 
 // Checks every field and builds the agent's options.
 Result<AgentOptions> to_agent_options(const Settings& s);

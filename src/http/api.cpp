@@ -153,6 +153,10 @@ void Api::handle(const Request& req, Reply reply) {
             r.body = R"({"status":"left"})";
             finish(leave, started, reply, std::move(r));
         });
+    } else if (req.path == "/v1/tasks" || req.path.starts_with("/v1/tasks/")) {
+        tasks(req, reply, started);
+    } else if (req.path == "/v1/ring" || req.path == "/v1/ring/lookup") {
+        if (allowed("GET")) ring_view(req, reply, started);
     } else if (req.path == "/metrics") {
         if (allowed("GET")) finish(metrics, started, reply, metrics_text());
     } else {
@@ -160,7 +164,7 @@ void Api::handle(const Request& req, Reply reply) {
                error_response(404, "not_found",
                               "no such endpoint: " + req.path +
                                   " (see /v1/members, /v1/members/stream, /v1/self, "
-                                  "/v1/health, /v1/leave, /metrics)"));
+                                  "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /metrics)"));
     }
 }
 
@@ -390,6 +394,7 @@ Response Api::metrics_text() const {
     for (size_t i = 0; i < latency_.size(); ++i)
         latency_[i].write(out, "chorus_http_request_duration_seconds",
                           {{"endpoint", kRouteNames[i]}});
+    task_metrics(out);
 
     Response r;
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";

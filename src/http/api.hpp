@@ -5,6 +5,10 @@
 //   GET  /v1/self, /v1/health
 //   POST /v1/leave           graceful leave; answers once the leave has spread, then the agent
 //                            stops
+//   POST /v1/tasks           submit a task (?wait=10s: answer with the finished task)
+//   GET  /v1/tasks/{id}      a task's status and result, from any node; DELETE cancels it
+//   GET  /v1/ring            members' shares of the ring and its checksum
+//   GET  /v1/ring/lookup?key=K  the key's candidates, their load and φ, and the router's pick
 //   GET  /metrics            Prometheus text format
 // Unknown paths get 404 and wrong methods 405, as JSON errors.
 #pragma once
@@ -22,6 +26,7 @@
 
 #include "core/node.hpp"
 #include "daemon/agent.hpp"
+#include "daemon/tasks.hpp"
 #include "http/metrics.hpp"
 #include "http/server.hpp"
 #include "net/handle.hpp"
@@ -39,6 +44,8 @@ class Api {
         // POST /v1/leave: leave gracefully and call `left` once the leave has spread; the
         // caller then stops the agent. Unset: the endpoint answers 503.
         std::function<void(std::function<void()> left)> leave;
+        // Task routing and execution; null: the task and ring endpoints answer 503.
+        daemon::TaskService* tasks = nullptr;
     };
     // Blocking queries held at once at most; beyond it a query gets 429.
     static constexpr size_t kWaitersMax = 1024;
@@ -67,9 +74,22 @@ class Api {
     size_t streaming() const { return streams_.size(); }
 
   private:
-    enum Route : uint8_t { members_now, members_blocking, self_, health, leave, metrics, other };
-    static constexpr std::array<const char*, 7> kRouteNames = {
-        "members", "members_blocking", "self", "health", "leave", "metrics", "other"};
+    enum Route : uint8_t {
+        members_now,
+        members_blocking,
+        self_,
+        health,
+        leave,
+        metrics,
+        task_submit,
+        task_get,
+        task_cancel,
+        ring,
+        other
+    };
+    static constexpr std::array<const char*, 11> kRouteNames = {
+        "members",     "members_blocking", "self",        "health", "leave", "metrics",
+        "task_submit", "task_get",         "task_cancel", "ring",   "other"};
     struct Waiter;
 
     std::string members_json() const;
@@ -81,6 +101,10 @@ class Api {
     void broadcast(std::string_view event);
     void wake(std::list<Waiter>::iterator it);
     void finish(Route route, uint64_t started, const Reply& reply, Response r);
+    // Tasks and the ring (task_api.cpp).
+    void tasks(const Request& req, const Reply& reply, uint64_t started);
+    void ring_view(const Request& req, const Reply& reply, uint64_t started);
+    void task_metrics(Exposition& out) const;
 
     uv_loop_t* loop_;
     const daemon::Agent& agent_;

@@ -32,8 +32,11 @@ uint64_t DecodeStats::total() const {
     return std::accumulate(rejected.begin(), rejected.end(), 0ull);
 }
 
-Limits limits_for(const Config& c) {
+Limits limits_for(const Config& c, const TaskLimits& t) {
     Limits l;
+    l.task_key_bytes_max = t.key_bytes_max;
+    l.task_payload_bytes_max = t.payload_bytes_max;
+    l.task_result_bytes_max = t.result_bytes_max;
     l.cluster = c.cluster;
     l.packet_bytes_max = c.packet_bytes_max;
     l.name_bytes_max = c.name_bytes_max;

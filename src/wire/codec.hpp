@@ -63,7 +63,7 @@ struct Limits {
     size_t task_result_bytes_max = 1u << 20;
     size_t task_text_bytes_max = 64u << 10;  // error messages
 };
-Limits limits_for(const Config& c);
+Limits limits_for(const Config& c, const TaskLimits& t = {});
 
 std::vector<uint8_t> encode(const Packet& p);
 Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& limits);

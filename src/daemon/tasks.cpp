@@ -1,0 +1,646 @@
+#include "daemon/tasks.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+// xxh3 inlined from the header: nothing to link (static builds included), and the hash of a
+// short key compiles down to a few dozen instructions.
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+namespace chorus::daemon {
+
+namespace {
+
+uint64_t xxh3(std::string_view s) {
+    return XXH3_64bits(s.data(), s.size());
+}
+
+// A query waiting on another node is split into slices shorter than this, so no exchange
+// outlives the streams' idle timeout and a vanished holder is noticed within a slice.
+constexpr Duration kWaitSlice = seconds(5);
+// What a 503 asks the client to wait before trying again.
+constexpr Duration kRetryAfter = seconds(1);
+// Queries held waiting for a task to finish, at most; beyond it they answer at once.
+constexpr size_t kWaitersMax = 4096;
+
+uint64_t ms_of(Duration d) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return ms < 0 ? 0 : static_cast<uint64_t>(ms);
+}
+
+Result<net::Handle<uv_timer_t>> make_timer(uv_loop_t* loop, void* owner) {
+    return net::make_handle<uv_timer_t>(
+        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, owner);
+}
+
+}  // namespace
+
+Status TaskOptions::validate() const {
+    if (auto s = limits.validate(); !s) return s;
+    const auto bad = [](std::string what) { return Error{"bad_config", std::move(what)}; };
+    if (vnodes == 0 || vnodes > Ring::kVnodesMax) {
+        return bad(fmt::format("vnodes: must be 1 to {}", Ring::kVnodesMax));
+    }
+    if (candidates == 0 || candidates > 16) return bad("candidates: must be 1 to 16");
+    if (!(phi_route > 0)) return bad("phi_route: must be above 0");
+    if (balance_factor != 0 && !(balance_factor >= 1)) {
+        return bad("balance_factor: must be 0 (off) or at least 1");
+    }
+    if (forward_timeout <= Duration::zero()) return bad("forward_timeout: must be positive");
+    for (const auto& [name, spec] : handlers) {
+        if (auto s = check_handler(name, spec); !s) return s;
+    }
+    return Ok{};
+}
+
+TaskAnswer TaskAnswer::error(int status, std::string code, std::string message) {
+    TaskAnswer a;
+    a.status = status;
+    a.code = std::move(code);
+    a.message = std::move(message);
+    if (status == 503) a.retry_after = kRetryAfter;
+    return a;
+}
+
+struct TaskService::Request {
+    TaskService* self = nullptr;
+    uint64_t id = 0;
+    Name peer;
+    uint64_t conn = 0;
+    std::function<void(Result<TaskReply>)> done;
+    net::Handle<uv_timer_t> timer;
+};
+
+struct TaskService::Waiter {
+    TaskService* self = nullptr;
+    uint64_t serial = 0;
+    std::string task;
+    std::function<void()> woken;
+    net::Handle<uv_timer_t> timer;
+};
+
+struct TaskService::Placement {
+    TaskSpec spec;
+    uint64_t key_hash = 0;
+    Duration wait{};
+    Done done;
+    std::set<Name> tried;
+};
+
+struct TaskService::Search {
+    std::string id;
+    uint64_t key_hash = 0;
+    Duration wait{};
+    bool cancel = false;
+    Done done;
+    bool second_round = false;  // the key's candidates did not have it: ask everyone else
+    std::set<Name> asked;
+    size_t outstanding = 0;
+    bool answered = false;
+};
+
+TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, HttpPost http_post)
+    : loop_(loop),
+      agent_(agent),
+      options_(std::move(options)),
+      board_(options_.limits),
+      runner_(loop, options_.handlers, options_.runner, std::move(http_post)),
+      rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)) {
+    agent_.attach(this);
+}
+
+TaskService::~TaskService() {
+    agent_.attach(nullptr);
+    *alive_ = nullptr;
+}
+
+const Ring& TaskService::ring() {
+    if (!ring_) {
+        // Suspect members stay on the ring, as in Ringpop: a suspicion that is refuted moves
+        // no keys, and the router passes over a suspect owner meanwhile.
+        std::vector<Name> names;
+        agent_.node().members().for_each([&](const Member& m) {
+            if (!is_gone(m.state)) names.push_back(m.name);
+        });
+        ring_.emplace(std::move(names), options_.vnodes, xxh3);
+    }
+    return *ring_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The owner's side: the board and the runner
+
+std::optional<TaskAnswer> TaskService::validate(TaskSpec& spec) {
+    const TaskLimits& l = options_.limits;
+    if (spec.key.empty()) {
+        return TaskAnswer::error(400, "missing_key", "key: required, a non-empty string");
+    }
+    if (spec.key.size() > l.key_bytes_max) {
+        return TaskAnswer::error(
+            400, "key_too_long",
+            fmt::format("key: {} bytes, over the limit of {}", spec.key.size(), l.key_bytes_max));
+    }
+    if (!runner_.knows(spec.type)) {
+        return TaskAnswer::error(422, "unknown_type",
+                                 fmt::format("type: no handler named '{}'; this node has {}",
+                                             spec.type, fmt::join(runner_.types(), ", ")));
+    }
+    if (spec.payload.size() > l.payload_bytes_max) {
+        return TaskAnswer::error(413, "payload_too_large",
+                                 fmt::format("payload: {} bytes, over the limit of {}",
+                                             spec.payload.size(), l.payload_bytes_max));
+    }
+    if (spec.timeout == Duration::zero()) spec.timeout = l.timeout_default;
+    if (spec.timeout < Duration::zero() || spec.timeout > l.timeout_max) {
+        return TaskAnswer::error(400, "bad_timeout",
+                                 fmt::format("timeout_ms: must be 1 to {}", ms_of(l.timeout_max)));
+    }
+    const uint64_t hash = xxh3(spec.key);
+    if (spec.id.empty()) {
+        spec.id = make_task_id(hash, rng_.next());
+    } else if (valid_task_name(spec.id)) {
+        spec.id = make_task_id(hash, spec.id);
+    } else {
+        return TaskAnswer::error(
+            400, "bad_id",
+            fmt::format("id: 1 to {} characters of A-Z a-z 0-9 . _ -", kTaskNameMax));
+    }
+    return std::nullopt;
+}
+
+TaskAnswer TaskService::accept(TaskSpec spec) {
+    if (!runner_.knows(spec.type)) {
+        return TaskAnswer::error(422, "unknown_type",
+                                 fmt::format("type: no handler named '{}' on {}", spec.type,
+                                             agent_.node().self().name.str()));
+    }
+    auto t = board_.submit(std::move(spec), agent_.node().self().name, agent_.now());
+    if (!t) {
+        if (t.error().code == "full") return TaskAnswer::error(503, "full", t.error().message);
+        return TaskAnswer::error(409, t.error().code, t.error().message);
+    }
+    const std::string id = (*t)->spec.id;
+    start_ready();
+    report_load();
+    TaskAnswer a;
+    a.status = 202;
+    a.task = *board_.find(id);
+    return a;
+}
+
+void TaskService::start_ready() {
+    for (const std::string& id : board_.start_ready(agent_.now())) {
+        runner_.start(board_.find(id)->spec,
+                      [this, id](TaskOutcome o) { finished(id, std::move(o)); });
+    }
+}
+
+void TaskService::finished(const std::string& id, TaskOutcome outcome) {
+    board_.finish(id, std::move(outcome), agent_.now());
+    wake(id);
+    start_ready();
+    report_load();
+}
+
+void TaskService::report_load() {
+    agent_.set_load(board_.load_milli());
+}
+
+TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
+    board_.expire(agent_.now());
+    if (board_.find(id) == nullptr) {
+        return TaskAnswer::error(404, "unknown_task", fmt::format("no task {} here", id));
+    }
+    if (cancel && board_.cancel(id, agent_.now()) != TaskBoard::Cancel::already_finished) {
+        runner_.stop(id);  // a no-op unless it was running
+        wake(id);
+        report_load();
+    }
+    TaskAnswer a;
+    a.task = *board_.find(id);
+    return a;
+}
+
+void TaskService::wait_local(const std::string& id, Duration wait, std::function<void()> woken) {
+    const Task* t = board_.find(id);
+    if (t == nullptr || is_finished(t->state) || wait <= Duration::zero() ||
+        waiters_.size() >= kWaitersMax) {
+        woken();
+        return;
+    }
+    auto w = std::make_unique<Waiter>();
+    auto timer = make_timer(loop_, w.get());
+    if (!timer) {
+        woken();
+        return;
+    }
+    w->self = this;
+    w->serial = next_waiter_++;
+    w->task = id;
+    w->woken = std::move(woken);
+    w->timer = std::move(*timer);
+    uv_timer_start(
+        w->timer.get(),
+        [](uv_timer_t* tm) {
+            auto* waiter = static_cast<Waiter*>(tm->data);
+            if (waiter == nullptr) return;
+            auto woken = waiter->self->take_waiter(waiter->serial);
+            woken();
+        },
+        ms_of(wait), 0);
+    waiting_on_.emplace(id, w->serial);
+    waiters_.emplace(w->serial, std::move(w));
+}
+
+std::function<void()> TaskService::take_waiter(uint64_t serial) {
+    auto it = waiters_.find(serial);
+    CHORUS_ASSERT(it != waiters_.end());
+    auto [from, to] = waiting_on_.equal_range(it->second->task);
+    for (auto i = from; i != to; ++i) {
+        if (i->second == serial) {
+            waiting_on_.erase(i);
+            break;
+        }
+    }
+    auto woken = std::move(it->second->woken);
+    waiters_.erase(it);  // its timer closes with it
+    return woken;
+}
+
+void TaskService::wake(const std::string& id) {
+    std::vector<uint64_t> serials;
+    auto [from, to] = waiting_on_.equal_range(id);
+    for (auto i = from; i != to; ++i)
+        serials.push_back(i->second);
+    for (const uint64_t s : serials)
+        take_waiter(s)();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entry node's side: placing a task, finding one
+
+RouteCandidate TaskService::candidate(const Name& name) {
+    RouteCandidate c;
+    c.name = name;
+    const Node& node = agent_.node();
+    if (name == node.self().name) {
+        c.alive = !node.leaving();
+        c.load = board_.load_milli() / 1000.0;
+        return c;
+    }
+    const Member* m = node.members().find(name);
+    if (m == nullptr) return c;
+    c.alive = m->state == MemberState::alive;
+    c.phi = node.phi(name, agent_.now());
+    Peer& p = peers_[name];
+    // The newer of the last gossiped load and the last reply's; what we sent before that
+    // report is in it, what we sent since is not (DESIGN §3).
+    const bool reply_newer = p.reply_at > m->load_at;
+    const Time report = reply_newer ? p.reply_at : m->load_at;
+    if (report > p.sent_since) {
+        p.sent = 0;
+        p.sent_since = report;
+    }
+    c.load = (reply_newer ? p.reply_load_milli : m->load_milli) / 1000.0;
+    const uint32_t capacity = p.capacity != 0 ? p.capacity : options_.limits.capacity;
+    c.sent = static_cast<double>(p.sent) / capacity;
+    return c;
+}
+
+TaskService::Lookup TaskService::lookup(std::string_view key) {
+    Lookup l;
+    l.key_hash = xxh3(key);
+    for (const Name& n : ring().preference_at(l.key_hash, options_.candidates))
+        l.candidates.push_back(candidate(n));
+    l.choice = choose_owner(l.candidates, options_.phi_route, options_.balance_factor);
+    return l;
+}
+
+void TaskService::submit(TaskSpec spec, Duration wait, Done done) {
+    if (auto bad = validate(spec)) {
+        done(std::move(*bad));
+        return;
+    }
+    auto p = std::make_shared<Placement>();
+    p->key_hash = xxh3(spec.key);
+    p->spec = std::move(spec);
+    p->wait = wait;
+    p->done = std::move(done);
+    place(std::move(p));
+}
+
+void TaskService::place(std::shared_ptr<Placement> p) {
+    const std::vector<Name> names = ring().preference_at(p->key_hash, options_.candidates);
+    std::vector<RouteCandidate> cs;
+    for (const Name& n : names) {
+        cs.push_back(candidate(n));
+        if (p->tried.contains(n)) cs.back().alive = false;
+    }
+    const auto choice = choose_owner(cs, options_.phi_route, options_.balance_factor);
+    if (!choice) {
+        ++stats_.unavailable;
+        std::vector<std::string> listed;
+        for (const Name& n : names)
+            listed.push_back(n.str());
+        if (p->tried.empty()) {
+            p->done(TaskAnswer::error(
+                503, "no_owner",
+                fmt::format("no alive member owns key '{}' (its candidates: {}); wait for "
+                            "members to join or recover",
+                            p->spec.key, fmt::join(listed, ", "))));
+        } else {
+            p->done(TaskAnswer::error(
+                503, "all_refused",
+                fmt::format("every candidate owner of key '{}' ({}) is full or did not answer; "
+                            "retry later",
+                            p->spec.key, fmt::join(listed, ", "))));
+        }
+        return;
+    }
+    const Name owner = names[*choice];
+    if (owner == agent_.node().self().name) {
+        TaskAnswer a = accept(p->spec);
+        if (a.status == 503) {
+            p->tried.insert(owner);
+            ++stats_.retries;
+            place(std::move(p));
+            return;
+        }
+        if (a.status == 202) ++stats_.local;
+        follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
+        return;
+    }
+    ++peers_[owner].sent;
+    request(owner, TaskSubmit{0, p->spec}, options_.forward_timeout,
+            [this, p, owner](Result<TaskReply> r) mutable {
+                if (!r || r->status == 503) {
+                    if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
+                    p->tried.insert(owner);
+                    ++stats_.retries;
+                    place(std::move(p));
+                    return;
+                }
+                TaskAnswer a;
+                a.status = r->status;
+                a.code = std::move(r->code);
+                a.message = std::move(r->message);
+                a.task = std::move(r->task);
+                a.forwarded = true;
+                if (a.status == 202) ++stats_.forwarded;
+                follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
+            });
+}
+
+void TaskService::follow(const Name& holder, TaskAnswer current, Time deadline, bool submitted,
+                         Done done) {
+    const bool ok = current.status == 200 || current.status == 202;
+    const bool over = !current.task || is_finished(current.task->state) || agent_.now() >= deadline;
+    if (!ok || over) {
+        // A submission answers 202 until its task has finished; a query always 200.
+        if (ok)
+            current.status =
+                !submitted || (current.task && is_finished(current.task->state)) ? 200 : 202;
+        done(std::move(current));
+        return;
+    }
+    const std::string id = current.task->spec.id;
+    const Duration left = deadline - agent_.now();
+    if (holder == agent_.node().self().name) {
+        wait_local(id, left, [this, holder, current, deadline, submitted, id, done]() mutable {
+            if (const Task* t = board_.find(id)) current.task = *t;
+            // Finished or out of time: either way follow answers now.
+            follow(holder, std::move(current), std::min(deadline, agent_.now()), submitted,
+                   std::move(done));
+        });
+        return;
+    }
+    const Duration slice = std::min(left, kWaitSlice);
+    request(holder, TaskQuery{0, id, false, slice}, slice + options_.forward_timeout,
+            [this, holder, current, deadline, submitted, done](Result<TaskReply> r) mutable {
+                if (r && r->status == 200 && r->task) {
+                    current.task = std::move(r->task);
+                } else {
+                    deadline = agent_.now();  // the holder is gone or lost the task: say so now
+                }
+                follow(holder, std::move(current), deadline, submitted, std::move(done));
+            });
+}
+
+void TaskService::query(const std::string& id, Duration wait, bool cancel, Done done) {
+    const auto hash = task_key_hash(id);
+    if (!hash) {
+        done(TaskAnswer::error(404, "unknown_task",
+                               fmt::format("no task has id '{}': ids look like "
+                                           "<16 hex digits>-<name>, as POST /v1/tasks returned",
+                                           id)));
+        return;
+    }
+    auto s = std::make_shared<Search>();
+    s->id = id;
+    s->key_hash = *hash;
+    s->wait = wait;
+    s->cancel = cancel;
+    s->done = std::move(done);
+    search(std::move(s));
+}
+
+void TaskService::search(std::shared_ptr<Search> s) {
+    std::vector<Name> targets;
+    if (!s->second_round) {
+        targets = ring().preference_at(s->key_hash, options_.candidates);
+    } else {
+        agent_.node().members().for_each([&](const Member& m) {
+            if (!is_gone(m.state) && !s->asked.contains(m.name)) targets.push_back(m.name);
+        });
+    }
+    if (targets.empty()) {
+        if (!s->second_round) {
+            s->second_round = true;
+            search(std::move(s));
+            return;
+        }
+        s->done(TaskAnswer::error(
+            404, "unknown_task",
+            fmt::format("no member holds task {}: it was never accepted, the retention limits "
+                        "dropped it, or every node that held it is gone",
+                        s->id)));
+        return;
+    }
+    s->outstanding = targets.size();
+    const auto found = [this, s](const Name& holder, std::optional<TaskAnswer> a) {
+        --s->outstanding;
+        if (s->answered) return;
+        if (a) {
+            s->answered = true;
+            follow(holder, std::move(*a), agent_.now() + s->wait, false, s->done);
+            return;
+        }
+        if (s->outstanding == 0) {
+            s->second_round = true;
+            search(s);
+        }
+    };
+    for (const Name& t : targets) {
+        s->asked.insert(t);
+        if (t == agent_.node().self().name) {
+            TaskAnswer a = answer_query(s->id, s->cancel);
+            found(t, a.status == 200 ? std::optional<TaskAnswer>(std::move(a)) : std::nullopt);
+            continue;
+        }
+        ++stats_.queries;
+        request(t, TaskQuery{0, s->id, s->cancel, {}}, options_.forward_timeout,
+                [found, t](Result<TaskReply> r) {
+                    if (!r || r->status != 200 || !r->task) {
+                        found(t, std::nullopt);
+                        return;
+                    }
+                    TaskAnswer a;
+                    a.task = std::move(r->task);
+                    a.forwarded = true;
+                    found(t, std::move(a));
+                });
+        if (s->answered) return;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+
+void TaskService::request(const Name& peer, wire::TaskMessage m, Duration timeout,
+                          std::function<void(Result<TaskReply>)> done) {
+    const Member* member = agent_.node().members().find(peer);
+    auto to = member ? net::Endpoint::parse(member->addr.value.view())
+                     : Result<net::Endpoint>(Error{"unknown", ""});
+    if (!to) {
+        done(Error{"unreachable", fmt::format("{} has no usable address", peer.str())});
+        return;
+    }
+    Peer& p = peers_[peer];
+    net::FrameHub& hub = agent_.hub();
+    if (p.conn == 0 || hub.find(p.conn) == nullptr) {
+        p.conn = hub.connect(*to);
+        p.connected = false;
+        p.backlog.clear();
+        if (p.conn == 0 || hub.find(p.conn) == nullptr) {
+            p.conn = 0;
+            done(Error{"unreachable", fmt::format("could not connect to {}", peer.str())});
+            return;
+        }
+    }
+    const uint64_t id = next_request_++;
+    std::visit([id](auto& x) { x.request = id; }, m);
+    auto bytes = wire::encode(agent_.node().config().cluster, agent_.node().self().name, m);
+    if (p.connected) {
+        hub.find(p.conn)->send(bytes);
+    } else {
+        p.backlog.push_back(std::move(bytes));
+    }
+    auto r = std::make_unique<Request>();
+    r->self = this;
+    r->id = id;
+    r->peer = peer;
+    r->conn = p.conn;
+    r->done = std::move(done);
+    if (auto timer = make_timer(loop_, r.get())) {
+        r->timer = std::move(*timer);
+        uv_timer_start(
+            r->timer.get(),
+            [](uv_timer_t* tm) {
+                auto* req = static_cast<Request*>(tm->data);
+                if (req != nullptr)
+                    req->self->fail_request(req->id, Error{"timeout", "no answer in time"});
+            },
+            ms_of(timeout), 0);
+    }
+    requests_.emplace(id, std::move(r));
+}
+
+void TaskService::fail_request(uint64_t id, Error why) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) return;
+    std::unique_ptr<Request> r = std::move(it->second);
+    requests_.erase(it);
+    r->done(std::move(why));
+}
+
+void TaskService::reply(uint64_t conn, TaskReply r) {
+    net::FrameConn* c = agent_.hub().find(conn);
+    if (c == nullptr) return;  // the asker hung up; nobody to tell
+    r.load_milli = board_.load_milli();
+    r.capacity = options_.limits.capacity;
+    c->send(wire::encode(agent_.node().config().cluster, agent_.node().self().name, r));
+}
+
+void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
+    const uint64_t conn_id = conn.id();
+    if (auto* submit = std::get_if<TaskSubmit>(&frame.message)) {
+        TaskAnswer a;
+        if (task_key_hash(submit->spec.id) != xxh3(submit->spec.key)) {
+            a = TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash");
+        } else {
+            submit->spec.timeout = std::min(submit->spec.timeout, options_.limits.timeout_max);
+            a = accept(std::move(submit->spec));
+            if (a.status == 202) ++stats_.remote;
+        }
+        reply(conn_id, TaskReply{submit->request, static_cast<uint16_t>(a.status), a.code,
+                                 a.message, 0, 0, std::move(a.task)});
+    } else if (auto* q = std::get_if<TaskQuery>(&frame.message)) {
+        TaskAnswer a = answer_query(q->id, q->cancel);
+        const uint64_t request = q->request;
+        const auto send = [this, conn_id, request](const TaskAnswer& x) {
+            reply(conn_id, TaskReply{request, static_cast<uint16_t>(x.status), x.code, x.message, 0,
+                                     0, x.task});
+        };
+        if (a.status != 200 || q->wait <= Duration::zero()) {
+            send(a);
+            return;
+        }
+        const std::string id = q->id;
+        wait_local(id, std::min(q->wait, kWaitSlice), [this, id, a, send]() mutable {
+            if (const Task* t = board_.find(id)) a.task = *t;
+            send(a);
+        });
+    } else if (auto* r = std::get_if<TaskReply>(&frame.message)) {
+        auto it = requests_.find(r->request);
+        if (it == requests_.end() || it->second->conn != conn_id) return;  // late: timed out
+        Peer& p = peers_[it->second->peer];
+        p.reply_load_milli = r->load_milli;
+        p.reply_at = agent_.now();
+        p.capacity = r->capacity;
+        std::unique_ptr<Request> req = std::move(it->second);
+        requests_.erase(it);
+        req->done(std::move(*r));
+    }
+}
+
+void TaskService::on_connected(net::FrameConn& conn) {
+    for (auto& [name, p] : peers_) {
+        if (p.conn != conn.id()) continue;
+        p.connected = true;
+        for (auto& f : p.backlog)
+            conn.send(f);
+        p.backlog.clear();
+    }
+}
+
+void TaskService::on_closed(uint64_t conn) {
+    for (auto& [name, p] : peers_) {
+        if (p.conn != conn) continue;
+        p.conn = 0;
+        p.connected = false;
+        p.backlog.clear();
+    }
+    std::vector<uint64_t> broken;
+    for (const auto& [id, r] : requests_) {
+        if (r->conn == conn) broken.push_back(id);
+    }
+    for (const uint64_t id : broken)
+        fail_request(id, Error{"closed", "the connection closed before the answer"});
+}
+
+}  // namespace chorus::daemon

@@ -1,0 +1,174 @@
+// Task routing and execution on the agent (DESIGN §3, §4): the ring over the members, the
+// router's choice of owner, the one-hop forward over the agent's TCP streams, and the board and
+// runner for the tasks this node owns.
+//
+// A client's task comes in at any node. That node hashes the key, takes the key's preference
+// list from the ring and asks the router for an owner. It runs the task itself or sends it
+// over a pooled connection to the owner. The owner queues it or refuses (full). A refusal,
+// a timeout or a broken connection moves on to the next candidate. The owner never forwards.
+// A task's status comes from whichever node holds it: the id carries the key's hash, so any
+// node asks the key's candidates, and then everyone else, since membership may have changed
+// since the task was placed.
+//
+// Everything is bounded: the board (capacity, queue, retention), requests in flight (each
+// with a deadline), waiters, and the connection pool (the agent's FrameHub limits).
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/ring.hpp"
+#include "core/rng.hpp"
+#include "core/router.hpp"
+#include "core/task.hpp"
+#include "daemon/agent.hpp"
+#include "daemon/runner.hpp"
+
+namespace chorus::daemon {
+
+struct TaskOptions {
+    TaskLimits limits;
+    // Points per member on the ring. More points spread keys more evenly (the share of the
+    // largest member falls roughly as 1/sqrt(vnodes)) at the cost of a bigger ring to build on
+    // every membership change.
+    uint32_t vnodes = 64;
+    // Distinct members in a key's preference list: the owners the router chooses among.
+    uint32_t candidates = 3;
+    // A candidate with φ at or above this is passed over while a healthier one exists (it is
+    // likely gone, or too slow to answer).
+    double phi_route = 5.0;
+    // 0: the least loaded candidate; > 0: bounded loads (see choose_owner).
+    double balance_factor = 0;
+    // How long an owner has to answer a forwarded task before the next candidate is tried.
+    Duration forward_timeout = seconds(2);
+    std::map<std::string, HandlerSpec> handlers = default_handlers();
+    RunnerLimits runner;
+
+    Status validate() const;
+};
+
+// What a request comes to, in HTTP's terms.
+struct TaskAnswer {
+    int status = 200;  // 200 finished/found, 202 accepted, 4xx, 503
+    std::string code;  // an error's code; empty on success
+    std::string message;
+    std::optional<Task> task;
+    bool forwarded = false;  // the task runs on another node
+    Duration retry_after{};  // with 503: when to try again
+    static TaskAnswer error(int status, std::string code, std::string message);
+};
+
+struct TaskServiceStats {
+    uint64_t forwarded = 0;    // tasks sent to another owner and accepted there
+    uint64_t local = 0;        // tasks accepted here from a client of this node
+    uint64_t remote = 0;       // tasks accepted here from another node
+    uint64_t retries = 0;      // candidates passed over after a refusal, timeout or broken link
+    uint64_t unavailable = 0;  // 503s: no owner alive, or every candidate refused
+    uint64_t forward_timeouts = 0;
+    uint64_t queries = 0;  // status lookups sent to other nodes
+};
+
+class TaskService : public FrameChannel {
+  public:
+    TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, HttpPost http_post);
+    ~TaskService() override;
+    TaskService(const TaskService&) = delete;
+    TaskService& operator=(const TaskService&) = delete;
+
+    using Done = std::function<void(TaskAnswer)>;
+    // `spec` as the client gave it; an empty id gets a fresh one, a given one is the client's
+    // name for the task. With `wait`, answers 200 with the finished task if it finishes in time.
+    void submit(TaskSpec spec, Duration wait, Done done);
+    // Status (and with `cancel`, cancellation) of a task placed from any node.
+    void query(const std::string& id, Duration wait, bool cancel, Done done);
+
+    // The key's candidates as the router sees them now, and its choice.
+    struct Lookup {
+        uint64_t key_hash = 0;
+        std::vector<RouteCandidate> candidates;
+        std::optional<size_t> choice;
+    };
+    Lookup lookup(std::string_view key);
+    const Ring& ring();
+    // A membership change: the ring is rebuilt at its next use.
+    void membership_changed() { ring_.reset(); }
+
+    const TaskBoard& board() const { return board_; }
+    const TaskOptions& options() const { return options_; }
+    const TaskServiceStats& stats() const { return stats_; }
+    std::vector<std::string> handler_names() const { return runner_.types(); }
+
+    // FrameChannel: task frames and the pooled connections' lives, from the agent.
+    void on_task_frame(net::FrameConn& conn, wire::Frame frame) override;
+    void on_connected(net::FrameConn& conn) override;
+    void on_closed(uint64_t conn) override;
+
+    struct Request;  // a task frame sent, awaiting its reply
+    struct Waiter;   // a query waiting for a task here to finish
+    struct Placement;
+    struct Search;
+
+  private:
+    // Checks a client's task; fills the id and timeout defaults.
+    std::optional<TaskAnswer> validate(TaskSpec& spec);
+    // Accepts a task on this node's board (for a local client or a peer).
+    TaskAnswer accept(TaskSpec spec);
+    void start_ready();
+    void finished(const std::string& id, TaskOutcome outcome);
+    void report_load();
+    TaskAnswer answer_query(const std::string& id, bool cancel);
+    void wait_local(const std::string& id, Duration wait, std::function<void()> woken);
+    void wake(const std::string& id);
+    std::function<void()> take_waiter(uint64_t serial);
+
+    RouteCandidate candidate(const Name& name);
+    void place(std::shared_ptr<Placement> p);
+    void search(std::shared_ptr<Search> s);
+    // Answers with `current` once its task has finished or `deadline` passed, asking `holder`
+    // (this node or another) as the task runs. `submitted`: 202 while unfinished, else 200.
+    void follow(const Name& holder, TaskAnswer current, Time deadline, bool submitted, Done done);
+
+    // Sends `m` to `peer` and calls `done` with its reply, or an error on timeout or a broken
+    // connection.
+    void request(const Name& peer, wire::TaskMessage m, Duration timeout,
+                 std::function<void(Result<TaskReply>)> done);
+    void reply(uint64_t conn, TaskReply r);
+    void fail_request(uint64_t id, Error why);
+
+    uv_loop_t* loop_;
+    Agent& agent_;
+    TaskOptions options_;
+    TaskBoard board_;
+    Runner runner_;
+    Rng rng_;
+    std::optional<Ring> ring_;
+    TaskServiceStats stats_;
+
+    struct Peer {
+        uint64_t conn = 0;
+        bool connected = false;
+        std::vector<std::vector<uint8_t>> backlog;  // frames waiting for the connection
+        // Load as last heard in a reply, and the tasks sent since the newest report.
+        uint32_t reply_load_milli = 0;
+        Time reply_at{};
+        uint32_t capacity = 0;  // 0: not heard yet; assume ours
+        uint32_t sent = 0;
+        Time sent_since{};
+    };
+    std::map<Name, Peer> peers_;
+    std::map<uint64_t, std::unique_ptr<Request>> requests_;
+    uint64_t next_request_ = 1;
+    std::map<uint64_t, std::unique_ptr<Waiter>> waiters_;
+    std::multimap<std::string, uint64_t, std::less<>> waiting_on_;  // task id to waiter serials
+    uint64_t next_waiter_ = 1;
+    std::shared_ptr<TaskService*> alive_ = std::make_shared<TaskService*>(this);
+};
+
+}  // namespace chorus::daemon

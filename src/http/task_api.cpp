@@ -1,0 +1,234 @@
+// The task and ring endpoints of the API (DESIGN §5): JSON in and out, every bad input a 4xx
+// with a code and a message that says what to fix, and nothing created when a request is
+// refused.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "http/api.hpp"
+
+namespace chorus::http {
+
+namespace {
+
+using nlohmann::json;
+
+// The longest a task request may wait for the task to finish.
+constexpr Duration kTaskWaitMax = seconds(300);
+
+json epoch_ms(std::optional<Time> t) {
+    if (!t || *t == Time{}) return nullptr;
+    return std::chrono::duration_cast<std::chrono::milliseconds>(t->time_since_epoch()).count();
+}
+
+json task_json(const Task& t, bool with_payload) {
+    json j = {{"id", t.spec.id},
+              {"key", t.spec.key},
+              {"type", t.spec.type},
+              {"state", to_string(t.state)},
+              {"owner", t.owner.str()},
+              {"attempts", t.attempts},
+              {"timeout_ms",
+               std::chrono::duration_cast<std::chrono::milliseconds>(t.spec.timeout).count()},
+              {"created_ms", epoch_ms(t.created)},
+              {"started_ms", epoch_ms(t.started)},
+              {"finished_ms", epoch_ms(t.finished)}};
+    if (t.state == TaskState::succeeded) {
+        j["result"] = json::parse(t.result, nullptr, false);
+    }
+    if (!t.error.empty()) j["error"] = t.error;
+    if (t.exit_code) j["exit_code"] = *t.exit_code;
+    if (with_payload) j["payload"] = json::parse(t.spec.payload, nullptr, false);
+    return j;
+}
+
+Response answer_response(const daemon::TaskAnswer& a, bool with_payload) {
+    if (!a.code.empty() || !a.task) {
+        Response r = error_response(a.status, a.code.empty() ? "error" : a.code, a.message);
+        if (a.retry_after > Duration::zero()) {
+            r.headers.emplace_back(
+                "Retry-After",
+                std::to_string(std::chrono::ceil<std::chrono::seconds>(a.retry_after).count()));
+        }
+        return r;
+    }
+    json j = task_json(*a.task, with_payload);
+    j["forwarded"] = a.forwarded;
+    Response r;
+    r.status = a.status;
+    r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    return r;
+}
+
+// A POST /v1/tasks body to a task spec; the error response says which field is wrong.
+std::optional<Response> read_spec(const json& body, TaskSpec& spec) {
+    const auto bad = [](std::string code, std::string message) {
+        return error_response(400, code, message);
+    };
+    if (!body.is_object()) {
+        return bad("bad_request",
+                   R"(the body must be a JSON object such as {"key": "user:42", "type": "echo", )"
+                   R"("payload": {...}})");
+    }
+    for (const auto& [field, value] : body.items()) {
+        if (field == "key") {
+            if (!value.is_string()) return bad("bad_key", "key: must be a string");
+            spec.key = value.get<std::string>();
+        } else if (field == "type") {
+            if (!value.is_string())
+                return bad("bad_type", "type: must be a string naming a handler");
+            spec.type = value.get<std::string>();
+        } else if (field == "payload") {
+            spec.payload = value.dump(-1, ' ', false, json::error_handler_t::replace);
+        } else if (field == "id") {
+            if (!value.is_string()) return bad("bad_id", "id: must be a string");
+            spec.id = value.get<std::string>();
+            if (spec.id.empty())
+                return bad("bad_id", "id: must not be empty (leave it out instead)");
+        } else if (field == "timeout_ms") {
+            if (!value.is_number_unsigned() || value.get<uint64_t>() == 0) {
+                return bad("bad_timeout", "timeout_ms: must be a positive whole number");
+            }
+            spec.timeout = milliseconds(std::min<uint64_t>(value.get<uint64_t>(), UINT32_MAX));
+        } else {
+            return bad("unknown_field",
+                       fmt::format("'{}' is not a task field (key, type, payload, id, timeout_ms)",
+                                   field));
+        }
+    }
+    if (!body.contains("key")) return bad("missing_key", "key: required, a non-empty string");
+    if (!body.contains("type")) {
+        return bad("missing_type", "type: required, the name of a handler such as echo or sleep");
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
+    const bool collection = req.path == "/v1/tasks";
+    const Route route = collection ? task_submit : req.method == "DELETE" ? task_cancel : task_get;
+    const auto fail = [&](Response r) { finish(route, started, reply, std::move(r)); };
+    if (info_.tasks == nullptr) {
+        return fail(error_response(503, "not_supported", "this server runs no tasks"));
+    }
+    const char* allow = collection ? "POST" : "GET, DELETE";
+    if (collection ? req.method != "POST" : (req.method != "GET" && req.method != "DELETE")) {
+        Response r = error_response(405, "method_not_allowed",
+                                    fmt::format("{} supports {} only", req.path, allow));
+        r.headers.emplace_back("Allow", allow);
+        return fail(std::move(r));
+    }
+    Duration wait{};
+    if (auto it = req.query.find("wait"); it != req.query.end()) {
+        auto w = parse_wait(it->second);
+        if (!w)
+            return fail(error_response(400, "bad_wait", "wait must look like 10s, 500ms or 2m"));
+        wait = std::min(*w, kTaskWaitMax);
+    }
+    const auto answered = [this, route, started, reply](bool with_payload) {
+        return [this, route, started, reply, with_payload](daemon::TaskAnswer a) {
+            finish(route, started, reply, answer_response(a, with_payload));
+        };
+    };
+    if (collection) {
+        if (req.body.empty()) {
+            return fail(error_response(
+                400, "bad_request",
+                R"(a task needs a JSON body such as {"key": "user:42", "type": "echo"})"));
+        }
+        TaskSpec spec;
+        if (auto bad = read_spec(req.json, spec)) return fail(std::move(*bad));
+        info_.tasks->submit(std::move(spec), wait, answered(false));
+        return;
+    }
+    const std::string id = req.path.substr(std::string_view("/v1/tasks/").size());
+    if (id.empty() || id.find('/') != std::string::npos) {
+        return fail(
+            error_response(404, "not_found", "use /v1/tasks/{id}, with an id from POST /v1/tasks"));
+    }
+    info_.tasks->query(id, wait, route == task_cancel, answered(route == task_get));
+}
+
+void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
+    if (info_.tasks == nullptr) {
+        return finish(ring, started, reply,
+                      error_response(503, "not_supported", "this server runs no tasks"));
+    }
+    daemon::TaskService& t = *info_.tasks;
+    Response r;
+    if (req.path == "/v1/ring") {
+        const Ring& g = t.ring();
+        json members = json::array();
+        for (const auto& [name, share] : g.shares()) {
+            const Member* m = agent_.node().members().find(name);
+            members.push_back({{"name", name.str()},
+                               {"share", share},
+                               {"load", m != nullptr ? m->load_milli / 1000.0 : 0.0}});
+        }
+        r.body = json{{"checksum", fmt::format("{:016x}", g.checksum())},
+                      {"vnodes", t.options().vnodes},
+                      {"candidates", t.options().candidates},
+                      {"members", members}}
+                     .dump();
+        return finish(ring, started, reply, std::move(r));
+    }
+    const auto key = req.query.find("key");
+    if (key == req.query.end() || key->second.empty()) {
+        return finish(ring, started, reply,
+                      error_response(400, "missing_key", "add ?key=K, the key to look up"));
+    }
+    const auto l = t.lookup(key->second);
+    json cs = json::array();
+    for (const RouteCandidate& c : l.candidates) {
+        cs.push_back({{"name", c.name.str()},
+                      {"alive", c.alive},
+                      {"phi", std::min(c.phi, 1000.0)},
+                      {"load", c.load},
+                      {"sent", c.sent}});
+    }
+    r.body = json{{"key", key->second},
+                  {"hash", fmt::format("{:016x}", l.key_hash)},
+                  {"candidates", cs},
+                  {"owner", l.choice ? json(l.candidates[*l.choice].name.str()) : json(nullptr)}}
+                 .dump(-1, ' ', false, json::error_handler_t::replace);
+    finish(ring, started, reply, std::move(r));
+}
+
+void Api::task_metrics(Exposition& out) const {
+    if (info_.tasks == nullptr) return;
+    const daemon::TaskService& t = *info_.tasks;
+    const TaskStats& b = t.board().stats();
+    out.family("chorus_tasks_total", "counter", "Tasks this node owned, by what became of them.");
+    for (const auto& [outcome, v] : {std::pair<const char*, uint64_t>{"accepted", b.accepted},
+                                     {"refused", b.refused},
+                                     {"succeeded", b.succeeded},
+                                     {"failed", b.failed},
+                                     {"timed_out", b.timed_out},
+                                     {"cancelled", b.cancelled}})
+        out.sample("chorus_tasks_total", static_cast<double>(v), {{"outcome", outcome}});
+    out.gauge("chorus_tasks_running", "Tasks running on this node.",
+              static_cast<double>(t.board().running()));
+    out.gauge("chorus_tasks_queued", "Tasks waiting for a slot on this node.",
+              static_cast<double>(t.board().queued()));
+    out.gauge("chorus_tasks_kept", "Task records kept (live, and finished for readers).",
+              static_cast<double>(t.board().kept()));
+    out.counter("chorus_tasks_evicted_total", "Finished tasks dropped by the retention limits.",
+                b.evicted);
+    const daemon::TaskServiceStats& s = t.stats();
+    out.family("chorus_task_routing_total", "counter",
+               "Tasks this node placed from its clients, by where they went.");
+    out.sample("chorus_task_routing_total", static_cast<double>(s.local), {{"placed", "local"}});
+    out.sample("chorus_task_routing_total", static_cast<double>(s.forwarded),
+               {{"placed", "forwarded"}});
+    out.sample("chorus_task_routing_total", static_cast<double>(s.unavailable),
+               {{"placed", "unavailable"}});
+    out.counter("chorus_task_forward_retries_total",
+                "Candidates passed over after a refusal, a timeout or a broken connection.",
+                s.retries);
+    out.counter("chorus_task_forward_timeouts_total",
+                "Forwarded tasks an owner did not answer in time.", s.forward_timeouts);
+    out.counter("chorus_tasks_received_total",
+                "Tasks other nodes forwarded here and this node took.", s.remote);
+}
+
+}  // namespace chorus::http
