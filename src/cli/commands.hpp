@@ -25,6 +25,32 @@ struct MembersOptions {
 int run_members(const MembersOptions& options);
 int run_leave(const std::string& http);
 
+struct TaskOutputOptions {
+    std::string wait;  // "10s": wait up to that long for the task to finish
+    bool json = false;
+    bool cancel = false;
+};
+struct SubmitOptions {
+    std::string http = kDefaultHttp;
+    std::string key;
+    std::string type;
+    std::string payload;       // JSON text
+    std::string payload_file;  // or read it from a file; "-" is stdin
+    std::string id;
+    uint64_t timeout_ms = 0;
+    TaskOutputOptions out;
+};
+int run_submit(const SubmitOptions& options);
+int run_task(const std::string& http, const std::string& id, const TaskOutputOptions& options);
+int run_ring(const std::string& http, const std::string& key, bool json);
+
+// A task as `chorus submit` and `chorus task` print it: one field a line.
+std::string task_summary(const nlohmann::json& task);
+// GET /v1/ring as a table of members' shares and loads.
+std::string ring_table(const nlohmann::json& ring);
+// GET /v1/ring/lookup as the key's candidates, the router's pick starred.
+std::string lookup_table(const nlohmann::json& lookup);
+
 // `chorus members`' table: one row per member, columns aligned, sorted by name.
 std::string members_table(const nlohmann::json& view);
 // One line for a change from the event stream.

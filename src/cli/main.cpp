@@ -3,6 +3,9 @@
 //   chorus agent [flags]            run a member of the cluster
 //   chorus members [--json|--watch] list the members a running agent sees
 //   chorus leave                    make a running agent leave gracefully and stop
+//   chorus submit --key K --type T  post a task to any node; it runs on the key's owner
+//   chorus task ID                  a task's status and result (--cancel cancels it)
+//   chorus ring [--key K]           the ring's shares, or a key's candidates and owner
 //
 // Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
 // 2 for bad flags or configuration (nothing was done).
@@ -86,6 +89,48 @@ int main(int argc, char** argv) {
     auto* leave = app.add_subcommand("leave", "make a running agent leave gracefully and stop");
     leave->add_option("--http", leave_http, "the agent's HTTP API address")->capture_default_str();
 
+    cli::SubmitOptions submit_options;
+    submit_options.http = http_default;
+    auto* submit =
+        app.add_subcommand("submit", "post a task; it runs on the key's least-loaded owner");
+    submit->add_option("--http", submit_options.http, "the agent's HTTP API address")
+        ->capture_default_str();
+    submit->add_option("--key", submit_options.key, "the task's key: it picks the owners")
+        ->required();
+    submit->add_option("--type", submit_options.type, "the handler: echo, sleep, or one configured")
+        ->required();
+    auto* payload =
+        submit->add_option("--payload", submit_options.payload, "the payload, JSON text");
+    submit
+        ->add_option("--payload-file", submit_options.payload_file,
+                     "read the payload from a file (- for stdin)")
+        ->excludes(payload);
+    submit->add_option("--id", submit_options.id,
+                       "your name for the task (A-Z a-z 0-9 . _ -); the id then ends with it");
+    submit->add_option("--timeout-ms", submit_options.timeout_ms,
+                       "how long the task may run (default: the agent's)");
+    submit->add_option("--wait", submit_options.out.wait,
+                       "wait up to this long (10s, 500ms, 2m) for the task to finish");
+    submit->add_flag("--json", submit_options.out.json, "print the agent's JSON answer");
+    std::string task_http = http_default;
+    std::string task_id;
+    cli::TaskOutputOptions task_options;
+    auto* task = app.add_subcommand("task", "show a task's status and result, from any node");
+    task->add_option("id", task_id, "the task id, as chorus submit printed it")->required();
+    task->add_option("--http", task_http, "the agent's HTTP API address")->capture_default_str();
+    task->add_option("--wait", task_options.wait,
+                     "wait up to this long (10s, 500ms, 2m) for the task to finish");
+    task->add_flag("--cancel", task_options.cancel,
+                   "cancel the task (a running command is killed)");
+    task->add_flag("--json", task_options.json, "print the agent's JSON answer");
+    std::string ring_http = http_default;
+    std::string ring_key;
+    bool ring_json = false;
+    auto* ring = app.add_subcommand("ring", "show the hash ring, or where a key's tasks go");
+    ring->add_option("--http", ring_http, "the agent's HTTP API address")->capture_default_str();
+    ring->add_option("--key", ring_key, "show this key's candidates and the owner picked now");
+    ring->add_flag("--json", ring_json, "print the agent's JSON answer");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -94,6 +139,9 @@ int main(int argc, char** argv) {
     }
     if (members->parsed()) return cli::run_members(members_options);
     if (leave->parsed()) return cli::run_leave(leave_http);
+    if (submit->parsed()) return cli::run_submit(submit_options);
+    if (task->parsed()) return cli::run_task(task_http, task_id, task_options);
+    if (ring->parsed()) return cli::run_ring(ring_http, ring_key, ring_json);
 
     // Defaults, then the config file, then the flags that were given.
     Settings s;

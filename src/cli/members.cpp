@@ -7,58 +7,13 @@
 
 #include <fmt/format.h>
 
+#include "cli/call.hpp"
 #include "cli/commands.hpp"
 #include "http/client.hpp"
 
 namespace chorus::cli {
 
 namespace {
-
-// A loop for one command; its handles' close callbacks run before it goes.
-class Loop {
-  public:
-    Loop() { uv_loop_init(&loop_); }
-    ~Loop() {
-        uv_run(&loop_, UV_RUN_DEFAULT);
-        uv_loop_close(&loop_);
-    }
-    uv_loop_t* get() { return &loop_; }
-
-  private:
-    uv_loop_t loop_;
-};
-
-// The answer's error message if it is one of ours ({"error": {...}}), else the status.
-std::string describe_error(const http::ClientResponse& r) {
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (j.is_object() && j.contains("error") && j["error"].is_object() &&
-        j["error"].value("message", "") != "")
-        return fmt::format("{} ({})", j["error"]["message"].get<std::string>(), r.status);
-    return fmt::format("HTTP status {}", r.status);
-}
-
-// Connects and sends; on failure prints why to stderr, naming the command and the address.
-std::optional<http::ClientResponse> call(const char* command, const std::string& http,
-                                         uv_loop_t* loop, http::ClientRequest request) {
-    auto to = http::resolve(http);
-    if (!to) {
-        fmt::print(stderr, "chorus {}: --http {}: {}\n", command, http, to.error().message);
-        return std::nullopt;
-    }
-    auto r = http::fetch(loop, *to, std::move(request));
-    if (!r) {
-        fmt::print(stderr,
-                   "chorus {}: cannot reach the agent at {}: {} (is `chorus agent` running "
-                   "there? see --http)\n",
-                   command, http, r.error().message);
-        return std::nullopt;
-    }
-    if (r->status != 200) {
-        fmt::print(stderr, "chorus {}: the agent answered: {}\n", command, describe_error(*r));
-        return std::nullopt;
-    }
-    return std::move(*r);
-}
 
 std::string utc_now() {
     const std::time_t t = std::time(nullptr);
@@ -118,7 +73,7 @@ std::string age(int64_t ms) {
 }
 
 std::string members_table(const nlohmann::json& view) {
-    std::vector<std::array<std::string, 7>> rows;
+    std::vector<std::vector<std::string>> rows;
     rows.push_back({"NAME", "ADDRESS", "STATE", "SINCE", "PHI", "INCARNATION", "TAGS"});
     const nlohmann::json members = view.value("members", nlohmann::json::array());
     for (const auto& m : members) {
@@ -136,20 +91,7 @@ std::string members_table(const nlohmann::json& view) {
                         std::to_string(m.value("incarnation", uint64_t{0})), tags});
     }
     std::sort(rows.begin() + 1, rows.end());
-    std::array<size_t, 7> width{};
-    for (const auto& r : rows)
-        for (size_t i = 0; i < r.size(); ++i)
-            width[i] = std::max(width[i], r[i].size());
-    std::string out;
-    for (const auto& r : rows) {
-        std::string line;
-        for (size_t i = 0; i < r.size(); ++i)
-            line += i + 1 == r.size() ? r[i] : fmt::format("{:<{}}  ", r[i], width[i]);
-        while (!line.empty() && line.back() == ' ')
-            line.pop_back();
-        out += line + "\n";
-    }
-    return out;
+    return format_table(rows);
 }
 
 std::string event_line(const nlohmann::json& e) {

@@ -242,6 +242,19 @@ Result<ClientResponse> fetch(uv_loop_t* loop, const net::Endpoint& to, ClientReq
     return std::move(*out);
 }
 
+std::string url_encode(std::string_view s) {
+    std::string out;
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (std::isalnum(u) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += c;
+        } else {
+            out += fmt::format("%{:02X}", u);
+        }
+    }
+    return out;
+}
+
 Result<net::Endpoint> resolve(std::string_view host_port) {
     if (auto e = net::Endpoint::parse(host_port)) return *e;
     auto hp = net::split_host_port(host_port);

@@ -52,6 +52,9 @@ void fetch_async(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request
 // oversized response, or the server closed before answering.
 Result<ClientResponse> fetch(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request);
 
+// Percent-encodes everything but RFC 3986's unreserved characters, for a query value.
+std::string url_encode(std::string_view s);
+
 // "host:port" to an endpoint; the host may be a name (resolved once, now).
 Result<net::Endpoint> resolve(std::string_view host_port);
 

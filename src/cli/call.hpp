@@ -1,0 +1,43 @@
+// What every client subcommand shares: a loop for one command, one call to the agent with
+// its failures explained on stderr, and aligned tables.
+#pragma once
+
+#include <uv.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/client.hpp"
+
+namespace chorus::cli {
+
+// A loop for one command; its handles' close callbacks run before it goes.
+class Loop {
+  public:
+    Loop() { uv_loop_init(&loop_); }
+    ~Loop() {
+        uv_run(&loop_, UV_RUN_DEFAULT);
+        uv_loop_close(&loop_);
+    }
+    Loop(const Loop&) = delete;
+    Loop& operator=(const Loop&) = delete;
+    uv_loop_t* get() { return &loop_; }
+
+  private:
+    uv_loop_t loop_;
+};
+
+// The answer's error message if it is one of ours ({"error": {...}}), else the status.
+std::string describe_error(const http::ClientResponse& r);
+
+// Connects and sends; a 2xx answer is returned. Otherwise prints why to stderr, naming the
+// command and the address, and returns nullopt.
+std::optional<http::ClientResponse> call(const char* command, const std::string& http,
+                                         uv_loop_t* loop, http::ClientRequest request);
+
+// Rows of cells as columns aligned two spaces apart, the first row a header; trailing
+// blanks trimmed.
+std::string format_table(const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace chorus::cli
