@@ -1,0 +1,250 @@
+// Tasks through the HTTP API on real agents, task services and servers sharing one loop on
+// loopback: placement, forwarding, status from any node, cancellation and every bad input.
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include "daemon/agent.hpp"
+#include "daemon/tasks.hpp"
+#include "http/api.hpp"
+#include "http/raw_client.hpp"
+#include "net/loop.hpp"
+
+using namespace chorus;
+using chorus::test::RawClient;
+using chorus::test::TestLoop;
+using nlohmann::json;
+
+namespace {
+
+struct Member {
+    std::unique_ptr<daemon::Agent> agent;
+    std::unique_ptr<daemon::TaskService> tasks;
+    std::unique_ptr<http::Api> api;
+    std::unique_ptr<http::Server> server;
+};
+
+struct Reply {
+    int status = 0;
+    std::string raw;
+    json body;
+};
+
+struct Cluster {
+    TestLoop loop;
+    std::vector<std::unique_ptr<Member>> members;
+
+    explicit Cluster(size_t n, daemon::TaskOptions options = {}) {
+        for (size_t i = 0; i < n; ++i) {
+            auto m = std::make_unique<Member>();
+            Member* raw = m.get();
+            daemon::AgentOptions o;
+            o.config = Config::local();
+            o.identity.name = std::string(1, static_cast<char>('a' + i));
+            o.bind = net::Endpoint::parse("127.0.0.1:0").value();
+            if (i > 0) o.seeds = {members[0]->agent->bound().str()};
+            o.task_limits = options.limits;
+            o.on_event = [raw](const MemberEvent&) {
+                if (raw->tasks) raw->tasks->membership_changed();
+            };
+            m->agent = std::move(daemon::Agent::start(loop.get(), std::move(o)).value());
+            m->tasks = std::make_unique<daemon::TaskService>(
+                loop.get(), *m->agent, options,
+                [](const std::string&, std::string, Duration, size_t, auto done) {
+                    done(Error{"unreachable", "no http in this test"});
+                });
+            m->api = std::make_unique<http::Api>(
+                loop.get(), *m->agent, http::Api::Info{"local", "test", {}, m->tasks.get()});
+            http::Limits limits;
+            limits.body_bytes_max = options.limits.payload_bytes_max + 4096;
+            m->server = std::move(
+                http::Server::listen(loop.get(), net::Endpoint::parse("127.0.0.1:0").value(),
+                                     limits, o.identity.name.str(),
+                                     [raw](const http::Request& r, http::Reply reply) {
+                                         raw->api->handle(r, reply);
+                                     })
+                    .value());
+            members.push_back(std::move(m));
+        }
+        REQUIRE(loop.run_until([&] {
+            for (auto& m : members)
+                if (m->agent->node().members().count(MemberState::alive) != members.size())
+                    return false;
+            return true;
+        }));
+    }
+
+    Reply call(size_t at, const std::string& method, const std::string& target,
+               const std::string& body = "") {
+        RawClient c(loop.get(), members[at]->server->local());
+        std::string head = method + " " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+        if (!body.empty()) {
+            head +=
+                "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\n";
+        }
+        c.send(head + "\r\n" + body);
+        REQUIRE(loop.run_until([&] { return c.closed; }, 20'000));
+        Reply r;
+        r.raw = c.received;
+        r.status = std::stoi(c.received.substr(9, 3));
+        r.body = json::parse(chorus::test::last_body(c.received), nullptr, false);
+        return r;
+    }
+    Reply submit(size_t at, const json& task, const std::string& query = "") {
+        return call(at, "POST", "/v1/tasks" + query, task.dump());
+    }
+    size_t index_of(const std::string& name) const {
+        for (size_t i = 0; i < members.size(); ++i)
+            if (members[i]->agent->node().self().name == name) return i;
+        FAIL("no member " << name);
+        return 0;
+    }
+    size_t tasks_kept() const {
+        size_t n = 0;
+        for (auto& m : members)
+            n += m->tasks->board().kept();
+        return n;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a task posted to one node runs on the owner the ring names, readable from every node") {
+    Cluster c(3);
+    for (int k = 0; k < 12; ++k) {
+        const std::string key = "key-" + std::to_string(k);
+        const auto lookup = c.call(0, "GET", "/v1/ring/lookup?key=" + key);
+        REQUIRE(lookup.status == 200);
+        const std::string owner = lookup.body["owner"];
+        // An idle cluster keeps every key on its primary.
+        REQUIRE(owner == lookup.body["candidates"][0]["name"]);
+
+        const auto r =
+            c.submit(0, {{"key", key}, {"type", "echo"}, {"payload", {{"k", k}}}}, "?wait=5s");
+        REQUIRE(r.status == 200);
+        REQUIRE(r.body["state"] == "succeeded");
+        REQUIRE(r.body["owner"] == owner);
+        REQUIRE(r.body["forwarded"] == (owner != "a"));
+        REQUIRE(r.body["result"] == json{{"k", k}});
+        const std::string id = r.body["id"];
+        for (size_t at = 0; at < c.members.size(); ++at) {
+            const auto s = c.call(at, "GET", "/v1/tasks/" + id);
+            REQUIRE(s.status == 200);
+            REQUIRE(s.body["owner"] == owner);
+            REQUIRE(s.body["payload"] == json{{"k", k}});
+            REQUIRE(s.body["result"] == json{{"k", k}});
+        }
+        REQUIRE(c.members[c.index_of(owner)]->tasks->board().find(id) != nullptr);
+    }
+}
+
+TEST_CASE("a task without ?wait is accepted at once and can be followed and cancelled anywhere") {
+    Cluster c(3);
+    const auto r = c.submit(1, {{"key", "slow"}, {"type", "sleep"}, {"payload", {{"ms", 20000}}}});
+    REQUIRE(r.status == 202);
+    REQUIRE((r.body["state"] == "running" || r.body["state"] == "queued"));
+    const std::string id = r.body["id"];
+    const auto waited = c.call(2, "GET", "/v1/tasks/" + id + "?wait=200ms");
+    REQUIRE(waited.status == 200);
+    REQUIRE(waited.body["state"] == "running");
+
+    const auto cancelled = c.call(0, "DELETE", "/v1/tasks/" + id);
+    REQUIRE(cancelled.status == 200);
+    REQUIRE(cancelled.body["state"] == "cancelled");
+    const auto after = c.call(2, "GET", "/v1/tasks/" + id);
+    REQUIRE(after.body["state"] == "cancelled");
+    const auto& owner = *c.members[c.index_of(r.body["owner"])];
+    REQUIRE(c.loop.run_until([&] { return owner.tasks->board().running() == 0; }));
+}
+
+TEST_CASE("a full owner's keys go to the next candidate, and 503 once every candidate is full") {
+    daemon::TaskOptions o;
+    o.limits.capacity = 1;
+    o.limits.queue_max = 0;
+    Cluster c(3, o);
+    const json slow = {{"key", "hot"}, {"type", "sleep"}, {"payload", {{"ms", 20000}}}};
+    std::set<std::string> owners;
+    for (int i = 0; i < 3; ++i) {
+        const auto r = c.submit(0, slow);
+        REQUIRE(r.status == 202);
+        owners.insert(r.body["owner"].get<std::string>());
+    }
+    REQUIRE(owners.size() == 3);  // each candidate took one
+    const auto refused = c.submit(0, slow);
+    REQUIRE(refused.status == 503);
+    REQUIRE(refused.body["error"]["code"] == "all_refused");
+    REQUIRE_THAT(refused.raw, Catch::Contains("Retry-After: 1"));
+}
+
+TEST_CASE("bad task input gets the right status and a message, and creates nothing") {
+    daemon::TaskOptions o;
+    o.limits.payload_bytes_max = 1000;
+    o.limits.key_bytes_max = 16;
+    Cluster c(1, o);
+    struct Case {
+        std::string body;
+        int status;
+        const char* code;
+    };
+    const std::vector<Case> cases = {
+        {R"({"key": "a", "type": )", 400, "bad_json"},
+        {R"([1, 2])", 400, "bad_request"},
+        {R"({"type": "echo"})", 400, "missing_key"},
+        {R"({"key": 7, "type": "echo"})", 400, "bad_key"},
+        {R"({"key": "", "type": "echo"})", 400, "missing_key"},
+        {R"({"key": "0123456789abcdefg", "type": "echo"})", 400, "key_too_long"},
+        {R"({"key": "a"})", 400, "missing_type"},
+        {R"({"key": "a", "type": ["echo"]})", 400, "bad_type"},
+        {R"({"key": "a", "type": "dance"})", 422, "unknown_type"},
+        {R"({"key": "a", "type": "echo", "paylod": 1})", 400, "unknown_field"},
+        {R"({"key": "a", "type": "echo", "timeout_ms": -5})", 400, "bad_timeout"},
+        {R"({"key": "a", "type": "echo", "timeout_ms": 99999999999})", 400, "bad_timeout"},
+        {R"({"key": "a", "type": "echo", "id": "a/b"})", 400, "bad_id"},
+        {R"({"key": "a", "type": "echo", "payload": ")" + std::string(1000, 'x') + R"("})", 413,
+         "payload_too_large"},
+        {R"({"key": "a", "type": "echo", "payload": ")" + std::string(10000, 'x') + R"("})", 413,
+         "body_too_large"},
+    };
+    for (const Case& k : cases) {
+        INFO(k.body.substr(0, 80));
+        const auto r = c.call(0, "POST", "/v1/tasks", k.body);
+        REQUIRE(r.status == k.status);
+        REQUIRE(r.body["error"]["code"] == k.code);
+        REQUIRE_FALSE(r.body["error"]["message"].get<std::string>().empty());
+    }
+    REQUIRE(c.tasks_kept() == 0);
+
+    REQUIRE(c.call(0, "POST", "/v1/tasks").body["error"]["code"] == "bad_request");
+    REQUIRE(c.call(0, "POST", "/v1/tasks?wait=soon", R"({"key":"a","type":"echo"})").status == 400);
+    REQUIRE(c.call(0, "PUT", "/v1/tasks", R"({})").status == 405);
+    REQUIRE(c.call(0, "POST", "/v1/tasks/abc", R"({})").status == 405);
+    REQUIRE(c.call(0, "GET", "/v1/tasks/0123456789abcdef-nope").status == 404);
+    REQUIRE(c.call(0, "GET", "/v1/tasks/not-an-id").body["error"]["code"] == "unknown_task");
+    REQUIRE(c.call(0, "DELETE", "/v1/tasks/0123456789abcdef-nope").status == 404);
+    REQUIRE(c.call(0, "GET", "/v1/ring/lookup").body["error"]["code"] == "missing_key");
+    REQUIRE(c.tasks_kept() == 0);
+}
+
+TEST_CASE("a client's name for a task makes the id, and a second submission is refused") {
+    Cluster c(2);
+    const json t = {{"key", "k1"}, {"type", "echo"}, {"id", "order-7"}};
+    const auto first = c.submit(0, t);
+    REQUIRE(first.status == 202);
+    REQUIRE_THAT(first.body["id"].get<std::string>(), Catch::EndsWith("-order-7"));
+    REQUIRE(c.submit(1, t).status == 409);
+}
+
+TEST_CASE("the ring endpoint shows every member's share and a checksum equal on every node") {
+    Cluster c(3);
+    const auto a = c.call(0, "GET", "/v1/ring");
+    const auto b = c.call(2, "GET", "/v1/ring");
+    REQUIRE(a.status == 200);
+    REQUIRE(a.body["checksum"] == b.body["checksum"]);
+    REQUIRE(a.body["members"].size() == 3);
+    double total = 0;
+    for (const auto& m : a.body["members"])
+        total += m["share"].get<double>();
+    REQUIRE(total == Approx(1.0));
+    const auto metrics = c.call(0, "GET", "/metrics");
+    REQUIRE_THAT(metrics.raw, Catch::Contains("chorus_tasks_total{outcome=\"accepted\"}"));
+}
