@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Tasks on real `chorus` processes on loopback (issue 4), through the CLI and the HTTP API:
+#   - tasks posted to one node run on the owners the ring names, and a forwarded task's
+#     status reads the same from every node;
+#   - with an owner saturated (a slow sleep in its only slot), new tasks for its keys run on
+#     the other candidates; with every candidate full, 503 with Retry-After;
+#   - after kill -9 of an owner, once the cluster has marked it dead, every new task for its
+#     keys runs elsewhere and none gets a 5xx;
+#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout;
+#   - bad input: unknown handler, bad JSON, an oversized payload answered 413 while the
+#     client is still sending, an unknown task id.
+# Waits poll with generous deadlines, never a fixed sleep; only processes started here are
+# ended, by PID.
+#
+#   task_processes.sh /path/to/chorus /path/to/examples
+set -u
+chorus="$1"
+examples="$(cd "$2" && pwd)"
+dir="$(mktemp -d)"
+pids=()
+cleanup() {
+  {
+    for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done
+  } 2>/dev/null
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*"
+  for f in "$dir"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
+  exit 1
+}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# A sleep no other process on the machine runs: the hung command's child, found by pgrep.
+marker="29.$$"
+# Every node runs one task at a time and queues none, so "saturated" and "full" are one task.
+cat > "$dir/agent.json" <<EOF
+{
+  "tasks": {"capacity": 1, "queue_max": 0},
+  "handlers": {
+    "checksum": {"exec": ["$examples/handlers/checksum.sh"]},
+    "broken": {"exec": ["/bin/sh", "-c", "echo something broke >&2; exit 3"]},
+    "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]}
+  }
+}
+EOF
+
+base=$((10000 + RANDOM % 20000))
+names=(a b c d e)
+declare -A pid
+port() { echo $((base + $1)); }
+hport() { echo $((base + 1000 + $1)); }
+index_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "$i"; done; }
+start() {
+  local n="$1" i; i=$(index_of "$1")
+  "$chorus" agent --name "$n" --bind "127.0.0.1:$(port "$i")" --http "127.0.0.1:$(hport "$i")" \
+    --profile local --seed "127.0.0.1:$(port 0)" --config "$dir/agent.json" >> "$dir/$n.log" 2>&1 &
+  pid[$n]=$!
+  pids+=($!)
+}
+at() { echo "127.0.0.1:$(hport "$(index_of "$1")")"; }
+# field JSON NAME: a top-level string or number field of compact JSON.
+field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" <<< "$1" | head -n 1; }
+# submit NODE KEY TYPE PAYLOAD [WAIT]: the agent's JSON answer (stdout), or nothing.
+submit() {
+  "$chorus" submit --http "$(at "$1")" --key "$2" --type "$3" --payload "$4" \
+    ${5:+--wait "$5"} --json 2>>"$dir/cli.err" | tr -d '\n '
+}
+# owner_of NODE KEY: the router's pick for KEY as NODE sees it now.
+owner_of() { field "$("$chorus" ring --http "$(at "$1")" --key "$2" --json | tr -d '\n ')" owner; }
+primary_of() {
+  "$chorus" ring --http "$(at "$1")" --key "$2" --json | tr -d '\n ' |
+    sed -n 's/.*"candidates":\[{[^}]*"name":"\([^"]*\)".*/\1/p'
+}
+# raw PORT REQUEST: sends REQUEST as is and prints what comes back.
+raw() {
+  exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf '%b' "$2" >&3
+  timeout 10 cat <&3
+  exec 3<&-
+}
+alive_everywhere() {
+  local n
+  for n in "$@"; do
+    [ "$("$chorus" members --http "$(at "$n")" 2>/dev/null | awk '$3 == "alive"' | wc -l)" -eq $# ] ||
+      return 1
+  done
+}
+
+step "start 5 agents"
+for n in "${names[@]}"; do start "$n"; done
+poll 60 alive_everywhere "${names[@]}" || fail "the cluster did not converge"
+
+step "tasks posted to a run on the ring's owner; status reads the same from every node"
+forwarded=0
+for k in $(seq 1 20); do
+  key="user-$k"
+  owner=$(owner_of a "$key")
+  [ -n "$owner" ] || fail "no owner for $key"
+  out=$(submit a "$key" echo "{\"n\":$k}" 10s)
+  [ "$(field "$out" state)" = succeeded ] || fail "$key: $out"
+  [ "$(field "$out" owner)" = "$owner" ] || fail "$key ran on $(field "$out" owner), the ring said $owner"
+  grep -q "\"result\":{\"n\":$k}" <<< "$out" || fail "$key: wrong result: $out"
+  if [ "$owner" != a ]; then
+    forwarded=$((forwarded + 1))
+    id=$(field "$out" id)
+    for n in "${names[@]}"; do
+      s=$("$chorus" task --http "$(at "$n")" "$id" --json | tr -d '\n ')
+      [ "$(field "$s" owner)" = "$owner" ] && [ "$(field "$s" state)" = succeeded ] ||
+        fail "task $id read from $n: $s"
+    done
+  fi
+done
+[ $forwarded -gt 0 ] || fail "no task was forwarded (20 keys all owned by a?)"
+step "  20 tasks on their owners, $forwarded forwarded and readable from all 5 nodes"
+
+step "a saturated owner's keys go to the other candidates"
+key=hot-key
+primary=$(primary_of a "$key")
+slow=$(submit a "$key" sleep '{"ms":60000}')
+[ "$(field "$slow" owner)" = "$primary" ] || fail "the slow task went to $(field "$slow" owner), not the idle primary $primary"
+for i in 1 2 3 4; do
+  out=$(submit a "$key" echo "{\"i\":$i}" 10s)
+  [ "$(field "$out" state)" = succeeded ] || fail "echo $i: $out"
+  [ "$(field "$out" owner)" != "$primary" ] || fail "echo $i ran on the saturated owner $primary"
+done
+slow2=$(submit a "$key" sleep '{"ms":60000}')
+slow3=$(submit a "$key" sleep '{"ms":60000}')
+[ -n "$slow2" ] && [ -n "$slow3" ] || fail "the other candidates did not take a slow task each"
+body='{"key":"hot-key","type":"echo"}'
+resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n$body")
+grep -q "^HTTP/1.1 503" <<< "$resp" && grep -qi "^Retry-After: 1" <<< "$resp" ||
+  fail "all candidates full, but: $resp"
+for t in "$slow" "$slow2" "$slow3"; do
+  "$chorus" task --http "$(at c)" --cancel "$(field "$t" id)" > /dev/null || fail "cancel $t"
+done
+step "  4 echo tasks avoided $primary; all 3 candidates full gave 503 + Retry-After"
+
+step "exec handler: success, failure, timeout"
+out=$(submit b doc-1 checksum '{"text":"hello"}' 20s)
+[ "$(field "$out" state)" = succeeded ] && grep -q '"sha256":"[0-9a-f]\{64\}"' <<< "$out" ||
+  fail "checksum: $out"
+out=$(submit b doc-2 broken '{}' 20s)
+[ "$(field "$out" state)" = failed ] && [ "$(field "$out" exit_code)" = 3 ] &&
+  grep -q "somethingbroke" <<< "$out" || fail "broken: $out"  # (spaces stripped)
+t0=$SECONDS
+out=$("$chorus" submit --http "$(at b)" --key doc-3 --type hang --timeout-ms 500 --wait 20s --json | tr -d '\n ')
+[ "$(field "$out" state)" = timed_out ] || fail "hang: $out"
+[ $((SECONDS - t0)) -lt 15 ] || fail "the timed-out command took $((SECONDS - t0)) s to end"
+poll 20 bash -c "! pgrep -f 'slee[p] $marker' > /dev/null" ||
+  fail "the hung command's child survived its timeout"
+step "  checksum succeeded, broken failed with exit 3 and its stderr, hang timed out and was killed"
+
+step "bad input"
+out=$("$chorus" submit --http "$(at a)" --key k --type nope 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "no handler named 'nope'" <<< "$out" && grep -q "(422)" <<< "$out" ||
+  fail "unknown type: $rc $out"
+resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"key\":1,")
+grep -q "^HTTP/1.1 400" <<< "$resp" && grep -q bad_json <<< "$resp" || fail "bad JSON: $resp"
+# Headers announce 2 MiB; the answer comes before a byte of the body is sent.
+resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
+grep -q "^HTTP/1.1 413" <<< "$resp" || fail "oversized payload: $resp"
+out=$("$chorus" task --http "$(at a)" 0123456789abcdef-nothing 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "(404)" <<< "$out" || fail "unknown id: $rc $out"
+"$chorus" members --http "$(at a)" > /dev/null || fail "a stopped serving after bad input"
+
+step "kill -9 an owner: once it is dead, its keys run elsewhere with no 5xx"
+victim=""
+for k in $(seq 1 50); do
+  p=$(primary_of a "key-$k")
+  if [ "$p" != a ]; then victim=$p; break; fi
+done
+[ -n "$victim" ] || fail "no key with a primary other than a"
+keys=()
+for k in $(seq 1 200); do
+  [ "$(primary_of a "key-$k")" = "$victim" ] && keys+=("key-$k")
+  [ ${#keys[@]} -ge 10 ] && break
+done
+kill -9 "${pid[$victim]}"
+survivors=()
+for n in "${names[@]}"; do [ "$n" != "$victim" ] && survivors+=("$n"); done
+dead_everywhere() {
+  local n
+  for n in "${survivors[@]}"; do
+    [ "$("$chorus" members --http "$(at "$n")" | awk -v v="$victim" '$1 == v { print $3 }')" = dead ] || return 1
+  done
+}
+poll 60 dead_everywhere || fail "$victim was not marked dead everywhere"
+for key in "${keys[@]}"; do
+  out=$(submit a "$key" echo '{"after":"crash"}' 10s)
+  [ "$(field "$out" state)" = succeeded ] || fail "$key after the crash: $out $(tail -n 3 "$dir/cli.err")"
+  [ "$(field "$out" owner)" != "$victim" ] || fail "$key ran on the dead $victim"
+done
+step "  ${#keys[@]} tasks for $victim's keys ran on other candidates, none failed"
+echo "PASS"
