@@ -4,6 +4,7 @@
 #     status reads the same from every node;
 #   - with an owner saturated (a slow sleep in its only slot), new tasks for its keys run on
 #     the other candidates; with every candidate full, 503 with Retry-After;
+#   - a silent owner (SIGSTOP): its keys run on the next candidate after the forward timeout;
 #   - after kill -9 of an owner, once the cluster has marked it dead, every new task for its
 #     keys runs elsewhere and none gets a 5xx;
 #   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout;
@@ -164,6 +165,26 @@ grep -q "^HTTP/1.1 413" <<< "$resp" || fail "oversized payload: $resp"
 out=$("$chorus" task --http "$(at a)" 0123456789abcdef-nothing 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "(404)" <<< "$out" || fail "unknown id: $rc $out"
 "$chorus" members --http "$(at a)" > /dev/null || fail "a stopped serving after bad input"
+
+step "a silent owner (SIGSTOP): its keys go to the next candidate after the forward timeout"
+silent=""
+for k in $(seq 1 50); do
+  p=$(primary_of a "quiet-$k")
+  if [ "$p" != a ]; then silent=$p; silent_key="quiet-$k"; break; fi
+done
+[ -n "$silent" ] || fail "no key with a primary other than a"
+kill -STOP "${pid[$silent]}"
+t0=$SECONDS
+for i in 1 2 3; do
+  out=$(submit a "$silent_key" echo "{\"i\":$i}" 10s)
+  [ "$(field "$out" state)" = succeeded ] || fail "$silent_key with $silent stopped: $out $(tail -n 3 "$dir/cli.err")"
+  [ "$(field "$out" owner)" != "$silent" ] || fail "$silent_key ran on the stopped $silent"
+done
+took=$((SECONDS - t0))
+[ $took -lt 30 ] || fail "3 tasks took $took s around the silent owner"
+kill -CONT "${pid[$silent]}"
+poll 60 alive_everywhere "${names[@]}" || fail "$silent did not come back after SIGCONT"
+step "  3 tasks for $silent's key ran on other candidates within $took s"
 
 step "kill -9 an owner: once it is dead, its keys run elsewhere with no 5xx"
 victim=""

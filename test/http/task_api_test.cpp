@@ -248,3 +248,16 @@ TEST_CASE("the ring endpoint shows every member's share and a checksum equal on 
     const auto metrics = c.call(0, "GET", "/metrics");
     REQUIRE_THAT(metrics.raw, Catch::Contains("chorus_tasks_total{outcome=\"accepted\"}"));
 }
+
+TEST_CASE("with no alive owner for a key the answer is 503 saying why") {
+    Cluster c(1);
+    bool left = false;
+    c.members[0]->agent->leave(seconds(1), [&] { left = true; });
+    REQUIRE(c.loop.run_until([&] { return left; }));
+    c.members[0]->tasks->membership_changed();
+    const auto r = c.submit(0, {{"key", "k"}, {"type", "echo"}});
+    REQUIRE(r.status == 503);
+    REQUIRE(r.body["error"]["code"] == "no_owner");
+    REQUIRE_THAT(r.body["error"]["message"].get<std::string>(), Catch::Contains("no alive member"));
+    REQUIRE(c.tasks_kept() == 0);
+}
