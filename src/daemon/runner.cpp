@@ -130,6 +130,34 @@ struct Runner::Run {
 
     bool pipes_open() const { return out || err; }
 
+    // Bytes (or the end) on stdout or stderr. stdout is kept up to the output cap, past which
+    // the command is killed; of stderr only the tail is kept, for the error message.
+    void output(uv_stream_t* from, ssize_t n, const uv_buf_t* b) {
+        const bool is_out = from == reinterpret_cast<uv_stream_t*>(out.get());
+        if (n < 0) {
+            (is_out ? out : err).reset();
+            maybe_finish();
+            return;
+        }
+        const std::string_view bytes(b->base, static_cast<size_t>(n));
+        if (!is_out) {
+            stderr_tail += bytes;
+            const size_t keep = runner.limits_.stderr_tail_bytes;
+            if (stderr_tail.size() > keep) stderr_tail.erase(0, stderr_tail.size() - keep);
+            return;
+        }
+        const size_t cap = runner.limits_.output_bytes_max;
+        if (stdout_bytes.size() + bytes.size() > cap) {
+            if (!verdict) {
+                verdict = failure(TaskState::failed,
+                                  fmt::format("output_too_large: stdout passed {} bytes", cap));
+            }
+            kill_group();
+            return;
+        }
+        stdout_bytes += bytes;
+    }
+
     void maybe_finish() {
         if (!exited || pipes_open()) return;
         TaskOutcome o;
@@ -363,45 +391,13 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
         run.in.reset();
     }
 
-    const auto read = [&](net::Handle<uv_pipe_t>& p, bool is_out) {
-        auto* stream = reinterpret_cast<uv_stream_t*>(p.get());
-        const auto cb = is_out ? +[](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-            auto* r = static_cast<Run*>(s->data);
-            if (r == nullptr) return;
-            if (n < 0) {
-                r->out.reset();
-                r->maybe_finish();
-                return;
-            }
-            if (r->stdout_bytes.size() + static_cast<size_t>(n) > r->runner.limits_.output_bytes_max) {
-                if (!r->verdict) {
-                    r->verdict = failure(TaskState::failed,
-                                         fmt::format("output_too_large: stdout passed {} bytes",
-                                                     r->runner.limits_.output_bytes_max));
-                }
-                r->kill_group();
-                return;
-            }
-            r->stdout_bytes.append(b->base, static_cast<size_t>(n));
-        }
-                               : +[](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
-                                     auto* r = static_cast<Run*>(s->data);
-                                     if (r == nullptr) return;
-                                     if (n < 0) {
-                                         r->err.reset();
-                                         r->maybe_finish();
-                                         return;
-                                     }
-                                     r->stderr_tail.append(b->base, static_cast<size_t>(n));
-                                     const size_t keep = r->runner.limits_.stderr_tail_bytes;
-                                     if (r->stderr_tail.size() > keep) {
-                                         r->stderr_tail.erase(0, r->stderr_tail.size() - keep);
-                                     }
-                                 };
-        uv_read_start(stream, on_pipe_alloc, cb);
-    };
-    read(run.out, true);
-    read(run.err, false);
+    for (auto* p : {run.out.get(), run.err.get()}) {
+        uv_read_start(reinterpret_cast<uv_stream_t*>(p), on_pipe_alloc,
+                      [](uv_stream_t* s, ssize_t n, const uv_buf_t* b) {
+                          auto* r = static_cast<Run*>(s->data);
+                          if (r != nullptr) r->output(s, n, b);
+                      });
+    }
 }
 
 }  // namespace chorus::daemon

@@ -14,21 +14,8 @@
 #   cluster_processes.sh /path/to/chorus
 set -u
 chorus="$1"
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  {
-    for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done
-  } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in "$dir"/*.log "$dir"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 40 "$f"; }; done
-  exit 1
-}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_begin
 
 # http PORT METHOD PATH: the raw response (status line, headers, body).
 http() {

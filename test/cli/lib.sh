@@ -1,4 +1,30 @@
 # Shared by the process tests in this folder. Source it; it defines functions only.
+#
+# A test calls test_begin first: it gets a temporary folder in $dir and a list $pids for the
+# processes it starts; on exit, whatever way it ends, those processes are ended (by PID, never
+# by name) and the folder removed. A test with more to undo sets $on_exit to a command.
+
+test_begin() {
+  dir="$(mktemp -d)"
+  pids=()
+  on_exit=":"
+  trap test_end EXIT
+}
+
+test_end() {
+  {
+    for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done
+    $on_exit
+  } 2> /dev/null
+  rm -rf "$dir"
+}
+
+# fail MESSAGE: prints it and the tail of every log in $dir, then exits 1.
+fail() {
+  echo "FAIL: $*"
+  for f in "$dir"/*.log "$dir"/*.out; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
+  exit 1
+}
 
 # step MESSAGE: a timestamped progress line.
 step() { echo "[$(date +%T)] $*"; }

@@ -17,25 +17,13 @@ n=5
 tag="ch$$"                           # names stay under the 15-character interface limit
 net="10.$((100 + $$ % 100)).$((RANDOM % 250)).0"
 prefix="${net%.0}"
-dir="$(mktemp -d)"
-pids=()
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_begin
 made=()
+remove_namespaces() { local ns; for ns in "${made[@]}"; do ip netns del "$ns"; done; }
+on_exit=remove_namespaces
 
 skip() { echo "SKIP: $*"; exit 77; }
-cleanup() {
-  {
-    for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done
-    for ns in "${made[@]}"; do ip netns del "$ns"; done
-  } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in "$dir"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 since() { echo "$(( ($(now_ms) - $1) / 100 ))" | sed -E 's/([0-9])$/.\1/; s/^\./0./'; }  # seconds, 1 decimal
 

@@ -17,21 +17,8 @@
 set -u
 chorus="$1"
 examples="$(cd "$2" && pwd)"
-dir="$(mktemp -d)"
-pids=()
-cleanup() {
-  {
-    for p in "${pids[@]}"; do kill -9 "$p" && wait "$p"; done
-  } 2>/dev/null
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
-  for f in "$dir"/*.log; do [ -f "$f" ] && { echo "== $f"; tail -n 30 "$f"; }; done
-  exit 1
-}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+test_begin
 
 # A sleep no other process on the machine runs: the hung command's child, found by pgrep.
 marker="29.$$"
