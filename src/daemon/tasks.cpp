@@ -376,8 +376,9 @@ void TaskService::place(std::shared_ptr<Placement> p) {
         return;
     }
     ++peers_[owner].sent;
+    const Time sent_at = agent_.now();
     request(owner, TaskSubmit{0, p->spec}, options_.forward_timeout,
-            [this, p, owner](Result<TaskReply> r) mutable {
+            [this, p, owner, sent_at](Result<TaskReply> r) mutable {
                 if (!r || r->status == 503) {
                     if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
                     p->tried.insert(owner);
@@ -391,7 +392,10 @@ void TaskService::place(std::shared_ptr<Placement> p) {
                 a.message = std::move(r->message);
                 a.task = std::move(r->task);
                 a.forwarded = true;
-                if (a.status == 202) ++stats_.forwarded;
+                if (a.status == 202) {
+                    ++stats_.forwarded;
+                    if (on_forwarded) on_forwarded(agent_.now() - sent_at);
+                }
                 follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
             });
 }

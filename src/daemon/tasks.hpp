@@ -103,6 +103,8 @@ class TaskService : public FrameChannel {
     const TaskBoard& board() const { return board_; }
     const TaskOptions& options() const { return options_; }
     const TaskServiceStats& stats() const { return stats_; }
+    // Called with the round trip of every forwarded task an owner accepted (for metrics).
+    std::function<void(Duration)> on_forwarded;
     std::vector<std::string> handler_names() const { return runner_.types(); }
 
     // FrameChannel: task frames and the pooled connections' lives, from the agent.

@@ -60,9 +60,14 @@ std::optional<Duration> parse_wait(std::string_view text) {
 }
 
 Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
-    : loop_(loop), agent_(agent), info_(std::move(info)) {}
+    : loop_(loop), agent_(agent), info_(std::move(info)) {
+    if (info_.tasks != nullptr) {
+        info_.tasks->on_forwarded = [this](Duration d) { forward_latency_.observe(to_seconds(d)); };
+    }
+}
 
 Api::~Api() {
+    if (info_.tasks != nullptr) info_.tasks->on_forwarded = nullptr;
     for (auto& w : waiters_)
         w.timer->data = nullptr;
     for (const Stream& s : streams_)

@@ -115,6 +115,7 @@ class Api {
     std::vector<Stream> streams_;
     net::Handle<uv_timer_t> heartbeat_;
     std::array<Histogram, kRouteNames.size()> latency_;
+    Histogram forward_latency_;
 };
 
 }  // namespace chorus::http

@@ -222,6 +222,9 @@ void Api::task_metrics(Exposition& out) const {
                {{"placed", "forwarded"}});
     out.sample("chorus_task_routing_total", static_cast<double>(s.unavailable),
                {{"placed", "unavailable"}});
+    out.family("chorus_task_forward_duration_seconds", "histogram",
+               "From sending a task to its owner to the owner's acceptance.");
+    forward_latency_.write(out, "chorus_task_forward_duration_seconds", {});
     out.counter("chorus_task_forward_retries_total",
                 "Candidates passed over after a refusal, a timeout or a broken connection.",
                 s.retries);

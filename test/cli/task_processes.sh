@@ -7,7 +7,9 @@
 #   - a silent owner (SIGSTOP): its keys run on the next candidate after the forward timeout;
 #   - after kill -9 of an owner, once the cluster has marked it dead, every new task for its
 #     keys runs elsewhere and none gets a 5xx;
-#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout;
+#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout; the http
+#     handler's success and failure against a real HTTP server (agent a's own API);
+#   - /metrics, task families included, passes `promtool check metrics` (when installed);
 #   - bad input: unknown handler, bad JSON, an oversized payload answered 413 while the
 #     client is still sending, an unknown task id.
 # Waits poll with generous deadlines, never a fixed sleep; only processes started here are
@@ -20,25 +22,28 @@ examples="$(cd "$2" && pwd)"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 test_begin
 
+base=$((10000 + RANDOM % 20000))
+names=(a b c d e)
+declare -A pid
+port() { echo $((base + $1)); }
+hport() { echo $((base + 1000 + $1)); }
 # A sleep no other process on the machine runs: the hung command's child, found by pgrep.
 marker="29.$$"
 # Every node runs one task at a time and queues none, so "saturated" and "full" are one task.
+# The http handlers post to agent a's own API: a real HTTP server that answers 202 and 404.
 cat > "$dir/agent.json" <<EOF
 {
   "tasks": {"capacity": 1, "queue_max": 0},
   "handlers": {
     "checksum": {"exec": ["$examples/handlers/checksum.sh"]},
     "broken": {"exec": ["/bin/sh", "-c", "echo something broke >&2; exit 3"]},
-    "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]}
+    "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]},
+    "hook": {"http": "http://127.0.0.1:$(hport 0)/v1/tasks"},
+    "hook404": {"http": "http://127.0.0.1:$(hport 0)/v1/nowhere"}
   }
 }
 EOF
 
-base=$((10000 + RANDOM % 20000))
-names=(a b c d e)
-declare -A pid
-port() { echo $((base + $1)); }
-hport() { echo $((base + 1000 + $1)); }
 index_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "$i"; done; }
 start() {
   local n="$1" i; i=$(index_of "$1")
@@ -140,6 +145,15 @@ poll 20 bash -c "! pgrep -f 'slee[p] $marker' > /dev/null" ||
   fail "the hung command's child survived its timeout"
 step "  checksum succeeded, broken failed with exit 3 and its stderr, hang timed out and was killed"
 
+step "http handler: a 2xx body is the result, anything else fails the task"
+out=$(submit c web-1 hook '{"key":"inner","type":"echo"}' 20s)
+[ "$(field "$out" state)" = succeeded ] && grep -q '"result":{.*"key":"inner"' <<< "$out" ||
+  fail "hook: $out"
+out=$(submit c web-2 hook404 '{}' 20s)
+[ "$(field "$out" state)" = failed ] && grep -q "POSTanswered404" <<< "$out" ||
+  fail "hook404: $out"  # (spaces stripped)
+step "  a POST to a's API became a task's result; a 404 failed its task"
+
 step "bad input"
 out=$("$chorus" submit --http "$(at a)" --key k --type nope 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "no handler named 'nope'" <<< "$out" && grep -q "(422)" <<< "$out" ||
@@ -201,4 +215,14 @@ for key in "${keys[@]}"; do
   [ "$(field "$out" owner)" != "$victim" ] || fail "$key ran on the dead $victim"
 done
 step "  ${#keys[@]} tasks for $victim's keys ran on other candidates, none failed"
+if command -v promtool > /dev/null; then
+  exec 3<> "/dev/tcp/127.0.0.1/$(hport 0)"
+  printf 'GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' >&3
+  sed '1,/^\r$/d' <&3 > "$dir/metrics.txt"
+  exec 3<&-
+  grep -q '^chorus_task_forward_duration_seconds_count [1-9]' "$dir/metrics.txt" ||
+    fail "no forwarded task in a's metrics"
+  promtool check metrics < "$dir/metrics.txt" > "$dir/promtool.out" 2>&1 ||
+    fail "promtool: $(cat "$dir/promtool.out")"
+fi
 echo "PASS"
