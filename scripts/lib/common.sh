@@ -7,7 +7,7 @@ CHORUS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CHORUS_PACKAGES=(
   cmake ninja-build g++ pkg-config
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
-  catch2 libcli11-dev node-llhttp libxxhash-dev
+  catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss.

@@ -1,0 +1,78 @@
+// The durable record of a node's tasks (issue 5): SQLite in WAL mode, one file under the
+// agent's --data-dir.
+//
+// The task service stages every change (a task accepted, started, finished, evicted) and calls
+// commit() once per loop iteration: all that was staged goes in one transaction, synced before
+// commit() returns, and only then does the service acknowledge what depended on it. One sync
+// serves every task a busy loop iteration took (group commit), so durability costs a sync per
+// iteration, not per task. A failed commit (disk full, I/O error) rolls back and keeps what was
+// staged, so nothing is half-written and a later commit can still write it; the service
+// refuses new tasks until a commit succeeds again.
+//
+// Why SQLite: crash safety (atomic commit, WAL recovery after a crash or power loss) is the
+// hard part of a journal, and SQLite's is among the most tested code there is; it is an
+// embedded library (Debian's libsqlite3-dev, linked statically), not a server.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+#include "core/task.hpp"
+
+struct sqlite3;
+
+namespace chorus::daemon {
+
+class Journal {
+  public:
+    // Opens (or creates) `dir`/tasks.db. Errors name the file and what to do: an unwritable
+    // folder, a file that is not a journal (corrupt), a journal of a newer version.
+    static Result<std::unique_ptr<Journal>> open(const std::string& dir);
+    ~Journal();
+    Journal(const Journal&) = delete;
+    Journal& operator=(const Journal&) = delete;
+
+    // Every task recorded at the last successful commit.
+    Result<std::vector<Task>> load();
+
+    // Stages a task's record (its state now) or its removal. Staging the same id again
+    // replaces what was staged: only the latest record of a task is written.
+    void put(const Task& t);
+    void remove(std::string_view id);
+    // Drops what was staged for `id` (a task that is being refused after all).
+    void unstage(std::string_view id);
+    size_t staged() const { return staged_.size(); }
+
+    // Writes everything staged in one transaction and syncs it. On error nothing of it is
+    // kept in the file, everything stays staged, and the error says why.
+    Status commit();
+
+    // Test hook: caps the file at `pages` pages of 4 KiB, so a test can fill the "disk".
+    Status limit_pages(uint64_t pages);
+
+    const std::string& path() const { return path_; }
+    struct Stats {
+        uint64_t commits = 0;
+        uint64_t records = 0;  // records written or removed
+        uint64_t failures = 0;
+    };
+    const Stats& stats() const { return stats_; }
+
+  private:
+    Journal(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+    Status exec(const char* sql);
+    Error error(std::string_view doing) const;
+
+    sqlite3* db_;
+    std::string path_;
+    std::map<std::string, std::optional<Task>, std::less<>> staged_;  // nullopt: remove
+    Stats stats_;
+};
+
+}  // namespace chorus::daemon
