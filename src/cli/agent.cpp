@@ -147,6 +147,19 @@ int run_agent(const Settings& settings) {
                 h->data = &r;
                 uv_signal_start(h, on_signal, sig);
             }
+            if (const auto& e = tasks->journal_error()) {
+                log.log(Level::error, "the task journal cannot be used; refusing tasks (503)",
+                        {{"error", e->message}});
+            } else if (const Journal* j = tasks->journal()) {
+                log.log(Level::info, "task journal open",
+                        {{"path", j->path()},
+                         {"recovered", std::to_string(tasks->stats().recovered)},
+                         {"queued_again", std::to_string(tasks->stats().requeued)}});
+            } else {
+                log.log(Level::warn,
+                        "tasks are kept in memory only and are lost if this agent stops; give "
+                        "--data-dir to keep them");
+            }
             log.log(Level::info, "agent started",
                     {{"name", settings.name},
                      {"bind", (*agent)->bound().str()},

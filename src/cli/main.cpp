@@ -70,6 +70,8 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     agent->add_option("--leave-timeout-ms", leave_timeout_ms, "how long a graceful leave may take")
         ->capture_default_str();
+    agent->add_option("--data-dir", flags.tasks.data_dir,
+                      "folder for the task journal; without it tasks are kept in memory only");
 
     // Client commands find the agent through --http, else $CHORUS_HTTP_ADDR (as Consul's
     // CONSUL_HTTP_ADDR), else the default.
@@ -171,6 +173,7 @@ int main(int argc, char** argv) {
     if (given("--log-level")) s.log_level = flags.log_level;
     if (given("--log-format")) s.log_format = flags.log_format;
     if (given("--leave-timeout-ms")) s.leave_timeout = milliseconds(leave_timeout_ms);
+    if (given("--data-dir")) s.tasks.data_dir = flags.tasks.data_dir;
     for (const auto& t : tags) {
         if (auto st = add_tag(s, t); !st) {
             fmt::print(stderr, "chorus agent: {}\n", st.error().message);

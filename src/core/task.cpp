@@ -186,9 +186,26 @@ void TaskBoard::expire(Time now) {
         if (!over || slots_.contains(t.spec.id)) break;
         finished_bytes_ -= t.bytes();
         ++stats_.evicted;
+        evicted_.push_back(t.spec.id);
         tasks_.erase(it);
         finished_.pop_front();
     }
+}
+
+void TaskBoard::restore(Task t, Time now) {
+    if (tasks_.contains(t.spec.id)) return;
+    const std::string id = t.spec.id;
+    if (is_finished(t.state)) {
+        Task& kept = tasks_.emplace(id, std::move(t)).first->second;
+        finished_.push_back(id);
+        finished_bytes_ += kept.bytes();
+        expire(now);
+        return;
+    }
+    t.state = TaskState::queued;
+    t.started.reset();
+    tasks_.emplace(id, std::move(t));
+    queue_.push_back(id);
 }
 
 const Task* TaskBoard::find(std::string_view id) const {

@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/name.hpp"
@@ -149,6 +150,13 @@ class TaskBoard {
     Cancel cancel(std::string_view id, Time now);
     // Drops finished tasks beyond the retention limits.
     void expire(Time now);
+    // Puts back a task recovered from the journal after a restart, bypassing the capacity
+    // check (nothing accepted is dropped because the limits shrank). One that was running
+    // when the node stopped is queued again, its attempts kept: it runs once more.
+    void restore(Task t, Time now);
+    // Ids of the finished tasks the retention limits dropped since the last call (the journal
+    // removes them too).
+    std::vector<std::string> take_evicted() { return std::exchange(evicted_, {}); }
 
     const Task* find(std::string_view id) const;
     size_t running() const { return slots_.size(); }
@@ -168,6 +176,7 @@ class TaskBoard {
     std::list<std::string> finished_;           // retention order: oldest finished first
     std::set<std::string, std::less<>> slots_;  // running, or cancelled and still stopping
     size_t finished_bytes_ = 0;
+    std::vector<std::string> evicted_;
     TaskStats stats_;
 };
 

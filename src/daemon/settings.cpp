@@ -70,6 +70,11 @@ Status apply_config_json(Settings& s, const std::string& text) {
             if (!st) return st;
             for (const auto& [k, v] : value.items())
                 s.tags[k] = v.get<std::string>();
+        } else if (key == "data_dir") {
+            st = need(value.is_string() && !value.get<std::string>().empty(),
+                      "a folder path (omit it to keep tasks in memory only)");
+            if (!st) return st;
+            s.tasks.data_dir = value.get<std::string>();
         } else if (key == "tasks") {
             st = apply_tasks_json(s.tasks, value);
             if (!st) return st;

@@ -28,6 +28,13 @@ constexpr Duration kRetryAfter = seconds(1);
 // Queries held waiting for a task to finish, at most; beyond it they answer at once.
 constexpr size_t kWaitersMax = 4096;
 
+// Whether a submission repeats the task already under its id (a client's retry).
+bool same_task(const TaskSpec& a, const TaskSpec& b) {
+    return a.key == b.key && a.type == b.type && a.payload == b.payload;
+}
+
+TaskAnswer conflict(const std::string& id);
+
 uint64_t ms_of(Duration d) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
     return ms < 0 ? 0 : static_cast<uint64_t>(ms);
@@ -57,6 +64,16 @@ Status TaskOptions::validate() const {
     }
     return Ok{};
 }
+
+namespace {
+TaskAnswer conflict(const std::string& id) {
+    return TaskAnswer::error(
+        409, "task_conflict",
+        fmt::format("id {} belongs to a task with another key, type or payload; choose another "
+                    "id, or resend that task unchanged",
+                    id));
+}
+}  // namespace
 
 TaskAnswer TaskAnswer::error(int status, std::string code, std::string message) {
     TaskAnswer a;
@@ -90,6 +107,7 @@ struct TaskService::Placement {
     Duration wait{};
     Done done;
     std::set<Name> tried;
+    std::vector<std::string> refusals;  // "name: why", for the 503 if every candidate refuses
 };
 
 struct TaskService::Search {
@@ -112,6 +130,16 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
       runner_(loop, options_.handlers, options_.runner, std::move(http_post)),
       rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)) {
     agent_.attach(this);
+    commit_timer_ = make_timer(loop_, this).value();
+    if (!options_.data_dir.empty()) {
+        auto j = Journal::open(options_.data_dir);
+        if (j) {
+            journal_ = std::move(*j);
+            recover();
+        } else {
+            journal_error_ = j.error();
+        }
+    }
 }
 
 TaskService::~TaskService() {
@@ -173,28 +201,146 @@ std::optional<TaskAnswer> TaskService::validate(TaskSpec& spec) {
     return std::nullopt;
 }
 
-TaskAnswer TaskService::accept(TaskSpec spec) {
+void TaskService::accept(TaskSpec spec, Done done) {
+    if (journal_error_) {
+        ++stats_.unjournaled;
+        done(TaskAnswer::error(503, "journal_unavailable",
+                               journal_error_->message + "; this node takes no tasks until then"));
+        return;
+    }
     if (!runner_.knows(spec.type)) {
-        return TaskAnswer::error(422, "unknown_type",
-                                 fmt::format("type: no handler named '{}' on {}", spec.type,
-                                             agent_.node().self().name.str()));
+        done(TaskAnswer::error(422, "unknown_type",
+                               fmt::format("type: no handler named '{}' on {}", spec.type,
+                                           agent_.node().self().name.str())));
+        return;
     }
-    auto t = board_.submit(std::move(spec), agent_.node().self().name, agent_.now());
-    if (!t) {
-        if (t.error().code == "full") return TaskAnswer::error(503, "full", t.error().message);
-        return TaskAnswer::error(409, t.error().code, t.error().message);
+    // The same id again: a client's retry gets the task it already has, never a second run;
+    // the id with another task is a conflict.
+    const auto pending = std::find_if(pending_.begin(), pending_.end(),
+                                      [&](const Pending& p) { return p.task.spec.id == spec.id; });
+    const Task* existing = pending != pending_.end() ? &pending->task : board_.find(spec.id);
+    if (existing != nullptr) {
+        if (!same_task(existing->spec, spec)) {
+            done(conflict(spec.id));
+            return;
+        }
+        TaskAnswer a;
+        a.status = 200;
+        a.task = *existing;
+        done(std::move(a));
+        return;
     }
-    const std::string id = (*t)->spec.id;
+    const TaskLimits& l = options_.limits;
+    if (board_.running() + board_.queued() + pending_.size() >= size_t{l.capacity} + l.queue_max) {
+        done(TaskAnswer::error(
+            503, "full",
+            fmt::format("{} tasks running and {} queued, the most this node takes",
+                        board_.running(), board_.queued() + pending_.size())));
+        return;
+    }
+    if (!journal_) {
+        auto t = board_.submit(std::move(spec), agent_.node().self().name, agent_.now());
+        CHORUS_ASSERT(t.ok());
+        const std::string id = (*t)->spec.id;
+        start_ready();
+        report_load();
+        TaskAnswer a;
+        a.status = 202;
+        a.task = *board_.find(id);
+        done(std::move(a));
+        return;
+    }
+    Pending p;
+    p.task.spec = std::move(spec);
+    p.task.owner = agent_.node().self().name;
+    p.task.created = agent_.now();
+    p.done = std::move(done);
+    journal_->put(p.task);
+    pending_.push_back(std::move(p));
+    schedule_commit();
+}
+
+void TaskService::schedule_commit(uint64_t delay_ms) {
+    // At 0 ms the commit runs at the start of the next loop iteration, after everything this
+    // one read: one sync serves them all.
+    if (commit_scheduled_ && delay_ms > 0) return;
+    commit_scheduled_ = true;
+    uv_timer_start(
+        commit_timer_.get(),
+        [](uv_timer_t* t) {
+            if (auto* self = static_cast<TaskService*>(t->data)) self->commit();
+        },
+        delay_ms, 0);
+}
+
+void TaskService::commit() {
+    commit_scheduled_ = false;
+    if (!journal_ || journal_->staged() == 0) return;
+    const Status st = journal_->commit();
+    std::vector<Pending> batch = std::exchange(pending_, {});
+    if (!st) {
+        // Nothing of this batch is stored: refuse its new tasks (the router tries another
+        // owner). Changes to tasks already stored stay staged and are tried again shortly.
+        for (Pending& p : batch)
+            journal_->unstage(p.task.spec.id);
+        if (journal_->staged() > 0) schedule_commit(1000);
+        for (Pending& p : batch) {
+            ++stats_.unjournaled;
+            p.done(TaskAnswer::error(503, "journal_unavailable",
+                                     st.error().message + "; the task was not accepted"));
+        }
+        return;
+    }
+    std::vector<std::pair<std::string, Done>> accepted;
+    for (Pending& p : batch) {
+        const std::string id = p.task.spec.id;
+        auto t = board_.submit(std::move(p.task.spec), p.task.owner, p.task.created);
+        CHORUS_ASSERT(t.ok());  // its place was held while it was pending
+        accepted.emplace_back(id, std::move(p.done));
+    }
     start_ready();
     report_load();
-    TaskAnswer a;
-    a.status = 202;
-    a.task = *board_.find(id);
-    return a;
+    for (auto& [id, done] : accepted) {
+        TaskAnswer a;
+        a.status = 202;
+        if (const Task* t = board_.find(id)) a.task = *t;
+        done(std::move(a));
+    }
+}
+
+void TaskService::record(const std::string& id) {
+    if (!journal_) return;
+    if (const Task* t = board_.find(id)) journal_->put(*t);
+    record_evictions();
+    schedule_commit();
+}
+
+void TaskService::record_evictions() {
+    for (const std::string& id : board_.take_evicted()) {
+        if (journal_) journal_->remove(id);
+    }
+}
+
+void TaskService::recover() {
+    auto tasks = journal_->load();
+    if (!tasks) {
+        journal_error_ = tasks.error();
+        journal_.reset();
+        return;
+    }
+    for (Task& t : *tasks) {
+        ++stats_.recovered;
+        if (!is_finished(t.state)) ++stats_.requeued;
+        board_.restore(std::move(t), agent_.now());
+    }
+    record_evictions();
+    start_ready();
+    report_load();
 }
 
 void TaskService::start_ready() {
     for (const std::string& id : board_.start_ready(agent_.now())) {
+        record(id);
         runner_.start(board_.find(id)->spec,
                       [this, id](TaskOutcome o) { finished(id, std::move(o)); });
     }
@@ -202,6 +348,7 @@ void TaskService::start_ready() {
 
 void TaskService::finished(const std::string& id, TaskOutcome outcome) {
     board_.finish(id, std::move(outcome), agent_.now());
+    record(id);
     wake(id);
     start_ready();
     report_load();
@@ -213,10 +360,12 @@ void TaskService::report_load() {
 
 TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
     board_.expire(agent_.now());
+    record_evictions();
     if (board_.find(id) == nullptr) {
         return TaskAnswer::error(404, "unknown_task", fmt::format("no task {} here", id));
     }
     if (cancel && board_.cancel(id, agent_.now()) != TaskBoard::Cancel::already_finished) {
+        record(id);
         runner_.stop(id);  // a no-op unless it was running
         wake(id);
         report_load();
@@ -322,6 +471,7 @@ TaskService::Lookup TaskService::lookup(std::string_view key) {
 }
 
 void TaskService::submit(TaskSpec spec, Duration wait, Done done) {
+    const bool named = !spec.id.empty();
     if (auto bad = validate(spec)) {
         done(std::move(*bad));
         return;
@@ -331,7 +481,26 @@ void TaskService::submit(TaskSpec spec, Duration wait, Done done) {
     p->spec = std::move(spec);
     p->wait = wait;
     p->done = std::move(done);
-    place(std::move(p));
+    if (!named) {
+        place(std::move(p));
+        return;
+    }
+    // A client that names its task may be retrying: if any member holds the id, answer with
+    // that task (or a conflict) instead of placing a second one, which the router might put
+    // on another candidate.
+    const std::string id = p->spec.id;
+    query(id, {}, false, [this, p](TaskAnswer found) mutable {
+        if (found.status != 200 || !found.task) {
+            place(std::move(p));
+            return;
+        }
+        if (!same_task(found.task->spec, p->spec)) {
+            p->done(conflict(p->spec.id));
+            return;
+        }
+        const Name holder = found.task->owner;
+        follow(holder, std::move(found), agent_.now() + p->wait, true, std::move(p->done));
+    });
 }
 
 void TaskService::place(std::shared_ptr<Placement> p) {
@@ -356,23 +525,25 @@ void TaskService::place(std::shared_ptr<Placement> p) {
         } else {
             p->done(TaskAnswer::error(
                 503, "all_refused",
-                fmt::format("every candidate owner of key '{}' ({}) is full or did not answer; "
+                fmt::format("every candidate owner of key '{}' refused or did not answer ({}); "
                             "retry later",
-                            p->spec.key, fmt::join(listed, ", "))));
+                            p->spec.key, fmt::join(p->refusals, "; "))));
         }
         return;
     }
     const Name owner = names[*choice];
     if (owner == agent_.node().self().name) {
-        TaskAnswer a = accept(p->spec);
-        if (a.status == 503) {
-            p->tried.insert(owner);
-            ++stats_.retries;
-            place(std::move(p));
-            return;
-        }
-        if (a.status == 202) ++stats_.local;
-        follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
+        accept(p->spec, [this, p, owner](TaskAnswer a) mutable {
+            if (a.status == 503) {
+                p->refusals.push_back(fmt::format("{}: {}", owner.str(), a.message));
+                p->tried.insert(owner);
+                ++stats_.retries;
+                place(std::move(p));
+                return;
+            }
+            if (a.status == 202) ++stats_.local;
+            follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
+        });
         return;
     }
     ++peers_[owner].sent;
@@ -381,6 +552,8 @@ void TaskService::place(std::shared_ptr<Placement> p) {
             [this, p, owner, sent_at](Result<TaskReply> r) mutable {
                 if (!r || r->status == 503) {
                     if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
+                    p->refusals.push_back(
+                        fmt::format("{}: {}", owner.str(), r ? r->message : r.error().message));
                     p->tried.insert(owner);
                     ++stats_.retries;
                     place(std::move(p));
@@ -583,16 +756,18 @@ void TaskService::reply(uint64_t conn, TaskReply r) {
 void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
     const uint64_t conn_id = conn.id();
     if (auto* submit = std::get_if<TaskSubmit>(&frame.message)) {
-        TaskAnswer a;
+        const uint64_t request = submit->request;
+        const auto answer = [this, conn_id, request](TaskAnswer a) {
+            if (a.status == 202) ++stats_.remote;
+            reply(conn_id, TaskReply{request, static_cast<uint16_t>(a.status), a.code, a.message, 0,
+                                     0, std::move(a.task)});
+        };
         if (task_key_hash(submit->spec.id) != xxh3(submit->spec.key)) {
-            a = TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash");
+            answer(TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash"));
         } else {
             submit->spec.timeout = std::min(submit->spec.timeout, options_.limits.timeout_max);
-            a = accept(std::move(submit->spec));
-            if (a.status == 202) ++stats_.remote;
+            accept(std::move(submit->spec), answer);
         }
-        reply(conn_id, TaskReply{submit->request, static_cast<uint16_t>(a.status), a.code,
-                                 a.message, 0, 0, std::move(a.task)});
     } else if (auto* q = std::get_if<TaskQuery>(&frame.message)) {
         TaskAnswer a = answer_query(q->id, q->cancel);
         const uint64_t request = q->request;

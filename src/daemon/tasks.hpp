@@ -29,6 +29,7 @@
 #include "core/router.hpp"
 #include "core/task.hpp"
 #include "daemon/agent.hpp"
+#include "daemon/journal.hpp"
 #include "daemon/runner.hpp"
 
 namespace chorus::daemon {
@@ -50,6 +51,8 @@ struct TaskOptions {
     Duration forward_timeout = seconds(2);
     std::map<std::string, HandlerSpec> handlers = default_handlers();
     RunnerLimits runner;
+    // Where the journal lives (issue 5); empty: tasks are kept in memory only.
+    std::string data_dir;
 
     Status validate() const;
 };
@@ -72,7 +75,10 @@ struct TaskServiceStats {
     uint64_t retries = 0;      // candidates passed over after a refusal, timeout or broken link
     uint64_t unavailable = 0;  // 503s: no owner alive, or every candidate refused
     uint64_t forward_timeouts = 0;
-    uint64_t queries = 0;  // status lookups sent to other nodes
+    uint64_t queries = 0;      // status lookups sent to other nodes
+    uint64_t recovered = 0;    // tasks read back from the journal at start
+    uint64_t requeued = 0;     // of those, the ones that had not finished and run again
+    uint64_t unjournaled = 0;  // tasks refused because the journal could not store them
 };
 
 class TaskService : public FrameChannel {
@@ -101,6 +107,10 @@ class TaskService : public FrameChannel {
     void membership_changed() { ring_.reset(); }
 
     const TaskBoard& board() const { return board_; }
+    // The journal, if there is a working one; else why not (nullopt: memory only, by choice).
+    const Journal* journal() const { return journal_.get(); }
+    Journal* journal() { return journal_.get(); }
+    const std::optional<Error>& journal_error() const { return journal_error_; }
     const TaskOptions& options() const { return options_; }
     const TaskServiceStats& stats() const { return stats_; }
     // Called with the round trip of every forwarded task an owner accepted (for metrics).
@@ -120,8 +130,16 @@ class TaskService : public FrameChannel {
   private:
     // Checks a client's task; fills the id and timeout defaults.
     std::optional<TaskAnswer> validate(TaskSpec& spec);
-    // Accepts a task on this node's board (for a local client or a peer).
-    TaskAnswer accept(TaskSpec spec);
+    // Accepts a task on this node's board (for a local client or a peer). With a journal the
+    // answer waits for the commit that stores the task: nothing is acknowledged that is not
+    // on disk.
+    void accept(TaskSpec spec, Done done);
+    // Board changes to the journal: a task's record, and the records retention dropped.
+    void record(const std::string& id);
+    void record_evictions();
+    void schedule_commit(uint64_t delay_ms = 0);
+    void commit();
+    void recover();
     void start_ready();
     void finished(const std::string& id, TaskOutcome outcome);
     void report_load();
@@ -152,6 +170,17 @@ class TaskService : public FrameChannel {
     Rng rng_;
     std::optional<Ring> ring_;
     TaskServiceStats stats_;
+    std::unique_ptr<Journal> journal_;
+    std::optional<Error> journal_error_;
+    net::Handle<uv_timer_t> commit_timer_;
+    bool commit_scheduled_ = false;
+    // Tasks accepted here whose commit is under way: they hold a place on the board's budget
+    // but run only once stored.
+    struct Pending {
+        Task task;
+        Done done;
+    };
+    std::vector<Pending> pending_;
 
     struct Peer {
         uint64_t conn = 0;

@@ -108,7 +108,8 @@ Response Api::self() const {
                               {"probe_interval_ms", ms(c.probe_interval)},
                               {"probe_timeout_ms", ms(n.probe_timeout())},
                               {"gossip_interval_ms", ms(c.gossip_interval)},
-                              {"lifeguard", c.lifeguard}}}}
+                              {"lifeguard", c.lifeguard}}},
+                            {"tasks", tasks_summary()}}
                  .dump();
     return r;
 }

@@ -105,6 +105,7 @@ class Api {
     void tasks(const Request& req, const Reply& reply, uint64_t started);
     void ring_view(const Request& req, const Reply& reply, uint64_t started);
     void task_metrics(Exposition& out) const;
+    nlohmann::json tasks_summary() const;  // for /v1/self
 
     uv_loop_t* loop_;
     const daemon::Agent& agent_;

@@ -194,6 +194,23 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
     finish(ring, started, reply, std::move(r));
 }
 
+json Api::tasks_summary() const {
+    if (info_.tasks == nullptr) return nullptr;
+    const daemon::TaskService& t = *info_.tasks;
+    json j = {{"handlers", t.handler_names()},
+              {"capacity", t.options().limits.capacity},
+              {"queue_max", t.options().limits.queue_max},
+              {"candidates", t.options().candidates}};
+    if (const auto& e = t.journal_error()) {
+        j["journal"] = {{"state", "unavailable"}, {"error", e->message}};
+    } else if (const daemon::Journal* jr = t.journal()) {
+        j["journal"] = {{"state", "ok"}, {"path", jr->path()}};
+    } else {
+        j["journal"] = {{"state", "memory_only"}};
+    }
+    return j;
+}
+
 void Api::task_metrics(Exposition& out) const {
     if (info_.tasks == nullptr) return;
     const daemon::TaskService& t = *info_.tasks;
@@ -232,6 +249,14 @@ void Api::task_metrics(Exposition& out) const {
                 "Forwarded tasks an owner did not answer in time.", s.forward_timeouts);
     out.counter("chorus_tasks_received_total",
                 "Tasks other nodes forwarded here and this node took.", s.remote);
+    out.counter("chorus_tasks_unjournaled_total",
+                "Tasks refused because the journal could not store them.", s.unjournaled);
+    if (const daemon::Journal* j = t.journal()) {
+        out.counter("chorus_journal_commits_total", "Journal transactions written and synced.",
+                    j->stats().commits);
+        out.counter("chorus_journal_failures_total", "Journal commits that failed and rolled back.",
+                    j->stats().failures);
+    }
 }
 
 }  // namespace chorus::http

@@ -158,3 +158,41 @@ TEST_CASE("task limits name the rule a bad value breaks") {
     l.timeout_default = l.timeout_max + seconds(1);
     REQUIRE(l.validate().error().message.starts_with("timeout_default"));
 }
+
+TEST_CASE("recovered tasks come back queued or finished, beyond the limits if need be") {
+    TaskBoard b(small(1, 0));
+    Task running;
+    running.spec = spec("r");
+    running.state = TaskState::running;
+    running.started = at(5);
+    running.attempts = 1;
+    Task queued;
+    queued.spec = spec("q");
+    Task done;
+    done.spec = spec("d");
+    done.state = TaskState::succeeded;
+    done.result.assign(1, '1');  // (assigning a literal trips GCC 12's -Wrestrict false positive)
+    done.finished = at(9);
+    for (const Task& t : {running, queued, done})
+        b.restore(t, at(10));
+    REQUIRE(b.kept() == 3);
+    REQUIRE(b.queued() == 2);  // over capacity + queue_max: nothing recovered is dropped
+    REQUIRE(b.find("r")->state == TaskState::queued);
+    REQUIRE_FALSE(b.find("r")->started);
+    REQUIRE(b.find("d")->result == "1");
+    REQUIRE(b.start_ready(at(11)) == std::vector<std::string>{"r"});
+    REQUIRE(b.find("r")->attempts == 2);  // it runs a second time
+}
+
+TEST_CASE("the board tells which finished tasks its retention dropped") {
+    TaskLimits l = small(1, 1);
+    l.results_max = 1;
+    TaskBoard b(l);
+    for (const char* id : {"a", "b"}) {
+        REQUIRE(b.submit(spec(id), Name("n1"), at(0)).ok());
+        REQUIRE(b.start_ready(at(0)).size() == 1);
+        REQUIRE(b.finish(id, TaskOutcome{}, at(1)));
+    }
+    REQUIRE(b.take_evicted() == std::vector<std::string>{"a"});
+    REQUIRE(b.take_evicted().empty());
+}

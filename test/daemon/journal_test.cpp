@@ -2,6 +2,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "daemon/temp_dir.hpp"
+
 #include <sqlite3.h>
 
 #include <cstdio>
@@ -9,19 +11,10 @@
 #include <fstream>
 
 using namespace chorus;
+using chorus::test::TempDir;
 using namespace chorus::daemon;
 
 namespace {
-
-// A fresh folder per test, removed after.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/chorus-journal-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-};
 
 Task task(const std::string& id, TaskState state = TaskState::queued) {
     Task t;

@@ -1,7 +1,13 @@
 // Tasks through the HTTP API on real agents, task services and servers sharing one loop on
 // loopback: placement, forwarding, status from any node, cancellation and every bad input.
 #include <catch2/catch.hpp>
+
 #include <nlohmann/json.hpp>
+#include "daemon/temp_dir.hpp"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
 
 #include "daemon/agent.hpp"
 #include "daemon/tasks.hpp"
@@ -11,6 +17,7 @@
 
 using namespace chorus;
 using chorus::test::RawClient;
+using chorus::test::TempDir;
 using chorus::test::TestLoop;
 using nlohmann::json;
 
@@ -47,8 +54,11 @@ struct Cluster {
                 if (raw->tasks) raw->tasks->membership_changed();
             };
             m->agent = std::move(daemon::Agent::start(loop.get(), std::move(o)).value());
+            daemon::TaskOptions mine = options;
+            const std::string name = m->agent->node().self().name.str();
+            if (!mine.data_dir.empty()) mine.data_dir += "/" + name;
             m->tasks = std::make_unique<daemon::TaskService>(
-                loop.get(), *m->agent, options,
+                loop.get(), *m->agent, mine,
                 [](const std::string&, std::string, Duration, size_t, auto done) {
                     done(Error{"unreachable", "no http in this test"});
                 });
@@ -56,13 +66,13 @@ struct Cluster {
                 loop.get(), *m->agent, http::Api::Info{"local", "test", {}, m->tasks.get()});
             http::Limits limits;
             limits.body_bytes_max = options.limits.payload_bytes_max + 4096;
-            m->server = std::move(
-                http::Server::listen(loop.get(), net::Endpoint::parse("127.0.0.1:0").value(),
-                                     limits, o.identity.name.str(),
-                                     [raw](const http::Request& r, http::Reply reply) {
-                                         raw->api->handle(r, reply);
-                                     })
-                    .value());
+            m->server =
+                std::move(http::Server::listen(
+                              loop.get(), net::Endpoint::parse("127.0.0.1:0").value(), limits, name,
+                              [raw](const http::Request& r, http::Reply reply) {
+                                  raw->api->handle(r, reply);
+                              })
+                              .value());
             members.push_back(std::move(m));
         }
         REQUIRE(loop.run_until([&] {
@@ -225,13 +235,125 @@ TEST_CASE("bad task input gets the right status and a message, and creates nothi
     REQUIRE(c.tasks_kept() == 0);
 }
 
-TEST_CASE("a client's name for a task makes the id, and a second submission is refused") {
-    Cluster c(2);
-    const json t = {{"key", "k1"}, {"type", "echo"}, {"id", "order-7"}};
+TEST_CASE("a client's name for a task makes the id; resent it is the same task, changed a 409") {
+    Cluster c(3);
+    const json t = {
+        {"key", "k1"}, {"type", "sleep"}, {"payload", {{"ms", 300}}}, {"id", "order-7"}};
     const auto first = c.submit(0, t);
     REQUIRE(first.status == 202);
-    REQUIRE_THAT(first.body["id"].get<std::string>(), Catch::EndsWith("-order-7"));
-    REQUIRE(c.submit(1, t).status == 409);
+    const std::string id = first.body["id"];
+    REQUIRE_THAT(id, Catch::EndsWith("-order-7"));
+    // A retry through any node answers with the task it already has, and nothing runs twice.
+    for (size_t at = 0; at < 3; ++at) {
+        const auto again = c.submit(at, t, "?wait=5s");
+        REQUIRE(again.status == 200);
+        REQUIRE(again.body["id"] == id);
+        REQUIRE(again.body["state"] == "succeeded");
+        REQUIRE(again.body["attempts"] == 1);
+    }
+    size_t copies = 0;
+    for (auto& m : c.members)
+        copies += m->tasks->board().find(id) != nullptr ? 1 : 0;
+    REQUIRE(copies == 1);
+    json changed = t;
+    changed["payload"] = {{"ms", 301}};
+    const auto conflict = c.submit(2, changed);
+    REQUIRE(conflict.status == 409);
+    REQUIRE(conflict.body["error"]["code"] == "task_conflict");
+}
+
+TEST_CASE(
+    "a node restarted on its data dir keeps its results and runs its unfinished tasks again") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    std::string done_id, running_id;
+    {
+        Cluster c(1, o);
+        const auto done = c.submit(0, {{"key", "a"}, {"type", "echo"}, {"payload", 7}}, "?wait=5s");
+        REQUIRE(done.body["state"] == "succeeded");
+        done_id = done.body["id"];
+        const auto running =
+            c.submit(0, {{"key", "b"}, {"type", "sleep"}, {"payload", {{"ms", 60000}}}});
+        REQUIRE(running.status == 202);
+        running_id = running.body["id"];
+        REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->board().running() == 1; }));
+        REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->journal()->staged() == 0; }));
+    }  // the node stops without a word: its process is gone
+    Cluster c(1, o);
+    REQUIRE(c.members[0]->tasks->stats().recovered == 2);
+    const auto done = c.call(0, "GET", "/v1/tasks/" + done_id);
+    REQUIRE(done.body["state"] == "succeeded");
+    REQUIRE(done.body["result"] == 7);
+    const auto running = c.call(0, "GET", "/v1/tasks/" + running_id);
+    REQUIRE(running.body["state"] == "running");
+    REQUIRE(running.body["attempts"] == 2);
+}
+
+TEST_CASE("a full journal refuses new tasks with 503, and every task it acknowledged is stored") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    std::vector<std::string> acknowledged;
+    {
+        Cluster c(1, o);
+        REQUIRE(c.members[0]->tasks->journal()->limit_pages(12).ok());
+        int refused = 0;
+        for (int i = 0; i < 40 && refused == 0; ++i) {
+            const auto r =
+                c.submit(0, {{"key", "k" + std::to_string(i)},
+                             {"type", "sleep"},
+                             {"payload", {{"ms", 60000}, {"pad", std::string(3000, 'x')}}}});
+            if (r.status == 202) {
+                acknowledged.push_back(r.body["id"]);
+            } else {
+                REQUIRE(r.status == 503);
+                // The only candidate refused: the entry node says so, and why.
+                REQUIRE(r.body["error"]["code"] == "all_refused");
+                REQUIRE_THAT(r.body["error"]["message"].get<std::string>(),
+                             Catch::Contains("journal") && Catch::Contains("full"));
+                ++refused;
+            }
+        }
+        REQUIRE(refused == 1);
+        REQUIRE_FALSE(acknowledged.empty());
+        // Room again: the node takes tasks again.
+        REQUIRE(c.members[0]->tasks->journal()->limit_pages(100000).ok());
+        const auto r = c.submit(0, {{"key", "after"}, {"type", "echo"}});
+        REQUIRE(r.status == 202);
+        acknowledged.push_back(r.body["id"]);
+        REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->journal()->staged() == 0; }));
+    }
+    auto j = daemon::Journal::open(d.path + "/a");
+    REQUIRE(j.ok());
+    std::set<std::string> stored;
+    const auto tasks = (*j)->load();  // held: a range-for over .value() of a temporary dangles
+    for (const Task& t : tasks.value())
+        stored.insert(t.spec.id);
+    for (const auto& id : acknowledged) {
+        INFO(id);
+        REQUIRE(stored.contains(id));
+    }
+}
+
+TEST_CASE("a corrupt journal: the node says why, refuses tasks with 503, and serves the rest") {
+    TempDir d;
+    std::filesystem::create_directories(d.path + "/a");
+    {
+        std::ofstream f(d.path + "/a/tasks.db");
+        f << std::string(8192, 'Z');
+    }
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    Cluster c(1, o);
+    const auto r = c.submit(0, {{"key", "k"}, {"type", "echo"}});
+    REQUIRE(r.status == 503);
+    REQUIRE(r.body["error"]["code"] == "all_refused");
+    REQUIRE_THAT(r.body["error"]["message"].get<std::string>(), Catch::Contains("move it away"));
+    const auto self = c.call(0, "GET", "/v1/self");
+    REQUIRE(self.body["tasks"]["journal"]["state"] == "unavailable");
+    REQUIRE(c.call(0, "GET", "/v1/members").status == 200);
+    REQUIRE(c.tasks_kept() == 0);
 }
 
 TEST_CASE("the ring endpoint shows every member's share and a checksum equal on every node") {
