@@ -86,7 +86,7 @@ int run_agent(const Settings& settings) {
     std::unique_ptr<http::Api> api;
     std::unique_ptr<TaskService> tasks;
     options->on_event = [&log, &api, &tasks](const MemberEvent& e) {
-        if (tasks) tasks->membership_changed();
+        if (tasks) tasks->member_changed(e);
         if (api) api->changed(e);
         const std::string state = e.current ? std::string(to_string(*e.current)) : "removed";
         log.log(e.current == MemberState::alive || !e.current ? Level::info : Level::warn,

@@ -132,6 +132,12 @@ struct TaskReply {
     std::optional<Task> task;
 };
 
+// Keep this copy of another node's task; the reply says whether it is stored.
+struct TaskReplicate {
+    uint64_t request = 0;
+    Task task;
+};
+
 class TaskBoard {
   public:
     explicit TaskBoard(TaskLimits limits);

@@ -244,10 +244,7 @@ void TaskService::accept(TaskSpec spec, Done done) {
         const std::string id = (*t)->spec.id;
         start_ready();
         report_load();
-        TaskAnswer a;
-        a.status = 202;
-        a.task = *board_.find(id);
-        done(std::move(a));
+        acknowledge(id, std::move(done));
         return;
     }
     Pending p;
@@ -275,10 +272,12 @@ void TaskService::schedule_commit(uint64_t delay_ms) {
 
 void TaskService::commit() {
     commit_scheduled_ = false;
-    if (!journal_ || journal_->staged() == 0) return;
+    if (!journal_) return;
     const Status st = journal_->commit();
     std::vector<Pending> batch = std::exchange(pending_, {});
     if (!st) {
+        for (auto& after : std::exchange(after_commit_, {}))
+            after(st);
         // Nothing of this batch is stored: refuse its new tasks (the router tries another
         // owner). Changes to tasks already stored stay staged and are tried again shortly.
         for (Pending& p : batch)
@@ -300,12 +299,115 @@ void TaskService::commit() {
     }
     start_ready();
     report_load();
-    for (auto& [id, done] : accepted) {
+    for (auto& [id, done] : accepted)
+        acknowledge(id, std::move(done));
+    for (auto& after : std::exchange(after_commit_, {}))
+        after(Ok{});
+}
+
+void TaskService::acknowledge(const std::string& id, Done done) {
+    replicate(id, [this, id, done = std::move(done)]() {
         TaskAnswer a;
         a.status = 202;
         if (const Task* t = board_.find(id)) a.task = *t;
         done(std::move(a));
+    });
+}
+
+std::optional<Name> TaskService::backup_for(const TaskSpec& spec) {
+    const Node& node = agent_.node();
+    const Name& self = node.self().name;
+    // The candidates after this node in the key's preference list, then the rest of the list:
+    // one more than the candidates, so a copy has somewhere to go when one candidate is down.
+    const auto list = ring().preference_at(xxh3(spec.key), options_.candidates + 1);
+    const auto at = std::find(list.begin(), list.end(), self);
+    const size_t start = at == list.end() ? 0 : static_cast<size_t>(at - list.begin()) + 1;
+    for (size_t i = 0; i < list.size(); ++i) {
+        const Name& n = list[(start + i) % list.size()];
+        if (n == self) continue;
+        const Member* m = node.members().find(n);
+        if (m != nullptr && m->state == MemberState::alive) return n;
     }
+    return std::nullopt;
+}
+
+void TaskService::replicate(const std::string& id, std::function<void()> then) {
+    const Task* t = board_.find(id);
+    std::optional<Name> backup;
+    if (t != nullptr && options_.task_replicas > 1) backup = backup_for(t->spec);
+    if (!backup) {
+        if (t != nullptr && options_.task_replicas > 1) ++stats_.unreplicated;
+        then();
+        return;
+    }
+    backup_of_[id] = *backup;
+    request(*backup, TaskReplicate{0, *t}, options_.forward_timeout,
+            [this, id, then = std::move(then)](Result<TaskReply> r) {
+                if (r && r->status == 200) {
+                    ++stats_.replicated;
+                } else {
+                    ++stats_.unreplicated;
+                    backup_of_.erase(id);
+                }
+                then();
+            });
+}
+
+void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) {
+    const std::string id = t.spec.id;
+    if (t.owner == agent_.node().self().name || board_.find(id) != nullptr) {
+        stored(true);  // ours already (taken over earlier): the owner's copy adds nothing
+        return;
+    }
+    if (journal_error_) {
+        stored(false);
+        return;
+    }
+    const bool finished = is_finished(t.state);
+    auto [it, inserted] = replicas_.insert_or_assign(id, std::move(t));
+    if (finished) {
+        finished_replicas_.push_back(id);
+        // Finished copies are kept within the same count limit as results.
+        while (finished_replicas_.size() > options_.limits.results_max) {
+            const std::string old = std::move(finished_replicas_.front());
+            finished_replicas_.pop_front();
+            auto r = replicas_.find(old);
+            if (r == replicas_.end() || !is_finished(r->second.state)) continue;
+            replicas_.erase(r);
+            if (journal_) journal_->remove(old);
+        }
+    }
+    if (!journal_) {
+        stored(true);
+        return;
+    }
+    journal_->put(it->second);
+    after_commit_.push_back([stored = std::move(stored)](const Status& s) { stored(s.ok()); });
+    schedule_commit();
+}
+
+void TaskService::member_changed(const MemberEvent& e) {
+    ring_.reset();
+    if (e.current && is_gone(*e.current) && e.name != agent_.node().self().name) promote(e.name);
+}
+
+void TaskService::promote(const Name& gone) {
+    std::vector<std::string> ids;
+    for (const auto& [id, t] : replicas_) {
+        if (t.owner == gone && !is_finished(t.state)) ids.push_back(id);
+    }
+    for (const std::string& id : ids) {
+        auto node = replicas_.extract(id);
+        Task t = std::move(node.mapped());
+        t.owner = agent_.node().self().name;
+        ++stats_.promoted;
+        board_.restore(std::move(t), agent_.now());
+        record(id);
+    }
+    start_ready();
+    report_load();
+    for (const std::string& id : ids)
+        replicate(id, [] {});  // a new copy elsewhere
 }
 
 void TaskService::record(const std::string& id) {
@@ -328,8 +430,15 @@ void TaskService::recover() {
         journal_.reset();
         return;
     }
+    const Name& self = agent_.node().self().name;
     for (Task& t : *tasks) {
         ++stats_.recovered;
+        if (t.owner != self) {  // a copy of another node's task
+            const std::string id = t.spec.id;
+            if (is_finished(t.state)) finished_replicas_.push_back(id);
+            replicas_.emplace(id, std::move(t));
+            continue;
+        }
         if (!is_finished(t.state)) ++stats_.requeued;
         board_.restore(std::move(t), agent_.now());
     }
@@ -349,6 +458,13 @@ void TaskService::start_ready() {
 void TaskService::finished(const std::string& id, TaskOutcome outcome) {
     board_.finish(id, std::move(outcome), agent_.now());
     record(id);
+    // The copy learns the outcome, so the result outlives this node too.
+    if (auto b = backup_of_.extract(id); !b.empty()) {
+        if (const Task* t = board_.find(id)) {
+            request(b.mapped(), TaskReplicate{0, *t}, options_.forward_timeout,
+                    [](Result<TaskReply>) {});
+        }
+    }
     wake(id);
     start_ready();
     report_load();
@@ -362,6 +478,11 @@ TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
     board_.expire(agent_.now());
     record_evictions();
     if (board_.find(id) == nullptr) {
+        if (auto r = replicas_.find(id); r != replicas_.end() && !cancel) {
+            TaskAnswer a;  // a copy: as fresh as the owner's last word
+            a.task = r->second;
+            return a;
+        }
         return TaskAnswer::error(404, "unknown_task", fmt::format("no task {} here", id));
     }
     if (cancel && board_.cancel(id, agent_.now()) != TaskBoard::Cancel::already_finished) {
@@ -768,6 +889,14 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
             submit->spec.timeout = std::min(submit->spec.timeout, options_.limits.timeout_max);
             accept(std::move(submit->spec), answer);
         }
+    } else if (auto* rep = std::get_if<TaskReplicate>(&frame.message)) {
+        const uint64_t request = rep->request;
+        keep_replica(std::move(rep->task), [this, conn_id, request](bool stored) {
+            reply(conn_id, stored
+                               ? TaskReply{request, 200, "", "", 0, 0, std::nullopt}
+                               : TaskReply{request, 503, "journal_unavailable",
+                                           "this node cannot store the copy", 0, 0, std::nullopt});
+        });
     } else if (auto* q = std::get_if<TaskQuery>(&frame.message)) {
         TaskAnswer a = answer_query(q->id, q->cancel);
         const uint64_t request = q->request;

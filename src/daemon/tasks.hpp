@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -53,6 +54,10 @@ struct TaskOptions {
     RunnerLimits runner;
     // Where the journal lives (issue 5); empty: tasks are kept in memory only.
     std::string data_dir;
+    // Copies of each task: the owner's, and task_replicas - 1 on the next candidates of its
+    // key, stored before the task is acknowledged. When the owner dies, the holder of a copy
+    // runs the task (at least once). 1 keeps a single copy.
+    uint32_t task_replicas = 2;
 
     Status validate() const;
 };
@@ -75,10 +80,13 @@ struct TaskServiceStats {
     uint64_t retries = 0;      // candidates passed over after a refusal, timeout or broken link
     uint64_t unavailable = 0;  // 503s: no owner alive, or every candidate refused
     uint64_t forward_timeouts = 0;
-    uint64_t queries = 0;      // status lookups sent to other nodes
-    uint64_t recovered = 0;    // tasks read back from the journal at start
-    uint64_t requeued = 0;     // of those, the ones that had not finished and run again
-    uint64_t unjournaled = 0;  // tasks refused because the journal could not store them
+    uint64_t queries = 0;       // status lookups sent to other nodes
+    uint64_t recovered = 0;     // tasks read back from the journal at start
+    uint64_t requeued = 0;      // of those, the ones that had not finished and run again
+    uint64_t unjournaled = 0;   // tasks refused because the journal could not store them
+    uint64_t replicated = 0;    // copies another node stored for us
+    uint64_t unreplicated = 0;  // tasks acknowledged with no copy elsewhere (no member took one)
+    uint64_t promoted = 0;      // copies this node took over and ran when their owner died
 };
 
 class TaskService : public FrameChannel {
@@ -103,8 +111,11 @@ class TaskService : public FrameChannel {
     };
     Lookup lookup(std::string_view key);
     const Ring& ring();
-    // A membership change: the ring is rebuilt at its next use.
+    // A membership change: the ring is rebuilt at its next use, and the tasks of a member
+    // that died or left are taken over from the copies this node holds.
+    void member_changed(const MemberEvent& e);
     void membership_changed() { ring_.reset(); }
+    size_t replicas() const { return replicas_.size(); }
 
     const TaskBoard& board() const { return board_; }
     // The journal, if there is a working one; else why not (nullopt: memory only, by choice).
@@ -140,6 +151,14 @@ class TaskService : public FrameChannel {
     void schedule_commit(uint64_t delay_ms = 0);
     void commit();
     void recover();
+    // Issue 5: copies. The owner sends a task's record to its backup before acknowledging it
+    // (acknowledge) and again when it ends; the backup keeps it (keep_replica) and runs it if
+    // the owner dies (promote).
+    void acknowledge(const std::string& id, Done done);
+    void replicate(const std::string& id, std::function<void()> then);
+    std::optional<Name> backup_for(const TaskSpec& spec);
+    void keep_replica(Task t, std::function<void(bool stored)> stored);
+    void promote(const Name& gone);
     void start_ready();
     void finished(const std::string& id, TaskOutcome outcome);
     void report_load();
@@ -181,6 +200,10 @@ class TaskService : public FrameChannel {
         Done done;
     };
     std::vector<Pending> pending_;
+    std::vector<std::function<void(const Status&)>> after_commit_;
+    std::map<std::string, Task, std::less<>> replicas_;   // other nodes' tasks; owner = theirs
+    std::deque<std::string> finished_replicas_;           // retention order
+    std::map<std::string, Name, std::less<>> backup_of_;  // our unfinished tasks' copy holders
 
     struct Peer {
         uint64_t conn = 0;

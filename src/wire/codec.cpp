@@ -173,6 +173,14 @@ fb::Offset<gen::TaskSpec> task_spec(fb::FlatBufferBuilder& b, const TaskSpec& t)
                                clamp_ms(t.timeout));
 }
 
+fb::Offset<gen::TaskStatus> task_status(fb::FlatBufferBuilder& b, const Task& t) {
+    const auto spec = task_spec(b, t.spec);
+    return gen::CreateTaskStatus(b, spec, static_cast<gen::TaskState>(t.state), str(b, t.owner),
+                                 str(b, t.result), str(b, t.error), t.exit_code.has_value(),
+                                 t.exit_code.value_or(0), epoch_ms(t.created), epoch_ms(t.started),
+                                 epoch_ms(t.finished), t.attempts);
+}
+
 std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                                                        const TaskMessage& m) {
     return std::visit(
@@ -185,16 +193,11 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                 return {gen::Message::TaskQuery,
                         gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
                             .Union()};
+            } else if constexpr (std::is_same_v<T, TaskReplicate>) {
+                return {gen::Message::TaskReplicate,
+                        gen::CreateTaskReplicate(b, x.request, task_status(b, x.task)).Union()};
             } else {
-                fb::Offset<gen::TaskStatus> status = 0;
-                if (const auto& t = x.task) {
-                    const auto spec = task_spec(b, t->spec);
-                    status = gen::CreateTaskStatus(
-                        b, spec, static_cast<gen::TaskState>(t->state), str(b, t->owner),
-                        str(b, t->result), str(b, t->error), t->exit_code.has_value(),
-                        t->exit_code.value_or(0), epoch_ms(t->created), epoch_ms(t->started),
-                        epoch_ms(t->finished), t->attempts);
-                }
+                const auto status = x.task ? task_status(b, *x.task) : 0;
                 return {gen::Message::TaskReply,
                         gen::CreateTaskReply(b, x.request, x.status, str(b, x.code),
                                              str(b, x.message), x.load_milli, x.capacity, status)
@@ -526,6 +529,17 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.load_milli = m->load_milli();
             x.capacity = m->capacity();
             if (const auto* t = m->task()) x.task = read_status(r, *t, l);
+            break;
+        }
+        case gen::Message::TaskReplicate: {
+            const auto* m = f->message_as_TaskReplicate();
+            auto& x = out.message.emplace<TaskReplicate>();
+            x.request = m->request();
+            if (m->task() == nullptr) {
+                r.fail("replicate.task is missing");
+            } else {
+                x.task = read_status(r, *m->task(), l);
+            }
             break;
         }
         default:

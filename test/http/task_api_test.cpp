@@ -50,8 +50,8 @@ struct Cluster {
             o.bind = net::Endpoint::parse("127.0.0.1:0").value();
             if (i > 0) o.seeds = {members[0]->agent->bound().str()};
             o.task_limits = options.limits;
-            o.on_event = [raw](const MemberEvent&) {
-                if (raw->tasks) raw->tasks->membership_changed();
+            o.on_event = [raw](const MemberEvent& e) {
+                if (raw->tasks) raw->tasks->member_changed(e);
             };
             m->agent = std::move(daemon::Agent::start(loop.get(), std::move(o)).value());
             daemon::TaskOptions mine = options;
@@ -105,14 +105,14 @@ struct Cluster {
     }
     size_t index_of(const std::string& name) const {
         for (size_t i = 0; i < members.size(); ++i)
-            if (members[i]->agent->node().self().name == name) return i;
+            if (members[i] && members[i]->agent->node().self().name == name) return i;
         FAIL("no member " << name);
         return 0;
     }
     size_t tasks_kept() const {
         size_t n = 0;
         for (auto& m : members)
-            n += m->tasks->board().kept();
+            if (m) n += m->tasks->board().kept();
         return n;
     }
 };
@@ -382,4 +382,53 @@ TEST_CASE("with no alive owner for a key the answer is 503 saying why") {
     REQUIRE(r.body["error"]["code"] == "no_owner");
     REQUIRE_THAT(r.body["error"]["message"].get<std::string>(), Catch::Contains("no alive member"));
     REQUIRE(c.tasks_kept() == 0);
+}
+
+TEST_CASE(
+    "when an owner dies, the holder of its copy runs its unfinished tasks and keeps results") {
+    Cluster c(3);
+    // A finished task and a running one, both owned by a member other than a.
+    std::string owner, finished_id, running_id;
+    int finished_k = -1;
+    for (int k = 0; k < 50 && owner.empty(); ++k) {
+        const auto l = c.call(0, "GET", "/v1/ring/lookup?key=k" + std::to_string(k));
+        if (l.body["owner"] != "a") {
+            const auto r =
+                c.submit(0, {{"key", "k" + std::to_string(k)}, {"type", "echo"}, {"payload", k}},
+                         "?wait=5s");
+            REQUIRE(r.body["state"] == "succeeded");
+            owner = r.body["owner"];
+            finished_id = r.body["id"];
+            finished_k = k;
+            const auto s = c.submit(
+                0,
+                {{"key", "k" + std::to_string(k)}, {"type", "sleep"}, {"payload", {{"ms", 1500}}}});
+            REQUIRE(s.status == 202);
+            REQUIRE(s.body["owner"] == owner);
+            running_id = s.body["id"];
+        }
+    }
+    REQUIRE_FALSE(owner.empty());
+    const size_t dead = c.index_of(owner);
+    // Acknowledged means copied: some other member holds both tasks.
+    size_t copies = 0;
+    for (auto& m : c.members)
+        if (m && m->agent->node().self().name != owner) copies += m->tasks->replicas();
+    REQUIRE(copies >= 2);
+    c.members[dead].reset();  // gone without a word
+
+    // Some survivor takes the running task over and runs it to the end.
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const auto r = c.call(0, "GET", "/v1/tasks/" + running_id);
+            return r.status == 200 && r.body["state"] == "succeeded";
+        },
+        30'000));
+    const auto r = c.call(0, "GET", "/v1/tasks/" + running_id);
+    REQUIRE(r.body["owner"] != owner);
+    REQUIRE(r.body["attempts"] == 2);
+    const auto f = c.call(0, "GET", "/v1/tasks/" + finished_id);
+    REQUIRE(f.status == 200);
+    REQUIRE(f.body["state"] == "succeeded");
+    REQUIRE(f.body["result"] == finished_k);  // the copy learned the result before the owner died
 }

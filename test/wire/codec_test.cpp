@@ -354,6 +354,13 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE(t.finished == want.finished);
     REQUIRE(t.attempts == 1);
 
+    const auto copy = round_trip<TaskReplicate>(TaskReplicate{13, full_task()});
+    REQUIRE(copy.request == 13);
+    REQUIRE(copy.task.spec.id == want.spec.id);
+    REQUIRE(copy.task.owner == "n2");
+    REQUIRE(copy.task.exit_code == 3);
+    REQUIRE(copy.task.finished == want.finished);
+
     const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}});
     REQUIRE(refusal.code == "full");
     REQUIRE_FALSE(refusal.task);
