@@ -133,14 +133,17 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             st = u32(t.vnodes);
         } else if (key == "candidates") {
             st = u32(t.candidates);
+        } else if (key == "replicas") {
+            st = u32(t.task_replicas);
         } else if (key == "forward_timeout_ms") {
             t.forward_timeout = milliseconds(n);
         } else {
-            return bad(field,
-                       "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
-                       "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
-                       "timeout_default_ms, timeout_max_ms, vnodes, candidates, phi_route, "
-                       "balance_factor, forward_timeout_ms)");
+            return bad(
+                field,
+                "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
+                "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
+                "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, phi_route, "
+                "balance_factor, forward_timeout_ms)");
         }
         if (!st) return st;
     }

@@ -59,6 +59,8 @@ Status TaskOptions::validate() const {
         return bad("balance_factor: must be 0 (off) or at least 1");
     }
     if (forward_timeout <= Duration::zero()) return bad("forward_timeout: must be positive");
+    // One copy besides the owner's is what this build keeps; more are not supported yet.
+    if (task_replicas < 1 || task_replicas > 2) return bad("replicas: must be 1 or 2");
     for (const auto& [name, spec] : handlers) {
         if (auto s = check_handler(name, spec); !s) return s;
     }
@@ -120,6 +122,8 @@ struct TaskService::Search {
     std::set<Name> asked;
     size_t outstanding = 0;
     bool answered = false;
+    // A copy's answer, held until the owner's own has had its chance (a copy may lag it).
+    std::optional<std::pair<Name, TaskAnswer>> copy;
 };
 
 TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, HttpPost http_post)
@@ -773,9 +777,18 @@ void TaskService::search(std::shared_ptr<Search> s) {
     const auto found = [this, s](const Name& holder, std::optional<TaskAnswer> a) {
         --s->outstanding;
         if (s->answered) return;
+        if (a && a->task && a->task->owner != holder) {
+            if (!s->copy) s->copy.emplace(holder, std::move(*a));
+            a.reset();
+        }
+        Name from = holder;
+        if (!a && s->outstanding == 0 && s->copy) {
+            from = s->copy->first;
+            a = std::move(s->copy->second);
+        }
         if (a) {
             s->answered = true;
-            follow(holder, std::move(*a), agent_.now() + s->wait, false, s->done);
+            follow(from, std::move(*a), agent_.now() + s->wait, false, s->done);
             return;
         }
         if (s->outstanding == 0) {

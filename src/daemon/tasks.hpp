@@ -56,7 +56,8 @@ struct TaskOptions {
     std::string data_dir;
     // Copies of each task: the owner's, and task_replicas - 1 on the next candidates of its
     // key, stored before the task is acknowledged. When the owner dies, the holder of a copy
-    // runs the task (at least once). 1 keeps a single copy.
+    // runs the task (at least once). 1 keeps a single copy; 2 (one copy elsewhere) is the
+    // most this build keeps.
     uint32_t task_replicas = 2;
 
     Status validate() const;

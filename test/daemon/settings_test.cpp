@@ -96,3 +96,41 @@ TEST_CASE("tags come as key=value") {
     REQUIRE_FALSE(add_tag(s, "novalue").ok());
     REQUIRE_FALSE(add_tag(s, "=v").ok());
 }
+
+TEST_CASE("the tasks and handlers sections of a config file are read and checked") {
+    Settings s;
+    REQUIRE(apply_config_json(s, R"({"data_dir": "/var/lib/chorus",
+        "tasks": {"capacity": 4, "queue_max": 9, "candidates": 2, "replicas": 1, "balance_factor": 1.25},
+        "handlers": {"resize": {"exec": ["/usr/bin/convert", "-"]}, "hook": {"http": "http://127.0.0.1:8080/x"}}})")
+                .ok());
+    REQUIRE(s.tasks.data_dir == "/var/lib/chorus");
+    REQUIRE(s.tasks.limits.capacity == 4);
+    REQUIRE(s.tasks.limits.queue_max == 9);
+    REQUIRE(s.tasks.candidates == 2);
+    REQUIRE(s.tasks.task_replicas == 1);
+    REQUIRE(s.tasks.balance_factor == 1.25);
+    REQUIRE(s.tasks.handlers.at("resize").argv ==
+            std::vector<std::string>{"/usr/bin/convert", "-"});
+    REQUIRE(s.tasks.handlers.contains("echo"));  // the built-ins stay
+
+    struct Bad {
+        const char* json;
+        const char* names;
+    };
+    for (const Bad& b : {Bad{R"({"tasks": {"capacity": "many"}})", "tasks.capacity"},
+                         Bad{R"({"tasks": {"capcity": 4}})", "tasks.capcity"},
+                         Bad{R"({"handlers": {"x": {"exec": []}}})", "handlers.x.exec"},
+                         Bad{R"({"handlers": {"x": {"shell": "rm -rf /"}}})", "handlers.x"},
+                         Bad{R"({"handlers": {"x": {"http": "localhost:80"}}})", "handlers.x"},
+                         Bad{R"({"data_dir": ""})", "data_dir"}}) {
+        Settings t;
+        const auto st = apply_config_json(t, b.json);
+        INFO(b.json);
+        REQUIRE_FALSE(st.ok());
+        REQUIRE_THAT(st.error().message, Catch::StartsWith(b.names));
+    }
+    Settings r;
+    r.name = "n";
+    r.tasks.task_replicas = 3;
+    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("replicas"));
+}
