@@ -1,10 +1,8 @@
 #include "daemon/journal.hpp"
 
 #include <sqlite3.h>
-#include <sys/stat.h>
 
-#include <cerrno>
-#include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 
@@ -66,15 +64,18 @@ Status Journal::exec(const char* sql) {
 }
 
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
-    if (mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    // Parents too, as an operator expects of a --data-dir under /var/lib that is not there yet.
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) {
         return Error{"journal_unavailable",
-                     fmt::format("cannot create the data dir {}: {}", dir, std::strerror(errno))};
+                     fmt::format("cannot create the data dir {}: {}", dir, ec.message())};
     }
     const std::string path = dir + "/tasks.db";
     sqlite3* db = nullptr;
-    const int rc =
-        sqlite3_open_v2(path.c_str(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    const int rc = sqlite3_open_v2(
+        path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+        nullptr);
     std::unique_ptr<Journal> j(new Journal(db, path));
     if (rc != SQLITE_OK) {
         return Error{"journal_unavailable",
@@ -186,11 +187,30 @@ void Journal::unstage(std::string_view id) {
 }
 
 Status Journal::commit() {
-    if (staged_.empty()) return Ok{};
+    Batch batch = take_staged();
+    const Status st = write(batch);
+    written(st, std::move(batch));
+    return st;
+}
+
+void Journal::written(const Status& outcome, Batch batch) {
+    if (outcome) {
+        if (!batch.empty()) ++stats_.commits;
+        stats_.records += batch.size();
+        return;
+    }
+    ++stats_.failures;
+    // What was staged since is newer than the failed batch's record of the same task.
+    for (auto& [id, record] : staged_)
+        batch.insert_or_assign(id, std::move(record));
+    staged_ = std::move(batch);
+}
+
+Status Journal::write(const Batch& batch) {
+    if (batch.empty()) return Ok{};
     const auto fail = [this](std::string_view doing) -> Status {
         const Error e = error(doing);
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
-        ++stats_.failures;
         return e;
     };
     if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -203,7 +223,7 @@ Status Journal::commit() {
         "attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
     Statement erase(db_, "DELETE FROM tasks WHERE id = ?1");
     if (!upsert.ok() || !erase.ok()) return fail("preparing a write to");
-    for (const auto& [id, record] : staged_) {
+    for (const auto& [id, record] : batch) {
         Statement& s = record ? upsert : erase;
         sqlite3_reset(s.get());
         sqlite3_clear_bindings(s.get());
@@ -234,9 +254,6 @@ Status Journal::commit() {
     if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
         return fail("committing to");
     }
-    ++stats_.commits;
-    stats_.records += staged_.size();
-    staged_.clear();
     return Ok{};
 }
 

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "core/result.hpp"
@@ -53,6 +54,15 @@ class Journal {
     // kept in the file, everything stays staged, and the error says why.
     Status commit();
 
+    // commit() in three steps, so the write (and its sync) can run on another thread while
+    // the loop goes on: take what is staged, write it there, then count the outcome here and,
+    // after a failure, put the batch back under whatever was staged since. Only one write
+    // may run at a time, and nothing else may touch the journal meanwhile but staging.
+    using Batch = std::map<std::string, std::optional<Task>, std::less<>>;
+    Batch take_staged() { return std::exchange(staged_, {}); }
+    Status write(const Batch& batch);  // the connection is opened serialized: safe off-loop
+    void written(const Status& outcome, Batch batch);
+
     // Test hook: caps the file at `pages` pages of 4 KiB, so a test can fill the "disk".
     Status limit_pages(uint64_t pages);
 
@@ -71,7 +81,7 @@ class Journal {
 
     sqlite3* db_;
     std::string path_;
-    std::map<std::string, std::optional<Task>, std::less<>> staged_;  // nullopt: remove
+    Batch staged_;  // nullopt: remove
     Stats stats_;
 };
 

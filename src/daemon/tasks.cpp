@@ -274,28 +274,70 @@ void TaskService::schedule_commit(uint64_t delay_ms) {
         delay_ms, 0);
 }
 
+// One commit at a time runs on libuv's threadpool, so its sync never stalls the loop (probes,
+// forwards and answers go on meanwhile); what is staged while it runs goes in the next one.
+struct TaskService::Commit {
+    uv_work_t req{};
+    std::weak_ptr<TaskService*> owner;
+    std::shared_ptr<Journal> journal;
+    Journal::Batch batch;
+    Status status = Ok{};
+    std::vector<Pending> pending;
+    std::vector<std::function<void(const Status&)>> after;
+};
+
 void TaskService::commit() {
     commit_scheduled_ = false;
-    if (!journal_) return;
-    const Status st = journal_->commit();
-    std::vector<Pending> batch = std::exchange(pending_, {});
+    if (!journal_ || committing_) return;  // committed() starts the next one
+    if (journal_->staged() == 0 && pending_.empty() && after_commit_.empty()) return;
+    auto* c = new Commit;
+    c->req.data = c;
+    c->owner = alive_;
+    c->journal = journal_;
+    c->batch = journal_->take_staged();
+    c->pending = std::exchange(pending_, {});
+    c->after = std::exchange(after_commit_, {});
+    committing_ = true;
+    const int rc = uv_queue_work(
+        loop_, &c->req,
+        [](uv_work_t* r) {
+            auto* w = static_cast<Commit*>(r->data);
+            w->status = w->journal->write(w->batch);
+        },
+        [](uv_work_t* r, int) {
+            std::unique_ptr<Commit> w(static_cast<Commit*>(r->data));
+            auto owner = w->owner.lock();
+            if (owner && *owner != nullptr) (*owner)->committed(*w);
+        });
+    if (rc != 0) {
+        c->status = Error{"journal_unavailable", "could not queue the journal write"};
+        std::unique_ptr<Commit> w(c);
+        committed(*w);
+    }
+}
+
+void TaskService::committed(Commit& c) {
+    committing_ = false;
+    const Status& st = c.status;
+    journal_->written(st, std::move(c.batch));
+    for (auto& after : std::exchange(c.after, {}))
+        after(st);
     if (!st) {
-        for (auto& after : std::exchange(after_commit_, {}))
-            after(st);
         // Nothing of this batch is stored: refuse its new tasks (the router tries another
         // owner). Changes to tasks already stored stay staged and are tried again shortly.
-        for (Pending& p : batch)
+        for (Pending& p : c.pending)
             journal_->unstage(p.task.spec.id);
-        if (journal_->staged() > 0) schedule_commit(1000);
-        for (Pending& p : batch) {
+        for (Pending& p : c.pending) {
             ++stats_.unjournaled;
             p.done(TaskAnswer::error(503, "journal_unavailable",
                                      st.error().message + "; the task was not accepted"));
         }
+        if (journal_->staged() > 0 || !pending_.empty())
+            schedule_commit(pending_.empty() ? 1000 : 0);
         return;
     }
     std::vector<std::pair<std::string, Done>> accepted;
-    for (Pending& p : batch) {
+    for (Pending& p : c.pending) {
         const std::string id = p.task.spec.id;
         auto t = board_.submit(std::move(p.task.spec), p.task.owner, p.task.created);
         CHORUS_ASSERT(t.ok());  // its place was held while it was pending
@@ -305,8 +347,7 @@ void TaskService::commit() {
     report_load();
     for (auto& [id, done] : accepted)
         acknowledge(id, std::move(done));
-    for (auto& after : std::exchange(after_commit_, {}))
-        after(Ok{});
+    if (journal_->staged() > 0 || !pending_.empty() || !after_commit_.empty()) schedule_commit();
 }
 
 void TaskService::acknowledge(const std::string& id, Done done) {

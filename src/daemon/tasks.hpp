@@ -122,6 +122,10 @@ class TaskService : public FrameChannel {
     // The journal, if there is a working one; else why not (nullopt: memory only, by choice).
     const Journal* journal() const { return journal_.get(); }
     Journal* journal() { return journal_.get(); }
+    // Something is staged, pending or being written (tests wait for this to clear).
+    bool journal_busy() const {
+        return committing_ || !pending_.empty() || (journal_ && journal_->staged() > 0);
+    }
     const std::optional<Error>& journal_error() const { return journal_error_; }
     const TaskOptions& options() const { return options_; }
     const TaskServiceStats& stats() const { return stats_; }
@@ -190,7 +194,11 @@ class TaskService : public FrameChannel {
     Rng rng_;
     std::optional<Ring> ring_;
     TaskServiceStats stats_;
-    std::unique_ptr<Journal> journal_;
+    // Shared with a commit running on the threadpool, which may outlive this service.
+    std::shared_ptr<Journal> journal_;
+    bool committing_ = false;  // a commit is on the threadpool
+    struct Commit;
+    void committed(Commit& c);
     std::optional<Error> journal_error_;
     net::Handle<uv_timer_t> commit_timer_;
     bool commit_scheduled_ = false;

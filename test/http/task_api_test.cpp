@@ -278,7 +278,7 @@ TEST_CASE(
         REQUIRE(running.status == 202);
         running_id = running.body["id"];
         REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->board().running() == 1; }));
-        REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->journal()->staged() == 0; }));
+        REQUIRE(c.loop.run_until([&] { return !c.members[0]->tasks->journal_busy(); }));
     }  // the node stops without a word: its process is gone
     Cluster c(1, o);
     REQUIRE(c.members[0]->tasks->stats().recovered == 2);
@@ -322,7 +322,7 @@ TEST_CASE("a full journal refuses new tasks with 503, and every task it acknowle
         const auto r = c.submit(0, {{"key", "after"}, {"type", "echo"}});
         REQUIRE(r.status == 202);
         acknowledged.push_back(r.body["id"]);
-        REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->journal()->staged() == 0; }));
+        REQUIRE(c.loop.run_until([&] { return !c.members[0]->tasks->journal_busy(); }));
     }
     auto j = daemon::Journal::open(d.path + "/a");
     REQUIRE(j.ok());
