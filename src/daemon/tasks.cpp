@@ -257,6 +257,12 @@ void TaskService::accept(TaskSpec spec, Done done) {
     p.task.created = agent_.now();
     p.done = std::move(done);
     journal_->put(p.task);
+    // The copy and the commit overlap: an acknowledgement waits for the slower, not the sum.
+    p.copy = std::make_shared<CopyState>();
+    copy_out(p.task, [copy = p.copy] {
+        copy->answered = true;
+        if (copy->then) std::exchange(copy->then, nullptr)();
+    });
     pending_.push_back(std::move(p));
     schedule_commit();
 }
@@ -336,17 +342,16 @@ void TaskService::committed(Commit& c) {
             schedule_commit(pending_.empty() ? 1000 : 0);
         return;
     }
-    std::vector<std::pair<std::string, Done>> accepted;
+    std::vector<Pending> accepted;
     for (Pending& p : c.pending) {
-        const std::string id = p.task.spec.id;
-        auto t = board_.submit(std::move(p.task.spec), p.task.owner, p.task.created);
+        auto t = board_.submit(p.task.spec, p.task.owner, p.task.created);
         CHORUS_ASSERT(t.ok());  // its place was held while it was pending
-        accepted.emplace_back(id, std::move(p.done));
+        accepted.push_back(std::move(p));
     }
     start_ready();
     report_load();
-    for (auto& [id, done] : accepted)
-        acknowledge(id, std::move(done));
+    for (Pending& p : accepted)
+        acknowledge_when_copied(p.task.spec.id, p.copy, std::move(p.done));
     if (journal_->staged() > 0 || !pending_.empty() || !after_commit_.empty()) schedule_commit();
 }
 
@@ -376,12 +381,37 @@ std::optional<Name> TaskService::backup_for(const TaskSpec& spec) {
     return std::nullopt;
 }
 
+void TaskService::acknowledge_when_copied(const std::string& id,
+                                          const std::shared_ptr<CopyState>& copy, Done done) {
+    auto ack = [this, id, done = std::move(done)]() {
+        TaskAnswer a;
+        a.status = 202;
+        if (const Task* t = board_.find(id)) a.task = *t;
+        done(std::move(a));
+    };
+    if (copy->answered) {
+        ack();
+    } else {
+        copy->then = std::move(ack);  // the copy's answer (or its timeout) runs it
+    }
+}
+
 void TaskService::replicate(const std::string& id, std::function<void()> then) {
     const Task* t = board_.find(id);
+    if (t == nullptr) {
+        then();
+        return;
+    }
+    copy_out(*t, std::move(then));
+}
+
+void TaskService::copy_out(const Task& task, std::function<void()> then) {
+    const Task* t = &task;
+    const std::string id = t->spec.id;
     std::optional<Name> backup;
-    if (t != nullptr && options_.task_replicas > 1) backup = backup_for(t->spec);
+    if (options_.task_replicas > 1) backup = backup_for(t->spec);
     if (!backup) {
-        if (t != nullptr && options_.task_replicas > 1) ++stats_.unreplicated;
+        if (options_.task_replicas > 1) ++stats_.unreplicated;
         then();
         return;
     }

@@ -138,8 +138,12 @@ class TaskService : public FrameChannel {
     void on_connected(net::FrameConn& conn) override;
     void on_closed(uint64_t conn) override;
 
-    struct Request;  // a task frame sent, awaiting its reply
-    struct Waiter;   // a query waiting for a task here to finish
+    struct Request;     // a task frame sent, awaiting its reply
+    struct CopyState {  // a copy sent ahead of the commit: answered yet, and who waits
+        bool answered = false;
+        std::function<void()> then;
+    };
+    struct Waiter;  // a query waiting for a task here to finish
     struct Placement;
     struct Search;
 
@@ -160,7 +164,11 @@ class TaskService : public FrameChannel {
     // (acknowledge) and again when it ends; the backup keeps it (keep_replica) and runs it if
     // the owner dies (promote).
     void acknowledge(const std::string& id, Done done);
+    // 202 for a stored task once its copy (sent before the commit) has been answered.
+    void acknowledge_when_copied(const std::string& id, const std::shared_ptr<CopyState>& copy,
+                                 Done done);
     void replicate(const std::string& id, std::function<void()> then);
+    void copy_out(const Task& t, std::function<void()> then);
     std::optional<Name> backup_for(const TaskSpec& spec);
     void keep_replica(Task t, std::function<void(bool stored)> stored);
     void promote(const Name& gone);
@@ -207,6 +215,9 @@ class TaskService : public FrameChannel {
     struct Pending {
         Task task;
         Done done;
+        // With a journal the copy goes out while the commit runs; the task is acknowledged
+        // once both are done.
+        std::shared_ptr<CopyState> copy;
     };
     std::vector<Pending> pending_;
     std::vector<std::function<void(const Status&)>> after_commit_;
