@@ -10,8 +10,9 @@ CHORUS_PACKAGES=(
   catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
-# and iptables build the network-namespace cluster and its partitions and loss.
-CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables)
+# and iptables build the network-namespace cluster and its partitions and loss; python3 runs
+# the chaos test's client.
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3)
 
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {

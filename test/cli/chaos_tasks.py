@@ -1,0 +1,163 @@
+"""Chaos test for issue 5 (nothing accepted is lost), on real agents on loopback.
+
+5 agents with data dirs. A client submits TASKS sleep-like tasks (20-100 ms, run by an exec
+handler that logs every execution) at a steady rate to random agents, each with its own id, so
+a retry after an error is idempotent. Every KILL_EVERY seconds a random agent is killed with
+SIGKILL and started again on the same data dir. At the end every task that got 202 (or 200)
+must reach `succeeded`; the test prints accepted, succeeded, lost (must be 0) and how many
+tasks ran more than once, and exits 1 if any was lost.
+
+    python3 chaos_tasks.py /path/to/chorus [TASKS] [RATE]
+
+Bounded: the submission phase takes TASKS/RATE seconds, the final wait at most 120 s.
+Only the processes it started are ended, by PID.
+"""
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+CHORUS = sys.argv[1]
+TASKS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
+RATE = float(sys.argv[3]) if len(sys.argv) > 3 else 100.0
+KILL_EVERY = 5.0
+NODES = 5
+
+work = tempfile.mkdtemp(prefix="chorus-chaos-")
+executions = os.path.join(work, "executions")
+base = 10000 + random.randrange(20000)
+procs = {}
+
+
+def start(i):
+    cfg = os.path.join(work, "agent.json")
+    log = open(os.path.join(work, f"n{i}.log"), "a")
+    procs[i] = subprocess.Popen(
+        [CHORUS, "agent", "--name", f"n{i}", "--bind", f"127.0.0.1:{base + i}",
+         "--http", f"127.0.0.1:{base + 1000 + i}", "--profile", "local",
+         "--seed", f"127.0.0.1:{base}", "--seed", f"127.0.0.1:{base + 1}",
+         "--data-dir", os.path.join(work, f"d{i}"), "--config", cfg, "--log-level", "warn"],
+        stdout=log, stderr=subprocess.STDOUT)
+
+
+def call(i, method, path, body=None, timeout=5):
+    c = http.client.HTTPConnection("127.0.0.1", base + 1000 + i, timeout=timeout)
+    try:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        c.request(method, path, json.dumps(body) if body is not None else None, headers)
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        c.close()
+
+
+def alive(i):
+    try:
+        s, v = call(i, "GET", "/v1/members", timeout=2)
+        return s == 200 and sum(m["state"] == "alive" for m in v["members"]) == NODES
+    except (OSError, ValueError, http.client.HTTPException):
+        return False
+
+
+def main():
+    with open(os.path.join(work, "agent.json"), "w") as f:
+        # The handler logs each execution (one short line, appended atomically), then sleeps
+        # the payload's ms.
+        script = ('read -r p; echo "$CHORUS_TASK_ID" >> ' + executions +
+                  '; ms=${p//[!0-9]/}; sleep "0.$(printf %03d "$ms")"')
+        json.dump({"tasks": {"capacity": 8, "queue_max": 4096},
+                   "handlers": {"work": {"exec": ["/bin/bash", "-c", script]}}}, f)
+    for i in range(NODES):
+        start(i)
+    deadline = time.time() + 60
+    while not all(alive(i) for i in range(NODES)):
+        if time.time() > deadline:
+            sys.exit("the cluster did not converge")
+        time.sleep(0.2)
+
+    accepted, refused = {}, 0
+    rng = random.Random(int(os.environ.get("SEED", "1")))
+    t0 = time.time()
+    next_kill = t0 + KILL_EVERY
+    kills = 0
+    for n in range(TASKS):
+        delay = t0 + n / RATE - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        if time.time() >= next_kill:
+            victim = rng.randrange(NODES)
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            start(victim)
+            kills += 1
+            next_kill += KILL_EVERY
+        key = f"key-{rng.randrange(500)}"
+        body = {"key": key, "type": "work", "payload": {"ms": rng.randrange(20, 101)}, "id": f"t{n}"}
+        # Retry through other agents until accepted, for at most 20 s: the same id makes a
+        # retry of an accepted task return it rather than run it again.
+        give_up = time.time() + 20
+        while time.time() < give_up:
+            try:
+                status, v = call(rng.randrange(NODES), "POST", "/v1/tasks", body)
+            except (OSError, ValueError, http.client.HTTPException):
+                continue
+            if status in (200, 202):
+                accepted[v["id"]] = key
+                break
+            refused += 1
+            time.sleep(0.05)
+    submit_s = time.time() - t0
+
+    # Every accepted task must finish; ask any agent that answers.
+    pending = set(accepted)
+    states = {}
+    deadline = time.time() + 120
+    while pending and time.time() < deadline:
+        for tid in list(pending):
+            try:
+                status, v = call(rng.randrange(NODES), "GET", f"/v1/tasks/{tid}", timeout=5)
+            except (OSError, ValueError, http.client.HTTPException):
+                continue
+            if status == 200:
+                states[tid] = v["state"]
+                if v["state"] == "succeeded":
+                    pending.discard(tid)
+        if pending:
+            time.sleep(0.5)
+    runs = {}
+    if os.path.exists(executions):
+        with open(executions) as f:
+            for line in f:
+                runs[line.strip()] = runs.get(line.strip(), 0) + 1
+    more_than_once = sum(1 for tid in accepted if runs.get(tid, 0) > 1)
+    never_ran = sum(1 for tid in accepted if runs.get(tid, 0) == 0)
+    lost = len(pending)
+    print(f"chaos: {TASKS} submitted in {submit_s:.0f} s with {kills} kill -9 + restarts; "
+          f"accepted {len(accepted)}, succeeded {len(accepted) - lost}, lost {lost}, "
+          f"ran more than once {more_than_once}, never ran {never_ran}, "
+          f"refusals retried {refused}")
+    if lost:
+        sample = sorted(pending)[:10]
+        print("not succeeded:", [(t, states.get(t, "unknown")) for t in sample])
+    return 1 if lost or len(accepted) < TASKS else 0
+
+
+rc = 1
+try:
+    rc = main()
+finally:
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if os.environ.get("KEEP") is None:
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("kept", work)
+sys.exit(rc)
