@@ -7,7 +7,11 @@ SIGKILL and started again on the same data dir. At the end every task that got 2
 must reach `succeeded`; the test prints accepted, succeeded, lost (must be 0) and how many
 tasks ran more than once, and exits 1 if any was lost.
 
-    python3 chaos_tasks.py /path/to/chorus [TASKS] [RATE]
+    python3 chaos_tasks.py /path/to/chorus [TASKS] [RATE] [--whole-cluster]
+
+With --whole-cluster, instead of one agent every 5 s, every agent is killed at once halfway
+through the submissions and all are started again (a whole-cluster restart): the journals
+must bring every accepted task back.
 
 Bounded: the submission phase takes TASKS/RATE seconds, the final wait at most 120 s.
 Only the processes it started are ended, by PID.
@@ -23,9 +27,11 @@ import sys
 import tempfile
 import time
 
-CHORUS = sys.argv[1]
-TASKS = int(sys.argv[2]) if len(sys.argv) > 2 else 2000
-RATE = float(sys.argv[3]) if len(sys.argv) > 3 else 100.0
+args = [a for a in sys.argv[1:] if not a.startswith("--")]
+WHOLE = "--whole-cluster" in sys.argv
+CHORUS = args[0]
+TASKS = int(args[1]) if len(args) > 1 else 2000
+RATE = float(args[2]) if len(args) > 2 else 100.0
 KILL_EVERY = 5.0
 NODES = 5
 
@@ -65,6 +71,10 @@ def alive(i):
         return False
 
 
+def due_at(n, t0):
+    return t0 + n / RATE
+
+
 def main():
     with open(os.path.join(work, "agent.json"), "w") as f:
         # The handler logs each execution (one short line, appended atomically), then sleeps
@@ -87,10 +97,22 @@ def main():
     next_kill = t0 + KILL_EVERY
     kills = 0
     for n in range(TASKS):
-        delay = t0 + n / RATE - time.time()
+        delay = due_at(n, t0) - time.time()
         if delay > 0:
             time.sleep(delay)
-        if time.time() >= next_kill:
+        if WHOLE and n == TASKS // 2:
+            for i in range(NODES):
+                procs[i].send_signal(signal.SIGKILL)
+            for i in range(NODES):
+                procs[i].wait()
+            for i in range(NODES):
+                start(i)
+            kills += NODES
+            converge = time.time() + 60
+            while not all(alive(i) for i in range(NODES)) and time.time() < converge:
+                time.sleep(0.2)
+            t0 += time.time() - due_at(n, t0)  # the pause does not count against the rate
+        elif not WHOLE and time.time() >= next_kill:
             victim = rng.randrange(NODES)
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait()
@@ -138,7 +160,8 @@ def main():
     more_than_once = sum(1 for tid in accepted if runs.get(tid, 0) > 1)
     never_ran = sum(1 for tid in accepted if runs.get(tid, 0) == 0)
     lost = len(pending)
-    print(f"chaos: {TASKS} submitted in {submit_s:.0f} s with {kills} kill -9 + restarts; "
+    what = "whole-cluster restart" if WHOLE else "chaos"
+    print(f"{what}: {TASKS} submitted in {submit_s:.0f} s with {kills} kill -9 + restarts; "
           f"accepted {len(accepted)}, succeeded {len(accepted) - lost}, lost {lost}, "
           f"ran more than once {more_than_once}, never ran {never_ran}, "
           f"refusals retried {refused}")
