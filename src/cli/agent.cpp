@@ -26,10 +26,26 @@ struct Running {
     const Logger* log;
     Duration leave_timeout;
     int signals = 0;
+    TaskService* tasks = nullptr;  // set once the task service exists
+    bool handed_off = false;
 
     // Graceful leave, from a signal or POST /v1/leave: `left` runs once the leave has spread
     // (or timed out), then the loop stops.
     void leave(std::string_view why, std::function<void()> left) {
+        if (tasks != nullptr && !handed_off) {
+            log->log(Level::info, "handing queued tasks over before leaving",
+                     {{"reason", std::string(why)}});
+            handed_off = true;
+            // Queued tasks go to other candidates first, while this node is still a member
+            // they can answer.
+            tasks->hand_off(leave_timeout, [this, why = std::string(why), left = std::move(left)](
+                                               size_t handed, size_t kept) mutable {
+                log->log(Level::info, "queued tasks handed over",
+                         {{"handed", std::to_string(handed)}, {"kept", std::to_string(kept)}});
+                leave(why, std::move(left));
+            });
+            return;
+        }
         log->log(Level::info, "leaving the cluster", {{"reason", std::string(why)}});
         agent->leave(leave_timeout, [this, left = std::move(left)] {
             if (left) left();
@@ -117,6 +133,7 @@ int run_agent(const Settings& settings) {
         Running r{&loop, agent ? agent->get() : nullptr, &log, settings.leave_timeout};
         if (agent) {
             tasks = std::make_unique<TaskService>(&loop, **agent, settings.tasks, http_post(&loop));
+            r.tasks = tasks.get();
             api = std::make_unique<http::Api>(&loop, **agent,
                                               http::Api::Info{settings.profile, "0.1.0",
                                                               [&r](std::function<void()> left) {

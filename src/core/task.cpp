@@ -41,8 +41,8 @@ std::string make_task_id(uint64_t key_hash, std::string_view name) {
 bool valid_task_name(std::string_view name) {
     if (name.empty() || name.size() > kTaskNameMax) return false;
     for (const char c : name) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        c == '.' || c == '_' || c == '-';
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
         if (!ok) return false;
     }
     return true;
@@ -206,6 +206,14 @@ void TaskBoard::restore(Task t, Time now) {
     t.started.reset();
     tasks_.emplace(id, std::move(t));
     queue_.push_back(id);
+}
+
+bool TaskBoard::hand_over(std::string_view id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end() || it->second.state != TaskState::queued) return false;
+    std::erase(queue_, it->second.spec.id);
+    tasks_.erase(it);
+    return true;
 }
 
 const Task* TaskBoard::find(std::string_view id) const {

@@ -164,6 +164,11 @@ class TaskBoard {
     // removes them too).
     std::vector<std::string> take_evicted() { return std::exchange(evicted_, {}); }
 
+    // Queued tasks, oldest first (what a leaving node hands over).
+    std::vector<std::string> queued_ids() const { return {queue_.begin(), queue_.end()}; }
+    // Drops a queued task another node has taken over; false if it is not queued.
+    bool hand_over(std::string_view id);
+
     const Task* find(std::string_view id) const;
     size_t running() const { return slots_.size(); }
     size_t queued() const { return queue_.size(); }

@@ -223,6 +223,14 @@ void TaskService::accept(TaskSpec spec, Done done) {
     const auto pending = std::find_if(pending_.begin(), pending_.end(),
                                       [&](const Pending& p) { return p.task.spec.id == spec.id; });
     const Task* existing = pending != pending_.end() ? &pending->task : board_.find(spec.id);
+    if (existing == nullptr) {
+        // A leaving owner hands over a task we hold a copy of: it becomes ours, not a copy
+        // (so it is not taken over a second time when the owner is gone).
+        if (auto r = replicas_.find(spec.id);
+            r != replicas_.end() && same_task(r->second.spec, spec)) {
+            replicas_.erase(r);
+        }
+    }
     if (existing != nullptr) {
         if (!same_task(existing->spec, spec)) {
             done(conflict(spec.id));
@@ -522,7 +530,80 @@ void TaskService::recover() {
     report_load();
 }
 
+void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> done) {
+    handing_off_ = true;
+    struct Count {
+        size_t left = 0, handed = 0, kept = 0;
+        std::function<void(size_t, size_t)> done;
+    };
+    auto count = std::make_shared<Count>();
+    // Once the queue is handed over: wait for the running tasks, up to `drain`.
+    const Time until = agent_.now() + drain;
+    count->done = [this, until, done = std::move(done)](size_t handed, size_t kept) mutable {
+        struct Drain {
+            TaskService* self;
+            Time until;
+            size_t handed, kept;
+            std::function<void(size_t, size_t)> done;
+        };
+        auto* d = new Drain{this, until, handed, kept, std::move(done)};
+        drain_timer_ = make_timer(loop_, d).value();
+        uv_timer_start(
+            drain_timer_.get(),
+            [](uv_timer_t* t) {
+                auto* dr = static_cast<Drain*>(t->data);
+                if (dr == nullptr) return;
+                TaskService& s = *dr->self;
+                if (s.board_.running() > 0 && s.agent_.now() < dr->until) return;
+                std::unique_ptr<Drain> owned(dr);
+                t->data = nullptr;
+                uv_timer_stop(t);
+                owned->done(owned->handed, owned->kept);
+            },
+            0, 20);
+    };
+    const auto ids = board_.queued_ids();
+    count->left = ids.size();
+    if (ids.empty()) {
+        count->done(0, 0);
+        return;
+    }
+    for (const std::string& id : ids) {
+        const Task* t = board_.find(id);
+        std::optional<Name> to;
+        if (auto b = backup_of_.find(id); b != backup_of_.end()) {
+            const Member* m = agent_.node().members().find(b->second);
+            if (m != nullptr && m->state == MemberState::alive) to = b->second;
+        }
+        if (!to) to = backup_for(t->spec);
+        const auto finish = [this, count, id](bool taken) {
+            if (taken && board_.hand_over(id)) {
+                ++count->handed;
+                backup_of_.erase(id);
+                if (journal_) {
+                    journal_->remove(id);
+                    schedule_commit();
+                }
+            } else {
+                ++count->kept;
+            }
+            if (--count->left == 0) {
+                report_load();
+                count->done(count->handed, count->kept);
+            }
+        };
+        if (!to) {
+            finish(false);
+            continue;
+        }
+        request(
+            *to, TaskSubmit{0, t->spec}, options_.forward_timeout,
+            [finish](Result<TaskReply> r) { finish(r && (r->status == 202 || r->status == 200)); });
+    }
+}
+
 void TaskService::start_ready() {
+    if (handing_off_) return;
     for (const std::string& id : board_.start_ready(agent_.now())) {
         record(id);
         runner_.start(board_.find(id)->spec,

@@ -104,6 +104,13 @@ class TaskService : public FrameChannel {
     // Status (and with `cancel`, cancellation) of a task placed from any node.
     void query(const std::string& id, Duration wait, bool cancel, Done done);
 
+    // Graceful leave (issue 5): stops starting queued tasks and hands each to another
+    // candidate (the holder of its copy first), then lets the running ones finish for up to
+    // `drain`, so their copies learn the outcome instead of running them again. `done` runs
+    // then. Tasks no one took stay here, and their copy holders take them over when this node
+    // is gone.
+    void hand_off(Duration drain, std::function<void(size_t handed, size_t kept)> done);
+
     // The key's candidates as the router sees them now, and its choice.
     struct Lookup {
         uint64_t key_hash = 0;
@@ -204,7 +211,9 @@ class TaskService : public FrameChannel {
     TaskServiceStats stats_;
     // Shared with a commit running on the threadpool, which may outlive this service.
     std::shared_ptr<Journal> journal_;
-    bool committing_ = false;  // a commit is on the threadpool
+    bool committing_ = false;   // a commit is on the threadpool
+    bool handing_off_ = false;  // leaving: queued tasks are handed over, not started
+    net::Handle<uv_timer_t> drain_timer_;
     struct Commit;
     void committed(Commit& c);
     std::optional<Error> journal_error_;

@@ -432,3 +432,52 @@ TEST_CASE(
     REQUIRE(f.body["state"] == "succeeded");
     REQUIRE(f.body["result"] == finished_k);  // the copy learned the result before the owner died
 }
+
+TEST_CASE("a leaving node hands its queued tasks to other candidates; none runs twice") {
+    daemon::TaskOptions o;
+    o.limits.capacity = 1;
+    Cluster c(3, o);
+    // Six slow tasks for one key on three one-slot nodes: each candidate runs one and queues
+    // the rest, wherever the router put them.
+    std::vector<std::string> ids;
+    for (int i = 0; i < 6; ++i) {
+        const auto r =
+            c.submit(0, {{"key", "same"}, {"type", "sleep"}, {"payload", {{"ms", 400}}}});
+        REQUIRE(r.status == 202);
+        ids.push_back(r.body["id"]);
+    }
+    // The node with the most queued tasks leaves.
+    size_t leaving = 0;
+    for (size_t i = 1; i < c.members.size(); ++i)
+        if (c.members[i]->tasks->board().queued() > c.members[leaving]->tasks->board().queued())
+            leaving = i;
+    const size_t queued = c.members[leaving]->tasks->board().queued();
+    REQUIRE(queued > 0);
+    std::optional<std::pair<size_t, size_t>> outcome;
+    c.members[leaving]->tasks->hand_off(
+        seconds(5), [&](size_t handed, size_t kept) { outcome.emplace(handed, kept); });
+    REQUIRE(c.loop.run_until([&] { return outcome.has_value(); }));
+    REQUIRE(outcome->first == queued);
+    REQUIRE(outcome->second == 0);
+    // The running task was let finish before the node left, so its copy knows the outcome.
+    REQUIRE(c.members[leaving]->tasks->board().running() == 0);
+    REQUIRE(c.members[leaving]->tasks->board().queued() == 0);
+    bool left = false;
+    c.members[leaving]->agent->leave(seconds(2), [&] { left = true; });
+    REQUIRE(c.loop.run_until([&] { return left; }));
+    c.members[leaving].reset();
+
+    // Every task finishes, each ran once, and each is on exactly one board.
+    const size_t other = leaving == 0 ? 1 : 0;
+    for (const auto& id : ids) {
+        INFO(id);
+        REQUIRE(c.loop.run_until(
+            [&] {
+                const auto r = c.call(other, "GET", "/v1/tasks/" + id);
+                return r.status == 200 && r.body["state"] == "succeeded";
+            },
+            30'000));
+        const auto r = c.call(other, "GET", "/v1/tasks/" + id);
+        REQUIRE(r.body["attempts"] == 1);
+    }
+}
