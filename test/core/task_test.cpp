@@ -32,10 +32,11 @@ TEST_CASE("a task id carries its key's hash and nothing else parses as one") {
     REQUIRE(task_key_hash("0000000000000abc-order-17.v2") == 0xabcULL);
     REQUIRE(valid_task_name(std::string(kTaskNameMax, 'x')));
     REQUIRE_FALSE(valid_task_name(std::string(kTaskNameMax + 1, 'x')));
-    for (const char* bad : {"", "0123456789abcdef", "0123456789abcdef_000000000000002a",
-                            "0123456789ABCDEF-000000000000002a", "0123456789abcdef-",
-                            "0123456789abcdefx000000000000002a", "../../etc/passwd",
-                            "0123456789abcdef-a/b", "0123456789abcdef-a b", "0123456789abcdef-%2e"}) {
+    for (const char* bad :
+         {"", "0123456789abcdef", "0123456789abcdef_000000000000002a",
+          "0123456789ABCDEF-000000000000002a", "0123456789abcdef-",
+          "0123456789abcdefx000000000000002a", "../../etc/passwd", "0123456789abcdef-a/b",
+          "0123456789abcdef-a b", "0123456789abcdef-%2e"}) {
         INFO(bad);
         REQUIRE_FALSE(task_key_hash(bad));
     }
