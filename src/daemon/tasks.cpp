@@ -493,6 +493,15 @@ void TaskService::promote(const Name& gone) {
         replicate(id, [] {});  // a new copy elsewhere
 }
 
+void TaskService::tell_copy(const std::string& id) {
+    // The copy learns how the task ended, so the result outlives this node too; the copy's
+    // holder is forgotten, as nothing more will change.
+    auto b = backup_of_.extract(id);
+    const Task* t = board_.find(id);
+    if (b.empty() || t == nullptr) return;
+    request(b.mapped(), TaskReplicate{0, *t}, options_.forward_timeout, [](Result<TaskReply>) {});
+}
+
 void TaskService::record(const std::string& id) {
     if (!journal_) return;
     if (const Task* t = board_.find(id)) journal_->put(*t);
@@ -614,13 +623,7 @@ void TaskService::start_ready() {
 void TaskService::finished(const std::string& id, TaskOutcome outcome) {
     board_.finish(id, std::move(outcome), agent_.now());
     record(id);
-    // The copy learns the outcome, so the result outlives this node too.
-    if (auto b = backup_of_.extract(id); !b.empty()) {
-        if (const Task* t = board_.find(id)) {
-            request(b.mapped(), TaskReplicate{0, *t}, options_.forward_timeout,
-                    [](Result<TaskReply>) {});
-        }
-    }
+    tell_copy(id);
     wake(id);
     start_ready();
     report_load();
@@ -643,6 +646,7 @@ TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
     }
     if (cancel && board_.cancel(id, agent_.now()) != TaskBoard::Cancel::already_finished) {
         record(id);
+        tell_copy(id);     // or the copy would run the cancelled task if this node died
         runner_.stop(id);  // a no-op unless it was running
         wake(id);
         report_load();

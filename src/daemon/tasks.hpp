@@ -124,6 +124,10 @@ class TaskService : public FrameChannel {
     void member_changed(const MemberEvent& e);
     void membership_changed() { ring_.reset(); }
     size_t replicas() const { return replicas_.size(); }
+    const Task* replica(std::string_view id) const {
+        auto it = replicas_.find(id);
+        return it == replicas_.end() ? nullptr : &it->second;
+    }
 
     const TaskBoard& board() const { return board_; }
     // The journal, if there is a working one; else why not (nullopt: memory only, by choice).
@@ -176,6 +180,7 @@ class TaskService : public FrameChannel {
                                  Done done);
     void replicate(const std::string& id, std::function<void()> then);
     void copy_out(const Task& t, std::function<void()> then);
+    void tell_copy(const std::string& id);  // a task of ours ended: its copy hears the outcome
     std::optional<Name> backup_for(const TaskSpec& spec);
     void keep_replica(Task t, std::function<void(bool stored)> stored);
     void promote(const Name& gone);

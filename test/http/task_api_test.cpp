@@ -481,3 +481,52 @@ TEST_CASE("a leaving node hands its queued tasks to other candidates; none runs 
         REQUIRE(r.body["attempts"] == 1);
     }
 }
+
+TEST_CASE("a cancelled task's copy hears of it, and is not run when the owner dies") {
+    daemon::TaskOptions o;
+    o.limits.capacity = 1;
+    Cluster c(3, o);
+    std::string key;
+    for (int k = 0; k < 50 && key.empty(); ++k) {
+        const std::string candidate = "c" + std::to_string(k);
+        if (c.call(0, "GET", "/v1/ring/lookup?key=" + candidate).body["owner"] != "a") {
+            key = candidate;
+        }
+    }
+    const json slow = {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 60000}}}};
+    // One running task on each of the three candidates, then one queued on the primary.
+    for (int i = 0; i < 3; ++i)
+        REQUIRE(c.submit(0, slow).status == 202);
+    const auto queued = c.submit(0, slow);
+    REQUIRE(queued.status == 202);
+    REQUIRE(queued.body["state"] == "queued");
+    const std::string id = queued.body["id"];
+    const std::string owner = queued.body["owner"];
+    REQUIRE(c.call(0, "DELETE", "/v1/tasks/" + id).body["state"] == "cancelled");
+    const size_t dead = c.index_of(owner);
+    // The copy's holder hears of the cancellation.
+    REQUIRE(c.loop.run_until([&] {
+        for (size_t i = 0; i < c.members.size(); ++i) {
+            const Task* copy = i == dead ? nullptr : c.members[i]->tasks->replica(id);
+            if (copy != nullptr && copy->state == TaskState::cancelled) return true;
+        }
+        return false;
+    }));
+    c.members[dead].reset();
+    const size_t other = dead == 0 ? 1 : 0;
+    // Once membership marks the owner dead, its running task is taken over, but the
+    // cancelled one stays cancelled and runs nowhere.
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const chorus::Member* m = c.members[other]->agent->node().members().find(owner);
+            return m != nullptr && is_gone(m->state);
+        },
+        30'000));
+    c.loop.run_until([] { return false; }, 500);  // a take-over would have started by now
+    for (auto& m : c.members) {
+        if (!m) continue;
+        const Task* t = m->tasks->board().find(id);
+        REQUIRE((t == nullptr || t->state == TaskState::cancelled));
+    }
+    REQUIRE(c.call(other, "GET", "/v1/tasks/" + id).body["state"] == "cancelled");
+}
