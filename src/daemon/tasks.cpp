@@ -33,7 +33,13 @@ bool same_task(const TaskSpec& a, const TaskSpec& b) {
     return a.key == b.key && a.type == b.type && a.payload == b.payload;
 }
 
-TaskAnswer conflict(const std::string& id);
+TaskAnswer conflict(const std::string& id) {
+    return TaskAnswer::error(
+        409, "task_conflict",
+        fmt::format("id {} belongs to a task with another key, type or payload; choose another "
+                    "id, or resend that task unchanged",
+                    id));
+}
 
 uint64_t ms_of(Duration d) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
@@ -66,16 +72,6 @@ Status TaskOptions::validate() const {
     }
     return Ok{};
 }
-
-namespace {
-TaskAnswer conflict(const std::string& id) {
-    return TaskAnswer::error(
-        409, "task_conflict",
-        fmt::format("id {} belongs to a task with another key, type or payload; choose another "
-                    "id, or resend that task unchanged",
-                    id));
-}
-}  // namespace
 
 TaskAnswer TaskAnswer::error(int status, std::string code, std::string message) {
     TaskAnswer a;
@@ -471,6 +467,14 @@ void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) 
 
 void TaskService::member_changed(const MemberEvent& e) {
     ring_.reset();
+    if (!e.current) {
+        // Reaped: its load and connection state go too, so peers_ is bounded by the member
+        // table, not by every name ever seen.
+        if (auto p = peers_.find(e.name); p != peers_.end()) {
+            if (p->second.conn != 0) agent_.hub().close(p->second.conn);
+            peers_.erase(p);
+        }
+    }
     if (e.current && is_gone(*e.current) && e.name != agent_.node().self().name) promote(e.name);
 }
 
@@ -549,25 +553,17 @@ void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> d
     // Once the queue is handed over: wait for the running tasks, up to `drain`.
     const Time until = agent_.now() + drain;
     count->done = [this, until, done = std::move(done)](size_t handed, size_t kept) mutable {
-        struct Drain {
-            TaskService* self;
-            Time until;
-            size_t handed, kept;
-            std::function<void(size_t, size_t)> done;
-        };
-        auto* d = new Drain{this, until, handed, kept, std::move(done)};
-        drain_timer_ = make_timer(loop_, d).value();
+        drain_until_ = until;
+        drained_ = [done = std::move(done), handed, kept] { done(handed, kept); };
+        drain_timer_ = make_timer(loop_, this).value();
         uv_timer_start(
             drain_timer_.get(),
             [](uv_timer_t* t) {
-                auto* dr = static_cast<Drain*>(t->data);
-                if (dr == nullptr) return;
-                TaskService& s = *dr->self;
-                if (s.board_.running() > 0 && s.agent_.now() < dr->until) return;
-                std::unique_ptr<Drain> owned(dr);
-                t->data = nullptr;
+                auto* self = static_cast<TaskService*>(t->data);
+                if (self == nullptr) return;
+                if (self->board_.running() > 0 && self->agent_.now() < self->drain_until_) return;
                 uv_timer_stop(t);
-                owned->done(owned->handed, owned->kept);
+                std::exchange(self->drained_, nullptr)();
             },
             0, 20);
     };

@@ -219,6 +219,8 @@ class TaskService : public FrameChannel {
     bool committing_ = false;   // a commit is on the threadpool
     bool handing_off_ = false;  // leaving: queued tasks are handed over, not started
     net::Handle<uv_timer_t> drain_timer_;
+    Time drain_until_{};
+    std::function<void()> drained_;  // what waits for the running tasks to end
     struct Commit;
     void committed(Commit& c);
     std::optional<Error> journal_error_;
