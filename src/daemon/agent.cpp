@@ -21,11 +21,6 @@ uint64_t ceil_ms(Duration d) {
     return static_cast<uint64_t>((d.count() + 999) / 1000);
 }
 
-Result<net::Handle<uv_timer_t>> make_timer(uv_loop_t* loop, void* owner) {
-    return net::make_handle<uv_timer_t>(
-        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, owner);
-}
-
 }  // namespace
 
 Agent::Agent(uv_loop_t* loop, AgentOptions options)
@@ -90,7 +85,7 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
         o.identity.addr = Address{bound.str()};
     }
     for (auto* t : {&a->timer_, &a->retry_, &a->leave_check_}) {
-        auto h = make_timer(loop, a.get());
+        auto h = net::make_timer(loop, a.get());
         if (!h) return h.error();
         *t = std::move(*h);
     }

@@ -93,10 +93,7 @@ struct Runner::Run {
 
     void arm(uint64_t ms) {
         if (!timer) {
-            timer = net::make_handle<uv_timer_t>(
-                        runner.loop_,
-                        [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, this)
-                        .value();
+            timer = net::make_timer(runner.loop_, this).value();
         }
         uv_timer_start(
             timer.get(),

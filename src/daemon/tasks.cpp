@@ -46,11 +46,6 @@ uint64_t ms_of(Duration d) {
     return ms < 0 ? 0 : static_cast<uint64_t>(ms);
 }
 
-Result<net::Handle<uv_timer_t>> make_timer(uv_loop_t* loop, void* owner) {
-    return net::make_handle<uv_timer_t>(
-        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, owner);
-}
-
 }  // namespace
 
 Status TaskOptions::validate() const {
@@ -130,7 +125,7 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
       runner_(loop, options_.handlers, options_.runner, std::move(http_post)),
       rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)) {
     agent_.attach(this);
-    commit_timer_ = make_timer(loop_, this).value();
+    commit_timer_ = net::make_timer(loop_, this).value();
     if (!options_.data_dir.empty()) {
         auto j = Journal::open(options_.data_dir);
         if (j) {
@@ -555,7 +550,7 @@ void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> d
     count->done = [this, until, done = std::move(done)](size_t handed, size_t kept) mutable {
         drain_until_ = until;
         drained_ = [done = std::move(done), handed, kept] { done(handed, kept); };
-        drain_timer_ = make_timer(loop_, this).value();
+        drain_timer_ = net::make_timer(loop_, this).value();
         uv_timer_start(
             drain_timer_.get(),
             [](uv_timer_t* t) {
@@ -660,7 +655,7 @@ void TaskService::wait_local(const std::string& id, Duration wait, std::function
         return;
     }
     auto w = std::make_unique<Waiter>();
-    auto timer = make_timer(loop_, w.get());
+    auto timer = net::make_timer(loop_, w.get());
     if (!timer) {
         woken();
         return;
@@ -1009,7 +1004,7 @@ void TaskService::request(const Name& peer, wire::TaskMessage m, Duration timeou
     r->peer = peer;
     r->conn = p.conn;
     r->done = std::move(done);
-    if (auto timer = make_timer(loop_, r.get())) {
+    if (auto timer = net::make_timer(loop_, r.get())) {
         r->timer = std::move(*timer);
         uv_timer_start(
             r->timer.get(),

@@ -210,8 +210,7 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
         finish(members_blocking, started, reply, std::move(r));
         return;
     }
-    auto timer = net::make_handle<uv_timer_t>(
-        loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, nullptr);
+    auto timer = net::make_timer(loop_, nullptr);
     if (!timer) {
         finish(members_now, started, reply, members());
         return;
@@ -255,8 +254,7 @@ void Api::subscribe(Reply reply) {
     if (!s.write(sse("snapshot", index_, members_json()))) return;
     streams_.push_back(std::move(s));
     if (!heartbeat_) {
-        auto timer = net::make_handle<uv_timer_t>(
-            loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, this);
+        auto timer = net::make_timer(loop_, this);
         if (!timer) return;
         heartbeat_ = std::move(*timer);
         uv_timer_start(

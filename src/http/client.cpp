@@ -207,8 +207,7 @@ void fetch_async(uv_loop_t* loop, const net::Endpoint& to, ClientRequest request
         loop, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, x);
     if (!tcp) return fail_now(tcp.error());
     x->tcp = std::move(*tcp);
-    auto timer = net::make_handle<uv_timer_t>(
-        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, x);
+    auto timer = net::make_timer(loop, x);
     if (!timer) return fail_now(timer.error());
     x->timer = std::move(*timer);
     llhttp_init(&x->parser, HTTP_RESPONSE, &settings());

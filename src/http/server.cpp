@@ -222,8 +222,7 @@ void Server::on_connection(uv_stream_t* listener, int status) {
         ++s->stats_.refused;
         return;  // closed as `tcp` goes
     }
-    auto timer = net::make_handle<uv_timer_t>(
-        s->loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, nullptr);
+    auto timer = net::make_timer(s->loop_, nullptr);
     if (!timer) return;
     const uint64_t id = s->next_id_++;
     auto c = std::make_unique<Conn>(*s, id);

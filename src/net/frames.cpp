@@ -62,8 +62,7 @@ FrameConn* FrameHub::create(bool outbound) {
     std::unique_ptr<FrameConn> c(new FrameConn(*this, id, outbound));
     auto tcp = make_handle<uv_tcp_t>(
         loop_, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, c.get());
-    auto timer = make_handle<uv_timer_t>(
-        loop_, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, c.get());
+    auto timer = make_timer(loop_, c.get());
     if (!tcp || !timer) return nullptr;
     c->tcp_ = std::move(*tcp);
     c->timer_ = std::move(*timer);

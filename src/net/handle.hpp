@@ -46,4 +46,16 @@ Result<Handle<T>> make_handle(uv_loop_t* loop, Init init, void* owner) {
     return Handle<T>(h);
 }
 
+inline Result<Handle<uv_timer_t>> make_timer(uv_loop_t* loop, void* owner) {
+    return make_handle<uv_timer_t>(
+        loop, [](uv_loop_t* l, uv_timer_t* t) { return uv_timer_init(l, t); }, owner);
+}
+
+// A check handle runs right after the loop's poll phase: once per iteration, after every
+// read callback of that iteration.
+inline Result<Handle<uv_check_t>> make_check(uv_loop_t* loop, void* owner) {
+    return make_handle<uv_check_t>(
+        loop, [](uv_loop_t* l, uv_check_t* c) { return uv_check_init(l, c); }, owner);
+}
+
 }  // namespace chorus::net
