@@ -11,7 +11,12 @@ namespace chorus::daemon {
 namespace {
 
 // PRAGMA user_version of the schema this build writes; a newer file is refused, not guessed at.
-constexpr int kSchemaVersion = 1;
+// 1: a table keyed by task id. 2: the log of `records` (a version 1 file is converted).
+constexpr int kSchemaVersion = 2;
+
+#define CHORUS_JOURNAL_COLUMNS                                                                 \
+    "id, key, type, payload, timeout_ms, state, owner, result, error, exit_code, created_ms, " \
+    "started_ms, finished_ms, attempts"
 
 int64_t epoch_ms(std::optional<Time> t) {
     if (!t) return 0;
@@ -32,11 +37,6 @@ class Statement {
     Statement& operator=(const Statement&) = delete;
     bool ok() const { return rc_ == SQLITE_OK; }
     sqlite3_stmt* get() { return s_; }
-    void text(int i, std::string_view v) {
-        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-    }
-    void integer(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-    void null(int i) { sqlite3_bind_null(s_, i); }
     std::string column_text(int i) {
         const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, i));
         return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(s_, i));
@@ -114,39 +114,79 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
     Statement version(db, "PRAGMA user_version");
     if (!version.ok() || sqlite3_step(version.get()) != SQLITE_ROW) return j->error("reading");
     const int found = sqlite3_column_int(version.get(), 0);
+    sqlite3_reset(version.get());  // a statement left mid-read locks tables against DROP
     if (found > kSchemaVersion) {
         return Error{"journal_unavailable",
                      fmt::format("{} was written by a newer Chorus (schema {}, this build reads "
                                  "up to {})",
                                  path, found, kSchemaVersion)};
     }
-    if (found == 0) {
-        if (auto s = j->exec("CREATE TABLE IF NOT EXISTS tasks ("
-                             " id TEXT PRIMARY KEY, key TEXT NOT NULL, type TEXT NOT NULL,"
-                             " payload TEXT NOT NULL, timeout_ms INTEGER NOT NULL,"
-                             " state INTEGER NOT NULL, owner TEXT NOT NULL, result TEXT NOT NULL,"
-                             " error TEXT NOT NULL, exit_code INTEGER, created_ms INTEGER NOT NULL,"
-                             " started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
-                             " attempts INTEGER NOT NULL);"
-                             "PRAGMA user_version=1;");
-            !s) {
-            return s.error();
+    if (found < kSchemaVersion) {
+        // A new file gets the table; a version 1 file has its rows moved into it, all in one
+        // transaction, so a crash halfway leaves the old file as it was.
+        const std::string create = fmt::format(
+            "BEGIN IMMEDIATE;"
+            "CREATE TABLE records (row INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL,"
+            " type TEXT NOT NULL, payload TEXT NOT NULL, timeout_ms INTEGER NOT NULL,"
+            " state INTEGER NOT NULL, owner TEXT NOT NULL, result TEXT NOT NULL,"
+            " error TEXT NOT NULL, exit_code INTEGER, created_ms INTEGER NOT NULL,"
+            " started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
+            " attempts INTEGER NOT NULL);"
+            "{}"
+            "PRAGMA user_version={}; COMMIT;",
+            found == 1 ? "INSERT INTO records (" CHORUS_JOURNAL_COLUMNS
+                         ") SELECT " CHORUS_JOURNAL_COLUMNS
+                         " FROM tasks ORDER BY created_ms, id; DROP TABLE tasks;"
+                       : "",
+            kSchemaVersion);
+        if (auto st = j->exec(create.c_str()); !st) {
+            sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+            return st.error();
         }
     }
+    if (auto st = j->prepare(); !st) return st.error();
+    if (auto st = j->read_rows(); !st) return st.error();
     return j;
 }
 
 Journal::~Journal() {
+    for (sqlite3_stmt* st : {begin_, commit_, insert_, delete_})
+        sqlite3_finalize(st);
     sqlite3_close_v2(db_);
 }
 
+Status Journal::prepare() {
+    const std::pair<sqlite3_stmt**, const char*> statements[] = {
+        {&begin_, "BEGIN IMMEDIATE"},
+        {&commit_, "COMMIT"},
+        {&insert_, "INSERT INTO records (row, " CHORUS_JOURNAL_COLUMNS
+                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"},
+        {&delete_, "DELETE FROM records WHERE row = ?1"},
+    };
+    for (const auto& [st, sql] : statements) {
+        if (sqlite3_prepare_v2(db_, sql, -1, st, nullptr) != SQLITE_OK) return error("preparing");
+    }
+    return Ok{};
+}
+
+Status Journal::read_rows() {
+    Statement q(db_, "SELECT row, id FROM records ORDER BY row");
+    if (!q.ok()) return error("reading");
+    rows_.clear();
+    int rc;
+    while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
+        const int64_t row = sqlite3_column_int64(q.get(), 0);
+        rows_[q.column_text(1)] = row;
+        next_row_ = std::max(next_row_, row + 1);
+    }
+    return rc == SQLITE_DONE ? Status{Ok{}} : Status{error("reading")};
+}
+
 Result<std::vector<Task>> Journal::load() {
-    Statement q(db_,
-                "SELECT id, key, type, payload, timeout_ms, state, owner, result, error, "
-                "exit_code, created_ms, started_ms, finished_ms, attempts FROM tasks "
-                "ORDER BY created_ms, id");
+    Statement q(db_, "SELECT " CHORUS_JOURNAL_COLUMNS " FROM records ORDER BY row");
     if (!q.ok()) return error("reading");
     std::vector<Task> out;
+    std::unordered_map<std::string, size_t> at;  // a task's latest row wins
     int rc;
     while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
         Task t;
@@ -171,9 +211,17 @@ Result<std::vector<Task>> Journal::load() {
         t.started = from_ms(sqlite3_column_int64(q.get(), 11));
         t.finished = from_ms(sqlite3_column_int64(q.get(), 12));
         t.attempts = static_cast<uint32_t>(sqlite3_column_int64(q.get(), 13));
-        out.push_back(std::move(t));
+        if (auto [it, added] = at.try_emplace(t.spec.id, out.size()); !added) {
+            out[it->second] = std::move(t);
+        } else {
+            out.push_back(std::move(t));
+        }
     }
     if (rc != SQLITE_DONE) return error("reading");
+    // Oldest first, so queued tasks resume in the order they came.
+    std::stable_sort(out.begin(), out.end(), [](const Task& a, const Task& b) {
+        return std::tie(a.created, a.spec.id) < std::tie(b.created, b.spec.id);
+    });
     return out;
 }
 
@@ -196,17 +244,37 @@ Status Journal::commit() {
     return st;
 }
 
+Journal::Batch Journal::take_staged() {
+    Batch batch;
+    batch.reserve(staged_.size());
+    for (auto& [id, record] : staged_) {
+        Change c{id, std::move(record)};
+        if (c.record) c.row = next_row_++;
+        if (auto r = rows_.find(id); r != rows_.end()) c.replaces = r->second;
+        batch.push_back(std::move(c));
+    }
+    staged_.clear();
+    return batch;
+}
+
 void Journal::written(const Status& outcome, Batch batch) {
     if (outcome) {
         if (!batch.empty()) ++stats_.commits;
         stats_.records += batch.size();
+        for (const Change& c : batch) {
+            if (c.record) {
+                rows_[c.id] = c.row;
+            } else {
+                rows_.erase(c.id);
+            }
+        }
         return;
     }
     ++stats_.failures;
-    // What was staged since is newer than the failed batch's record of the same task.
-    for (auto& [id, record] : staged_)
-        batch.insert_or_assign(id, std::move(record));
-    staged_ = std::move(batch);
+    // What was staged since is newer than the failed batch's record of the same task; row
+    // numbers are given again at the next take, against the rows the file still has.
+    for (Change& c : batch)
+        staged_.try_emplace(std::move(c.id), std::move(c.record));
 }
 
 Status Journal::write(const Batch& batch) {
@@ -216,47 +284,48 @@ Status Journal::write(const Batch& batch) {
         sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
         return e;
     };
-    if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
-        return fail("starting a transaction on");
-    }
-    Statement upsert(
-        db_,
-        "INSERT OR REPLACE INTO tasks (id, key, type, payload, timeout_ms, state, "
-        "owner, result, error, exit_code, created_ms, started_ms, finished_ms, "
-        "attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
-    Statement erase(db_, "DELETE FROM tasks WHERE id = ?1");
-    if (!upsert.ok() || !erase.ok()) return fail("preparing a write to");
-    for (const auto& [id, record] : batch) {
-        Statement& s = record ? upsert : erase;
-        sqlite3_reset(s.get());
-        sqlite3_clear_bindings(s.get());
-        s.text(1, id);
-        if (record) {
-            const Task& t = *record;
-            s.text(2, t.spec.key);
-            s.text(3, t.spec.type);
-            s.text(4, t.spec.payload);
-            s.integer(
-                5, std::chrono::duration_cast<std::chrono::milliseconds>(t.spec.timeout).count());
-            s.integer(6, static_cast<int64_t>(t.state));
-            s.text(7, t.owner.view());
-            s.text(8, t.result);
-            s.text(9, t.error);
-            if (t.exit_code) {
-                s.integer(10, *t.exit_code);
-            } else {
-                s.null(10);
-            }
-            s.integer(11, epoch_ms(t.created));
-            s.integer(12, epoch_ms(t.started));
-            s.integer(13, epoch_ms(t.finished));
-            s.integer(14, t.attempts);
+    const auto step = [](sqlite3_stmt* st) {
+        const int rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE;
+    };
+    if (!step(begin_)) return fail("starting a transaction on");
+    for (const Change& c : batch) {
+        if (c.replaces != 0) {
+            sqlite3_bind_int64(delete_, 1, c.replaces);
+            if (!step(delete_)) return fail("writing to");
         }
-        if (sqlite3_step(s.get()) != SQLITE_DONE) return fail("writing to");
+        if (!c.record) continue;
+        const Task& t = *c.record;
+        sqlite3_stmt* s = insert_;
+        const auto text = [s](int i, std::string_view v) {
+            sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+        };
+        sqlite3_bind_int64(s, 1, c.row);
+        text(2, c.id);
+        text(3, t.spec.key);
+        text(4, t.spec.type);
+        text(5, t.spec.payload);
+        sqlite3_bind_int64(
+            s, 6, std::chrono::duration_cast<std::chrono::milliseconds>(t.spec.timeout).count());
+        sqlite3_bind_int64(s, 7, static_cast<int64_t>(t.state));
+        text(8, t.owner.view());
+        text(9, t.result);
+        text(10, t.error);
+        if (t.exit_code) {
+            sqlite3_bind_int64(s, 11, *t.exit_code);
+        } else {
+            sqlite3_bind_null(s, 11);
+        }
+        sqlite3_bind_int64(s, 12, epoch_ms(t.created));
+        sqlite3_bind_int64(s, 13, epoch_ms(t.started));
+        sqlite3_bind_int64(s, 14, epoch_ms(t.finished));
+        sqlite3_bind_int64(s, 15, t.attempts);
+        const bool ok = step(s);
+        sqlite3_clear_bindings(s);  // the texts it points at are the batch's
+        if (!ok) return fail("writing to");
     }
-    if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
-        return fail("committing to");
-    }
+    if (!step(commit_)) return fail("committing to");
     return Ok{};
 }
 

@@ -1,13 +1,19 @@
 // The durable record of a node's tasks (issue 5): SQLite in WAL mode, one file under the
 // agent's --data-dir.
 //
-// The task service stages every change (a task accepted, started, finished, evicted) and calls
-// commit() once per loop iteration: all that was staged goes in one transaction, synced before
-// commit() returns, and only then does the service acknowledge what depended on it. One sync
-// serves every task a busy loop iteration took (group commit), so durability costs a sync per
-// iteration, not per task. A failed commit (disk full, I/O error) rolls back and keeps what was
-// staged, so nothing is half-written and a later commit can still write it; the service
-// refuses new tasks until a commit succeeds again.
+// The task service stages every change (a task accepted, started, finished, evicted) and
+// commits what is staged in one transaction, synced before the commit returns; only then does
+// the service acknowledge what depended on it. One sync serves every change staged since the
+// last commit (group commit), so durability costs a sync per batch, not per task. A failed
+// commit (disk full, I/O error) rolls back and keeps what was staged, so nothing is
+// half-written and a later commit can still write it; the service refuses new tasks until a
+// commit succeeds again.
+//
+// The file is a log: every change appends a row with the next sequence number and deletes the
+// task's previous row, so each live task has exactly one row and no compaction is needed.
+// Rows keyed by a growing number land on the last pages of the table, so a commit of a
+// hundred changes writes a few pages; keyed by task id (random), each change dirtied its own
+// page of the table and of the id index, and under wrk the commits wrote 16 pages for 8 rows.
 //
 // Why SQLite: crash safety (atomic commit, WAL recovery after a crash or power loss) is the
 // hard part of a journal, and SQLite's is among the most tested code there is; it is an
@@ -20,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,6 +34,7 @@
 #include "core/task.hpp"
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace chorus::daemon {
 
@@ -39,7 +47,7 @@ class Journal {
     Journal(const Journal&) = delete;
     Journal& operator=(const Journal&) = delete;
 
-    // Every task recorded at the last successful commit.
+    // Every task recorded at the last successful commit, oldest first.
     Result<std::vector<Task>> load();
 
     // Stages a task's record (its state now) or its removal. Staging the same id again
@@ -58,8 +66,14 @@ class Journal {
     // the loop goes on: take what is staged, write it there, then count the outcome here and,
     // after a failure, put the batch back under whatever was staged since. Only one write
     // may run at a time, and nothing else may touch the journal meanwhile but staging.
-    using Batch = std::map<std::string, std::optional<Task>, std::less<>>;
-    Batch take_staged() { return std::exchange(staged_, {}); }
+    struct Change {
+        std::string id;
+        std::optional<Task> record;  // nullopt: remove
+        int64_t row = 0;             // the row it appends (a record)
+        int64_t replaces = 0;        // the task's row it deletes (0: none)
+    };
+    using Batch = std::vector<Change>;
+    Batch take_staged();
     Status write(const Batch& batch);  // the connection is opened serialized: safe off-loop
     void written(const Status& outcome, Batch batch);
 
@@ -78,10 +92,21 @@ class Journal {
     Journal(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
     Status exec(const char* sql);
     Error error(std::string_view doing) const;
+    Status prepare();
+    Status read_rows();
 
     sqlite3* db_;
     std::string path_;
-    Batch staged_;  // nullopt: remove
+    std::map<std::string, std::optional<Task>, std::less<>> staged_;  // nullopt: remove
+    // The row each task has in the file, as of the last successful commit, and the next
+    // row number: written only on the loop's thread, between writes.
+    std::unordered_map<std::string, int64_t> rows_;
+    int64_t next_row_ = 1;
+    // Prepared once: a commit runs four statements and parses none.
+    sqlite3_stmt* begin_ = nullptr;
+    sqlite3_stmt* commit_ = nullptr;
+    sqlite3_stmt* insert_ = nullptr;
+    sqlite3_stmt* delete_ = nullptr;
     Stats stats_;
 };
 

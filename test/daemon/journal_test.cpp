@@ -6,6 +6,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,19 @@ Task task(const std::string& id, TaskState state = TaskState::queued) {
         if (state == TaskState::failed) t.exit_code = 3;
     }
     return t;
+}
+
+// Rows in the journal's file, read with SQLite itself.
+int64_t rows_in(const std::string& dir) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open((dir + "/tasks.db").c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* q = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &q, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    const int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    return n;
 }
 
 }  // namespace
@@ -90,6 +104,83 @@ TEST_CASE("only a task's latest staged record is written, and a removal removes 
     REQUIRE(tasks[0].state == TaskState::running);
 }
 
+TEST_CASE("each change of a task replaces its row: the file holds one row per task") {
+    TempDir d;
+    {
+        auto j = std::move(Journal::open(d.path).value());
+        for (const auto state : {TaskState::queued, TaskState::running, TaskState::succeeded}) {
+            j->put(task("a", state));
+            j->put(task("b", state));
+            REQUIRE(j->commit().ok());
+        }
+        REQUIRE(rows_in(d.path) == 2);
+        j->remove("b");
+        REQUIRE(j->commit().ok());
+        REQUIRE(rows_in(d.path) == 1);
+    }
+    // The rows are known again after a reopen: a change still replaces, not adds.
+    auto j = std::move(Journal::open(d.path).value());
+    j->put(task("a", TaskState::failed));
+    REQUIRE(j->commit().ok());
+    REQUIRE(rows_in(d.path) == 1);
+    REQUIRE(j->load().value().at(0).state == TaskState::failed);
+}
+
+TEST_CASE("tasks load oldest first, whatever order they changed in") {
+    TempDir d;
+    auto j = std::move(Journal::open(d.path).value());
+    for (int i = 0; i < 3; ++i) {
+        Task t = task("t" + std::to_string(i));
+        t.created += milliseconds(i);
+        j->put(t);
+        REQUIRE(j->commit().ok());
+    }
+    j->put(task("t0", TaskState::running));  // its row is now the newest
+    REQUIRE(j->commit().ok());
+    const auto tasks = j->load().value();
+    REQUIRE(tasks.size() == 3);
+    REQUIRE(tasks[0].spec.id == "t0");
+    REQUIRE(tasks[2].spec.id == "t2");
+}
+
+TEST_CASE("a journal of the first version is converted, its tasks kept") {
+    TempDir d;
+    {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open((d.path + "/tasks.db").c_str(), &db) == SQLITE_OK);
+        REQUIRE(
+            sqlite3_exec(db,
+                         "CREATE TABLE tasks (id TEXT PRIMARY KEY, key TEXT NOT NULL, type TEXT "
+                         "NOT NULL, payload TEXT NOT NULL, timeout_ms INTEGER NOT NULL, state "
+                         "INTEGER NOT NULL, owner TEXT NOT NULL, result TEXT NOT NULL, error "
+                         "TEXT NOT NULL, exit_code INTEGER, created_ms INTEGER NOT NULL, "
+                         "started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, attempts "
+                         "INTEGER NOT NULL);"
+                         "INSERT INTO tasks VALUES ('x', 'kx', 'echo', '1', 500, 2, 'n1', "
+                         "'\"r\"', '', 0, 2000, 2001, 2002, 1);"
+                         "INSERT INTO tasks VALUES ('w', 'kw', 'echo', '2', 500, 0, 'n1', '', "
+                         "'', NULL, 1000, 0, 0, 0);"
+                         "PRAGMA user_version=1;",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    auto j = Journal::open(d.path);
+    REQUIRE(j.ok());
+    const auto tasks = (*j)->load().value();
+    REQUIRE(tasks.size() == 2);
+    REQUIRE(tasks[0].spec.id == "w");  // created first
+    REQUIRE(tasks[0].state == TaskState::queued);
+    REQUIRE_FALSE(tasks[0].exit_code);
+    REQUIRE(tasks[1].spec.id == "x");
+    REQUIRE(tasks[1].state == TaskState::succeeded);
+    REQUIRE(tasks[1].result == "\"r\"");
+    REQUIRE(tasks[1].exit_code == 0);
+    REQUIRE(tasks[1].finished == Time{} + milliseconds(2002));
+    (*j)->put(tasks[1]);
+    REQUIRE((*j)->commit().ok());
+    REQUIRE(rows_in(d.path) == 2);
+}
+
 TEST_CASE("a full disk fails the commit, keeps nothing of it, and keeps it staged for later") {
     TempDir d;
     auto j = std::move(Journal::open(d.path).value());
@@ -109,9 +200,16 @@ TEST_CASE("a full disk fails the commit, keeps nothing of it, and keeps it stage
     REQUIRE(j->load().value().size() == 1);  // the failed transaction left nothing behind
     REQUIRE(j->stats().failures == 1);
 
+    Task newer = task("big-0", TaskState::running);  // changed while the batch waited
+    j->put(newer);
     REQUIRE(j->limit_pages(100000).ok());  // space again
     REQUIRE(j->commit().ok());
     REQUIRE(j->load().value().size() == 21);
+    REQUIRE(rows_in(d.path) == 21);
+    const auto tasks = j->load().value();
+    REQUIRE(std::find_if(tasks.begin(), tasks.end(), [](const Task& t) {
+                return t.spec.id == "big-0";
+            })->state == TaskState::running);
 }
 
 TEST_CASE("a file that is not a journal is refused with what to do") {
