@@ -126,6 +126,7 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
       rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)) {
     agent_.attach(this);
     commit_timer_ = net::make_timer(loop_, this).value();
+    commit_check_ = net::make_check(loop_, this).value();
     if (!options_.data_dir.empty()) {
         auto j = Journal::open(options_.data_dir);
         if (j) {
@@ -267,10 +268,15 @@ void TaskService::accept(TaskSpec spec, Done done) {
 }
 
 void TaskService::schedule_commit(uint64_t delay_ms) {
-    // At 0 ms the commit runs at the start of the next loop iteration, after everything this
-    // one read: one sync serves them all.
-    if (commit_scheduled_ && delay_ms > 0) return;
-    commit_scheduled_ = true;
+    // At once: the commit starts when this loop iteration has read everything it polled, so
+    // one sync serves every task the iteration took, and no task waits for another iteration.
+    if (delay_ms == 0) {
+        uv_check_start(commit_check_.get(), [](uv_check_t* c) {
+            if (auto* self = static_cast<TaskService*>(c->data)) self->commit();
+        });
+        return;
+    }
+    if (uv_is_active(reinterpret_cast<uv_handle_t*>(commit_timer_.get())) != 0) return;
     uv_timer_start(
         commit_timer_.get(),
         [](uv_timer_t* t) {
@@ -292,7 +298,8 @@ struct TaskService::Commit {
 };
 
 void TaskService::commit() {
-    commit_scheduled_ = false;
+    uv_check_stop(commit_check_.get());
+    uv_timer_stop(commit_timer_.get());
     if (!journal_ || committing_) return;  // committed() starts the next one
     if (journal_->staged() == 0 && pending_.empty() && after_commit_.empty()) return;
     auto* c = new Commit;
@@ -351,7 +358,8 @@ void TaskService::committed(Commit& c) {
     report_load();
     for (Pending& p : accepted)
         acknowledge_when_copied(p.task.spec.id, p.copy, std::move(p.done));
-    if (journal_->staged() > 0 || !pending_.empty() || !after_commit_.empty()) schedule_commit();
+    // What was staged while this one was written goes now, not an iteration later.
+    commit();
 }
 
 void TaskService::acknowledge(const std::string& id, Done done) {

@@ -224,8 +224,8 @@ class TaskService : public FrameChannel {
     struct Commit;
     void committed(Commit& c);
     std::optional<Error> journal_error_;
-    net::Handle<uv_timer_t> commit_timer_;
-    bool commit_scheduled_ = false;
+    net::Handle<uv_timer_t> commit_timer_;  // a retry after a failed commit
+    net::Handle<uv_check_t> commit_check_;  // a commit at the end of this loop iteration
     // Tasks accepted here whose commit is under way: they hold a place on the board's budget
     // but run only once stored.
     struct Pending {
