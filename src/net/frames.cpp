@@ -24,7 +24,21 @@ uint32_t read_be32(const uint8_t* p) {
 // FrameHub
 
 FrameHub::FrameHub(uv_loop_t* loop, FrameLimits limits, Callbacks callbacks)
-    : loop_(loop), limits_(limits), callbacks_(std::move(callbacks)) {}
+    : loop_(loop), limits_(limits), callbacks_(std::move(callbacks)) {
+    flush_ = make_check(loop_, this).value();
+}
+
+void FrameHub::flush_later(uint64_t id) {
+    to_flush_.push_back(id);
+    uv_check_start(flush_.get(), [](uv_check_t* c) {
+        auto* hub = static_cast<FrameHub*>(c->data);
+        if (hub == nullptr) return;
+        uv_check_stop(c);
+        for (const uint64_t id : std::exchange(hub->to_flush_, {})) {
+            if (FrameConn* conn = hub->find(id)) conn->flush();
+        }
+    });
+}
 
 FrameHub::~FrameHub() {
     // Handles close through their deleters; no callback may reach us after this.
@@ -199,64 +213,71 @@ void FrameConn::on_bytes(const char* data, size_t n) {
     // this object: keep the hub and id on the stack and stop as soon as we are gone.
     FrameHub& hub = hub_;
     const uint64_t id = id_;
-    while (inbox_.size() >= kHeaderBytes) {
-        const size_t len = read_be32(inbox_.data());
+    size_t at = 0;  // the delivered frames go from the inbox once, not one erase per frame
+    while (inbox_.size() - at >= kHeaderBytes) {
+        const size_t len = read_be32(inbox_.data() + at);
         if (len > hub.limits_.frame_bytes_max) {
             ++hub.stats_.oversize;
             hub.close(id, Error{"too_large", fmt::format("frame of {} bytes, over the limit of {}",
                                                          len, hub.limits_.frame_bytes_max)});
             return;
         }
-        if (inbox_.size() < kHeaderBytes + len) return;
-        std::vector<uint8_t> frame(inbox_.begin() + kHeaderBytes,
-                                   inbox_.begin() + kHeaderBytes + len);
-        inbox_.erase(inbox_.begin(), inbox_.begin() + kHeaderBytes + len);
+        if (inbox_.size() - at < kHeaderBytes + len) break;
+        std::vector<uint8_t> frame(inbox_.begin() + at + kHeaderBytes,
+                                   inbox_.begin() + at + kHeaderBytes + len);
+        at += kHeaderBytes + len;
         ++hub.stats_.frames_in;
         arm_timer();
         if (hub.callbacks_.on_frame) hub.callbacks_.on_frame(*this, std::move(frame));
         if (hub.find(id) != this) return;  // closed (and deleted) by the callback
     }
+    inbox_.erase(inbox_.begin(), inbox_.begin() + at);
 }
 
 bool FrameConn::send(std::span<const uint8_t> frame) {
     if (closing_ || !connected_ || frame.size() > hub_.limits_.frame_bytes_max) return false;
-    auto* w = new WriteRequest{};
-    w->bytes.resize(kHeaderBytes + frame.size());
+    if (outbox_.empty()) hub_.flush_later(id_);
     const auto len = static_cast<uint32_t>(frame.size());
-    w->bytes[0] = static_cast<uint8_t>(len >> 24);
-    w->bytes[1] = static_cast<uint8_t>(len >> 16);
-    w->bytes[2] = static_cast<uint8_t>(len >> 8);
-    w->bytes[3] = static_cast<uint8_t>(len);
-    std::copy(frame.begin(), frame.end(), w->bytes.begin() + kHeaderBytes);
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()),
-                               static_cast<unsigned>(w->bytes.size()));
-    const int rc =
-        uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_.get()), &buf, 1,
-                 [](uv_write_t* r, int status) {
-                     // The request is freed here, so read its handle first.
-                     auto* self = static_cast<FrameConn*>(r->handle->data);
-                     delete static_cast<WriteRequest*>(r->data);
-                     if (self == nullptr || self->closing_) return;
-                     --self->writes_pending_;
-                     if (status < 0) {
-                         self->hub_.close(self->id_, uv_error("write", status));
-                     } else if (self->close_when_written_ && self->writes_pending_ == 0) {
-                         self->hub_.close(self->id_);
-                     }
-                 });
-    if (rc != 0) {
-        delete w;
-        hub_.close(id_, uv_error("write", rc));
-        return false;
-    }
-    ++writes_pending_;
+    const uint8_t header[kHeaderBytes] = {
+        static_cast<uint8_t>(len >> 24), static_cast<uint8_t>(len >> 16),
+        static_cast<uint8_t>(len >> 8), static_cast<uint8_t>(len)};
+    outbox_.insert(outbox_.end(), header, header + kHeaderBytes);
+    outbox_.insert(outbox_.end(), frame.begin(), frame.end());
     ++hub_.stats_.frames_out;
     return true;
 }
 
+void FrameConn::flush() {
+    if (closing_ || outbox_.empty()) return;
+    auto* w = new WriteRequest{};
+    w->bytes = std::exchange(outbox_, {});
+    w->req.data = w;
+    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()),
+                               static_cast<unsigned>(w->bytes.size()));
+    const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_.get()), &buf, 1,
+                            [](uv_write_t* r, int status) {
+                                // The request is freed here, so read its handle first.
+                                auto* self = static_cast<FrameConn*>(r->handle->data);
+                                delete static_cast<WriteRequest*>(r->data);
+                                if (self == nullptr || self->closing_) return;
+                                --self->writes_pending_;
+                                if (status < 0) {
+                                    self->hub_.close(self->id_, uv_error("write", status));
+                                } else if (self->close_when_written_ &&
+                                           self->writes_pending_ == 0 && self->outbox_.empty()) {
+                                    self->hub_.close(self->id_);
+                                }
+                            });
+    if (rc != 0) {
+        delete w;
+        hub_.close(id_, uv_error("write", rc));
+        return;
+    }
+    ++writes_pending_;
+}
+
 void FrameConn::close_after_write() {
-    if (writes_pending_ == 0) {
+    if (writes_pending_ == 0 && outbox_.empty()) {
         hub_.close(id_);
     } else {
         close_when_written_ = true;

@@ -130,6 +130,26 @@ TEST_CASE("a frame crosses whole, however the stream splits it, and the reply co
     REQUIRE(p.server.connections() == 0);
 }
 
+TEST_CASE("frames sent in one iteration arrive whole and in order, the last before a close") {
+    Pair p;
+    // 500 frames of different sizes, queued in one callback: they leave in one write and
+    // arrive in few reads, each frame whole; close_after_write waits for all of them.
+    std::vector<std::vector<uint8_t>> sent;
+    for (size_t i = 0; i < 500; ++i)
+        sent.push_back(bytes(1 + (i * 37) % 900, static_cast<uint8_t>(i)));
+    p.client_on_connect = [&](FrameConn& c) {
+        for (const auto& f : sent)
+            REQUIRE(c.send(f));
+        c.close_after_write();
+    };
+    p.client.connect(p.at());
+    REQUIRE(p.loop.run_until([&] { return !p.server_closed.empty(); }));
+    REQUIRE(p.server_frames == sent);
+    REQUIRE(p.client.stats().frames_out == 500);
+    REQUIRE(p.server.stats().frames_in == 500);
+    REQUIRE_FALSE(p.server_closed[0].has_value());
+}
+
 TEST_CASE("a frame announcing more than the limit closes the connection at its header") {
     FrameLimits small;
     small.frame_bytes_max = 1024;
