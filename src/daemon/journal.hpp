@@ -77,8 +77,10 @@ class Journal {
     Status write(const Batch& batch);  // the connection is opened serialized: safe off-loop
     void written(const Status& outcome, Batch batch);
 
-    // Test hook: caps the file at `pages` pages of 4 KiB, so a test can fill the "disk".
+    // Test hooks: caps the file at `pages` pages of 4 KiB, so a test can fill the "disk";
+    // counts the rows in the file (the file is locked to this connection while it is open).
     Status limit_pages(uint64_t pages);
+    Result<int64_t> count_rows();
 
     const std::string& path() const { return path_; }
     struct Stats {

@@ -36,19 +36,6 @@ Task task(const std::string& id, TaskState state = TaskState::queued) {
     return t;
 }
 
-// Rows in the journal's file, read with SQLite itself.
-int64_t rows_in(const std::string& dir) {
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open((dir + "/tasks.db").c_str(), &db) == SQLITE_OK);
-    sqlite3_stmt* q = nullptr;
-    REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM records", -1, &q, nullptr) == SQLITE_OK);
-    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
-    const int64_t n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
-    return n;
-}
-
 }  // namespace
 
 TEST_CASE("committed tasks come back, every field, after the journal is reopened") {
@@ -113,16 +100,16 @@ TEST_CASE("each change of a task replaces its row: the file holds one row per ta
             j->put(task("b", state));
             REQUIRE(j->commit().ok());
         }
-        REQUIRE(rows_in(d.path) == 2);
+        REQUIRE(j->count_rows().value() == 2);
         j->remove("b");
         REQUIRE(j->commit().ok());
-        REQUIRE(rows_in(d.path) == 1);
+        REQUIRE(j->count_rows().value() == 1);
     }
     // The rows are known again after a reopen: a change still replaces, not adds.
     auto j = std::move(Journal::open(d.path).value());
     j->put(task("a", TaskState::failed));
     REQUIRE(j->commit().ok());
-    REQUIRE(rows_in(d.path) == 1);
+    REQUIRE(j->count_rows().value() == 1);
     REQUIRE(j->load().value().at(0).state == TaskState::failed);
 }
 
@@ -178,7 +165,7 @@ TEST_CASE("a journal of the first version is converted, its tasks kept") {
     REQUIRE(tasks[1].finished == Time{} + milliseconds(2002));
     (*j)->put(tasks[1]);
     REQUIRE((*j)->commit().ok());
-    REQUIRE(rows_in(d.path) == 2);
+    REQUIRE((*j)->count_rows().value() == 2);
 }
 
 TEST_CASE("a full disk fails the commit, keeps nothing of it, and keeps it staged for later") {
@@ -205,7 +192,7 @@ TEST_CASE("a full disk fails the commit, keeps nothing of it, and keeps it stage
     REQUIRE(j->limit_pages(100000).ok());  // space again
     REQUIRE(j->commit().ok());
     REQUIRE(j->load().value().size() == 21);
-    REQUIRE(rows_in(d.path) == 21);
+    REQUIRE(j->count_rows().value() == 21);
     const auto tasks = j->load().value();
     REQUIRE(std::find_if(tasks.begin(), tasks.end(), [](const Task& t) {
                 return t.spec.id == "big-0";
@@ -233,6 +220,17 @@ TEST_CASE("a journal from a newer version is refused, not guessed at") {
     const auto j = Journal::open(d.path);
     REQUIRE_FALSE(j.ok());
     REQUIRE_THAT(j.error().message, Catch::Contains("newer"));
+}
+
+TEST_CASE("a second journal on the same data dir is refused while the first is open") {
+    TempDir d;
+    auto first = Journal::open(d.path);
+    REQUIRE(first.ok());
+    const auto second = Journal::open(d.path);
+    REQUIRE_FALSE(second.ok());
+    REQUIRE_THAT(second.error().message, Catch::Contains("in use by another process"));
+    first->reset();  // closed: the data dir is free again
+    REQUIRE(Journal::open(d.path).ok());
 }
 
 TEST_CASE("a data dir that cannot be made is an error naming it") {
