@@ -132,10 +132,12 @@ struct TaskReply {
     std::optional<Task> task;
 };
 
-// Keep this copy of another node's task; the reply says whether it is stored.
+// Keep this copy of another node's task (or, with `drop`, forget it); the reply says whether
+// it is stored.
 struct TaskReplicate {
     uint64_t request = 0;
     Task task;
+    bool drop = false;
 };
 
 class TaskBoard {

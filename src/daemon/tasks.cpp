@@ -341,6 +341,13 @@ void TaskService::committed(Commit& c) {
             journal_->unstage(p.task.spec.id);
         for (Pending& p : c.pending) {
             ++stats_.unjournaled;
+            // Its copy went out beside the commit: the backup forgets it, or it would run the
+            // refused task if this node died (frames on one link arrive in order, so the drop
+            // comes after the copy).
+            if (auto b = backup_of_.extract(p.task.spec.id); !b.empty()) {
+                request(b.mapped(), TaskReplicate{0, p.task, true}, options_.forward_timeout,
+                        [](Result<TaskReply>) {});
+            }
             p.done(TaskAnswer::error(503, "journal_unavailable",
                                      st.error().message + "; the task was not accepted"));
         }
@@ -478,7 +485,37 @@ void TaskService::member_changed(const MemberEvent& e) {
             peers_.erase(p);
         }
     }
-    if (e.current && is_gone(*e.current) && e.name != agent_.node().self().name) promote(e.name);
+    if (e.current && is_gone(*e.current) && e.name != agent_.node().self().name) {
+        promote(e.name);
+        recopy(e.name);
+    }
+}
+
+void TaskService::drop_replica(const Task& t) {
+    // Only a copy of that owner's: never a task this node took over, nor another owner's.
+    auto r = replicas_.find(t.spec.id);
+    if (r == replicas_.end() || r->second.owner != t.owner) return;
+    replicas_.erase(r);
+    ++stats_.dropped;
+    if (journal_) {
+        journal_->remove(t.spec.id);
+        schedule_commit();
+    }
+}
+
+void TaskService::recopy(const Name& gone) {
+    // Our unfinished tasks whose copy was on the member that went: without a new copy, this
+    // node's crash would lose them. Each goes to the next alive member after us.
+    std::vector<std::string> ids;
+    for (const auto& [id, backup] : backup_of_) {
+        const Task* t = board_.find(id);
+        if (backup == gone && t != nullptr && !is_finished(t->state)) ids.push_back(id);
+    }
+    for (const std::string& id : ids) {
+        backup_of_.erase(id);
+        ++stats_.recopied;
+        replicate(id, [] {});
+    }
 }
 
 void TaskService::promote(const Name& gone) {
@@ -1059,6 +1096,11 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
         }
     } else if (auto* rep = std::get_if<TaskReplicate>(&frame.message)) {
         const uint64_t request = rep->request;
+        if (rep->drop) {
+            drop_replica(rep->task);
+            reply(conn_id, TaskReply{request, 200, "", "", 0, 0, std::nullopt});
+            return;
+        }
         keep_replica(std::move(rep->task), [this, conn_id, request](bool stored) {
             reply(conn_id, stored
                                ? TaskReply{request, 200, "", "", 0, 0, std::nullopt}

@@ -88,6 +88,8 @@ struct TaskServiceStats {
     uint64_t replicated = 0;    // copies another node stored for us
     uint64_t unreplicated = 0;  // tasks acknowledged with no copy elsewhere (no member took one)
     uint64_t promoted = 0;      // copies this node took over and ran when their owner died
+    uint64_t recopied = 0;      // tasks copied again because the holder of their copy went
+    uint64_t dropped = 0;       // copies forgotten here because their owner refused the task
 };
 
 class TaskService : public FrameChannel {
@@ -183,6 +185,8 @@ class TaskService : public FrameChannel {
     void tell_copy(const std::string& id);  // a task of ours ended: its copy hears the outcome
     std::optional<Name> backup_for(const TaskSpec& spec);
     void keep_replica(Task t, std::function<void(bool stored)> stored);
+    void recopy(const Name& gone);
+    void drop_replica(const Task& t);
     void promote(const Name& gone);
     void start_ready();
     void finished(const std::string& id, TaskOutcome outcome);

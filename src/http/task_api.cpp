@@ -251,6 +251,20 @@ void Api::task_metrics(Exposition& out) const {
                 "Tasks other nodes forwarded here and this node took.", s.remote);
     out.counter("chorus_tasks_unjournaled_total",
                 "Tasks refused because the journal could not store them.", s.unjournaled);
+    out.family("chorus_task_copies_total", "counter",
+               "Copies of this node's tasks sent to a backup, by outcome: stored, or none (no "
+               "member took one; the task is on this node only).");
+    out.sample("chorus_task_copies_total", static_cast<double>(s.replicated),
+               {{"outcome", "stored"}});
+    out.sample("chorus_task_copies_total", static_cast<double>(s.unreplicated),
+               {{"outcome", "none"}});
+    out.counter("chorus_task_copies_remade_total",
+                "Unfinished tasks copied again because the member holding their copy went.",
+                s.recopied);
+    out.counter("chorus_tasks_taken_over_total",
+                "Copies this node ran as its own because their owner died or left.", s.promoted);
+    out.gauge("chorus_task_copies_held", "Copies of other nodes' tasks held here.",
+              static_cast<double>(t.replicas()));
     if (const daemon::Journal* j = t.journal()) {
         out.counter("chorus_journal_commits_total", "Journal transactions written and synced.",
                     j->stats().commits);

@@ -194,8 +194,9 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                         gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
                             .Union()};
             } else if constexpr (std::is_same_v<T, TaskReplicate>) {
-                return {gen::Message::TaskReplicate,
-                        gen::CreateTaskReplicate(b, x.request, task_status(b, x.task)).Union()};
+                return {
+                    gen::Message::TaskReplicate,
+                    gen::CreateTaskReplicate(b, x.request, task_status(b, x.task), x.drop).Union()};
             } else {
                 const auto status = x.task ? task_status(b, *x.task) : 0;
                 return {gen::Message::TaskReply,
@@ -535,6 +536,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             const auto* m = f->message_as_TaskReplicate();
             auto& x = out.message.emplace<TaskReplicate>();
             x.request = m->request();
+            x.drop = m->drop();
             if (m->task() == nullptr) {
                 r.fail("replicate.task is missing");
             } else {

@@ -336,6 +336,30 @@ TEST_CASE("a full journal refuses new tasks with 503, and every task it acknowle
     }
 }
 
+TEST_CASE("a task its owner could not store is dropped from the backup it was copied to") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    o.candidates = 1;  // the owner is the only candidate: its refusal is the answer
+    Cluster c(2, o);
+    REQUIRE(c.members[0]->tasks->journal()->limit_pages(12).ok());
+    int refused = 0;
+    for (int i = 0; i < 200 && refused == 0; ++i) {
+        const std::string key = "k" + std::to_string(i);
+        if (c.call(0, "GET", "/v1/ring/lookup?key=" + key).body["owner"] != "a") continue;
+        const auto r = c.submit(0, {{"key", key},
+                                    {"type", "sleep"},
+                                    {"payload", {{"ms", 60000}, {"pad", std::string(3000, 'x')}}}});
+        if (r.status == 503) ++refused;
+    }
+    REQUIRE(refused == 1);
+    // The copy reached b beside the failed commit, and b forgot it: b holds copies of the
+    // acknowledged tasks only, so a's death would not run the refused one.
+    REQUIRE(c.loop.run_until([&] { return c.members[1]->tasks->stats().dropped == 1; }));
+    REQUIRE(c.members[1]->tasks->replicas() ==
+            c.members[0]->tasks->board().running() + c.members[0]->tasks->board().queued());
+}
+
 TEST_CASE("a corrupt journal: the node says why, refuses tasks with 503, and serves the rest") {
     TempDir d;
     std::filesystem::create_directories(d.path + "/a");
@@ -431,6 +455,39 @@ TEST_CASE(
     REQUIRE(f.status == 200);
     REQUIRE(f.body["state"] == "succeeded");
     REQUIRE(f.body["result"] == finished_k);  // the copy learned the result before the owner died
+}
+
+TEST_CASE("when the holder of a copy dies, the owner copies its unfinished task again") {
+    Cluster c(3);
+    const auto r =
+        c.submit(0, {{"key", "recopy"}, {"type", "sleep"}, {"payload", {{"ms", 60'000}}}});
+    REQUIRE(r.status == 202);
+    const std::string id = r.body["id"];
+    const size_t owner = c.index_of(r.body["owner"]);
+    size_t holder = owner;
+    for (size_t i = 0; i < c.members.size(); ++i)
+        if (c.members[i]->tasks->replica(id) != nullptr) holder = i;
+    REQUIRE(holder != owner);
+    const size_t third = 3 - owner - holder;
+    REQUIRE(c.members[third]->tasks->replica(id) == nullptr);
+
+    c.members[holder].reset();  // the copy goes with it
+    // Once the owner learns the holder is dead, the third member gets a copy.
+    REQUIRE(
+        c.loop.run_until([&] { return c.members[third]->tasks->replica(id) != nullptr; }, 30'000));
+    REQUIRE(c.members[owner]->tasks->stats().recopied == 1);
+
+    // So the task outlives its owner too: the third member takes it over.
+    c.members[owner].reset();
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const Task* t = c.members[third]->tasks->board().find(id);
+            return t != nullptr && t->state == TaskState::running;
+        },
+        30'000));
+    const Task* t = c.members[third]->tasks->board().find(id);
+    REQUIRE(t->attempts == 2);
+    REQUIRE(c.call(third, "DELETE", "/v1/tasks/" + id).status == 200);
 }
 
 TEST_CASE("a leaving node hands its queued tasks to other candidates; none runs twice") {

@@ -360,6 +360,8 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE(copy.task.owner == "n2");
     REQUIRE(copy.task.exit_code == 3);
     REQUIRE(copy.task.finished == want.finished);
+    REQUIRE_FALSE(copy.drop);
+    REQUIRE(round_trip<TaskReplicate>(TaskReplicate{14, full_task(), true}).drop);
 
     const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}});
     REQUIRE(refusal.code == "full");
