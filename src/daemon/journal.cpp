@@ -234,16 +234,31 @@ Result<std::vector<Task>> Journal::load() {
     return out;
 }
 
-void Journal::put(const Task& t) {
+uint64_t Journal::put(const Task& t) {
+    std::lock_guard lock(mu_);
     staged_.insert_or_assign(t.spec.id, t);
+    return ++changes_;
 }
 
-void Journal::remove(std::string_view id) {
+uint64_t Journal::remove(std::string_view id) {
+    std::lock_guard lock(mu_);
     staged_.insert_or_assign(std::string(id), std::nullopt);
+    return ++changes_;
 }
 
 void Journal::unstage(std::string_view id) {
+    std::lock_guard lock(mu_);
     if (auto it = staged_.find(id); it != staged_.end()) staged_.erase(it);
+}
+
+size_t Journal::staged() const {
+    std::lock_guard lock(mu_);
+    return staged_.size();
+}
+
+Journal::Stats Journal::stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
 }
 
 Status Journal::commit() {
@@ -253,7 +268,9 @@ Status Journal::commit() {
     return st;
 }
 
-Journal::Batch Journal::take_staged() {
+Journal::Batch Journal::take_staged(uint64_t* upto) {
+    std::lock_guard lock(mu_);
+    if (upto != nullptr) *upto = changes_;
     Batch batch;
     batch.reserve(staged_.size());
     for (auto& [id, record] : staged_) {
@@ -267,6 +284,7 @@ Journal::Batch Journal::take_staged() {
 }
 
 void Journal::written(const Status& outcome, Batch batch) {
+    std::lock_guard lock(mu_);
     if (outcome) {
         if (!batch.empty()) ++stats_.commits;
         stats_.records += batch.size();
@@ -346,6 +364,90 @@ Result<int64_t> Journal::count_rows() {
 
 Status Journal::limit_pages(uint64_t pages) {
     return exec(fmt::format("PRAGMA max_page_count={}", pages).c_str());
+}
+
+// ---------------------------------------------------------------------------------------------
+// JournalWriter
+
+JournalWriter::JournalWriter(uv_loop_t* loop, std::shared_ptr<Journal> journal, Done done)
+    : journal_(std::move(journal)), done_(std::move(done)) {
+    async_ = net::make_handle<uv_async_t>(
+                 loop,
+                 [](uv_loop_t* l, uv_async_t* a) {
+                     return uv_async_init(l, a, [](uv_async_t* h) {
+                         if (auto* self = static_cast<JournalWriter*>(h->data)) self->deliver();
+                     });
+                 },
+                 this)
+                 .value();
+    thread_ = std::thread([this] { run(); });
+}
+
+JournalWriter::~JournalWriter() {
+    {
+        std::lock_guard lock(mu_);
+        stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+}
+
+void JournalWriter::wake() {
+    {
+        std::lock_guard lock(mu_);
+        wake_ = true;
+    }
+    cv_.notify_one();
+}
+
+void JournalWriter::resume() {
+    {
+        std::lock_guard lock(mu_);
+        paused_ = false;
+    }
+    cv_.notify_one();
+}
+
+bool JournalWriter::busy() const {
+    std::lock_guard lock(mu_);
+    return wake_ || writing_ || !outcomes_.empty();
+}
+
+void JournalWriter::run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+        cv_.wait(lock, [this] { return stop_ || (wake_ && !paused_); });
+        if (stop_) return;
+        wake_ = false;
+        writing_ = true;
+        lock.unlock();
+        uint64_t upto = 0;
+        Journal::Batch batch = journal_->take_staged(&upto);
+        Status st = journal_->write(batch);
+        journal_->written(st, std::move(batch));
+        // What was staged while this one was written goes at once: the next commit starts
+        // now, not when the loop next hears from us.
+        const bool more = journal_->staged() > 0;
+        lock.lock();
+        writing_ = false;
+        if (st) {
+            wake_ = wake_ || more;
+        } else {
+            paused_ = true;
+        }
+        outcomes_.emplace_back(upto, std::move(st));
+        uv_async_send(async_.get());
+    }
+}
+
+void JournalWriter::deliver() {
+    std::deque<std::pair<uint64_t, Status>> outcomes;
+    {
+        std::lock_guard lock(mu_);
+        outcomes.swap(outcomes_);
+    }
+    for (auto& [upto, st] : outcomes)
+        done_(upto, st);
 }
 
 }  // namespace chorus::daemon

@@ -1,13 +1,14 @@
 // The durable record of a node's tasks (issue 5): SQLite in WAL mode, one file under the
 // agent's --data-dir.
 //
-// The task service stages every change (a task accepted, started, finished, evicted) and
-// commits what is staged in one transaction, synced before the commit returns; only then does
-// the service acknowledge what depended on it. One sync serves every change staged since the
-// last commit (group commit), so durability costs a sync per batch, not per task. A failed
-// commit (disk full, I/O error) rolls back and keeps what was staged, so nothing is
-// half-written and a later commit can still write it; the service refuses new tasks until a
-// commit succeeds again.
+// The task service stages every change (a task accepted, started, finished, evicted) and a
+// JournalWriter, on a thread of its own, commits what is staged in one transaction, synced
+// before the commit returns; only then does the service acknowledge what depended on it. One
+// sync serves every change staged since the last commit (group commit), so durability costs a
+// sync per batch, not per task, and the writer starts the next commit as soon as one returns.
+// A failed commit (disk full, I/O error) rolls back and keeps what was staged, so nothing is
+// half-written and a later commit can still write it; the service refuses the tasks that
+// commit held.
 //
 // The file is a log: every change appends a row with the next sequence number and deletes the
 // task's previous row, so each live task has exactly one row and no compaction is needed.
@@ -20,18 +21,26 @@
 // embedded library (Debian's libsqlite3-dev, linked statically), not a server.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include <uv.h>
+
 #include "core/result.hpp"
 #include "core/task.hpp"
+#include "net/handle.hpp"
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -50,13 +59,15 @@ class Journal {
     // Every task recorded at the last successful commit, oldest first.
     Result<std::vector<Task>> load();
 
-    // Stages a task's record (its state now) or its removal. Staging the same id again
-    // replaces what was staged: only the latest record of a task is written.
-    void put(const Task& t);
-    void remove(std::string_view id);
+    // Stages a task's record (its state now) or its removal, and returns the change's number:
+    // a commit reports the number of the last change it holds. Staging the same id again
+    // replaces what was staged: only the latest record of a task is written. Staging is safe
+    // from any thread.
+    uint64_t put(const Task& t);
+    uint64_t remove(std::string_view id);
     // Drops what was staged for `id` (a task that is being refused after all).
     void unstage(std::string_view id);
-    size_t staged() const { return staged_.size(); }
+    size_t staged() const;
 
     // Writes everything staged in one transaction and syncs it. On error nothing of it is
     // kept in the file, everything stays staged, and the error says why.
@@ -73,7 +84,8 @@ class Journal {
         int64_t replaces = 0;        // the task's row it deletes (0: none)
     };
     using Batch = std::vector<Change>;
-    Batch take_staged();
+    // `upto`: the number of the last change staged before the take.
+    Batch take_staged(uint64_t* upto = nullptr);
     Status write(const Batch& batch);  // the connection is opened serialized: safe off-loop
     void written(const Status& outcome, Batch batch);
 
@@ -88,7 +100,7 @@ class Journal {
         uint64_t records = 0;  // records written or removed
         uint64_t failures = 0;
     };
-    const Stats& stats() const { return stats_; }
+    Stats stats() const;
 
   private:
     Journal(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
@@ -99,9 +111,11 @@ class Journal {
 
     sqlite3* db_;
     std::string path_;
+    mutable std::mutex mu_;  // staged_, changes_ and stats_: the loop stages, the writer takes
     std::map<std::string, std::optional<Task>, std::less<>> staged_;  // nullopt: remove
+    uint64_t changes_ = 0;
     // The row each task has in the file, as of the last successful commit, and the next
-    // row number: written only on the loop's thread, between writes.
+    // row number: used only by the one thread that writes, one write at a time.
     std::unordered_map<std::string, int64_t> rows_;
     int64_t next_row_ = 1;
     // Prepared once: a commit runs four statements and parses none.
@@ -110,6 +124,40 @@ class Journal {
     sqlite3_stmt* insert_ = nullptr;
     sqlite3_stmt* delete_ = nullptr;
     Stats stats_;
+};
+
+// Commits a journal on a thread of its own, one commit after another while changes are
+// staged, so a commit starts the moment the previous one returns instead of a loop turn later.
+// Outcomes come back on the loop: `done(upto, status)` says that every change numbered up to
+// `upto` is stored, or that the commit holding them failed. After a failure the writer waits
+// for resume(), so the loop can unstage what it refuses before anything is retried.
+class JournalWriter {
+  public:
+    using Done = std::function<void(uint64_t upto, const Status& status)>;
+    JournalWriter(uv_loop_t* loop, std::shared_ptr<Journal> journal, Done done);
+    ~JournalWriter();  // waits for a commit under way, then stops the thread
+    JournalWriter(const JournalWriter&) = delete;
+    JournalWriter& operator=(const JournalWriter&) = delete;
+
+    void wake();        // something was staged
+    void resume();      // after a failure: commits may be tried again
+    bool busy() const;  // a commit is asked for or under way
+
+  private:
+    void run();
+    void deliver();
+
+    std::shared_ptr<Journal> journal_;
+    Done done_;
+    net::Handle<uv_async_t> async_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    bool wake_ = false;
+    bool paused_ = false;
+    bool writing_ = false;
+    std::deque<std::pair<uint64_t, Status>> outcomes_;
+    std::thread thread_;
 };
 
 }  // namespace chorus::daemon

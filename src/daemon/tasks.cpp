@@ -131,6 +131,8 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
         auto j = Journal::open(options_.data_dir);
         if (j) {
             journal_ = std::move(*j);
+            writer_ = std::make_unique<JournalWriter>(
+                loop_, journal_, [this](uint64_t upto, const Status& st) { committed(upto, st); });
             recover();
         } else {
             journal_error_ = j.error();
@@ -140,7 +142,6 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
 
 TaskService::~TaskService() {
     agent_.attach(nullptr);
-    *alive_ = nullptr;
 }
 
 const Ring& TaskService::ring() {
@@ -228,6 +229,11 @@ void TaskService::accept(TaskSpec spec, Done done) {
             done(conflict(spec.id));
             return;
         }
+        if (pending != pending_.end()) {
+            // Not stored yet: the retry hears what the first submission hears, 200 for 202.
+            pending->retries.push_back(std::move(done));
+            return;
+        }
         TaskAnswer a;
         a.status = 200;
         a.task = *existing;
@@ -256,7 +262,7 @@ void TaskService::accept(TaskSpec spec, Done done) {
     p.task.owner = agent_.node().self().name;
     p.task.created = agent_.now();
     p.done = std::move(done);
-    journal_->put(p.task);
+    p.change = journal_->put(p.task);
     // The copy and the commit overlap: an acknowledgement waits for the slower, not the sum.
     p.copy = std::make_shared<CopyState>();
     copy_out(p.task, [copy = p.copy] {
@@ -285,61 +291,32 @@ void TaskService::schedule_commit(uint64_t delay_ms) {
         delay_ms, 0);
 }
 
-// One commit at a time runs on libuv's threadpool, so its sync never stalls the loop (probes,
-// forwards and answers go on meanwhile); what is staged while it runs goes in the next one.
-struct TaskService::Commit {
-    uv_work_t req{};
-    std::weak_ptr<TaskService*> owner;
-    std::shared_ptr<Journal> journal;
-    Journal::Batch batch;
-    Status status = Ok{};
-    std::vector<Pending> pending;
-    std::vector<std::function<void(const Status&)>> after;
-};
-
 void TaskService::commit() {
     uv_check_stop(commit_check_.get());
     uv_timer_stop(commit_timer_.get());
-    if (!journal_ || committing_) return;  // committed() starts the next one
-    if (journal_->staged() == 0 && pending_.empty() && after_commit_.empty()) return;
-    auto* c = new Commit;
-    c->req.data = c;
-    c->owner = alive_;
-    c->journal = journal_;
-    c->batch = journal_->take_staged();
-    c->pending = std::exchange(pending_, {});
-    c->after = std::exchange(after_commit_, {});
-    committing_ = true;
-    const int rc = uv_queue_work(
-        loop_, &c->req,
-        [](uv_work_t* r) {
-            auto* w = static_cast<Commit*>(r->data);
-            w->status = w->journal->write(w->batch);
-        },
-        [](uv_work_t* r, int) {
-            std::unique_ptr<Commit> w(static_cast<Commit*>(r->data));
-            auto owner = w->owner.lock();
-            if (owner && *owner != nullptr) (*owner)->committed(*w);
-        });
-    if (rc != 0) {
-        c->status = Error{"journal_unavailable", "could not queue the journal write"};
-        std::unique_ptr<Commit> w(c);
-        committed(*w);
-    }
+    if (writer_) writer_->wake();
 }
 
-void TaskService::committed(Commit& c) {
-    committing_ = false;
-    const Status& st = c.status;
-    journal_->written(st, std::move(c.batch));
-    for (auto& after : std::exchange(c.after, {}))
-        after(st);
+void TaskService::committed(uint64_t upto, const Status& st) {
+    // Everything staged up to `upto` is stored now, or failed together.
+    std::vector<Pending> settled;
+    while (!pending_.empty() && pending_.front().change <= upto) {
+        settled.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+    }
+    std::vector<std::function<void(const Status&)>> after;
+    while (!after_commit_.empty() && after_commit_.front().first <= upto) {
+        after.push_back(std::move(after_commit_.front().second));
+        after_commit_.pop_front();
+    }
+    for (auto& a : after)
+        a(st);
     if (!st) {
         // Nothing of this batch is stored: refuse its new tasks (the router tries another
         // owner). Changes to tasks already stored stay staged and are tried again shortly.
-        for (Pending& p : c.pending)
+        for (Pending& p : settled)
             journal_->unstage(p.task.spec.id);
-        for (Pending& p : c.pending) {
+        for (Pending& p : settled) {
             ++stats_.unjournaled;
             // Its copy went out beside the commit: the backup forgets it, or it would run the
             // refused task if this node died (frames on one link arrive in order, so the drop
@@ -348,25 +325,40 @@ void TaskService::committed(Commit& c) {
                 request(b.mapped(), TaskReplicate{0, p.task, true}, options_.forward_timeout,
                         [](Result<TaskReply>) {});
             }
-            p.done(TaskAnswer::error(503, "journal_unavailable",
-                                     st.error().message + "; the task was not accepted"));
+            const auto refusal = TaskAnswer::error(
+                503, "journal_unavailable", st.error().message + "; the task was not accepted");
+            for (const Done& retry : p.retries)
+                retry(refusal);
+            p.done(refusal);
         }
-        if (journal_->staged() > 0 || !pending_.empty())
-            schedule_commit(pending_.empty() ? 1000 : 0);
+        writer_->resume();
+        if (!pending_.empty()) {
+            schedule_commit();
+        } else if (journal_->staged() > 0) {
+            schedule_commit(1000);
+        }
         return;
     }
     std::vector<Pending> accepted;
-    for (Pending& p : c.pending) {
+    for (Pending& p : settled) {
         auto t = board_.submit(p.task.spec, p.task.owner, p.task.created);
         CHORUS_ASSERT(t.ok());  // its place was held while it was pending
         accepted.push_back(std::move(p));
     }
     start_ready();
     report_load();
-    for (Pending& p : accepted)
-        acknowledge_when_copied(p.task.spec.id, p.copy, std::move(p.done));
-    // What was staged while this one was written goes now, not an iteration later.
-    commit();
+    for (Pending& p : accepted) {
+        acknowledge_when_copied(
+            p.task.spec.id, p.copy,
+            [done = std::move(p.done), retries = std::move(p.retries)](TaskAnswer a) {
+                for (const Done& retry : retries) {
+                    TaskAnswer same = a;
+                    same.status = 200;
+                    retry(std::move(same));
+                }
+                done(std::move(a));
+            });
+    }
 }
 
 void TaskService::acknowledge(const std::string& id, Done done) {
@@ -470,8 +462,8 @@ void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) 
         stored(true);
         return;
     }
-    journal_->put(it->second);
-    after_commit_.push_back([stored = std::move(stored)](const Status& s) { stored(s.ok()); });
+    after_commit_.emplace_back(journal_->put(it->second),
+                               [stored = std::move(stored)](const Status& s) { stored(s.ok()); });
     schedule_commit();
 }
 

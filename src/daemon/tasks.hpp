@@ -137,7 +137,8 @@ class TaskService : public FrameChannel {
     Journal* journal() { return journal_.get(); }
     // Something is staged, pending or being written (tests wait for this to clear).
     bool journal_busy() const {
-        return committing_ || !pending_.empty() || (journal_ && journal_->staged() > 0);
+        return (writer_ && writer_->busy()) || !pending_.empty() || !after_commit_.empty() ||
+               (journal_ && journal_->staged() > 0);
     }
     const std::optional<Error>& journal_error() const { return journal_error_; }
     const TaskOptions& options() const { return options_; }
@@ -218,18 +219,16 @@ class TaskService : public FrameChannel {
     Rng rng_;
     std::optional<Ring> ring_;
     TaskServiceStats stats_;
-    // Shared with a commit running on the threadpool, which may outlive this service.
-    std::shared_ptr<Journal> journal_;
-    bool committing_ = false;   // a commit is on the threadpool
+    std::shared_ptr<Journal> journal_;  // shared with its writer's thread
+    std::unique_ptr<JournalWriter> writer_;
     bool handing_off_ = false;  // leaving: queued tasks are handed over, not started
     net::Handle<uv_timer_t> drain_timer_;
     Time drain_until_{};
     std::function<void()> drained_;  // what waits for the running tasks to end
-    struct Commit;
-    void committed(Commit& c);
+    void committed(uint64_t upto, const Status& st);
     std::optional<Error> journal_error_;
     net::Handle<uv_timer_t> commit_timer_;  // a retry after a failed commit
-    net::Handle<uv_check_t> commit_check_;  // a commit at the end of this loop iteration
+    net::Handle<uv_check_t> commit_check_;  // wakes the writer at the end of this iteration
     // Tasks accepted here whose commit is under way: they hold a place on the board's budget
     // but run only once stored.
     struct Pending {
@@ -238,9 +237,12 @@ class TaskService : public FrameChannel {
         // With a journal the copy goes out while the commit runs; the task is acknowledged
         // once both are done.
         std::shared_ptr<CopyState> copy;
+        uint64_t change = 0;        // its record's number in the journal's staging
+        std::vector<Done> retries;  // the same task submitted again meanwhile
     };
-    std::vector<Pending> pending_;
-    std::vector<std::function<void(const Status&)>> after_commit_;
+    std::deque<Pending> pending_;  // in change order
+    // What waits for a change to be stored (a copy kept for another node), in change order.
+    std::deque<std::pair<uint64_t, std::function<void(const Status&)>>> after_commit_;
     std::map<std::string, Task, std::less<>> replicas_;   // other nodes' tasks; owner = theirs
     std::deque<std::string> finished_replicas_;           // retention order
     std::map<std::string, Name, std::less<>> backup_of_;  // our unfinished tasks' copy holders
@@ -262,7 +264,6 @@ class TaskService : public FrameChannel {
     std::map<uint64_t, std::unique_ptr<Waiter>> waiters_;
     std::multimap<std::string, uint64_t, std::less<>> waiting_on_;  // task id to waiter serials
     uint64_t next_waiter_ = 1;
-    std::shared_ptr<TaskService*> alive_ = std::make_shared<TaskService*>(this);
 };
 
 }  // namespace chorus::daemon

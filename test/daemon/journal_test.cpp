@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "daemon/temp_dir.hpp"
+#include "net/loop.hpp"
 
 #include <sqlite3.h>
 
@@ -237,4 +238,36 @@ TEST_CASE("a data dir that cannot be made is an error naming it") {
     const auto j = Journal::open("/dev/null/chorus");
     REQUIRE_FALSE(j.ok());
     REQUIRE_THAT(j.error().message, Catch::Contains("/dev/null/chorus"));
+}
+
+TEST_CASE(
+    "the writer commits what is staged and says up to which change, and waits after a failure") {
+    TempDir d;
+    std::shared_ptr<Journal> j = std::move(Journal::open(d.path).value());
+    chorus::test::TestLoop loop;
+    std::vector<std::pair<uint64_t, bool>> outcomes;
+    JournalWriter w(loop.get(), j,
+                    [&](uint64_t upto, const Status& st) { outcomes.emplace_back(upto, st.ok()); });
+    j->put(task("a"));
+    const uint64_t b = j->put(task("b"));
+    w.wake();
+    REQUIRE(loop.run_until([&] { return !outcomes.empty() && !w.busy(); }));
+    REQUIRE(outcomes.back() == std::pair<uint64_t, bool>{b, true});
+    REQUIRE(j->load().value().size() == 2);
+
+    // A failed commit: reported, and nothing is tried again until resume().
+    REQUIRE(j->limit_pages(1).ok());
+    Task big = task("big");
+    big.spec.payload = std::string(20'000, 'x');
+    const uint64_t c = j->put(big);
+    w.wake();
+    REQUIRE(loop.run_until([&] { return outcomes.size() == 2 && !w.busy(); }));
+    REQUIRE(outcomes.back() == std::pair<uint64_t, bool>{c, false});
+    w.wake();  // paused: this wake waits for resume()
+    REQUIRE(j->limit_pages(100000).ok());
+    REQUIRE_FALSE(loop.run_until([&] { return outcomes.size() > 2; }, 200));
+    w.resume();
+    REQUIRE(loop.run_until([&] { return outcomes.size() == 3 && !w.busy(); }));
+    REQUIRE(outcomes.back().second);
+    REQUIRE(j->load().value().size() == 3);  // the staged record was kept, and written now
 }

@@ -85,20 +85,38 @@ struct Cluster {
 
     Reply call(size_t at, const std::string& method, const std::string& target,
                const std::string& body = "") {
-        RawClient c(loop.get(), members[at]->server->local());
+        return calls_at_once(at, method, target, body, 1)[0];
+    }
+    // `n` clients send the same request at once; their replies, in client order.
+    std::vector<Reply> calls_at_once(size_t at, const std::string& method,
+                                     const std::string& target, const std::string& body, size_t n) {
         std::string head = method + " " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
         if (!body.empty()) {
             head +=
                 "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                 "\r\n";
         }
-        c.send(head + "\r\n" + body);
-        REQUIRE(loop.run_until([&] { return c.closed; }, 20'000));
-        Reply r;
-        r.raw = c.received;
-        r.status = std::stoi(c.received.substr(9, 3));
-        r.body = json::parse(chorus::test::last_body(c.received), nullptr, false);
-        return r;
+        std::vector<std::unique_ptr<RawClient>> clients;
+        for (size_t i = 0; i < n; ++i) {
+            clients.push_back(
+                std::make_unique<RawClient>(loop.get(), members[at]->server->local()));
+            clients.back()->send(head + "\r\n" + body);
+        }
+        REQUIRE(loop.run_until(
+            [&] {
+                return std::all_of(clients.begin(), clients.end(),
+                                   [](const auto& c) { return c->closed; });
+            },
+            20'000));
+        std::vector<Reply> out;
+        for (const auto& c : clients) {
+            Reply r;
+            r.raw = c->received;
+            r.status = std::stoi(c->received.substr(9, 3));
+            r.body = json::parse(chorus::test::last_body(c->received), nullptr, false);
+            out.push_back(std::move(r));
+        }
+        return out;
     }
     Reply submit(size_t at, const json& task, const std::string& query = "") {
         return call(at, "POST", "/v1/tasks" + query, task.dump());
@@ -358,6 +376,32 @@ TEST_CASE("a task its owner could not store is dropped from the backup it was co
     REQUIRE(c.loop.run_until([&] { return c.members[1]->tasks->stats().dropped == 1; }));
     REQUIRE(c.members[1]->tasks->replicas() ==
             c.members[0]->tasks->board().running() + c.members[0]->tasks->board().queued());
+}
+
+TEST_CASE("a named task sent again before it is stored hears what the first one hears") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    Cluster c(1, o);
+    const json task = {{"id", "twice"}, {"key", "k"}, {"type", "echo"}, {"payload", 1}};
+    // Stored: both hear of the one task (202 while it runs, 200 once it has finished).
+    auto replies = c.calls_at_once(0, "POST", "/v1/tasks", task.dump(), 2);
+    for (const auto& r : replies) {
+        REQUIRE((r.status == 202 || r.status == 200));
+        REQUIRE(r.body["id"] == replies[0].body["id"]);
+    }
+    REQUIRE(c.members[0]->tasks->board().stats().accepted == 1);
+
+    // Not stored (the journal is full): both are refused; neither hears 200 for a task that is
+    // in no journal.
+    REQUIRE(c.members[0]->tasks->journal()->limit_pages(1).ok());  // no page more
+    json big = task;
+    big["id"] = "big";
+    big["payload"] = std::string(20'000, 'x');
+    replies = c.calls_at_once(0, "POST", "/v1/tasks", big.dump(), 2);
+    REQUIRE(replies[0].status == 503);
+    REQUIRE(replies[1].status == 503);
+    REQUIRE(c.members[0]->tasks->board().stats().accepted == 1);
 }
 
 TEST_CASE("a corrupt journal: the node says why, refuses tasks with 503, and serves the rest") {
