@@ -73,10 +73,9 @@ class Journal {
     // kept in the file, everything stays staged, and the error says why.
     Status commit();
 
-    // commit() in three steps, so the write (and its sync) can run on another thread while
-    // the loop goes on: take what is staged, write it there, then count the outcome here and,
-    // after a failure, put the batch back under whatever was staged since. Only one write
-    // may run at a time, and nothing else may touch the journal meanwhile but staging.
+    // commit() in three steps, for the writer's thread: take what is staged, write it, then
+    // count the outcome and, after a failure, put the batch back under whatever was staged
+    // since. Only one thread may run these, one write at a time; staging goes on meanwhile.
     struct Change {
         std::string id;
         std::optional<Task> record;  // nullopt: remove

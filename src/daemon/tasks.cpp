@@ -131,9 +131,12 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
         auto j = Journal::open(options_.data_dir);
         if (j) {
             journal_ = std::move(*j);
-            writer_ = std::make_unique<JournalWriter>(
-                loop_, journal_, [this](uint64_t upto, const Status& st) { committed(upto, st); });
-            recover();
+            recover();  // a journal it cannot read is dropped: no writer for it
+            if (journal_) {
+                writer_ = std::make_unique<JournalWriter>(
+                    loop_, journal_,
+                    [this](uint64_t upto, const Status& st) { committed(upto, st); });
+            }
         } else {
             journal_error_ = j.error();
         }
@@ -230,7 +233,7 @@ void TaskService::accept(TaskSpec spec, Done done) {
             return;
         }
         if (pending != pending_.end()) {
-            // Not stored yet: the retry hears what the first submission hears, 200 for 202.
+            // Not stored yet: the retry hears what the first submission hears, when it does.
             pending->retries.push_back(std::move(done));
             return;
         }
@@ -339,35 +342,32 @@ void TaskService::committed(uint64_t upto, const Status& st) {
         }
         return;
     }
-    std::vector<Pending> accepted;
     for (Pending& p : settled) {
         auto t = board_.submit(p.task.spec, p.task.owner, p.task.created);
         CHORUS_ASSERT(t.ok());  // its place was held while it was pending
-        accepted.push_back(std::move(p));
     }
     start_ready();
     report_load();
-    for (Pending& p : accepted) {
+    for (Pending& p : settled) {
         acknowledge_when_copied(
             p.task.spec.id, p.copy,
-            [done = std::move(p.done), retries = std::move(p.retries)](TaskAnswer a) {
-                for (const Done& retry : retries) {
-                    TaskAnswer same = a;
-                    same.status = 200;
-                    retry(std::move(same));
-                }
-                done(std::move(a));
+            [done = std::move(p.done), retries = std::move(p.retries)](const TaskAnswer& a) {
+                for (const Done& retry : retries)
+                    retry(a);
+                done(a);
             });
     }
 }
 
+TaskAnswer TaskService::accepted(const std::string& id) const {
+    TaskAnswer a;
+    a.status = 202;
+    if (const Task* t = board_.find(id)) a.task = *t;
+    return a;
+}
+
 void TaskService::acknowledge(const std::string& id, Done done) {
-    replicate(id, [this, id, done = std::move(done)]() {
-        TaskAnswer a;
-        a.status = 202;
-        if (const Task* t = board_.find(id)) a.task = *t;
-        done(std::move(a));
-    });
+    replicate(id, [this, id, done = std::move(done)]() { done(accepted(id)); });
 }
 
 std::optional<Name> TaskService::backup_for(const TaskSpec& spec) {
@@ -389,12 +389,7 @@ std::optional<Name> TaskService::backup_for(const TaskSpec& spec) {
 
 void TaskService::acknowledge_when_copied(const std::string& id,
                                           const std::shared_ptr<CopyState>& copy, Done done) {
-    auto ack = [this, id, done = std::move(done)]() {
-        TaskAnswer a;
-        a.status = 202;
-        if (const Task* t = board_.find(id)) a.task = *t;
-        done(std::move(a));
-    };
+    auto ack = [this, id, done = std::move(done)]() { done(accepted(id)); };
     if (copy->answered) {
         ack();
     } else {

@@ -178,6 +178,7 @@ class TaskService : public FrameChannel {
     // (acknowledge) and again when it ends; the backup keeps it (keep_replica) and runs it if
     // the owner dies (promote).
     void acknowledge(const std::string& id, Done done);
+    TaskAnswer accepted(const std::string& id) const;  // 202 with the task as it is now
     // 202 for a stored task once its copy (sent before the commit) has been answered.
     void acknowledge_when_copied(const std::string& id, const std::shared_ptr<CopyState>& copy,
                                  Done done);
