@@ -137,13 +137,15 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             st = u32(t.task_replicas);
         } else if (key == "forward_timeout_ms") {
             t.forward_timeout = milliseconds(n);
+        } else if (key == "copy_check_ms") {
+            t.copy_check = milliseconds(n);
         } else {
             return bad(
                 field,
                 "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
                 "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
                 "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, phi_route, "
-                "balance_factor, forward_timeout_ms)");
+                "balance_factor, forward_timeout_ms, copy_check_ms)");
         }
         if (!st) return st;
     }

@@ -23,6 +23,8 @@ uint64_t xxh3(std::string_view s) {
 // A query waiting on another node is split into slices shorter than this, so no exchange
 // outlives the streams' idle timeout and a vanished holder is noticed within a slice.
 constexpr Duration kWaitSlice = seconds(5);
+// Owners asked about stale copies per check_copies() round.
+constexpr size_t kCopyChecksMax = 256;
 // What a 503 asks the client to wait before trying again.
 constexpr Duration kRetryAfter = seconds(1);
 // Queries held waiting for a task to finish, at most; beyond it they answer at once.
@@ -60,6 +62,7 @@ Status TaskOptions::validate() const {
         return bad("balance_factor: must be 0 (off) or at least 1");
     }
     if (forward_timeout <= Duration::zero()) return bad("forward_timeout: must be positive");
+    if (copy_check <= Duration::zero()) return bad("copy_check: must be positive");
     // One copy besides the owner's is what this build keeps; more are not supported yet.
     if (task_replicas < 1 || task_replicas > 2) return bad("replicas: must be 1 or 2");
     for (const auto& [name, spec] : handlers) {
@@ -127,6 +130,14 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
     agent_.attach(this);
     commit_timer_ = net::make_timer(loop_, this).value();
     commit_check_ = net::make_check(loop_, this).value();
+    copy_check_timer_ = net::make_timer(loop_, this).value();
+    const uint64_t every = std::max<uint64_t>(1, ms_of(options_.copy_check));
+    uv_timer_start(
+        copy_check_timer_.get(),
+        [](uv_timer_t* t) {
+            if (auto* self = static_cast<TaskService*>(t->data)) self->check_copies();
+        },
+        every, every);
     if (!options_.data_dir.empty()) {
         auto j = Journal::open(options_.data_dir);
         if (j) {
@@ -510,6 +521,10 @@ void TaskService::promote(const Name& gone) {
     for (const auto& [id, t] : replicas_) {
         if (t.owner == gone && !is_finished(t.state)) ids.push_back(id);
     }
+    take_over(ids);
+}
+
+void TaskService::take_over(const std::vector<std::string>& ids) {
     for (const std::string& id : ids) {
         auto node = replicas_.extract(id);
         Task t = std::move(node.mapped());
@@ -522,6 +537,44 @@ void TaskService::promote(const Name& gone) {
     report_load();
     for (const std::string& id : ids)
         replicate(id, [] {});  // a new copy elsewhere
+}
+
+void TaskService::check_copies() {
+    // Each unfinished copy that was unfinished at the last check too is asked about, at most
+    // kCopyChecksMax per round (the rest wait for the next), and only while its owner is
+    // alive: a dead owner's copies are taken over by member_changed, a suspect one may be
+    // back shortly.
+    std::set<std::string, std::less<>> unfinished;
+    size_t asked = 0;
+    for (const auto& [id, t] : replicas_) {
+        if (is_finished(t.state)) continue;
+        unfinished.insert(id);
+        if (!unfinished_copies_.contains(id) || asked >= kCopyChecksMax) continue;
+        const Member* m = agent_.node().members().find(t.owner);
+        if (m == nullptr || m->state != MemberState::alive) continue;
+        ++asked;
+        const Name owner = t.owner;
+        request(owner, TaskQuery{0, id, false, {}}, options_.forward_timeout,
+                [this, id, owner](Result<TaskReply> r) {
+                    auto copy = replicas_.find(id);
+                    if (!r || copy == replicas_.end() || copy->second.owner != owner ||
+                        is_finished(copy->second.state)) {
+                        return;  // no answer (asked again next round), or settled meanwhile
+                    }
+                    const bool owns = r->status == 200 && r->task && r->task->owner == owner;
+                    if (owns && is_finished(r->task->state)) {
+                        ++stats_.caught_up;
+                        keep_replica(std::move(*r->task), [](bool) {});
+                    } else if (!owns && r->status == 404) {
+                        // The owner is up but has no such task: it lost it (a journal gone
+                        // with its disk). Ours is the only copy left, so it runs here. (A
+                        // finished task the owner has since evicted runs again too: at least
+                        // once, as after any crash.)
+                        take_over({id});
+                    }
+                });
+    }
+    unfinished_copies_ = std::move(unfinished);
 }
 
 void TaskService::tell_copy(const std::string& id) {

@@ -59,6 +59,11 @@ struct TaskOptions {
     // runs the task (at least once). 1 keeps a single copy; 2 (one copy elsewhere) is the
     // most this build keeps.
     uint32_t task_replicas = 2;
+    // How often a node asks the owners of the unfinished copies it holds how their tasks
+    // stand. A copy can miss its task's outcome (the owner restarted and forgot where the copy
+    // was, or crashed before telling it); asked, the owner brings it up to date, and an owner
+    // that no longer has the task at all (its journal lost) leaves it to this node to run.
+    Duration copy_check = seconds(30);
 
     Status validate() const;
 };
@@ -90,6 +95,7 @@ struct TaskServiceStats {
     uint64_t promoted = 0;      // copies this node took over and ran when their owner died
     uint64_t recopied = 0;      // tasks copied again because the holder of their copy went
     uint64_t dropped = 0;       // copies forgotten here because their owner refused the task
+    uint64_t caught_up = 0;     // copies that missed their task's outcome and were told on asking
 };
 
 class TaskService : public FrameChannel {
@@ -190,6 +196,8 @@ class TaskService : public FrameChannel {
     void recopy(const Name& gone);
     void drop_replica(const Task& t);
     void promote(const Name& gone);
+    void take_over(const std::vector<std::string>& ids);  // copies this node runs as its own
+    void check_copies();
     void start_ready();
     void finished(const std::string& id, TaskOutcome outcome);
     void report_load();
@@ -247,6 +255,10 @@ class TaskService : public FrameChannel {
     std::map<std::string, Task, std::less<>> replicas_;   // other nodes' tasks; owner = theirs
     std::deque<std::string> finished_replicas_;           // retention order
     std::map<std::string, Name, std::less<>> backup_of_;  // our unfinished tasks' copy holders
+    // Copies that were unfinished at the last check_copies(): asked about at the next one, so
+    // only copies at least one interval old are, and a task that ends meanwhile costs nothing.
+    std::set<std::string, std::less<>> unfinished_copies_;
+    net::Handle<uv_timer_t> copy_check_timer_;
 
     struct Peer {
         uint64_t conn = 0;

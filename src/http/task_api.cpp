@@ -263,6 +263,9 @@ void Api::task_metrics(Exposition& out) const {
                 s.recopied);
     out.counter("chorus_tasks_taken_over_total",
                 "Copies this node ran as its own because their owner died or left.", s.promoted);
+    out.counter("chorus_task_copies_caught_up_total",
+                "Copies that missed their task's outcome and learned it by asking the owner.",
+                s.caught_up);
     out.gauge("chorus_task_copies_held", "Copies of other nodes' tasks held here.",
               static_cast<double>(t.replicas()));
     if (const daemon::Journal* j = t.journal()) {

@@ -100,7 +100,8 @@ TEST_CASE("tags come as key=value") {
 TEST_CASE("the tasks and handlers sections of a config file are read and checked") {
     Settings s;
     REQUIRE(apply_config_json(s, R"({"data_dir": "/var/lib/chorus",
-        "tasks": {"capacity": 4, "queue_max": 9, "candidates": 2, "replicas": 1, "balance_factor": 1.25},
+        "tasks": {"capacity": 4, "queue_max": 9, "candidates": 2, "replicas": 1, "balance_factor": 1.25,
+                  "copy_check_ms": 5000},
         "handlers": {"resize": {"exec": ["/usr/bin/convert", "-"]}, "hook": {"http": "http://127.0.0.1:8080/x"}}})")
                 .ok());
     REQUIRE(s.tasks.data_dir == "/var/lib/chorus");
@@ -109,6 +110,7 @@ TEST_CASE("the tasks and handlers sections of a config file are read and checked
     REQUIRE(s.tasks.candidates == 2);
     REQUIRE(s.tasks.task_replicas == 1);
     REQUIRE(s.tasks.balance_factor == 1.25);
+    REQUIRE(s.tasks.copy_check == seconds(5));
     REQUIRE(s.tasks.handlers.at("resize").argv ==
             std::vector<std::string>{"/usr/bin/convert", "-"});
     REQUIRE(s.tasks.handlers.contains("echo"));  // the built-ins stay
@@ -133,4 +135,7 @@ TEST_CASE("the tasks and handlers sections of a config file are read and checked
     r.name = "n";
     r.tasks.task_replicas = 3;
     REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("replicas"));
+    r.tasks.task_replicas = 2;
+    r.tasks.copy_check = Duration::zero();
+    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("copy_check"));
 }

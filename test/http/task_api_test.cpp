@@ -39,8 +39,10 @@ struct Reply {
 struct Cluster {
     TestLoop loop;
     std::vector<std::unique_ptr<Member>> members;
+    daemon::TaskOptions options;
 
-    explicit Cluster(size_t n, daemon::TaskOptions options = {}) {
+    explicit Cluster(size_t n, daemon::TaskOptions task_options = {})
+        : options(std::move(task_options)) {
         for (size_t i = 0; i < n; ++i) {
             auto m = std::make_unique<Member>();
             Member* raw = m.get();
@@ -54,25 +56,16 @@ struct Cluster {
                 if (raw->tasks) raw->tasks->member_changed(e);
             };
             m->agent = std::move(daemon::Agent::start(loop.get(), std::move(o)).value());
-            daemon::TaskOptions mine = options;
-            const std::string name = m->agent->node().self().name.str();
-            if (!mine.data_dir.empty()) mine.data_dir += "/" + name;
-            m->tasks = std::make_unique<daemon::TaskService>(
-                loop.get(), *m->agent, mine,
-                [](const std::string&, std::string, Duration, size_t, auto done) {
-                    done(Error{"unreachable", "no http in this test"});
-                });
-            m->api = std::make_unique<http::Api>(
-                loop.get(), *m->agent, http::Api::Info{"local", "test", {}, m->tasks.get()});
+            start_tasks(*m);
             http::Limits limits;
             limits.body_bytes_max = options.limits.payload_bytes_max + 4096;
-            m->server =
-                std::move(http::Server::listen(
-                              loop.get(), net::Endpoint::parse("127.0.0.1:0").value(), limits, name,
-                              [raw](const http::Request& r, http::Reply reply) {
-                                  raw->api->handle(r, reply);
-                              })
-                              .value());
+            m->server = std::move(
+                http::Server::listen(loop.get(), net::Endpoint::parse("127.0.0.1:0").value(),
+                                     limits, m->agent->node().self().name.str(),
+                                     [raw](const http::Request& r, http::Reply reply) {
+                                         raw->api->handle(r, reply);
+                                     })
+                    .value());
             members.push_back(std::move(m));
         }
         REQUIRE(loop.run_until([&] {
@@ -81,6 +74,26 @@ struct Cluster {
                     return false;
             return true;
         }));
+    }
+
+    // A member's task service and API, on its own data dir if the cluster has one.
+    void start_tasks(Member& m) {
+        daemon::TaskOptions mine = options;
+        if (!mine.data_dir.empty()) mine.data_dir += "/" + m.agent->node().self().name.str();
+        m.tasks = std::make_unique<daemon::TaskService>(
+            loop.get(), *m.agent, mine,
+            [](const std::string&, std::string, Duration, size_t, auto done) {
+                done(Error{"unreachable", "no http in this test"});
+            });
+        m.api = std::make_unique<http::Api>(loop.get(), *m.agent,
+                                            http::Api::Info{"local", "test", {}, m.tasks.get()});
+    }
+    // The member's process restarting, as its tasks see it: everything in memory is gone and
+    // what the journal kept comes back; membership never noticed.
+    void restart_tasks(size_t i) {
+        members[i]->api.reset();
+        members[i]->tasks.reset();
+        start_tasks(*members[i]);
     }
 
     Reply call(size_t at, const std::string& method, const std::string& target,
@@ -125,6 +138,13 @@ struct Cluster {
         for (size_t i = 0; i < members.size(); ++i)
             if (members[i] && members[i]->agent->node().self().name == name) return i;
         FAIL("no member " << name);
+        return 0;
+    }
+    // The member holding a copy of task `id`.
+    size_t holder_of(const std::string& id) const {
+        for (size_t i = 0; i < members.size(); ++i)
+            if (members[i] && members[i]->tasks->replica(id) != nullptr) return i;
+        FAIL("no member holds a copy of " << id);
         return 0;
     }
     size_t tasks_kept() const {
@@ -508,9 +528,7 @@ TEST_CASE("when the holder of a copy dies, the owner copies its unfinished task 
     REQUIRE(r.status == 202);
     const std::string id = r.body["id"];
     const size_t owner = c.index_of(r.body["owner"]);
-    size_t holder = owner;
-    for (size_t i = 0; i < c.members.size(); ++i)
-        if (c.members[i]->tasks->replica(id) != nullptr) holder = i;
+    const size_t holder = c.holder_of(id);
     REQUIRE(holder != owner);
     const size_t third = 3 - owner - holder;
     REQUIRE(c.members[third]->tasks->replica(id) == nullptr);
@@ -532,6 +550,63 @@ TEST_CASE("when the holder of a copy dies, the owner copies its unfinished task 
     const Task* t = c.members[third]->tasks->board().find(id);
     REQUIRE(t->attempts == 2);
     REQUIRE(c.call(third, "DELETE", "/v1/tasks/" + id).status == 200);
+}
+
+// Where a task's copy is, is kept in memory only: an owner that restarts runs its unfinished
+// tasks again but cannot tell their copies how they ended. The copies' holders ask the owner.
+TEST_CASE("a copy whose owner restarted asks it how the task stands") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    o.copy_check = milliseconds(100);
+    Cluster c(3, o);
+    const auto r = c.submit(0, {{"key", "stale"}, {"type", "sleep"}, {"payload", {{"ms", 500}}}});
+    REQUIRE(r.status == 202);
+    const std::string id = r.body["id"];
+    const size_t owner = c.index_of(r.body["owner"]);
+    const size_t holder = c.holder_of(id);
+    REQUIRE(holder != owner);
+    daemon::TaskService* held = nullptr;
+
+    SECTION("on its journal: the copy learns the outcome of the run after the restart") {
+        c.restart_tasks(owner);  // the task runs again from the journal; its copy hears nothing
+        REQUIRE(c.loop.run_until(
+            [&] {
+                const Task* t = c.members[owner]->tasks->board().find(id);
+                return t != nullptr && t->state == TaskState::succeeded;
+            },
+            10'000));
+        // Asked, the owner tells the copy how the task ended: it is never run a second time.
+        held = c.members[holder]->tasks.get();
+        REQUIRE(c.loop.run_until(
+            [&] {
+                const Task* copy = held->replica(id);
+                return copy != nullptr && copy->state == TaskState::succeeded;
+            },
+            10'000));
+        REQUIRE(held->stats().caught_up == 1);
+        REQUIRE_THAT(c.call(holder, "GET", "/metrics").raw,
+                     Catch::Contains("chorus_task_copies_caught_up_total 1\n"));
+        REQUIRE(held->stats().promoted == 0);
+    }
+    SECTION("on an empty data dir (a replaced disk): the holder of the copy runs the task") {
+        c.members[owner]->api.reset();
+        c.members[owner]->tasks.reset();
+        std::filesystem::remove_all(d.path + "/" +
+                                    c.members[owner]->agent->node().self().name.str());
+        c.start_tasks(*c.members[owner]);
+        REQUIRE(c.members[owner]->tasks->board().find(id) == nullptr);
+        held = c.members[holder]->tasks.get();
+        REQUIRE(c.loop.run_until(
+            [&] {
+                const Task* t = held->board().find(id);
+                return t != nullptr && t->state == TaskState::succeeded;
+            },
+            10'000));
+        REQUIRE(held->replica(id) == nullptr);
+        REQUIRE(held->stats().promoted == 1);
+        REQUIRE(held->stats().caught_up == 0);
+    }
 }
 
 TEST_CASE("a leaving node hands its queued tasks to other candidates; none runs twice") {
