@@ -81,12 +81,10 @@ TaskAnswer TaskAnswer::error(int status, std::string code, std::string message) 
 }
 
 struct TaskService::Request {
-    TaskService* self = nullptr;
-    uint64_t id = 0;
     Name peer;
     uint64_t conn = 0;
+    Time deadline{};
     std::function<void(Result<TaskReply>)> done;
-    net::Handle<uv_timer_t> timer;
 };
 
 struct TaskService::Waiter {
@@ -131,6 +129,7 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
     commit_timer_ = net::make_timer(loop_, this).value();
     commit_check_ = net::make_check(loop_, this).value();
     copy_check_timer_ = net::make_timer(loop_, this).value();
+    deadline_timer_ = net::make_timer(loop_, this).value();
     const uint64_t every = std::max<uint64_t>(1, ms_of(options_.copy_check));
     uv_timer_start(
         copy_check_timer_.get(),
@@ -336,8 +335,7 @@ void TaskService::committed(uint64_t upto, const Status& st) {
             // refused task if this node died (frames on one link arrive in order, so the drop
             // comes after the copy).
             if (auto b = backup_of_.extract(p.task.spec.id); !b.empty()) {
-                request(b.mapped(), TaskReplicate{0, p.task, true}, options_.forward_timeout,
-                        [](Result<TaskReply>) {});
+                notify(b.mapped(), TaskReplicate{0, p.task, true});
             }
             const auto refusal = TaskAnswer::error(
                 503, "journal_unavailable", st.error().message + "; the task was not accepted");
@@ -583,7 +581,7 @@ void TaskService::tell_copy(const std::string& id) {
     auto b = backup_of_.extract(id);
     const Task* t = board_.find(id);
     if (b.empty() || t == nullptr) return;
-    request(b.mapped(), TaskReplicate{0, *t}, options_.forward_timeout, [](Result<TaskReply>) {});
+    notify(b.mapped(), TaskReplicate{0, *t});
 }
 
 void TaskService::record(const std::string& id) {
@@ -1054,61 +1052,88 @@ void TaskService::search(std::shared_ptr<Search> s) {
 // ---------------------------------------------------------------------------------------------
 // Frames
 
-void TaskService::request(const Name& peer, wire::TaskMessage m, Duration timeout,
-                          std::function<void(Result<TaskReply>)> done) {
-    const Member* member = agent_.node().members().find(peer);
-    auto to = member ? net::Endpoint::parse(member->addr.value.view())
-                     : Result<net::Endpoint>(Error{"unknown", ""});
-    if (!to) {
-        done(Error{"unreachable", fmt::format("{} has no usable address", peer.str())});
-        return;
-    }
+Result<uint64_t> TaskService::send_to(const Name& peer, const wire::TaskMessage& m) {
     Peer& p = peers_[peer];
     net::FrameHub& hub = agent_.hub();
     if (p.conn == 0 || hub.find(p.conn) == nullptr) {
+        const Member* member = agent_.node().members().find(peer);
+        auto to = member ? net::Endpoint::parse(member->addr.value.view())
+                         : Result<net::Endpoint>(Error{"unknown", ""});
+        if (!to) return Error{"unreachable", fmt::format("{} has no usable address", peer.str())};
         p.conn = hub.connect(*to);
         p.connected = false;
         p.backlog.clear();
         if (p.conn == 0 || hub.find(p.conn) == nullptr) {
             p.conn = 0;
-            done(Error{"unreachable", fmt::format("could not connect to {}", peer.str())});
-            return;
+            return Error{"unreachable", fmt::format("could not connect to {}", peer.str())};
         }
     }
-    const uint64_t id = next_request_++;
-    std::visit([id](auto& x) { x.request = id; }, m);
     auto bytes = wire::encode(agent_.node().config().cluster, agent_.node().self().name, m);
     if (p.connected) {
         hub.find(p.conn)->send(bytes);
     } else {
         p.backlog.push_back(std::move(bytes));
     }
-    auto r = std::make_unique<Request>();
-    r->self = this;
-    r->id = id;
-    r->peer = peer;
-    r->conn = p.conn;
-    r->done = std::move(done);
-    if (auto timer = net::make_timer(loop_, r.get())) {
-        r->timer = std::move(*timer);
-        uv_timer_start(
-            r->timer.get(),
-            [](uv_timer_t* tm) {
-                auto* req = static_cast<Request*>(tm->data);
-                if (req != nullptr)
-                    req->self->fail_request(req->id, Error{"timeout", "no answer in time"});
-            },
-            ms_of(timeout), 0);
+    return p.conn;
+}
+
+void TaskService::notify(const Name& peer, wire::TaskMessage m) {
+    std::visit([](auto& x) { x.request = 0; }, m);  // 0: no answer wanted
+    (void)send_to(peer, m);
+}
+
+void TaskService::request(const Name& peer, wire::TaskMessage m, Duration timeout,
+                          std::function<void(Result<TaskReply>)> done) {
+    const uint64_t id = next_request_++;
+    std::visit([id](auto& x) { x.request = id; }, m);
+    auto conn = send_to(peer, m);
+    if (!conn) {
+        done(conn.error());
+        return;
     }
+    auto r = std::make_unique<Request>();
+    r->peer = peer;
+    r->conn = *conn;
+    r->deadline = agent_.now() + timeout;
+    r->done = std::move(done);
+    // One timer serves every request: it is set for the earliest deadline.
+    const bool earliest = deadlines_.empty() || r->deadline < deadlines_.begin()->first;
+    deadlines_.emplace(r->deadline, id);
     requests_.emplace(id, std::move(r));
+    if (earliest) arm_deadlines();
+}
+
+void TaskService::arm_deadlines() {
+    if (deadlines_.empty()) {
+        uv_timer_stop(deadline_timer_.get());
+        return;
+    }
+    const Duration left = deadlines_.begin()->first - agent_.now();
+    uv_timer_start(
+        deadline_timer_.get(),
+        [](uv_timer_t* t) {
+            auto* self = static_cast<TaskService*>(t->data);
+            if (self == nullptr) return;
+            const Time now = self->agent_.now();
+            while (!self->deadlines_.empty() && self->deadlines_.begin()->first <= now)
+                self->fail_request(self->deadlines_.begin()->second,
+                                   Error{"timeout", "no answer in time"});
+            self->arm_deadlines();
+        },
+        ms_of(left) + 1, 0);
+}
+
+std::unique_ptr<TaskService::Request> TaskService::take_request(uint64_t id) {
+    auto it = requests_.find(id);
+    if (it == requests_.end()) return nullptr;
+    std::unique_ptr<Request> r = std::move(it->second);
+    requests_.erase(it);
+    deadlines_.erase({r->deadline, id});
+    return r;
 }
 
 void TaskService::fail_request(uint64_t id, Error why) {
-    auto it = requests_.find(id);
-    if (it == requests_.end()) return;
-    std::unique_ptr<Request> r = std::move(it->second);
-    requests_.erase(it);
-    r->done(std::move(why));
+    if (auto r = take_request(id)) r->done(std::move(why));
 }
 
 void TaskService::reply(uint64_t conn, TaskReply r) {
@@ -1138,10 +1163,11 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
         const uint64_t request = rep->request;
         if (rep->drop) {
             drop_replica(rep->task);
-            reply(conn_id, TaskReply{request, 200, "", "", 0, 0, std::nullopt});
+            if (request != 0) reply(conn_id, TaskReply{request, 200, "", "", 0, 0, std::nullopt});
             return;
         }
         keep_replica(std::move(rep->task), [this, conn_id, request](bool stored) {
+            if (request == 0) return;  // an outcome: the owner waits for no answer
             reply(conn_id, stored
                                ? TaskReply{request, 200, "", "", 0, 0, std::nullopt}
                                : TaskReply{request, 503, "journal_unavailable",
@@ -1166,12 +1192,11 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
     } else if (auto* r = std::get_if<TaskReply>(&frame.message)) {
         auto it = requests_.find(r->request);
         if (it == requests_.end() || it->second->conn != conn_id) return;  // late: timed out
-        Peer& p = peers_[it->second->peer];
+        std::unique_ptr<Request> req = take_request(r->request);
+        Peer& p = peers_[req->peer];
         p.reply_load_milli = r->load_milli;
         p.reply_at = agent_.now();
         p.capacity = r->capacity;
-        std::unique_ptr<Request> req = std::move(it->second);
-        requests_.erase(it);
         req->done(std::move(*r));
     }
 }

@@ -217,8 +217,14 @@ class TaskService : public FrameChannel {
     // connection.
     void request(const Name& peer, wire::TaskMessage m, Duration timeout,
                  std::function<void(Result<TaskReply>)> done);
+    // Sends `m` to `peer` and expects no answer (its request number is 0).
+    void notify(const Name& peer, wire::TaskMessage m);
+    // The pooled connection to `peer`, opened if need be, carries `m`; its id, or why not.
+    Result<uint64_t> send_to(const Name& peer, const wire::TaskMessage& m);
     void reply(uint64_t conn, TaskReply r);
+    std::unique_ptr<Request> take_request(uint64_t id);  // answered or failed: no longer due
     void fail_request(uint64_t id, Error why);
+    void arm_deadlines();
 
     uv_loop_t* loop_;
     Agent& agent_;
@@ -273,6 +279,8 @@ class TaskService : public FrameChannel {
     };
     std::map<Name, Peer> peers_;
     std::map<uint64_t, std::unique_ptr<Request>> requests_;
+    std::set<std::pair<Time, uint64_t>> deadlines_;  // requests_ by deadline
+    net::Handle<uv_timer_t> deadline_timer_;         // set for the earliest
     uint64_t next_request_ = 1;
     std::map<uint64_t, std::unique_ptr<Waiter>> waiters_;
     std::multimap<std::string, uint64_t, std::less<>> waiting_on_;  // task id to waiter serials

@@ -80,6 +80,10 @@ FrameConn* FrameHub::create(bool outbound) {
     if (!tcp || !timer) return nullptr;
     c->tcp_ = std::move(*tcp);
     c->timer_ = std::move(*timer);
+    // No Nagle: a frame that expects no answer (a task's outcome to its copy) must not wait
+    // for the peer's delayed ACK before the next one goes. Frames of one loop iteration are
+    // written together anyway, so this sends no more packets than needed.
+    uv_tcp_nodelay(c->tcp_.get(), 1);
     FrameConn* raw = c.get();
     conns_.emplace(id, std::move(c));
     return raw;

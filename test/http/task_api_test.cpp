@@ -459,6 +459,34 @@ TEST_CASE("the ring endpoint shows every member's share and a checksum equal on 
     REQUIRE_THAT(metrics.raw, Catch::Contains("chorus_tasks_total{outcome=\"accepted\"}"));
 }
 
+TEST_CASE("an owner that does not answer in time is passed over for the next candidate") {
+    struct Silent : daemon::FrameChannel {
+        void on_task_frame(net::FrameConn&, wire::Frame) override {}
+        void on_connected(net::FrameConn&) override {}
+        void on_closed(uint64_t) override {}
+    } silent;  // outlives the cluster, which hands it b's frames
+    daemon::TaskOptions o;
+    o.forward_timeout = milliseconds(300);
+    Cluster c(3, o);
+    std::string key;
+    for (int k = 0; k < 100 && key.empty(); ++k) {
+        const std::string candidate = "t" + std::to_string(k);
+        if (c.call(0, "GET", "/v1/ring/lookup?key=" + candidate).body["owner"] == "b") {
+            key = candidate;
+        }
+    }
+    REQUIRE_FALSE(key.empty());
+    // b stays a live member, but whatever task frame is sent to it goes unanswered.
+    c.members[1]->api.reset();
+    c.members[1]->tasks.reset();
+    c.members[1]->agent->attach(&silent);
+    const auto r = c.submit(0, {{"key", key}, {"type", "echo"}});
+    REQUIRE((r.status == 202 || r.status == 200));  // 200: it ran before the answer went out
+    REQUIRE(r.body["owner"] != "b");
+    REQUIRE(c.members[0]->tasks->stats().forward_timeouts == 1);
+    REQUIRE(c.members[0]->tasks->stats().retries == 1);
+}
+
 TEST_CASE("with no alive owner for a key the answer is 503 saying why") {
     Cluster c(1);
     bool left = false;
