@@ -258,9 +258,9 @@ class TaskService : public FrameChannel {
     std::deque<Pending> pending_;  // in change order
     // What waits for a change to be stored (a copy kept for another node), in change order.
     std::deque<std::pair<uint64_t, std::function<void(const Status&)>>> after_commit_;
-    std::map<std::string, Task, std::less<>> replicas_;   // other nodes' tasks; owner = theirs
-    std::deque<std::string> finished_replicas_;           // retention order
-    std::map<std::string, Name, std::less<>> backup_of_;  // our unfinished tasks' copy holders
+    TaskIdMap<Task> replicas_;                   // other nodes' tasks; owner = theirs
+    std::deque<std::string> finished_replicas_;  // retention order
+    TaskIdMap<Name> backup_of_;                  // our unfinished tasks' copy holders
     // Copies that were unfinished at the last check_copies(): asked about at the next one, so
     // only copies at least one interval old are, and a task that ends meanwhile costs nothing.
     std::set<std::string, std::less<>> unfinished_copies_;
