@@ -367,8 +367,9 @@ Response Api::metrics_text() const {
     out.counter("chorus_stream_connections_refused_total",
                 "Gossip TCP connections refused at the connection limit.", tcp.refused);
     out.counter("chorus_stream_errors_total",
-                "Gossip TCP connections ended by a timeout, an oversize frame or an error.",
-                tcp.timeouts + tcp.oversize + tcp.errors);
+                "Gossip TCP connections ended by a timeout, an oversize frame, a peer that read "
+                "too slowly or an error.",
+                tcp.timeouts + tcp.oversize + tcp.slow + tcp.errors);
     out.counter("chorus_join_attempts_total", "Join attempts through the seeds.",
                 agent_.stats().join_attempts);
 

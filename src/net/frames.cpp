@@ -253,6 +253,16 @@ bool FrameConn::send(std::span<const uint8_t> frame) {
 
 void FrameConn::flush() {
     if (closing_ || outbox_.empty()) return;
+    const size_t queued =
+        uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(tcp_.get())) + outbox_.size();
+    if (queued > hub_.limits_.write_queue_bytes_max) {
+        ++hub_.stats_.slow;
+        hub_.close(id_, Error{"slow_peer",
+                              fmt::format("{} bytes wait to be written, over the limit of {}: the "
+                                          "peer reads too slowly",
+                                          queued, hub_.limits_.write_queue_bytes_max)});
+        return;
+    }
     auto* w = new WriteRequest{};
     w->bytes = std::exchange(outbox_, {});
     w->req.data = w;

@@ -28,6 +28,10 @@ struct FrameLimits {
     size_t frame_bytes_max = 64u << 20;
     uint64_t idle_timeout_ms = 10'000;
     size_t connections_max = 256;  // accepted and dialled together
+    // Bytes queued for a peer that reads too slowly (or not at all), at most: beyond it the
+    // connection is closed ("slow_peer") rather than held in memory, and whatever waited on it
+    // fails over. Room for two frames of the largest size.
+    size_t write_queue_bytes_max = 128u << 20;
 };
 
 class FrameHub;
@@ -86,6 +90,7 @@ class FrameHub {
         uint64_t oversize = 0;
         uint64_t timeouts = 0;
         uint64_t errors = 0;
+        uint64_t slow = 0;  // closed with write_queue_bytes_max queued for the peer
     };
 
     FrameHub(uv_loop_t* loop, FrameLimits limits, Callbacks callbacks);

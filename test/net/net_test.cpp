@@ -1,3 +1,7 @@
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <optional>
 #include <string>
 
@@ -217,4 +221,42 @@ TEST_CASE("dialling counts against connections_max too") {
     REQUIRE(client.connect(*server.listening()) == 0);
     REQUIRE(client.stats().refused == 1);
     REQUIRE(client.connections() == 1);
+}
+
+TEST_CASE("a peer that does not read is cut off once the queue for it reaches the limit") {
+    // A listener whose connections are never accepted nor read: the kernel's buffers fill,
+    // then frames queue in the hub, which gives up at the limit instead of holding them all.
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd, 1) == 0);
+    REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+
+    TestLoop loop;
+    FrameLimits small;
+    small.write_queue_bytes_max = 1u << 20;
+    std::vector<std::optional<Error>> closed;
+    uint64_t conn = 0;
+    FrameHub client(loop.get(), small,
+                    {nullptr, [&](FrameConn& c) { conn = c.id(); },
+                     [&](uint64_t, std::optional<Error> e) { closed.push_back(std::move(e)); }});
+    REQUIRE(client.connect(loopback(ntohs(addr.sin_port))) != 0);
+    const auto frame = bytes(256 * 1024);
+    size_t sent = 0;  // at most 400 frames (100 MiB): far beyond any loopback socket's buffers
+    REQUIRE(loop.run_until([&] {
+        if (FrameConn* c = conn != 0 ? client.find(conn) : nullptr; c != nullptr && sent < 400) {
+            REQUIRE(c->send(frame));
+            ++sent;
+        }
+        return !closed.empty();
+    }));
+    ::close(fd);
+    REQUIRE(closed[0].has_value());
+    REQUIRE(closed[0]->code == "slow_peer");
+    REQUIRE(client.stats().slow == 1);
+    REQUIRE(client.connections() == 0);
 }
