@@ -32,6 +32,12 @@ inline constexpr Duration from_seconds(double s) {
     return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s));
 }
 
+// Whole milliseconds, and 0 for a negative duration: what libuv's timers take.
+inline constexpr uint64_t ms_of(Duration d) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    return ms < 0 ? 0 : static_cast<uint64_t>(ms);
+}
+
 // Scales a duration by a real factor, rounding to the clock's resolution.
 inline constexpr Duration scale(Duration d, double factor) {
     return Duration(static_cast<Duration::rep>(static_cast<double>(d.count()) * factor));

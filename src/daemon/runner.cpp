@@ -60,11 +60,6 @@ std::string as_json_result(const std::string& out) {
     return nlohmann::json(out).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-uint64_t ms_of(Duration d) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-    return ms < 0 ? 0 : static_cast<uint64_t>(ms);
-}
-
 TaskOutcome failure(TaskState state, std::string error) {
     return TaskOutcome{state, "", std::move(error), std::nullopt};
 }

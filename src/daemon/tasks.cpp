@@ -43,11 +43,6 @@ TaskAnswer conflict(const std::string& id) {
                     id));
 }
 
-uint64_t ms_of(Duration d) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-    return ms < 0 ? 0 : static_cast<uint64_t>(ms);
-}
-
 }  // namespace
 
 Status TaskOptions::validate() const {
