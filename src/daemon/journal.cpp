@@ -269,34 +269,39 @@ Status Journal::commit() {
 }
 
 Journal::Batch Journal::take_staged(uint64_t* upto) {
-    std::lock_guard lock(mu_);
-    if (upto != nullptr) *upto = changes_;
+    // Only the swap holds the lock: the loop stages on while the batch is built.
+    decltype(staged_) staged;
+    {
+        std::lock_guard lock(mu_);
+        if (upto != nullptr) *upto = changes_;
+        staged.swap(staged_);
+    }
     Batch batch;
-    batch.reserve(staged_.size());
-    for (auto& [id, record] : staged_) {
+    batch.reserve(staged.size());
+    for (auto& [id, record] : staged) {
         Change c{id, std::move(record)};
         if (c.record) c.row = next_row_++;
         if (auto r = rows_.find(id); r != rows_.end()) c.replaces = r->second;
         batch.push_back(std::move(c));
     }
-    staged_.clear();
     return batch;
 }
 
 void Journal::written(const Status& outcome, Batch batch) {
-    std::lock_guard lock(mu_);
     if (outcome) {
-        if (!batch.empty()) ++stats_.commits;
-        stats_.records += batch.size();
-        for (const Change& c : batch) {
+        for (const Change& c : batch) {  // rows_ is the writing thread's alone: no lock
             if (c.record) {
                 rows_[c.id] = c.row;
             } else {
                 rows_.erase(c.id);
             }
         }
+        std::lock_guard lock(mu_);
+        if (!batch.empty()) ++stats_.commits;
+        stats_.records += batch.size();
         return;
     }
+    std::lock_guard lock(mu_);
     ++stats_.failures;
     // What was staged since is newer than the failed batch's record of the same task; row
     // numbers are given again at the next take, against the rows the file still has.

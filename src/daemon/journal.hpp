@@ -111,7 +111,7 @@ class Journal {
     sqlite3* db_;
     std::string path_;
     mutable std::mutex mu_;  // staged_, changes_ and stats_: the loop stages, the writer takes
-    std::map<std::string, std::optional<Task>, std::less<>> staged_;  // nullopt: remove
+    TaskIdMap<std::optional<Task>> staged_;  // nullopt: remove
     uint64_t changes_ = 0;
     // The row each task has in the file, as of the last successful commit, and the next
     // row number: used only by the one thread that writes, one write at a time.
