@@ -1110,9 +1110,11 @@ void TaskService::arm_deadlines() {
             auto* self = static_cast<TaskService*>(t->data);
             if (self == nullptr) return;
             const Time now = self->agent_.now();
-            while (!self->deadlines_.empty() && self->deadlines_.begin()->first <= now)
-                self->fail_request(self->deadlines_.begin()->second,
-                                   Error{"timeout", "no answer in time"});
+            while (!self->deadlines_.empty() && self->deadlines_.begin()->first <= now) {
+                const uint64_t id = self->deadlines_.begin()->second;
+                self->deadlines_.erase(self->deadlines_.begin());  // gone, whatever fail does
+                self->fail_request(id, Error{"timeout", "no answer in time"});
+            }
             self->arm_deadlines();
         },
         ms_of(left) + 1, 0);
