@@ -532,6 +532,12 @@ void TaskService::take_over(const std::vector<std::string>& ids) {
         replicate(id, [] {});  // a new copy elsewhere
 }
 
+size_t TaskService::unfinished_replicas() const {
+    return static_cast<size_t>(std::count_if(replicas_.begin(), replicas_.end(), [](const auto& r) {
+        return !is_finished(r.second.state);
+    }));
+}
+
 void TaskService::check_copies() {
     // Each unfinished copy that was unfinished at the last check too is asked about, at most
     // kCopyChecksMax per round (the rest wait for the next), and only while its owner is

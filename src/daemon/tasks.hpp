@@ -132,6 +132,7 @@ class TaskService : public FrameChannel {
     void member_changed(const MemberEvent& e);
     void membership_changed() { ring_.reset(); }
     size_t replicas() const { return replicas_.size(); }
+    size_t unfinished_replicas() const;  // copies of tasks not finished, as far as we know
     const Task* replica(std::string_view id) const {
         auto it = replicas_.find(id);
         return it == replicas_.end() ? nullptr : &it->second;

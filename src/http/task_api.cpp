@@ -268,6 +268,9 @@ void Api::task_metrics(Exposition& out) const {
                 s.caught_up);
     out.gauge("chorus_task_copies_held", "Copies of other nodes' tasks held here.",
               static_cast<double>(t.replicas()));
+    out.gauge("chorus_task_copies_unfinished",
+              "Copies held here whose task has not finished, as far as this node knows.",
+              static_cast<double>(t.unfinished_replicas()));
     if (const daemon::Journal* j = t.journal()) {
         out.counter("chorus_journal_commits_total", "Journal transactions written and synced.",
                     j->stats().commits);

@@ -5,7 +5,9 @@ handler that logs every execution) at a steady rate to random agents, each with 
 a retry after an error is idempotent. Every KILL_EVERY seconds a random agent is killed with
 SIGKILL and started again on the same data dir. At the end every task that got 202 (or 200)
 must reach `succeeded`; the test prints accepted, succeeded, lost (must be 0) and how many
-tasks ran more than once, and exits 1 if any was lost.
+tasks ran more than once, and exits 1 if any was lost. Then every copy must learn how its task
+ended (an owner restarted mid-task cannot tell its copies; they ask it, every copy_check_ms):
+the copies still unfinished on the agents are printed, and must come to 0.
 
     python3 chaos_tasks.py /path/to/chorus [TASKS] [RATE] [--whole-cluster]
 
@@ -13,7 +15,7 @@ With --whole-cluster, instead of one agent every 5 s, every agent is killed at o
 through the submissions and all are started again (a whole-cluster restart): the journals
 must bring every accepted task back.
 
-Bounded: the submission phase takes TASKS/RATE seconds, the final wait at most 120 s.
+Bounded: the submission phase takes TASKS/RATE seconds, the final waits at most 120 s and 60 s.
 Only the processes it started are ended, by PID.
 """
 import http.client
@@ -81,7 +83,7 @@ def main():
         # the payload's ms.
         script = ('read -r p; echo "$CHORUS_TASK_ID" >> ' + executions +
                   '; ms=${p//[!0-9]/}; sleep "0.$(printf %03d "$ms")"')
-        json.dump({"tasks": {"capacity": 8, "queue_max": 4096},
+        json.dump({"tasks": {"capacity": 8, "queue_max": 4096, "copy_check_ms": 1000},
                    "handlers": {"work": {"exec": ["/bin/bash", "-c", script]}}}, f)
     for i in range(NODES):
         start(i)
@@ -157,6 +159,26 @@ def main():
         with open(executions) as f:
             for line in f:
                 runs[line.strip()] = runs.get(line.strip(), 0) + 1
+    # Copies that have not heard how their task ended, summed over the agents.
+    def stale():
+        n = 0
+        for i in range(NODES):
+            c = http.client.HTTPConnection("127.0.0.1", base + 1000 + i, timeout=5)
+            try:
+                c.request("GET", "/metrics")
+                for line in c.getresponse().read().decode().splitlines():
+                    if line.startswith("chorus_task_copies_unfinished "):
+                        n += int(float(line.split()[1]))
+            except (OSError, ValueError, http.client.HTTPException):
+                return None
+            finally:
+                c.close()
+        return n
+    stale_copies = stale()
+    deadline = time.time() + 60
+    while stale_copies != 0 and time.time() < deadline:
+        time.sleep(0.5)
+        stale_copies = stale()
     more_than_once = sum(1 for tid in accepted if runs.get(tid, 0) > 1)
     never_ran = sum(1 for tid in accepted if runs.get(tid, 0) == 0)
     lost = len(pending)
@@ -164,11 +186,11 @@ def main():
     print(f"{what}: {TASKS} submitted in {submit_s:.0f} s with {kills} kill -9 + restarts; "
           f"accepted {len(accepted)}, succeeded {len(accepted) - lost}, lost {lost}, "
           f"ran more than once {more_than_once}, never ran {never_ran}, "
-          f"refusals retried {refused}")
+          f"refusals retried {refused}, copies still unfinished {stale_copies}")
     if lost:
         sample = sorted(pending)[:10]
         print("not succeeded:", [(t, states.get(t, "unknown")) for t in sample])
-    return 1 if lost or len(accepted) < TASKS else 0
+    return 1 if lost or len(accepted) < TASKS or stale_copies != 0 else 0
 
 
 rc = 1
