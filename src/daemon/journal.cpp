@@ -261,8 +261,8 @@ Journal::Stats Journal::stats() const {
     return stats_;
 }
 
-Status Journal::commit() {
-    Batch batch = take_staged();
+Status Journal::commit(uint64_t* upto) {
+    Batch batch = take_staged(upto);
     const Status st = write(batch);
     written(st, std::move(batch));
     return st;
@@ -427,9 +427,7 @@ void JournalWriter::run() {
         writing_ = true;
         lock.unlock();
         uint64_t upto = 0;
-        Journal::Batch batch = journal_->take_staged(&upto);
-        Status st = journal_->write(batch);
-        journal_->written(st, std::move(batch));
+        Status st = journal_->commit(&upto);
         // What was staged while this one was written goes at once: the next commit starts
         // now, not when the loop next hears from us.
         const bool more = journal_->staged() > 0;

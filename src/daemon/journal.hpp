@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -70,23 +69,11 @@ class Journal {
     size_t staged() const;
 
     // Writes everything staged in one transaction and syncs it. On error nothing of it is
-    // kept in the file, everything stays staged, and the error says why.
-    Status commit();
-
-    // commit() in three steps, for the writer's thread: take what is staged, write it, then
-    // count the outcome and, after a failure, put the batch back under whatever was staged
-    // since. Only one thread may run these, one write at a time; staging goes on meanwhile.
-    struct Change {
-        std::string id;
-        std::optional<Task> record;  // nullopt: remove
-        int64_t row = 0;             // the row it appends (a record)
-        int64_t replaces = 0;        // the task's row it deletes (0: none)
-    };
-    using Batch = std::vector<Change>;
-    // `upto`: the number of the last change staged before the take.
-    Batch take_staged(uint64_t* upto = nullptr);
-    Status write(const Batch& batch);  // the connection is opened serialized: safe off-loop
-    void written(const Status& outcome, Batch batch);
+    // kept in the file, everything stays staged, and the error says why. `upto` gets the
+    // number of the last change the commit held. Only one thread may commit, one commit at a
+    // time (the connection is opened serialized, so off the loop is safe); staging goes on
+    // meanwhile.
+    Status commit(uint64_t* upto = nullptr);
 
     // Test hooks: caps the file at `pages` pages of 4 KiB, so a test can fill the "disk";
     // counts the rows in the file (the file is locked to this connection while it is open).
@@ -103,6 +90,19 @@ class Journal {
 
   private:
     Journal(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
+    // commit() in three steps: take what is staged (only the swap under the lock), write it,
+    // then count the outcome and, after a failure, put the batch back under whatever was
+    // staged since.
+    struct Change {
+        std::string id;
+        std::optional<Task> record;  // nullopt: remove
+        int64_t row = 0;             // the row it appends (a record)
+        int64_t replaces = 0;        // the task's row it deletes (0: none)
+    };
+    using Batch = std::vector<Change>;
+    Batch take_staged(uint64_t* upto);
+    Status write(const Batch& batch);
+    void written(const Status& outcome, Batch batch);
     Status exec(const char* sql);
     Error error(std::string_view doing) const;
     Status prepare();

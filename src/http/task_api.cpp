@@ -262,7 +262,9 @@ void Api::task_metrics(Exposition& out) const {
                 "Unfinished tasks copied again because the member holding their copy went.",
                 s.recopied);
     out.counter("chorus_tasks_taken_over_total",
-                "Copies this node ran as its own because their owner died or left.", s.promoted);
+                "Copies this node ran as its own because their owner died, left or no longer had "
+                "the task.",
+                s.promoted);
     out.counter("chorus_task_copies_caught_up_total",
                 "Copies that missed their task's outcome and learned it by asking the owner.",
                 s.caught_up);
