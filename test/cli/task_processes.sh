@@ -60,8 +60,19 @@ submit() {
   "$chorus" submit --http "$(at "$1")" --key "$2" --type "$3" --payload "$4" \
     ${5:+--wait "$5"} --json 2>>"$dir/cli.err" | tr -d '\n '
 }
-# owner_of NODE KEY: the router's pick for KEY as NODE sees it now.
-owner_of() { field "$("$chorus" ring --http "$(at "$1")" --key "$2" --json | tr -d '\n ')" owner; }
+# settled NODE KEY: true once NODE sees every candidate of KEY alive, idle (no load reported,
+# none sent since) and well under phi_route (5): then the router's pick is the ring's first
+# candidate and stays so while one task runs, so `owner` (set here) is where it will run.
+# Without the wait, a load report arriving between the lookup and the submit moved the pick.
+settled() {
+  owner=$("$chorus" ring --http "$(at "$1")" --key "$2" --json | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+cs = r["candidates"]
+ok = cs and all(c["alive"] and c["load"] == 0 and c["sent"] == 0 and c["phi"] < 2.5 for c in cs)
+print(r["owner"] if ok and r["owner"] == cs[0]["name"] else "")')
+  [ -n "$owner" ]
+}
 primary_of() {
   "$chorus" ring --http "$(at "$1")" --key "$2" --json | tr -d '\n ' |
     sed -n 's/.*"candidates":\[{[^}]*"name":"\([^"]*\)".*/\1/p'
@@ -89,8 +100,7 @@ step "tasks posted to a run on the ring's owner; status reads the same from ever
 forwarded=0
 for k in $(seq 1 20); do
   key="user-$k"
-  owner=$(owner_of a "$key")
-  [ -n "$owner" ] || fail "no owner for $key"
+  poll 30 settled a "$key" || fail "the candidates of $key did not settle: $("$chorus" ring --http "$(at a)" --key "$key" --json)"
   out=$(submit a "$key" echo "{\"n\":$k}" 10s)
   [ "$(field "$out" state)" = succeeded ] || fail "$key: $out"
   [ "$(field "$out" owner)" = "$owner" ] || fail "$key ran on $(field "$out" owner), the ring said $owner"
