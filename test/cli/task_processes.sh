@@ -120,7 +120,8 @@ step "  20 tasks on their owners, $forwarded forwarded and readable from all 5 n
 
 step "a saturated owner's keys go to the other candidates"
 key=hot-key
-primary=$(primary_of a "$key")
+poll 30 settled a "$key" || fail "the candidates of $key did not settle"
+primary=$owner
 slow=$(submit a "$key" sleep '{"ms":60000}')
 [ "$(field "$slow" owner)" = "$primary" ] || fail "the slow task went to $(field "$slow" owner), not the idle primary $primary"
 for i in 1 2 3 4; do
