@@ -366,10 +366,16 @@ Response Api::metrics_text() const {
                 tcp.accepted + tcp.connects);
     out.counter("chorus_stream_connections_refused_total",
                 "Gossip TCP connections refused at the connection limit.", tcp.refused);
-    out.counter("chorus_stream_errors_total",
-                "Gossip TCP connections ended by a timeout, an oversize frame, a peer that read "
-                "too slowly or an error.",
-                tcp.timeouts + tcp.oversize + tcp.slow + tcp.errors);
+    out.family("chorus_stream_errors_total", "counter",
+               "Gossip TCP connections ended by an error, by reason: a timeout, a frame over the "
+               "size limit, a peer that read too slowly, a frame this node refused, an I/O "
+               "error.");
+    for (const auto& [reason, v] : {std::pair{"timeout", tcp.timeouts},
+                                    {"too_large", tcp.oversize},
+                                    {"slow_peer", tcp.slow},
+                                    {"bad_frame", tcp.bad_frames},
+                                    {"io_error", tcp.io_errors}})
+        out.sample("chorus_stream_errors_total", static_cast<double>(v), {{"reason", reason}});
     out.counter("chorus_join_attempts_total", "Join attempts through the seeds.",
                 agent_.stats().join_attempts);
 

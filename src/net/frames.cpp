@@ -23,6 +23,20 @@ uint32_t read_be32(const uint8_t* p) {
 // ---------------------------------------------------------------------------------------------
 // FrameHub
 
+void FrameHub::Stats::count_close(std::string_view reason) {
+    if (reason == "timeout") {
+        ++timeouts;
+    } else if (reason == "too_large") {
+        ++oversize;
+    } else if (reason == "slow_peer") {
+        ++slow;
+    } else if (reason == "bad_frame") {
+        ++bad_frames;
+    } else {
+        ++io_errors;
+    }
+}
+
 FrameHub::FrameHub(uv_loop_t* loop, FrameLimits limits, Callbacks callbacks)
     : loop_(loop), limits_(limits), callbacks_(std::move(callbacks)) {
     flush_ = make_check(loop_, this).value();
@@ -93,7 +107,7 @@ void FrameHub::on_connection(uv_stream_t* server, int status) {
     auto* hub = static_cast<FrameHub*>(server->data);
     if (hub == nullptr) return;
     if (status < 0) {
-        ++hub->stats_.errors;
+        ++hub->stats_.io_errors;
         return;
     }
     FrameConn* c = hub->conns_.size() < hub->limits_.connections_max ? hub->create(false) : nullptr;
@@ -160,7 +174,7 @@ void FrameHub::close(uint64_t id, std::optional<Error> why) {
     std::unique_ptr<FrameConn> c = std::move(it->second);
     conns_.erase(it);
     c->closing_ = true;
-    if (why) ++stats_.errors;
+    if (why) stats_.count_close(why->code);
     // c's handles close as it goes out of scope; their memory is freed in the close callbacks.
     if (callbacks_.on_closed) callbacks_.on_closed(id, std::move(why));
 }
@@ -174,7 +188,6 @@ void FrameConn::arm_timer() {
         [](uv_timer_t* t) {
             auto* self = static_cast<FrameConn*>(t->data);
             if (self == nullptr || self->closing_) return;
-            ++self->hub_.stats_.timeouts;
             self->hub_.close(self->id_,
                              Error{"timeout", fmt::format("no frame within {} ms",
                                                           self->hub_.limits_.idle_timeout_ms)});
@@ -221,7 +234,6 @@ void FrameConn::on_bytes(const char* data, size_t n) {
     while (inbox_.size() - at >= kHeaderBytes) {
         const size_t len = read_be32(inbox_.data() + at);
         if (len > hub.limits_.frame_bytes_max) {
-            ++hub.stats_.oversize;
             hub.close(id, Error{"too_large", fmt::format("frame of {} bytes, over the limit of {}",
                                                          len, hub.limits_.frame_bytes_max)});
             return;
@@ -256,7 +268,6 @@ void FrameConn::flush() {
     const size_t queued =
         uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(tcp_.get())) + outbox_.size();
     if (queued > hub_.limits_.write_queue_bytes_max) {
-        ++hub_.stats_.slow;
         hub_.close(id_, Error{"slow_peer",
                               fmt::format("{} bytes wait to be written, over the limit of {}: the "
                                           "peer reads too slowly",

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "core/result.hpp"
@@ -87,10 +88,14 @@ class FrameHub {
         uint64_t connects = 0;
         uint64_t frames_in = 0;
         uint64_t frames_out = 0;
-        uint64_t oversize = 0;
-        uint64_t timeouts = 0;
-        uint64_t errors = 0;
-        uint64_t slow = 0;  // closed with write_queue_bytes_max queued for the peer
+        // Connections closed on an error, each counted once, by its reason (the code of the
+        // Error they were closed with).
+        uint64_t oversize = 0;    // too_large: a frame over frame_bytes_max
+        uint64_t timeouts = 0;    // timeout: no frame (or no connect) within idle_timeout
+        uint64_t slow = 0;        // slow_peer: write_queue_bytes_max queued for the peer
+        uint64_t bad_frames = 0;  // bad_frame: the owner refused what the peer sent
+        uint64_t io_errors = 0;   // anything else: accept, connect, read or write failed
+        void count_close(std::string_view reason);
     };
 
     FrameHub(uv_loop_t* loop, FrameLimits limits, Callbacks callbacks);
