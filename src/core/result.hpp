@@ -38,6 +38,7 @@ class [[nodiscard]] Result {
         CHORUS_ASSERT(ok());
         return std::get<0>(std::move(v_));
     }
+    T value_or(T fallback) const& { return ok() ? std::get<0>(v_) : std::move(fallback); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
     T& operator*() & { return value(); }

@@ -6,6 +6,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.hpp"
+#include "daemon/json.hpp"
+
 namespace chorus::daemon {
 
 namespace {
@@ -33,11 +36,14 @@ void Logger::log(Level level, std::string_view msg, std::initializer_list<Field>
         nlohmann::json j{{"ts", ts}, {"level", name}, {"msg", msg}};
         for (const auto& [k, v] : fields)
             j[std::string(k)] = v;
-        line = j.dump();
+        line = dump_json(j);
     } else {
-        line = fmt::format("{} {:5} {}", ts, name, msg);
+        // A value from the network is quoted and escaped, so a name holding a line break
+        // cannot forge a line; the message is prose and is escaped only if it needs it.
+        line = fmt::format("{} {:5} {}", ts, name,
+                           clean_text(msg) ? std::string(msg) : log_quote(msg));
         for (const auto& [k, v] : fields)
-            line += fmt::format(" {}={}", k, v);
+            line += fmt::format(" {}={}", k, log_quote(v));
     }
     line += '\n';
     std::fwrite(line.data(), 1, line.size(), out_);

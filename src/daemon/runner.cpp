@@ -1,10 +1,14 @@
 #include "daemon/runner.hpp"
 
+#include "core/text.hpp"
+
 #include <csignal>
 #include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "daemon/json.hpp"
 
 extern char** environ;
 
@@ -20,6 +24,10 @@ Status check_handler(const std::string& name, const HandlerSpec& spec) {
         return Error{"bad_config", fmt::format("handlers.{}: {}", name, what)};
     };
     if (name.empty()) return Error{"bad_config", "handlers: a handler's name must not be empty"};
+    if (const TextProblem p = check_text(name); p != TextProblem::none) {
+        return Error{"bad_config",
+                     fmt::format("handlers: the name {} {}", log_quote(name), describe(p))};
+    }
     switch (spec.kind) {
         case HandlerSpec::Kind::builtin:
             if (spec.builtin != "echo" && spec.builtin != "sleep") {
@@ -56,8 +64,8 @@ namespace {
 // A command's stdout is its result: JSON if it parses, else the text as a JSON string.
 std::string as_json_result(const std::string& out) {
     if (out.find_first_not_of(" \t\r\n") == std::string::npos) return "null";
-    if (nlohmann::json::accept(out)) return nlohmann::json::parse(out).dump();
-    return nlohmann::json(out).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    // Deeper than the JSON limit reads as text too: it is stored, sent and shown as a string.
+    return dump_json(json_or_string(out));
 }
 
 TaskOutcome failure(TaskState state, std::string error) {
@@ -242,7 +250,7 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
         return;
     }
     if (handler.kind == HandlerSpec::Kind::builtin) {  // sleep
-        const auto p = nlohmann::json::parse(spec.payload, nullptr, false);
+        const auto p = parse_json(spec.payload).value_or(nullptr);
         if (!p.is_object() || !p.contains("ms") || !p["ms"].is_number_unsigned()) {
             run.settle(failure(TaskState::failed,
                                R"(sleep: the payload must be {"ms": N}, N a whole number of ms)"));

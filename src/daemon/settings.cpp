@@ -3,12 +3,30 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.hpp"
+#include "daemon/json.hpp"
+
 namespace chorus::daemon {
 
 namespace {
 
 Error bad(std::string_view field, std::string_view what) {
     return Error{"bad_config", fmt::format("{}: {}", field, what)};
+}
+
+// The most a duration or a byte count in the config file may say: far beyond any sensible
+// setting, and small enough that converting it to microseconds or adding to it cannot overflow.
+constexpr uint64_t kMillisecondsMax = 366ull * 24 * 3600 * 1000;  // a year
+constexpr uint64_t kBytesMax = 1ull << 40;                        // 1 TiB
+
+// A whole number of `unit` at most `max`, or an error naming the field.
+Result<uint64_t> whole(const nlohmann::json& v, std::string_view field, uint64_t max,
+                       std::string_view unit) {
+    if (!v.is_number_unsigned())
+        return bad(field, fmt::format("must be a whole number of {}", unit));
+    const auto n = v.get<uint64_t>();
+    if (n > max) return bad(field, fmt::format("must be at most {} {}", max, unit));
+    return n;
 }
 
 }  // namespace
@@ -23,12 +41,11 @@ Status add_tag(Settings& s, const std::string& kv) {
 }
 
 Status apply_config_json(Settings& s, const std::string& text) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-        return Error{"bad_config", fmt::format("config file is not valid JSON: {}", e.what())};
+    auto parsed = parse_json(text);
+    if (!parsed) {
+        return Error{"bad_config", fmt::format("config file: {}", parsed.error().message)};
     }
+    const nlohmann::json& j = *parsed;
     if (!j.is_object()) return bad("config file", "must hold a JSON object");
     for (const auto& [key, value] : j.items()) {
         const auto need = [&](bool ok, std::string_view type) -> Status {
@@ -56,13 +73,13 @@ Status apply_config_json(Settings& s, const std::string& text) {
             if (!st) return st;
             s.seeds = value.get<std::vector<std::string>>();
         } else if (key == "retry_join") {
-            st = need(value.is_number_unsigned(), "a whole number of attempts (0 = forever)");
-            if (!st) return st;
-            s.retry_join = value.get<uint32_t>();
+            auto n = whole(value, key, UINT32_MAX, "attempts (0 = forever)");
+            if (!n) return n.error();
+            s.retry_join = static_cast<uint32_t>(*n);
         } else if (key == "leave_timeout_ms") {
-            st = need(value.is_number_unsigned(), "a whole number of milliseconds");
-            if (!st) return st;
-            s.leave_timeout = milliseconds(value.get<uint64_t>());
+            auto n = whole(value, key, kMillisecondsMax, "milliseconds");
+            if (!n) return n.error();
+            s.leave_timeout = milliseconds(*n);
         } else if (key == "tags") {
             st = need(value.is_object() && std::all_of(value.begin(), value.end(),
                                                        [](const auto& x) { return x.is_string(); }),
@@ -107,6 +124,17 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             to = static_cast<uint32_t>(n);
             return Ok{};
         };
+        const auto bytes = [&](size_t& to) -> Status {
+            auto b = whole(value, field, kBytesMax, "bytes");
+            if (b) to = *b;
+            return b ? Status{Ok{}} : Status{b.error()};
+        };
+        const auto ms = [&](Duration& to, uint64_t unit_ms = 1) -> Status {
+            auto m = whole(value, field, kMillisecondsMax / unit_ms,
+                           unit_ms == 1 ? "milliseconds" : "seconds");
+            if (m) to = milliseconds(*m * unit_ms);
+            return m ? Status{Ok{}} : Status{m.error()};
+        };
         Status st = Ok{};
         if (key == "capacity") {
             st = u32(l.capacity);
@@ -115,20 +143,20 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
         } else if (key == "results_max") {
             st = u32(l.results_max);
         } else if (key == "results_bytes_max") {
-            l.results_bytes_max = n;
+            st = bytes(l.results_bytes_max);
         } else if (key == "results_ttl_s") {
-            l.results_ttl = seconds(n);
+            st = ms(l.results_ttl, 1000);
         } else if (key == "key_bytes_max") {
-            l.key_bytes_max = n;
+            st = bytes(l.key_bytes_max);
         } else if (key == "payload_bytes_max") {
-            l.payload_bytes_max = n;
+            st = bytes(l.payload_bytes_max);
         } else if (key == "result_bytes_max") {
-            l.result_bytes_max = n;
-            t.runner.output_bytes_max = n;
+            st = bytes(l.result_bytes_max);
+            t.runner.output_bytes_max = l.result_bytes_max;
         } else if (key == "timeout_default_ms") {
-            l.timeout_default = milliseconds(n);
+            st = ms(l.timeout_default);
         } else if (key == "timeout_max_ms") {
-            l.timeout_max = milliseconds(n);
+            st = ms(l.timeout_max);
         } else if (key == "vnodes") {
             st = u32(t.vnodes);
         } else if (key == "candidates") {
@@ -136,9 +164,9 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
         } else if (key == "replicas") {
             st = u32(t.task_replicas);
         } else if (key == "forward_timeout_ms") {
-            t.forward_timeout = milliseconds(n);
+            st = ms(t.forward_timeout);
         } else if (key == "copy_check_ms") {
-            t.copy_check = milliseconds(n);
+            st = ms(t.copy_check);
         } else {
             return bad(
                 field,
@@ -196,6 +224,13 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
         return bad("name", fmt::format("is {} bytes, over the limit of {}", s.name.size(),
                                        o.config.name_bytes_max));
     }
+    // Names, the cluster and tags travel in every packet; peers refuse what is not clean text.
+    for (const auto& [field, text] :
+         {std::pair<std::string_view, std::string_view>{"name", s.name}, {"cluster", s.cluster}}) {
+        if (const TextProblem p = check_text(text); p != TextProblem::none) {
+            return bad(field, describe(p));
+        }
+    }
     auto bind = net::Endpoint::parse(s.bind);
     if (!bind) return bad("bind", bind.error().message);
     o.bind = *bind;
@@ -219,6 +254,12 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
     }
     size_t tag_bytes = 0;
     for (const auto& [k, v] : s.tags) {
+        if (k.empty()) return bad("tag", "a tag's key must not be empty");
+        for (const std::string& text : {k, v}) {
+            if (const TextProblem p = check_text(text); p != TextProblem::none) {
+                return bad("tag", fmt::format("{} {}", log_quote(text), describe(p)));
+            }
+        }
         tag_bytes += k.size() + v.size();
         o.identity.tags.emplace_back(k, v);
     }

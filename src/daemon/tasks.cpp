@@ -1,5 +1,7 @@
 #include "daemon/tasks.hpp"
 
+#include "core/text.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -177,6 +179,9 @@ std::optional<TaskAnswer> TaskService::validate(TaskSpec& spec) {
         return TaskAnswer::error(
             400, "key_too_long",
             fmt::format("key: {} bytes, over the limit of {}", spec.key.size(), l.key_bytes_max));
+    }
+    if (const TextProblem p = check_text(spec.key); p != TextProblem::none) {
+        return TaskAnswer::error(400, "bad_key", fmt::format("key: {}", describe(p)));
     }
     if (!runner_.knows(spec.type)) {
         return TaskAnswer::error(422, "unknown_type",

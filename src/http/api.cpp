@@ -1,9 +1,12 @@
 #include "http/api.hpp"
 
 #include <charconv>
+#include <cmath>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "daemon/json.hpp"
 
 namespace chorus::http {
 
@@ -51,12 +54,22 @@ struct Api::Waiter {
 std::optional<Duration> parse_wait(std::string_view text) {
     double value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || value < 0) return std::nullopt;
+    // from_chars reads "inf" and "nan" too: a wait must be a finite, non-negative number.
+    if (ec != std::errc() || !std::isfinite(value) || value < 0) return std::nullopt;
     const std::string_view unit(end, text.data() + text.size() - end);
-    if (unit.empty() || unit == "s") return from_seconds(value);
-    if (unit == "ms") return from_seconds(value / 1000);
-    if (unit == "m") return from_seconds(value * 60);
-    return std::nullopt;
+    double s = 0;
+    if (unit.empty() || unit == "s") {
+        s = value;
+    } else if (unit == "ms") {
+        s = value / 1000;
+    } else if (unit == "m") {
+        s = value * 60;
+    } else {
+        return std::nullopt;
+    }
+    // Callers cap the wait far below this; the bound keeps the conversion from overflowing.
+    constexpr double kSecondsMax = 1e9;
+    return from_seconds(std::min(s, kSecondsMax));
 }
 
 Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
@@ -79,8 +92,7 @@ std::string Api::members_json() const {
     const Time now = agent_.now();
     nlohmann::json list = nlohmann::json::array();
     n.members().for_each([&](const Member& m) { list.push_back(member_json(m, n, now)); });
-    return nlohmann::json{{"self", n.self().name.str()}, {"index", index_}, {"members", list}}
-        .dump();
+    return daemon::dump_json({{"self", n.self().name.str()}, {"index", index_}, {"members", list}});
 }
 
 Response Api::members() const {
@@ -95,22 +107,21 @@ Response Api::self() const {
     const Member& me = n.self();
     const Config& c = n.config();
     Response r;
-    r.body = nlohmann::json{{"name", me.name.str()},
-                            {"addr", me.addr.value.str()},
-                            {"http", me.http.str()},
-                            {"state", to_string(me.state)},
-                            {"incarnation", me.incarnation.value},
-                            {"health_score", n.health_score()},
-                            {"version", info_.version},
-                            {"config",
-                             {{"cluster", c.cluster},
-                              {"profile", info_.profile},
-                              {"probe_interval_ms", ms(c.probe_interval)},
-                              {"probe_timeout_ms", ms(n.probe_timeout())},
-                              {"gossip_interval_ms", ms(c.gossip_interval)},
-                              {"lifeguard", c.lifeguard}}},
-                            {"tasks", tasks_summary()}}
-                 .dump();
+    r.body = daemon::dump_json({{"name", me.name.str()},
+                                {"addr", me.addr.value.str()},
+                                {"http", me.http.str()},
+                                {"state", to_string(me.state)},
+                                {"incarnation", me.incarnation.value},
+                                {"health_score", n.health_score()},
+                                {"version", info_.version},
+                                {"config",
+                                 {{"cluster", c.cluster},
+                                  {"profile", info_.profile},
+                                  {"probe_interval_ms", ms(c.probe_interval)},
+                                  {"probe_timeout_ms", ms(n.probe_timeout())},
+                                  {"gossip_interval_ms", ms(c.gossip_interval)},
+                                  {"lifeguard", c.lifeguard}}},
+                                {"tasks", tasks_summary()}});
     return r;
 }
 
@@ -284,7 +295,7 @@ void Api::changed(const MemberEvent& e) {
         {"origin", e.origin}};
     if (const Member* m = n.members().find(e.name); m != nullptr && e.current)
         j["member"] = member_json(*m, n, agent_.now());
-    broadcast(sse("member", index_, j.dump()));
+    broadcast(sse("member", index_, daemon::dump_json(j)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -390,6 +401,7 @@ Response Api::metrics_text() const {
                                         {"headers_too_large", hs.headers_too_large},
                                         {"body_too_large", hs.bodies_too_large},
                                         {"bad_json", hs.bad_json},
+                                        {"too_deep", hs.too_deep},
                                         {"unsupported_media_type", hs.unsupported_media},
                                         {"timeout", hs.timeouts},
                                         {"connection_limit", hs.refused},

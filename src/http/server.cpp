@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/json.hpp"
+
 namespace chorus::http {
 
 namespace {
@@ -107,7 +109,7 @@ struct WriteRequest {
 Response error_response(int status, std::string_view code, std::string_view message) {
     Response r;
     r.status = status;
-    r.body = nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+    r.body = daemon::dump_json({{"error", {{"code", code}, {"message", message}}}});
     return r;
 }
 
@@ -369,13 +371,13 @@ std::optional<Response> Server::check_body(Request& req) {
             415, "unsupported_media_type",
             "a request body must be JSON, sent as Content-Type: application/json");
     }
-    try {
-        req.json = nlohmann::json::parse(req.body);
-    } catch (const nlohmann::json::parse_error& e) {
-        ++stats_.bad_json;
-        return error_response(400, "bad_json",
-                              fmt::format("the body is not valid JSON (at byte {})", e.byte));
+    auto parsed = daemon::parse_json(req.body);
+    if (!parsed) {
+        ++(parsed.error().code == "too_deep" ? stats_.too_deep : stats_.bad_json);
+        return error_response(400, parsed.error().code,
+                              fmt::format("the body is {}", parsed.error().message));
     }
+    req.json = std::move(*parsed);
     return std::nullopt;
 }
 

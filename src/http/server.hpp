@@ -113,6 +113,7 @@ class Server {
         uint64_t headers_too_large = 0;  // 431
         uint64_t bodies_too_large = 0;   // 413
         uint64_t bad_json = 0;           // 400 for a body that does not parse
+        uint64_t too_deep = 0;           // 400 for a body nested past kJsonDepthMax
         uint64_t unsupported_media = 0;  // 415 for a body that is not JSON
         uint64_t timeouts = 0;
         uint64_t streams = 0;

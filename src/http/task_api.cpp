@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "daemon/json.hpp"
 #include "http/api.hpp"
 
 namespace chorus::http {
@@ -33,11 +34,11 @@ json task_json(const Task& t, bool with_payload) {
               {"started_ms", epoch_ms(t.started)},
               {"finished_ms", epoch_ms(t.finished)}};
     if (t.state == TaskState::succeeded) {
-        j["result"] = json::parse(t.result, nullptr, false);
+        j["result"] = daemon::json_or_string(t.result);
     }
     if (!t.error.empty()) j["error"] = t.error;
     if (t.exit_code) j["exit_code"] = *t.exit_code;
-    if (with_payload) j["payload"] = json::parse(t.spec.payload, nullptr, false);
+    if (with_payload) j["payload"] = daemon::json_or_string(t.spec.payload);
     return j;
 }
 
@@ -55,7 +56,7 @@ Response answer_response(const daemon::TaskAnswer& a, bool with_payload) {
     j["forwarded"] = a.forwarded;
     Response r;
     r.status = a.status;
-    r.body = j.dump(-1, ' ', false, json::error_handler_t::replace);
+    r.body = daemon::dump_json(j);
     return r;
 }
 
@@ -78,7 +79,7 @@ std::optional<Response> read_spec(const json& body, TaskSpec& spec) {
                 return bad("bad_type", "type: must be a string naming a handler");
             spec.type = value.get<std::string>();
         } else if (field == "payload") {
-            spec.payload = value.dump(-1, ' ', false, json::error_handler_t::replace);
+            spec.payload = daemon::dump_json(value);
         } else if (field == "id") {
             if (!value.is_string()) return bad("bad_id", "id: must be a string");
             spec.id = value.get<std::string>();
@@ -165,11 +166,10 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
                                {"share", share},
                                {"load", m != nullptr ? m->load_milli / 1000.0 : 0.0}});
         }
-        r.body = json{{"checksum", fmt::format("{:016x}", g.checksum())},
-                      {"vnodes", t.options().vnodes},
-                      {"candidates", t.options().candidates},
-                      {"members", members}}
-                     .dump();
+        r.body = daemon::dump_json({{"checksum", fmt::format("{:016x}", g.checksum())},
+                                    {"vnodes", t.options().vnodes},
+                                    {"candidates", t.options().candidates},
+                                    {"members", members}});
         return finish(ring, started, reply, std::move(r));
     }
     const auto key = req.query.find("key");
@@ -186,11 +186,11 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
                       {"load", c.load},
                       {"sent", c.sent}});
     }
-    r.body = json{{"key", key->second},
-                  {"hash", fmt::format("{:016x}", l.key_hash)},
-                  {"candidates", cs},
-                  {"owner", l.choice ? json(l.candidates[*l.choice].name.str()) : json(nullptr)}}
-                 .dump(-1, ' ', false, json::error_handler_t::replace);
+    r.body = daemon::dump_json(
+        {{"key", key->second},
+         {"hash", fmt::format("{:016x}", l.key_hash)},
+         {"candidates", cs},
+         {"owner", l.choice ? json(l.candidates[*l.choice].name.str()) : json(nullptr)}});
     finish(ring, started, reply, std::move(r));
 }
 

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "chorus_generated.h"
+#include "core/text.hpp"
 
 namespace chorus::wire {
 
@@ -24,6 +25,8 @@ std::string_view to_string(DecodeError e) {
             return "wrong_cluster";
         case DecodeError::bad_field:
             return "bad_field";
+        case DecodeError::bad_encoding:
+            return "bad_encoding";
     }
     return "unknown";
 }
@@ -232,8 +235,22 @@ class Reader {
   public:
     explicit Reader(const Limits& l) : l_(l) {}
 
-    // A view into the verified buffer; valid while the buffer is.
+    // An identifier (a name, address, tag, key, id, type): bounded, valid UTF-8 and free of
+    // control characters. A view into the verified buffer; valid while the buffer is.
     std::string_view text(const fb::String* s, uint32_t max, std::string_view field,
+                          bool required) {
+        const std::string_view v = blob(s, max, field, required);
+        if (const TextProblem p = check_text(v); p != TextProblem::none) {
+            if (!err_)
+                err_ = DecodeFailure{DecodeError::bad_encoding,
+                                     fmt::format("{} {}", field, describe(p))};
+            return {};
+        }
+        return v;
+    }
+    // Any bytes, bounded: JSON text and messages, which are shown only through encoders that
+    // replace what is not UTF-8.
+    std::string_view blob(const fb::String* s, uint32_t max, std::string_view field,
                           bool required) {
         if (failed()) return {};
         if (s == nullptr || s->size() == 0) {
@@ -450,7 +467,7 @@ TaskSpec read_spec(Reader& r, const gen::TaskSpec* s, const Limits& l) {
     out.id = r.text(s->id(), bound(l.task_id_bytes_max), "task.id", true);
     out.key = r.text(s->key(), bound(l.task_key_bytes_max), "task.key", true);
     out.type = r.text(s->type(), bound(l.task_type_bytes_max), "task.type", true);
-    out.payload = r.text(s->payload(), bound(l.task_payload_bytes_max), "task.payload", false);
+    out.payload = r.blob(s->payload(), bound(l.task_payload_bytes_max), "task.payload", false);
     if (out.payload.empty()) out.payload = "null";
     out.timeout = milliseconds(s->timeout_ms());
     return out;
@@ -465,8 +482,8 @@ Task read_status(Reader& r, const gen::TaskStatus& s, const Limits& l) {
     }
     t.state = static_cast<TaskState>(state);
     t.owner = Name(r.text(s.owner(), l.name_bytes_max, "task.owner", false));
-    t.result = r.text(s.result(), bound(l.task_result_bytes_max), "task.result", false);
-    t.error = r.text(s.error(), bound(l.task_text_bytes_max), "task.error", false);
+    t.result = r.blob(s.result(), bound(l.task_result_bytes_max), "task.result", false);
+    t.error = r.blob(s.error(), bound(l.task_text_bytes_max), "task.error", false);
     if (s.has_exit_code()) t.exit_code = s.exit_code();
     t.created = from_epoch_ms(s.created_ms()).value_or(Time{});
     t.started = from_epoch_ms(s.started_ms());
@@ -526,7 +543,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.request = m->request();
             x.status = m->status();
             x.code = r.text(m->code(), 64, "reply.code", false);
-            x.message = r.text(m->message(), bound(l.task_text_bytes_max), "reply.message", false);
+            x.message = r.blob(m->message(), bound(l.task_text_bytes_max), "reply.message", false);
             x.load_milli = m->load_milli();
             x.capacity = m->capacity();
             if (const auto* t = m->task()) x.task = read_status(r, *t, l);

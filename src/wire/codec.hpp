@@ -31,8 +31,11 @@ enum class DecodeError : uint8_t {
     wrong_version,  // a protocol version we do not speak
     wrong_cluster,  // another cluster's traffic
     bad_field,      // verified, but a field breaks our bounds (empty name, too many tags, ...)
+    // A name, address, tag, task key, id, type or owner that is not valid UTF-8 or holds a
+    // control character (core/text.hpp): it could not be shown as JSON or logged safely.
+    bad_encoding,
 };
-inline constexpr size_t kDecodeErrors = 5;
+inline constexpr size_t kDecodeErrors = 6;
 std::string_view to_string(DecodeError e);
 
 struct DecodeFailure {

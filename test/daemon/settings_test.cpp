@@ -85,7 +85,40 @@ TEST_CASE("a config file sets what it names and refuses what it does not know") 
     REQUIRE_THAT(refused(R"({"retry_join": "three"})"), Catch::StartsWith("retry_join: must be"));
     REQUIRE_THAT(refused(R"({"seeds": "127.0.0.1:1"})"), Catch::StartsWith("seeds: must be"));
     REQUIRE_THAT(refused(R"([1, 2])"), Catch::StartsWith("config file: must hold a JSON object"));
-    REQUIRE_THAT(refused("{not json"), Catch::StartsWith("config file is not valid JSON"));
+    REQUIRE_THAT(refused("{not json"), Catch::StartsWith("config file: not valid JSON"));
+    // Hostile files are refused with a message, never an exception or an overflow.
+    REQUIRE_THAT(refused(R"({"retry_join": 1e999})"),
+                 Catch::StartsWith("config file: not valid JSON"));
+    REQUIRE_THAT(refused(std::string(100'000, '[').c_str()),
+                 Catch::StartsWith("config file: JSON nested deeper than"));
+    REQUIRE_THAT(refused(R"({"retry_join": 4294967296})"),
+                 Catch::StartsWith("retry_join: must be at most"));
+    REQUIRE_THAT(refused(R"({"leave_timeout_ms": 18446744073709551615})"),
+                 Catch::StartsWith("leave_timeout_ms: must be at most"));
+    REQUIRE_THAT(refused(R"({"tasks": {"results_ttl_s": 9223372036854775807}})"),
+                 Catch::StartsWith("tasks.results_ttl_s: must be at most"));
+    REQUIRE_THAT(refused(R"({"tasks": {"payload_bytes_max": 18446744073709551615}})"),
+                 Catch::StartsWith("tasks.payload_bytes_max: must be at most"));
+}
+
+TEST_CASE("names, the cluster and tags must be clean text") {
+    for (const auto& [field, breaks] :
+         std::vector<std::pair<std::string, std::function<void(Settings&)>>>{
+             {"name", [](Settings& s) { s.name = "evil\nname"; }},
+             {"name", [](Settings& s) { s.name = "n\xff"; }},
+             {"cluster", [](Settings& s) { s.cluster = "c\x1b"; }},
+             {"tag", [](Settings& s) { s.tags["k"] = "v\r"; }},
+             {"tag", [](Settings& s) { s.tags[""] = "v"; }},
+         }) {
+        Settings s = valid();
+        breaks(s);
+        INFO(field);
+        auto o = to_agent_options(s);
+        REQUIRE_FALSE(o.ok());
+        REQUIRE_THAT(o.error().message, Catch::StartsWith(field + ":"));
+    }
+    Settings s;
+    REQUIRE_FALSE(apply_config_json(s, R"({"handlers": {"bad\u0007": {"builtin": "echo"}}})").ok());
 }
 
 TEST_CASE("tags come as key=value") {

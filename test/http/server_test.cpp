@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <catch2/catch.hpp>
 
+#include "daemon/json.hpp"
 #include "http/raw_client.hpp"
 #include "net/loop.hpp"
 
@@ -165,4 +166,63 @@ TEST_CASE("connections beyond the limit are refused") {
     REQUIRE(f.loop.run_until([&] { return f.server->stats().refused == 1; }));
     REQUIRE(f.loop.run_until([&] { return cs[2]->closed; }));
     REQUIRE(f.server->connections() == 2);
+}
+
+TEST_CASE("hostile JSON bodies get a 400 naming the problem, and the server serves on") {
+    struct Row {
+        const char* what;
+        std::string body;
+        std::string code;
+    };
+    const std::vector<Row> rows = {
+        {"a number too large for a double", R"({"key":"a","payload":1e999})", "bad_json"},
+        {"150,000 nested arrays", std::string(150'000, '['), "too_deep"},
+        {"one level past the limit",
+         std::string(daemon::kJsonDepthMax + 1, '[') + std::string(daemon::kJsonDepthMax + 1, ']'),
+         "too_deep"},
+        {"a string that is not UTF-8", "{\"key\":\"\xff\xfe\"}", "bad_json"},
+    };
+    for (const Row& r : rows) {
+        INFO(r.what);
+        Fixture f;
+        auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+        c->send(
+            fmt::format("POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: {}\r\n\r\n{}GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+                        r.body.size(), r.body));
+        REQUIRE(f.loop.run_until([&] { return c->received.find("/after") != std::string::npos; }));
+        REQUIRE_THAT(c->received, Catch::StartsWith("HTTP/1.1 400 ") &&
+                                      Catch::Contains(fmt::format("\"code\":\"{}\"", r.code)));
+        REQUIRE(f.seen.size() == 1);  // only GET /after reached the handler
+        const auto& s = f.server->stats();
+        REQUIRE((r.code == "too_deep" ? s.too_deep : s.bad_json) == 1);
+    }
+    SECTION("the deepest body allowed is parsed") {
+        Fixture f;
+        auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+        const std::string body =
+            std::string(daemon::kJsonDepthMax, '[') + std::string(daemon::kJsonDepthMax, ']');
+        c->send(
+            fmt::format("POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                        "Content-Length: {}\r\n\r\n{}",
+                        body.size(), body));
+        REQUIRE(f.loop.run_until([&] { return f.seen.size() == 1; }));
+        REQUIRE(f.seen[0].json.is_array());
+    }
+}
+
+TEST_CASE("an error about a path that is not UTF-8 is still valid JSON") {
+    Fixture f;
+    f.handler = [&](const Request& r, Reply reply) {
+        f.seen.push_back(r);
+        reply.send(error_response(404, "not_found", "no such endpoint: " + r.path));
+    };
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    c->send("GET /v1/x\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    REQUIRE(f.loop.run_until([&] { return c->closed; }));
+    REQUIRE_THAT(c->received, Catch::StartsWith("HTTP/1.1 404 "));
+    auto j = daemon::parse_json(chorus::test::last_body(c->received));
+    REQUIRE(j.ok());
+    // Each byte that is not UTF-8 is shown as U+FFFD.
+    REQUIRE((*j)["error"]["message"] == "no such endpoint: /v1/x\xef\xbf\xbd\xef\xbf\xbd");
 }

@@ -241,6 +241,11 @@ TEST_CASE("bad task input gets the right status and a message, and creates nothi
         {R"({"key": 7, "type": "echo"})", 400, "bad_key"},
         {R"({"key": "", "type": "echo"})", 400, "missing_key"},
         {R"({"key": "0123456789abcdefg", "type": "echo"})", 400, "key_too_long"},
+        {R"({"key": "a\nb", "type": "echo"})", 400, "bad_key"},
+        {R"({"key": "a\u0000", "type": "echo"})", 400, "bad_key"},
+        {R"({"key": "a", "type": "echo", "payload": 1e999})", 400, "bad_json"},
+        {R"({"key": "a", "type": "echo", "payload": )" + std::string(100, '[') + "}", 400,
+         "too_deep"},
         {R"({"key": "a"})", 400, "missing_type"},
         {R"({"key": "a", "type": ["echo"]})", 400, "bad_type"},
         {R"({"key": "a", "type": "dance"})", 422, "unknown_type"},
@@ -264,6 +269,14 @@ TEST_CASE("bad task input gets the right status and a message, and creates nothi
 
     REQUIRE(c.call(0, "POST", "/v1/tasks").body["error"]["code"] == "bad_request");
     REQUIRE(c.call(0, "POST", "/v1/tasks?wait=soon", R"({"key":"a","type":"echo"})").status == 400);
+    for (const char* wait : {"inf", "nan", "-1s", "1e999", "infs"}) {
+        INFO(wait);
+        const auto r = c.call(0, "POST", fmt::format("/v1/tasks?wait={}", wait),
+                              R"({"key":"a","type":"echo"})");
+        REQUIRE(r.status == 400);
+        REQUIRE(r.body["error"]["code"] == "bad_wait");
+    }
+    REQUIRE(c.call(0, "GET", "/v1/members?index=99&wait=nan").body["error"]["code"] == "bad_wait");
     REQUIRE(c.call(0, "PUT", "/v1/tasks", R"({})").status == 405);
     REQUIRE(c.call(0, "POST", "/v1/tasks/abc", R"({})").status == 405);
     REQUIRE(c.call(0, "GET", "/v1/tasks/0123456789abcdef-nope").status == 404);

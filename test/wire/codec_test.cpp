@@ -232,6 +232,60 @@ TEST_CASE("fields that break our bounds are rejected with what was wrong") {
     }
 }
 
+TEST_CASE("names, addresses, tags and task fields that are not clean text are rejected") {
+    struct Row {
+        const char* what;
+        std::function<void(Packet&)> breaks;
+        std::string field;
+    };
+    const Row rows[] = {
+        {"a sender with a newline", [](Packet& p) { p.sender = "evil\nline"; }, "sender"},
+        {"a member name that is not UTF-8",
+         [](Packet& p) {
+             p.updates = {AliveUpdate{"x\xff", Address{"x"}, "", Incarnation{1}, {}, 1}};
+         },
+         "alive.name"},
+        {"an address with a NUL",
+         [](Packet& p) {
+             p.updates = {AliveUpdate{
+                 "x", Address{std::string("1.2.3.4:5\0", 10)}, "", Incarnation{1}, {}, 1}};
+         },
+         "alive.addr"},
+        {"a tag value with an escape character",
+         [](Packet& p) {
+             p.updates = {
+                 AliveUpdate{"x", Address{"x"}, "", Incarnation{1}, {{"k", "\x1b[31m"}}, 1}};
+         },
+         "tag value"},
+        {"a suspicion from an overlong name",
+         [](Packet& p) {
+             p.updates = {SuspectUpdate{"x", Incarnation{1}, "\xc0\xaf"}};
+         },
+         "suspect.from"},
+    };
+    for (const Row& r : rows) {
+        Packet p = sample_packet();
+        r.breaks(p);
+        auto d = decode_packet(encode(p), limits());
+        INFO(r.what);
+        REQUIRE_FALSE(d.ok());
+        REQUIRE(d.error().reason == DecodeError::bad_encoding);
+        REQUIRE_THAT(d.error().detail, Catch::StartsWith(r.field));
+    }
+    SECTION("and in task frames") {
+        TaskSubmit s;
+        s.request = 1;
+        s.spec = TaskSpec{"00000000000000aa-x", "key\n", "echo", "null", milliseconds(5)};
+        auto d = decode_frame(encode("test", Name("n1"), s), limits());
+        REQUIRE_FALSE(d.ok());
+        REQUIRE(d.error().reason == DecodeError::bad_encoding);
+        // Payloads are JSON text, shown only through encoders that replace bad bytes.
+        s.spec.key = "key";
+        s.spec.payload = "\"\xff\"";
+        REQUIRE(decode_frame(encode("test", Name("n1"), s), limits()).ok());
+    }
+}
+
 TEST_CASE("garbage is rejected, never trusted") {
     Rng r(5);
     for (int i = 0; i < 5000; ++i) {
