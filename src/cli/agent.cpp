@@ -98,7 +98,7 @@ int run_agent(const Settings& settings) {
     const Logger log(Logger::parse_level(settings.log_level), settings.log_format == "json");
     // DESIGN §2: a restarted node should outrank its previous life before it hears of it, so
     // incarnations start from the wall clock's seconds; refutation covers the rest.
-    options->identity.incarnation = Incarnation{static_cast<uint32_t>(std::time(nullptr))};
+    options->identity.incarnation = Incarnation{static_cast<uint64_t>(std::time(nullptr))};
     std::unique_ptr<http::Api> api;
     std::unique_ptr<TaskService> tasks;
     options->on_event = [&log, &api, &tasks](const MemberEvent& e) {

@@ -45,6 +45,16 @@ struct Member {
     std::unique_ptr<Tags> tags_;
 };
 
+// How far ahead of what this node knows of a member a claim about it may be. Only the member
+// raises its incarnation: by one per refutation, and on a restart to the wall clock's seconds
+// (the daemon starts there), so a genuine claim is at most a restart's worth of seconds, or a
+// long partition's worth of refutations, ahead of any view; 2^32 covers a restart after 136
+// years of uptime. A claim further ahead cannot be genuine and is refused (counted in
+// NodeStats::claims_refused). That is what keeps a forged claim from pushing a member to the
+// top of the range, where it could never refute: each accepted claim moves the member at most
+// 2^32, so reaching 2^64 would take 2^32 of them, each one answered by a refutation.
+inline constexpr uint64_t kIncarnationLeadMax = uint64_t{1} << 32;
+
 // ---- precedence (SWIM §4.2, with memberlist's treatment of left) ----
 // Each answers whether the update changes what we believe about an existing member `m`.
 

@@ -20,14 +20,17 @@ constexpr size_t table_bound(size_t field_bytes) {
     return 4 + field_bytes + 7;
 }
 constexpr size_t kUnionEntry = 1 + 4;
-// Packet (9 fields) and the largest body table (PingReq, 3); Alive (6 fields) in four shapes
-// (with and without tags and http), Dead (4) in two (left set or not), Suspect (3), Tag (2) in
-// two (empty value or not). A vtable is 4 bytes plus 2 per field, padded to 4.
+// Packet (9 fields) and the largest body table (PingReq, 3); Alive (7 fields) in eight shapes
+// (with and without tags, http and a 64-bit incarnation), Dead (5) in four (left set or not,
+// the same), Suspect (4) in two, Tag (2) in two (empty value or not). A vtable is 4 bytes
+// plus 2 per field, padded to 4.
 constexpr size_t vtable(size_t fields) {
     return (4 + 2 * fields + 3) / 4 * 4;
 }
 constexpr size_t kVtables =
-    vtable(9) + vtable(3) + 4 * vtable(6) + 2 * vtable(4) + vtable(3) + 2 * vtable(2);
+    vtable(9) + vtable(3) + 8 * vtable(7) + 4 * vtable(5) + 2 * vtable(4) + 2 * vtable(2);
+// A 64-bit field costs its 8 bytes and up to 4 of alignment inside its table.
+constexpr size_t kUint64Field = 8 + 4;
 
 size_t tags_bound(const Tags& tags) {
     if (tags.empty()) return 0;
@@ -44,15 +47,15 @@ size_t encoded_size_bound(const Update& u) {
         [](const auto& x) -> size_t {
             using T = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<T, AliveUpdate>) {
-                return kUnionEntry + table_bound(4 + 4 + 4 + 4 + 4 + 1) +
+                return kUnionEntry + table_bound(4 + 4 + 4 + 4 + 4 + 1 + kUint64Field) +
                        string_bound(x.name.size()) + string_bound(x.addr.value.size()) +
                        string_bound(x.http.size()) + tags_bound(x.tags);
             } else if constexpr (std::is_same_v<T, SuspectUpdate>) {
-                return kUnionEntry + table_bound(4 + 4 + 4) + string_bound(x.name.size()) +
-                       string_bound(x.from.size());
+                return kUnionEntry + table_bound(4 + 4 + 4 + kUint64Field) +
+                       string_bound(x.name.size()) + string_bound(x.from.size());
             } else {
-                return kUnionEntry + table_bound(4 + 4 + 4 + 1) + string_bound(x.name.size()) +
-                       string_bound(x.from.size());
+                return kUnionEntry + table_bound(4 + 4 + 4 + 1 + kUint64Field) +
+                       string_bound(x.name.size()) + string_bound(x.from.size());
             }
         },
         u);

@@ -166,7 +166,7 @@ void Node::probe_tick(Time now) {
     // learns of it from the first member that doubts it and can refute at once.
     if (config_.lifeguard && m->state == MemberState::suspect) {
         const Update s = SuspectUpdate{m->name, m->incarnation, name_};
-        send(m->addr, Ping{seq, m->name}, &s);
+        send(m->addr, Ping{seq, m->name}, {&s, 1});
     } else {
         send(m->addr, Ping{seq, m->name});
     }
@@ -222,7 +222,7 @@ void Node::suspicion_expired(const Name& name, Time now) {
         prober_.add_check(seq, Prober::LastCheck{m->name, m->incarnation})) {
         m->suspicion->mark_checked();
         const Update s = SuspectUpdate{m->name, m->incarnation, name_};
-        send(m->addr, Ping{seq, m->name}, &s);
+        send(m->addr, Ping{seq, m->name}, {&s, 1});
         for (const Member* relay : prober_.pick(config_.indirect_checks, m->name, rng_)) {
             send(relay->addr, PingReq{seq, m->name, m->addr});
         }
@@ -252,7 +252,7 @@ void Node::relay_timeout_fired(uint32_t seq) {
 // ---------------------------------------------------------------------------------------------
 // Packets
 
-void Node::send(const Address& to, Body body, const Update* first) {
+void Node::send(const Address& to, Body body, std::span<const Update> first) {
     Packet p;
     p.cluster = config_.cluster;
     p.sender = name_;
@@ -262,10 +262,10 @@ void Node::send(const Address& to, Body body, const Update* first) {
     p.body = std::move(body);
     size_t budget = config_.packet_bytes_max -
                     std::min<size_t>(config_.packet_bytes_max, encoded_size_bound(p));
-    if (first != nullptr) {
-        const size_t b = encoded_size_bound(*first);
+    for (const Update& u : first) {
+        const size_t b = encoded_size_bound(u);
         if (b <= budget) {
-            p.updates.push_back(*first);
+            p.updates.push_back(u);
             budget -= b;
         }
     }
@@ -301,17 +301,22 @@ void Node::on_body(const Packet& p, const Ping& ping, Time now) {
         ++stats_.packets_ignored;
         return;
     }
+    std::vector<Update> first;
     // If the prober doubts us at an incarnation we already outranked, our answer carries the
     // refutation itself rather than leaving it to the epidemic.
     const bool doubted = std::any_of(p.updates.begin(), p.updates.end(), [&](const Update& u) {
         return update_subject(u) == name_ && !std::holds_alternative<AliveUpdate>(u);
     });
-    if (doubted && !leaving_) {
-        const Update me = alive_of(self());
-        send(p.sender_addr, Ack{ping.seq}, &me);
-    } else {
-        send(p.sender_addr, Ack{ping.seq});
+    if (doubted && !leaving_) first.push_back(alive_of(self()));
+    // A member we hold dead or left is probing us, so it runs: our answer tells it what we
+    // believe, and it refutes. Gone members are neither probed nor gossiped to, so without
+    // this a live member that a forged or stale verdict reached everywhere (a `left` above all)
+    // might never hear of it, and stay gone in every view for good. It costs nothing while
+    // views agree: only a member we think gone gets it, once per probe it sends us.
+    if (const Member* m = members_.find(p.sender); m != nullptr && is_gone(m->state)) {
+        first.push_back(DeadUpdate{m->name, m->incarnation, name_, m->state == MemberState::left});
     }
+    send(p.sender_addr, Ack{ping.seq}, first);
 }
 
 void Node::on_body(const Packet& p, const PingReq& req, Time now) {
@@ -407,8 +412,22 @@ void Node::refute(Incarnation seen, Time now) {
     emit(me, me.state, before, now, true);
 }
 
+bool Node::too_far_ahead(const Name& name, Incarnation incarnation, Time now) {
+    uint64_t known = 0;  // a member we have never heard of: anything a restart could claim
+    if (const Member* m = members_.find(name)) {
+        known = m->incarnation.value;
+    } else if (auto tomb = members_.tombstone(name, now)) {
+        known = tomb->value;
+    }
+    const uint64_t limit =
+        known > UINT64_MAX - kIncarnationLeadMax ? UINT64_MAX : known + kIncarnationLeadMax;
+    if (incarnation.value <= limit) return false;
+    ++stats_.claims_refused;
+    return true;
+}
+
 void Node::about_self(Incarnation accused, Time now) {
-    if (leaving_) return;
+    if (leaving_ || too_far_ahead(name_, accused, now)) return;
     if (accused >= self().incarnation) {
         refute(accused, now);
     } else if (!broadcasts_.contains(name_)) {
@@ -420,6 +439,7 @@ void Node::about_self(Incarnation accused, Time now) {
 }
 
 void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
+    if (too_far_ahead(u.name, u.incarnation, now)) return;
     if (u.name == name_) {
         // An older life of ours left a higher incarnation behind: outrank it.
         if (!leaving_ && u.incarnation > self().incarnation) refute(u.incarnation, now);
@@ -465,6 +485,7 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
 }
 
 void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
+    if (too_far_ahead(u.name, u.incarnation, now)) return;
     if (u.name == name_) {
         about_self(u.incarnation, now);
         return;
@@ -514,6 +535,7 @@ void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {
 }
 
 void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
+    if (too_far_ahead(u.name, u.incarnation, now)) return;
     if (u.name == name_) {
         about_self(u.incarnation, now);
         return;

@@ -15,6 +15,7 @@
 #include <map>
 #include <optional>
 #include <queue>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,7 @@ struct NodeStats {
     uint64_t deaths = 0;  // declared by our own suspicion timers
     uint64_t updates_applied = 0;
     uint64_t updates_ignored = 0;
+    uint64_t claims_refused = 0;   // incarnations too far ahead to be genuine (member_table.hpp)
     uint64_t members_refused = 0;  // table full
     uint64_t packets_ignored = 0;  // from ourselves, or a ping meant for another member
     uint64_t push_pulls = 0;
@@ -201,7 +203,8 @@ class Node {
 
     // Dissemination.
     void gossip_tick(Time now);
-    void send(const Address& to, Body body, const Update* first = nullptr);
+    // `first` go into the packet before the broadcast queue's updates, if they fit.
+    void send(const Address& to, Body body, std::span<const Update> first = {});
 
     // Anti-entropy and lifecycle.
     void push_pull_tick(Time now);
@@ -222,6 +225,9 @@ class Node {
     void transition(Member& m, MemberState state, Incarnation incarnation,
                     std::optional<Update> gossip, Time now, bool origin);
     void refute(Incarnation seen, Time now);
+    // A claim about `name` at `incarnation` further ahead of what we know of it than
+    // kIncarnationLeadMax: counted, and the caller drops it.
+    bool too_far_ahead(const Name& name, Incarnation incarnation, Time now);
     // Someone suspects us or declared us dead at `accused`.
     void about_self(Incarnation accused, Time now);
     void heard_from(const Name& name, Time now);

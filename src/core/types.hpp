@@ -14,10 +14,15 @@ namespace chorus {
 
 // A member's incarnation number (SWIM §4.2). Only the member itself raises it, to refute a
 // suspicion or to announce a restart; everyone else compares it.
+//
+// 64 bits, so that it never wraps: with 32, one forged claim at 2^32-1 left its member nothing
+// higher to refute with, and its own restart (which starts from the wall clock's seconds)
+// could not outrank it either. What keeps a forged claim from pushing a member to the top of
+// the range is kIncarnationLeadMax (member_table.hpp); next() saturates all the same.
 struct Incarnation {
-    uint32_t value = 0;
+    uint64_t value = 0;
     auto operator<=>(const Incarnation&) const = default;
-    Incarnation next() const { return Incarnation{value + 1}; }
+    Incarnation next() const { return Incarnation{value == UINT64_MAX ? value : value + 1}; }
 };
 
 // Where a member listens for gossip. Opaque to the core ("host:port" in the daemon, a node

@@ -347,6 +347,10 @@ Response Api::metrics_text() const {
          ns.updates_applied},
         {"updates_ignored", "Membership updates that were stale or already known.",
          ns.updates_ignored},
+        {"claims_refused",
+         "Membership updates refused because their incarnation was too far ahead of anything "
+         "known of the member to be genuine.",
+         ns.claims_refused},
         {"members_refused", "Members refused because the member table was full.",
          ns.members_refused},
         {"push_pulls", "Push-pull state exchanges completed.", ns.push_pulls},

@@ -65,6 +65,11 @@ fb::Offset<fb::String> str(fb::FlatBufferBuilder& b, const Name& n) {
     return str(b, n.view());
 }
 
+// The 32-bit field of an incarnation, for readers that know no other: capped, never wrapped.
+uint32_t inc32(Incarnation i) {
+    return static_cast<uint32_t>(std::min<uint64_t>(i.value, UINT32_MAX));
+}
+
 fb::Offset<fb::Vector<fb::Offset<gen::Tag>>> tags(fb::FlatBufferBuilder& b, const Tags& t) {
     if (t.empty()) return 0;
     std::vector<fb::Offset<gen::Tag>> out;
@@ -81,16 +86,19 @@ std::pair<gen::Update, fb::Offset<void>> update(fb::FlatBufferBuilder& b, const 
             if constexpr (std::is_same_v<T, AliveUpdate>) {
                 return {gen::Update::Alive,
                         gen::CreateAlive(b, str(b, x.name), str(b, x.addr.value), str(b, x.http),
-                                         x.incarnation.value, tags(b, x.tags), x.protocol)
+                                         inc32(x.incarnation), tags(b, x.tags), x.protocol,
+                                         x.incarnation.value)
                             .Union()};
             } else if constexpr (std::is_same_v<T, SuspectUpdate>) {
                 return {gen::Update::Suspect,
-                        gen::CreateSuspect(b, str(b, x.name), x.incarnation.value, str(b, x.from))
+                        gen::CreateSuspect(b, str(b, x.name), inc32(x.incarnation), str(b, x.from),
+                                           x.incarnation.value)
                             .Union()};
             } else {
-                return {gen::Update::Dead, gen::CreateDead(b, str(b, x.name), x.incarnation.value,
-                                                           str(b, x.from), x.left)
-                                               .Union()};
+                return {gen::Update::Dead,
+                        gen::CreateDead(b, str(b, x.name), inc32(x.incarnation), str(b, x.from),
+                                        x.left, x.incarnation.value)
+                            .Union()};
             }
         },
         u);
@@ -149,8 +157,9 @@ std::vector<uint8_t> encode(const PushPull& p) {
     members.reserve(p.members.size());
     for (const auto& m : p.members) {
         members.push_back(gen::CreateMemberSnapshot(
-            b, str(b, m.name), str(b, m.addr.value), str(b, m.http), m.incarnation.value,
-            static_cast<gen::MemberState>(m.state), tags(b, m.tags), m.load_milli, m.protocol));
+            b, str(b, m.name), str(b, m.addr.value), str(b, m.http), inc32(m.incarnation),
+            static_cast<gen::MemberState>(m.state), tags(b, m.tags), m.load_milli, m.protocol,
+            m.incarnation.value));
     }
     const auto pp = gen::CreatePushPull(b, p.join, b.CreateVector(members));
     b.Finish(gen::CreateFrame(b, p.version, str(b, p.cluster), str(b, p.sender),
@@ -327,6 +336,11 @@ std::optional<DecodeFailure> check_header(uint8_t version, const fb::String* clu
     return std::nullopt;
 }
 
+// The 64-bit field when the sender set it, else the 32-bit one (a reader of either age agrees).
+Incarnation incarnation(uint32_t low, uint64_t full) {
+    return Incarnation{full != 0 ? full : low};
+}
+
 std::optional<Update> read_update(Reader& r, gen::Update type, const void* value) {
     switch (type) {
         case gen::Update::Alive: {
@@ -334,19 +348,21 @@ std::optional<Update> read_update(Reader& r, gen::Update type, const void* value
             AliveUpdate u{r.name(a->name(), "alive.name"),
                           r.addr(a->addr(), "alive.addr", true),
                           r.addr_text(a->http(), "alive.http", false),
-                          Incarnation{a->incarnation()},
+                          incarnation(a->incarnation(), a->incarnation64()),
                           r.tags(a->tags()),
                           a->protocol()};
             return u;
         }
         case gen::Update::Suspect: {
             const auto* s = static_cast<const gen::Suspect*>(value);
-            return SuspectUpdate{r.name(s->name(), "suspect.name"), Incarnation{s->incarnation()},
+            return SuspectUpdate{r.name(s->name(), "suspect.name"),
+                                 incarnation(s->incarnation(), s->incarnation64()),
                                  r.name(s->from(), "suspect.from")};
         }
         case gen::Update::Dead: {
             const auto* d = static_cast<const gen::Dead*>(value);
-            return DeadUpdate{r.name(d->name(), "dead.name"), Incarnation{d->incarnation()},
+            return DeadUpdate{r.name(d->name(), "dead.name"),
+                              incarnation(d->incarnation(), d->incarnation64()),
                               r.name(d->from(), "dead.from"), d->left()};
         }
         case gen::Update::NONE:
@@ -443,8 +459,9 @@ void read_push_pull(Reader& r, const gen::PushPull& pp, const Limits& l, PushPul
             r.name(m->name(), "member.name"),
             // A dead member's address may be unknown (a tombstone); a live one needs it.
             r.addr(m->addr(), "member.addr", !is_gone(s)),
-            r.addr_text(m->http(), "member.http", false), Incarnation{m->incarnation()}, s,
-            r.tags(m->tags()), m->load_milli(), m->protocol()});
+            r.addr_text(m->http(), "member.http", false),
+            incarnation(m->incarnation(), m->incarnation64()), s, r.tags(m->tags()),
+            m->load_milli(), m->protocol()});
         if (r.failed()) return;
     }
 }

@@ -35,7 +35,7 @@ struct Cluster {
     uint64_t order = 0;
 
     Node& add(const std::string& name, std::vector<std::string> seeds = {},
-              uint32_t incarnation = 0) {
+              uint64_t incarnation = 0) {
         auto node = std::make_unique<Node>(
             config, Identity{name, Address{name}, "", {}, Incarnation{incarnation}}, seed++, now);
         Node& n = *node;

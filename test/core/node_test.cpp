@@ -506,3 +506,118 @@ TEST_CASE(
     c.run_for(seconds(1));
     REQUIRE(c["a"].stats().load_reports == reports + 1);  // no change, no report
 }
+
+namespace {
+
+// A datagram from a stranger, carrying `updates`, handed to `to` as if it came off the wire.
+void forge(Cluster& c, const std::string& to, std::vector<Update> updates) {
+    Packet p;
+    p.cluster = c.config.cluster;
+    p.sender = "mallory";
+    p.sender_addr = Address{"mallory"};
+    p.updates = std::move(updates);
+    c[to].handle_packet(p, c.now);
+    c.drain(to);
+}
+
+// Five members whose incarnations start from the wall clock's seconds, as the daemon's do.
+Cluster five_daemons() {
+    Cluster c;
+    const uint64_t started = 1'790'000'000;
+    c.add("a", {}, started);
+    uint64_t i = 1;
+    for (const char* n : {"b", "c", "d", "e"})
+        c.add(n, {"a"}, started + i++);
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("incarnations never wrap: the next of the largest is itself") {
+    REQUIRE(Incarnation{41}.next() == Incarnation{42});
+    REQUIRE(Incarnation{uint64_t{UINT32_MAX}}.next() == Incarnation{uint64_t{1} << 32});
+    REQUIRE(Incarnation{UINT64_MAX}.next() == Incarnation{UINT64_MAX});
+}
+
+TEST_CASE("a forged Dead(2^32-1, left) about a live member is outranked: alive in every view") {
+    Cluster c = five_daemons();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    const Incarnation forged{UINT32_MAX};
+    forge(c, "b", {DeadUpdate{"c", forged, "mallory", true}});
+    REQUIRE(c.view("b", "c") == MemberState::left);
+    // c hears of it (gossip, or the verdict in an ack) and refutes above 2^32-1: with 32-bit
+    // incarnations that number wrapped to 0 and c stayed left for good.
+    REQUIRE(
+        c.run_until_true([&] { return everyone_sees_everyone(c); }, c.config.probe_interval * 5));
+    REQUIRE(c["c"].self().incarnation > forged);
+    for (auto& [name, n] : c.nodes)
+        REQUIRE(n->members().find("c")->incarnation == c["c"].self().incarnation);
+}
+
+TEST_CASE("a claim far ahead of anything known of a member is refused and counted") {
+    Cluster c = five_daemons();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    const auto far = [&](const char* member) {
+        return Incarnation{c["b"].members().find(member)->incarnation.value + kIncarnationLeadMax +
+                           1};
+    };
+    const uint64_t refused = c["b"].stats().claims_refused;
+    forge(c, "b",
+          {DeadUpdate{"c", far("c"), "mallory", true}, SuspectUpdate{"d", far("d"), "mallory"},
+           AliveUpdate{"e", Address{"e"}, "", Incarnation{UINT64_MAX}, {}, 1},
+           DeadUpdate{"b", Incarnation{UINT64_MAX}, "mallory", false}});
+    REQUIRE(c["b"].stats().claims_refused == refused + 4);
+    REQUIRE(c.view("b", "c") == MemberState::alive);
+    REQUIRE(c.view("b", "d") == MemberState::alive);
+    REQUIRE(c["b"].members().find("e")->incarnation < Incarnation{UINT64_MAX});
+    // b did not refute a claim about itself that no genuine member could make.
+    REQUIRE(c["b"].self().incarnation.value < 1ull << 32);
+    // A member never heard of may start anywhere a restart could take it, and no further.
+    forge(c, "b",
+          {AliveUpdate{"z", Address{"z"}, "", Incarnation{kIncarnationLeadMax}, {}, 1},
+           AliveUpdate{"y", Address{"y"}, "", Incarnation{kIncarnationLeadMax + 1}, {}, 1}});
+    REQUIRE(c.view("b", "z") == MemberState::alive);
+    REQUIRE_FALSE(c.view("b", "y").has_value());
+}
+
+TEST_CASE("a member every view holds left by a forged verdict learns of it and refutes") {
+    Cluster c = five_daemons();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    // The verdict at c's own incarnation reaches everyone while c is cut off. Left members are
+    // neither probed nor gossiped to, so once the gossip has run its course only what c itself
+    // sends can bring it the news.
+    const Incarnation now = c["c"].self().incarnation;
+    c.drop = [](const std::string& from, const std::string& to) {
+        return from == "c" || to == "c";
+    };
+    for (const char* n : {"a", "b", "d", "e"})
+        forge(c, n, {DeadUpdate{"c", now, "mallory", true}});
+    REQUIRE(c.run_until_true([&] { return c.all_see("c", MemberState::left); }, seconds(1)));
+    c.run_for(seconds(2));  // the gossip of the verdict has run its course meanwhile
+    REQUIRE(c.all_see("c", MemberState::left));
+    c.drop = [](const std::string&, const std::string&) { return false; };
+    REQUIRE(
+        c.run_until_true([&] { return everyone_sees_everyone(c); }, c.config.probe_interval * 4));
+    REQUIRE(c["c"].self().incarnation > now);
+}
+
+TEST_CASE("a probe from a member held gone is answered with the verdict, so it can refute") {
+    Solo s(Config::local());
+    s.node.handle_packet(
+        s.from("c", std::monostate{}, {DeadUpdate{"b", Incarnation{0}, "b", true}}), s.now);
+    REQUIRE(s.state("b") == MemberState::left);
+    s.sent();
+    s.node.handle_packet(s.from("b", Ping{5, "a"}), s.now);
+    auto out = s.sent();
+    REQUIRE(out.size() == 1);
+    REQUIRE(std::holds_alternative<Ack>(out[0].packet.body));
+    REQUIRE(carries(out[0].packet, "b", 0));
+    const auto& verdict = std::get<DeadUpdate>(out[0].packet.updates[0]);
+    REQUIRE(verdict.left);
+    REQUIRE(verdict.from == "a");
+    // A member held alive gets a plain ack.
+    s.node.handle_packet(s.from("c", Ping{6, "a"}), s.now);
+    out = s.sent();
+    REQUIRE(out.size() == 1);
+    REQUIRE_FALSE(carries(out[0].packet, "c"));
+}
