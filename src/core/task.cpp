@@ -95,6 +95,13 @@ Result<const Task*> TaskBoard::submit(TaskSpec spec, Name owner, Time now) {
         return Error{"full", fmt::format("{} tasks running and {} queued, the most this node takes",
                                          slots_.size(), queue_.size())};
     }
+    return admit(std::move(spec), std::move(owner), now);
+}
+
+Result<const Task*> TaskBoard::admit(TaskSpec spec, Name owner, Time now) {
+    if (tasks_.contains(spec.id)) {
+        return Error{"task_exists", fmt::format("a task with id {} exists already", spec.id)};
+    }
     ++stats_.accepted;
     std::string id = spec.id;
     Task t;

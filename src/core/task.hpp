@@ -160,6 +160,9 @@ class TaskBoard {
     // Queues a task to run here. Errors: `full` (every slot and queue place taken),
     // `task_exists` (the id is taken). Nothing changes on error.
     Result<const Task*> submit(TaskSpec spec, Name owner, Time now);
+    // Queues a task whose place the driver reserved when it accepted it (it then waited to be
+    // stored): submit() without the capacity check, which was made then. Error: `task_exists`.
+    Result<const Task*> admit(TaskSpec spec, Name owner, Time now);
     // Moves queued tasks into free slots, oldest first; the driver starts their handlers.
     std::vector<std::string> start_ready(Time now);
     // A handler ended. Ignored (false) unless the task is running; frees its slot either way

@@ -352,8 +352,10 @@ void TaskService::committed(uint64_t upto, const Status& st) {
         return;
     }
     for (Pending& p : settled) {
-        auto t = board_.submit(p.task.spec, p.task.owner, p.task.created);
-        CHORUS_ASSERT(t.ok());  // its place was held while it was pending
+        // Its place was held while it was pending: a take-over takes only the room left beside
+        // the pending tasks, and admit() does not check the limits again.
+        auto t = board_.admit(p.task.spec, p.task.owner, p.task.created);
+        CHORUS_ASSERT(t.ok());  // pending ids are unique, and none is on the board yet
     }
     start_ready();
     report_load();
@@ -522,19 +524,94 @@ void TaskService::promote(const Name& gone) {
     take_over(ids);
 }
 
+bool TaskService::has_room() const {
+    const TaskLimits& l = options_.limits;
+    return board_.running() + board_.queued() + pending_.size() < size_t{l.capacity} + l.queue_max;
+}
+
 void TaskService::take_over(const std::vector<std::string>& ids) {
+    std::vector<std::string> taken;
     for (const std::string& id : ids) {
-        auto node = replicas_.extract(id);
+        auto r = replicas_.find(id);
+        if (r == replicas_.end() || is_finished(r->second.state)) continue;
+        if (!has_room()) {
+            // Beyond this node's capacity: the copy stays here until room frees up or another
+            // candidate of its key takes the task (place_orphans). Never dropped, never run
+            // past the limits.
+            orphans_.insert(id);
+            continue;
+        }
+        orphans_.erase(id);
+        auto node = replicas_.extract(r);
         Task t = std::move(node.mapped());
         t.owner = agent_.node().self().name;
         ++stats_.promoted;
         board_.restore(std::move(t), agent_.now());
         record(id);
+        taken.push_back(id);
     }
     start_ready();
     report_load();
-    for (const std::string& id : ids)
+    for (const std::string& id : taken)
         replicate(id, [] {});  // a new copy elsewhere
+    place_orphans();
+}
+
+void TaskService::place_orphans() {
+    // Each orphan goes to this node if it now has room, else to another alive candidate of its
+    // key that takes it (one request at a time per orphan); the copy here is dropped once one
+    // did. What nobody takes waits for the next try: a task finishing here, or the copy check.
+    std::vector<std::string> local;
+    const Name& self = agent_.node().self().name;
+    for (const std::string& id : orphans_) {
+        if (offering_.contains(id)) continue;
+        auto r = replicas_.find(id);
+        if (r == replicas_.end() || is_finished(r->second.state)) {
+            local.push_back(id);  // settled meanwhile: take_over skips it and forgets it
+            continue;
+        }
+        if (has_room() && !handing_off_) {
+            local.push_back(id);
+            continue;
+        }
+        const Name dead = r->second.owner;
+        std::vector<Name> others;
+        for (const Name& n :
+             ring().preference_at(xxh3(r->second.spec.key), options_.candidates + 1)) {
+            const Member* m = agent_.node().members().find(n);
+            if (n != self && n != dead && m != nullptr && m->state == MemberState::alive)
+                others.push_back(n);
+        }
+        if (others.empty()) continue;
+        offering_.insert(id);
+        offer_orphan(id, std::move(others), 0);
+    }
+    for (const std::string& id : local)
+        orphans_.erase(id);
+    if (!local.empty()) take_over(local);
+}
+
+void TaskService::offer_orphan(const std::string& id, std::vector<Name> to, size_t next) {
+    auto r = replicas_.find(id);
+    if (next >= to.size() || r == replicas_.end() || !orphans_.contains(id)) {
+        offering_.erase(id);
+        return;
+    }
+    const Name peer = to[next];
+    request(peer, TaskSubmit{0, r->second.spec}, options_.forward_timeout,
+            [this, id, to = std::move(to), next](Result<TaskReply> reply) mutable {
+                if (reply && (reply->status == 202 || reply->status == 200)) {
+                    offering_.erase(id);
+                    orphans_.erase(id);
+                    ++stats_.orphans_placed;
+                    if (replicas_.erase(id) > 0 && journal_) {
+                        journal_->remove(id);
+                        schedule_commit();
+                    }
+                    return;
+                }
+                offer_orphan(id, std::move(to), next + 1);
+            });
 }
 
 size_t TaskService::unfinished_replicas() const {
@@ -544,6 +621,7 @@ size_t TaskService::unfinished_replicas() const {
 }
 
 void TaskService::check_copies() {
+    if (!orphans_.empty()) place_orphans();
     // Each unfinished copy that was unfinished at the last check too is asked about, at most
     // kCopyChecksMax per round (the rest wait for the next), and only while its owner is
     // alive: a dead owner's copies are taken over by member_changed, a suspect one may be
@@ -629,6 +707,7 @@ void TaskService::recover() {
 
 void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> done) {
     handing_off_ = true;
+    place_orphans();  // a dead owner's tasks that waited here for room go to other candidates
     struct Count {
         size_t left = 0, handed = 0, kept = 0;
         std::function<void(size_t, size_t)> done;
@@ -707,6 +786,7 @@ void TaskService::finished(const std::string& id, TaskOutcome outcome) {
     wake(id);
     start_ready();
     report_load();
+    if (!orphans_.empty()) place_orphans();  // a slot is free: an orphan may have room now
 }
 
 void TaskService::report_load() {

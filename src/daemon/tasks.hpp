@@ -86,16 +86,17 @@ struct TaskServiceStats {
     uint64_t retries = 0;      // candidates passed over after a refusal, timeout or broken link
     uint64_t unavailable = 0;  // 503s: no owner alive, or every candidate refused
     uint64_t forward_timeouts = 0;
-    uint64_t queries = 0;       // status lookups sent to other nodes
-    uint64_t recovered = 0;     // tasks read back from the journal at start
-    uint64_t requeued = 0;      // of those, the ones that had not finished and run again
-    uint64_t unjournaled = 0;   // tasks refused because the journal could not store them
-    uint64_t replicated = 0;    // copies another node stored for us
-    uint64_t unreplicated = 0;  // tasks acknowledged with no copy elsewhere (no member took one)
-    uint64_t promoted = 0;      // copies this node took over and ran when their owner died
-    uint64_t recopied = 0;      // tasks copied again because the holder of their copy went
-    uint64_t dropped = 0;       // copies forgotten here because their owner refused the task
-    uint64_t caught_up = 0;     // copies that missed their task's outcome and were told on asking
+    uint64_t queries = 0;         // status lookups sent to other nodes
+    uint64_t recovered = 0;       // tasks read back from the journal at start
+    uint64_t requeued = 0;        // of those, the ones that had not finished and run again
+    uint64_t unjournaled = 0;     // tasks refused because the journal could not store them
+    uint64_t replicated = 0;      // copies another node stored for us
+    uint64_t unreplicated = 0;    // tasks acknowledged with no copy elsewhere (no member took one)
+    uint64_t promoted = 0;        // copies this node took over and ran when their owner died
+    uint64_t recopied = 0;        // tasks copied again because the holder of their copy went
+    uint64_t dropped = 0;         // copies forgotten here because their owner refused the task
+    uint64_t caught_up = 0;       // copies that missed their task's outcome and were told on asking
+    uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
 };
 
 class TaskService : public FrameChannel {
@@ -133,6 +134,7 @@ class TaskService : public FrameChannel {
     void membership_changed() { ring_.reset(); }
     size_t replicas() const { return replicas_.size(); }
     size_t unfinished_replicas() const;  // copies of tasks not finished, as far as we know
+    size_t orphans() const { return orphans_.size(); }
     const Task* replica(std::string_view id) const {
         auto it = replicas_.find(id);
         return it == replicas_.end() ? nullptr : &it->second;
@@ -197,7 +199,13 @@ class TaskService : public FrameChannel {
     void recopy(const Name& gone);
     void drop_replica(const Task& t);
     void promote(const Name& gone);
-    void take_over(const std::vector<std::string>& ids);  // copies this node runs as its own
+    // Copies this node runs as its own, as far as its capacity allows; the rest become orphans.
+    void take_over(const std::vector<std::string>& ids);
+    // Orphans: copies of a dead owner's tasks that did not fit here. Each goes to this node once
+    // it has room, or to another candidate of its key that takes it.
+    void place_orphans();
+    void offer_orphan(const std::string& id, std::vector<Name> to, size_t next);
+    bool has_room() const;  // running + queued + pending below capacity + queue_max
     void check_copies();
     void start_ready();
     void finished(const std::string& id, TaskOutcome outcome);
@@ -265,6 +273,8 @@ class TaskService : public FrameChannel {
     // Copies that were unfinished at the last check_copies(): asked about at the next one, so
     // only copies at least one interval old are, and a task that ends meanwhile costs nothing.
     std::set<std::string, std::less<>> unfinished_copies_;
+    std::set<std::string, std::less<>> orphans_;   // ids in replicas_, waiting for an owner
+    std::set<std::string, std::less<>> offering_;  // orphans offered to another candidate now
     net::Handle<uv_timer_t> copy_check_timer_;
 
     struct Peer {

@@ -268,6 +268,13 @@ void Api::task_metrics(Exposition& out) const {
     out.counter("chorus_task_copies_caught_up_total",
                 "Copies that missed their task's outcome and learned it by asking the owner.",
                 s.caught_up);
+    out.counter("chorus_task_orphans_placed_total",
+                "Tasks of a dead owner that this node had no room to take over, placed on "
+                "another candidate instead.",
+                s.orphans_placed);
+    out.gauge("chorus_task_orphans",
+              "Copies of a dead owner's tasks waiting here for room or for another candidate.",
+              static_cast<double>(t.orphans()));
     out.gauge("chorus_task_copies_held", "Copies of other nodes' tasks held here.",
               static_cast<double>(t.replicas()));
     out.gauge("chorus_task_copies_unfinished",

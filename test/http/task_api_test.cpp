@@ -747,3 +747,73 @@ TEST_CASE("a cancelled task's copy hears of it, and is not run when the owner di
     }
     REQUIRE(c.call(other, "GET", "/v1/tasks/" + id).body["state"] == "cancelled");
 }
+
+TEST_CASE("a dead owner's copies beyond the holder's capacity wait for room or go elsewhere") {
+    daemon::TaskOptions o;
+    o.limits.capacity = 1;
+    o.limits.queue_max = 1;
+    o.copy_check = milliseconds(300);  // orphans are offered around at each check too
+    Cluster c(3, o);
+    // Keys whose preference list is a, c, b: the copies of b's tasks are on a (the member after
+    // b in the list, wrapping around).
+    std::vector<std::string> keys;
+    for (int k = 0; k < 5000 && keys.size() < 6; ++k) {
+        const std::string key = "k" + std::to_string(k);
+        const auto l = c.call(0, "GET", "/v1/ring/lookup?key=" + key);
+        std::vector<std::string> names;
+        for (const auto& cand : l.body["candidates"])
+            names.push_back(cand["name"]);
+        if (names == std::vector<std::string>{"a", "c", "b"}) keys.push_back(key);
+    }
+    REQUIRE(keys.size() == 6);
+    // Either a's own tasks end first and a takes b's over, or c's are cancelled first and c
+    // takes them.
+    const bool c_has_room = GENERATE(false, true);
+    INFO("c frees room first: " << c_has_room);
+    // Six tasks fill all three members (two places each), in ring order as the loads tie.
+    const std::map<std::string, int> sleep_ms = {
+        {"a", c_has_room ? 20'000 : 3000}, {"b", 1500}, {"c", 20'000}};
+    std::vector<std::string> of_b, others;
+    for (size_t i = 0; i < 6; ++i) {
+        const std::string owner = std::string(1, "acb"[i % 3]);
+        const auto r = c.submit(
+            0, {{"key", keys[i]}, {"type", "sleep"}, {"payload", {{"ms", sleep_ms.at(owner)}}}});
+        REQUIRE(r.status == 202);
+        REQUIRE(r.body["owner"] == owner);
+        (owner == "b" ? of_b : others).push_back(r.body["id"]);
+    }
+    for (const auto& id : of_b)
+        REQUIRE(c.members[0]->tasks->replica(id) != nullptr);
+    c.members[1].reset();  // b is gone without a word, its tasks unfinished
+    // a has no room for them, and neither has c: both wait on a as orphans.
+    REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->orphans() == 2; }, 20'000));
+    if (c_has_room) {
+        for (const auto& id : others) {
+            if (c.call(0, "GET", "/v1/tasks/" + id).body["owner"] == "c")
+                REQUIRE(c.call(0, "DELETE", "/v1/tasks/" + id).status == 200);
+        }
+    }
+
+    // a never runs past its limits, and every one of b's tasks runs to the end somewhere.
+    const auto& board = c.members[0]->tasks->board();
+    size_t most = 0;
+    REQUIRE(c.loop.run_until(
+        [&] {
+            most = std::max(most, board.running() + board.queued());
+            for (const auto& id : of_b) {
+                const auto r = c.call(0, "GET", "/v1/tasks/" + id);
+                if (r.status != 200 || r.body["state"] != "succeeded") return false;
+            }
+            return true;
+        },
+        30'000));
+    REQUIRE(most <= 2);
+    const auto& stats = c.members[0]->tasks->stats();
+    REQUIRE(c.members[0]->tasks->orphans() == 0);
+    for (const auto& id : of_b) {
+        const auto r = c.call(0, "GET", "/v1/tasks/" + id);
+        // Placed on c when it had room; else taken over by a once a's own tasks freed room.
+        REQUIRE(r.body["owner"] == (c_has_room ? "c" : "a"));
+    }
+    REQUIRE(stats.orphans_placed == (c_has_room ? 2u : 0u));
+}
