@@ -1,6 +1,8 @@
 # Compiler flags shared by every Chorus target, as an interface library so that third-party
 # code (generated flatbuffers headers, Catch2) is not held to our warning level.
-option(CHORUS_SANITIZE "Build with AddressSanitizer and UndefinedBehaviorSanitizer" OFF)
+# OFF; ON (or address): AddressSanitizer and UndefinedBehaviorSanitizer; thread:
+# ThreadSanitizer, for the code where the journal's writer thread meets the loop.
+set(CHORUS_SANITIZE OFF CACHE STRING "Sanitizers: OFF, ON (address and undefined) or thread")
 # Warnings are errors in the project's own scripts and CI (scripts/test turns this on), never in
 # a user's or packager's plain build: another compiler's new warning must not stop it.
 option(CHORUS_WERROR "Treat compiler warnings in Chorus's own code as errors" OFF)
@@ -11,7 +13,10 @@ if(CHORUS_WERROR)
   target_compile_options(chorus_warnings INTERFACE -Werror)
 endif()
 
-if(CHORUS_SANITIZE)
+if(CHORUS_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=thread)
+elseif(CHORUS_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=address,undefined)
 endif()

@@ -1,6 +1,9 @@
 #include "daemon/journal.hpp"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
@@ -65,13 +68,22 @@ Status Journal::exec(const char* sql) {
 
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
     // Parents too, as an operator expects of a --data-dir under /var/lib that is not there yet.
+    // The journal holds every task's payload and result: the folder we create is the agent
+    // user's alone (0700), and so is the file (0600; SQLite gives its WAL the file's mode).
+    namespace fs = std::filesystem;
     std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
+    const bool existed = fs::exists(dir, ec);
+    fs::create_directories(dir, ec);
+    if (!ec && !existed) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
     if (ec) {
         return Error{"journal_unavailable",
                      fmt::format("cannot create the data dir {}: {}", dir, ec.message())};
     }
     const std::string path = dir + "/tasks.db";
+    if (const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600); fd >= 0) {
+        ::fchmod(fd, 0600);  // an older file made with the umask's mode is narrowed too
+        ::close(fd);
+    }  // else SQLite's open below reports why
     sqlite3* db = nullptr;
     const int rc = sqlite3_open_v2(
         path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
@@ -191,6 +203,57 @@ Status Journal::read_rows() {
     return rc == SQLITE_DONE ? Status{Ok{}} : Status{error("reading")};
 }
 
+Journal::Record Journal::record_of(const Task& t) {
+    Record r;
+    r.id = t.spec.id;
+    r.key = t.spec.key;
+    r.type = t.spec.type;
+    r.payload = t.spec.payload;
+    r.timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.spec.timeout).count();
+    r.state = static_cast<int64_t>(t.state);
+    r.owner = t.owner.str();
+    r.result = t.result;
+    r.error = t.error;
+    if (t.exit_code) r.exit_code = *t.exit_code;
+    r.created_ms = epoch_ms(t.created);
+    r.started_ms = epoch_ms(t.started);
+    r.finished_ms = epoch_ms(t.finished);
+    r.attempts = t.attempts;
+    return r;
+}
+
+Result<Task> Journal::task_of(Record r) const {
+    // The file is ours, but it is read back after crashes and by newer builds: check what
+    // would otherwise become an out-of-range enum or duration.
+    constexpr int64_t kMsMax = int64_t{1} << 52;
+    if (r.state < 0 || r.state > static_cast<int64_t>(TaskState::lost)) {
+        return Error{"journal_unavailable",
+                     fmt::format("{}: task {} has an unknown state {}", path_, r.id, r.state)};
+    }
+    for (const int64_t ms : {r.timeout_ms, r.created_ms, r.started_ms, r.finished_ms}) {
+        if (ms < 0 || ms > kMsMax) {
+            return Error{"journal_unavailable",
+                         fmt::format("{}: task {} has a time out of range ({})", path_, r.id, ms)};
+        }
+    }
+    Task t;
+    t.spec.id = std::move(r.id);
+    t.spec.key = std::move(r.key);
+    t.spec.type = std::move(r.type);
+    t.spec.payload = std::move(r.payload);
+    t.spec.timeout = milliseconds(r.timeout_ms);
+    t.state = static_cast<TaskState>(r.state);
+    t.owner = Name(r.owner);
+    t.result = std::move(r.result);
+    t.error = std::move(r.error);
+    if (r.exit_code) t.exit_code = static_cast<int>(*r.exit_code);
+    t.created = from_ms(r.created_ms).value_or(Time{});
+    t.started = from_ms(r.started_ms);
+    t.finished = from_ms(r.finished_ms);
+    t.attempts = static_cast<uint32_t>(std::clamp<int64_t>(r.attempts, 0, UINT32_MAX));
+    return t;
+}
+
 Result<std::vector<Task>> Journal::load() {
     Statement q(db_, "SELECT " CHORUS_JOURNAL_COLUMNS " FROM records ORDER BY row");
     if (!q.ok()) return error("reading");
@@ -198,28 +261,26 @@ Result<std::vector<Task>> Journal::load() {
     std::unordered_map<std::string, size_t> at;  // a task's latest row wins
     int rc;
     while ((rc = sqlite3_step(q.get())) == SQLITE_ROW) {
-        Task t;
-        t.spec.id = q.column_text(0);
-        t.spec.key = q.column_text(1);
-        t.spec.type = q.column_text(2);
-        t.spec.payload = q.column_text(3);
-        t.spec.timeout = milliseconds(sqlite3_column_int64(q.get(), 4));
-        const int64_t state = sqlite3_column_int64(q.get(), 5);
-        if (state < 0 || state > static_cast<int64_t>(TaskState::lost)) {
-            return Error{"journal_unavailable", fmt::format("{}: task {} has an unknown state {}",
-                                                            path_, t.spec.id, state)};
-        }
-        t.state = static_cast<TaskState>(state);
-        t.owner = Name(q.column_text(6));
-        t.result = q.column_text(7);
-        t.error = q.column_text(8);
+        Record row;
+        row.id = q.column_text(0);
+        row.key = q.column_text(1);
+        row.type = q.column_text(2);
+        row.payload = q.column_text(3);
+        row.timeout_ms = sqlite3_column_int64(q.get(), 4);
+        row.state = sqlite3_column_int64(q.get(), 5);
+        row.owner = q.column_text(6);
+        row.result = q.column_text(7);
+        row.error = q.column_text(8);
         if (sqlite3_column_type(q.get(), 9) != SQLITE_NULL) {
-            t.exit_code = static_cast<int>(sqlite3_column_int64(q.get(), 9));
+            row.exit_code = sqlite3_column_int64(q.get(), 9);
         }
-        t.created = from_ms(sqlite3_column_int64(q.get(), 10)).value_or(Time{});
-        t.started = from_ms(sqlite3_column_int64(q.get(), 11));
-        t.finished = from_ms(sqlite3_column_int64(q.get(), 12));
-        t.attempts = static_cast<uint32_t>(sqlite3_column_int64(q.get(), 13));
+        row.created_ms = sqlite3_column_int64(q.get(), 10);
+        row.started_ms = sqlite3_column_int64(q.get(), 11);
+        row.finished_ms = sqlite3_column_int64(q.get(), 12);
+        row.attempts = sqlite3_column_int64(q.get(), 13);
+        auto task = task_of(std::move(row));
+        if (!task) return task.error();
+        Task t = std::move(*task);
         if (auto [it, added] = at.try_emplace(t.spec.id, out.size()); !added) {
             out[it->second] = std::move(t);
         } else {
@@ -235,8 +296,9 @@ Result<std::vector<Task>> Journal::load() {
 }
 
 uint64_t Journal::put(const Task& t) {
+    Record r = record_of(t);  // outside the lock: the writer may be taking the batch
     std::lock_guard lock(mu_);
-    staged_.insert_or_assign(t.spec.id, t);
+    staged_.insert_or_assign(r.id, std::move(r));
     return ++changes_;
 }
 
@@ -244,6 +306,11 @@ uint64_t Journal::remove(std::string_view id) {
     std::lock_guard lock(mu_);
     staged_.insert_or_assign(std::string(id), std::nullopt);
     return ++changes_;
+}
+
+void Journal::probe() {
+    std::lock_guard lock(mu_);
+    probe_ = true;
 }
 
 void Journal::unstage(std::string_view id) {
@@ -271,25 +338,26 @@ Status Journal::commit(uint64_t* upto) {
 Journal::Batch Journal::take_staged(uint64_t* upto) {
     // Only the swap holds the lock: the loop stages on while the batch is built.
     decltype(staged_) staged;
+    Batch batch;
     {
         std::lock_guard lock(mu_);
         if (upto != nullptr) *upto = changes_;
         staged.swap(staged_);
+        batch.probe = std::exchange(probe_, false);
     }
-    Batch batch;
-    batch.reserve(staged.size());
+    batch.changes.reserve(staged.size());
     for (auto& [id, record] : staged) {
         Change c{id, std::move(record)};
         if (c.record) c.row = next_row_++;
         if (auto r = rows_.find(id); r != rows_.end()) c.replaces = r->second;
-        batch.push_back(std::move(c));
+        batch.changes.push_back(std::move(c));
     }
     return batch;
 }
 
 void Journal::written(const Status& outcome, Batch batch) {
     if (outcome) {
-        for (const Change& c : batch) {  // rows_ is the writing thread's alone: no lock
+        for (const Change& c : batch.changes) {  // rows_ is the writing thread's alone: no lock
             if (c.record) {
                 rows_[c.id] = c.row;
             } else {
@@ -298,14 +366,14 @@ void Journal::written(const Status& outcome, Batch batch) {
         }
         std::lock_guard lock(mu_);
         if (!batch.empty()) ++stats_.commits;
-        stats_.records += batch.size();
+        stats_.records += batch.changes.size();
         return;
     }
     std::lock_guard lock(mu_);
     ++stats_.failures;
     // What was staged since is newer than the failed batch's record of the same task; row
     // numbers are given again at the next take, against the rows the file still has.
-    for (Change& c : batch)
+    for (Change& c : batch.changes)
         staged_.try_emplace(std::move(c.id), std::move(c.record));
 }
 
@@ -322,26 +390,37 @@ Status Journal::write(const Batch& batch) {
         return rc == SQLITE_DONE;
     };
     if (!step(begin_)) return fail("starting a transaction on");
-    for (const Change& c : batch) {
+    if (batch.probe) {
+        // Row 0 is never a task's (rows start at 1); added and removed, it leaves nothing.
+        const std::string pad(4096, 'p');
+        const std::string sql =
+            fmt::format("INSERT INTO records (row, " CHORUS_JOURNAL_COLUMNS
+                        ") VALUES (0, '', '', '', '{}', 0, 0, '', '', '', NULL, 0, 0, 0, 0);"
+                        "DELETE FROM records WHERE row = 0;",
+                        pad);
+        if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+            return fail("probing");
+        }
+    }
+    for (const Change& c : batch.changes) {
         if (c.replaces != 0) {
             sqlite3_bind_int64(delete_, 1, c.replaces);
             if (!step(delete_)) return fail("writing to");
         }
         if (!c.record) continue;
-        const Task& t = *c.record;
+        const Record& t = *c.record;
         sqlite3_stmt* s = insert_;
         const auto text = [s](int i, std::string_view v) {
             sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
         };
         sqlite3_bind_int64(s, 1, c.row);
         text(2, c.id);
-        text(3, t.spec.key);
-        text(4, t.spec.type);
-        text(5, t.spec.payload);
-        sqlite3_bind_int64(
-            s, 6, std::chrono::duration_cast<std::chrono::milliseconds>(t.spec.timeout).count());
-        sqlite3_bind_int64(s, 7, static_cast<int64_t>(t.state));
-        text(8, t.owner.view());
+        text(3, t.key);
+        text(4, t.type);
+        text(5, t.payload);
+        sqlite3_bind_int64(s, 6, t.timeout_ms);
+        sqlite3_bind_int64(s, 7, t.state);
+        text(8, t.owner);
         text(9, t.result);
         text(10, t.error);
         if (t.exit_code) {
@@ -349,9 +428,9 @@ Status Journal::write(const Batch& batch) {
         } else {
             sqlite3_bind_null(s, 11);
         }
-        sqlite3_bind_int64(s, 12, epoch_ms(t.created));
-        sqlite3_bind_int64(s, 13, epoch_ms(t.started));
-        sqlite3_bind_int64(s, 14, epoch_ms(t.finished));
+        sqlite3_bind_int64(s, 12, t.created_ms);
+        sqlite3_bind_int64(s, 13, t.started_ms);
+        sqlite3_bind_int64(s, 14, t.finished_ms);
         sqlite3_bind_int64(s, 15, t.attempts);
         const bool ok = step(s);
         sqlite3_clear_bindings(s);  // the texts it points at are the batch's

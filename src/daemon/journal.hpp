@@ -61,11 +61,15 @@ class Journal {
     // Stages a task's record (its state now) or its removal, and returns the change's number:
     // a commit reports the number of the last change it holds. Staging the same id again
     // replaces what was staged: only the latest record of a task is written. Staging is safe
-    // from any thread.
+    // from any thread; the record is copied as plain data (see Record).
     uint64_t put(const Task& t);
     uint64_t remove(std::string_view id);
     // Drops what was staged for `id` (a task that is being refused after all).
     void unstage(std::string_view id);
+    // Makes the next commit write even if nothing is staged: a row of a few KiB, added and
+    // removed in one transaction, so a journal that failed learns whether it can write again
+    // without waiting for a task to try with.
+    void probe();
     size_t staged() const;
 
     // Writes everything staged in one transaction and syncs it. On error nothing of it is
@@ -88,6 +92,21 @@ class Journal {
     };
     Stats stats() const;
 
+    // A task as the journal keeps it: plain data only. A Task holds Names, whose interning
+    // pool is the loop thread's alone (core/name.hpp), and what is staged is written, kept or
+    // destroyed on the writer's thread; so a Task is turned into a Record when it is staged,
+    // and back into a Task only when load() runs, on the loop.
+    struct Record {
+        std::string id, key, type, payload, owner, result, error;
+        int64_t timeout_ms = 0;
+        int64_t state = 0;
+        std::optional<int64_t> exit_code;
+        int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
+        int64_t attempts = 0;
+    };
+    static Record record_of(const Task& t);
+    Result<Task> task_of(Record r) const;
+
   private:
     Journal(sqlite3* db, std::string path) : db_(db), path_(std::move(path)) {}
     // commit() in three steps: take what is staged (only the swap under the lock), write it,
@@ -95,11 +114,15 @@ class Journal {
     // staged since.
     struct Change {
         std::string id;
-        std::optional<Task> record;  // nullopt: remove
-        int64_t row = 0;             // the row it appends (a record)
-        int64_t replaces = 0;        // the task's row it deletes (0: none)
+        std::optional<Record> record;  // nullopt: remove
+        int64_t row = 0;               // the row it appends (a record)
+        int64_t replaces = 0;          // the task's row it deletes (0: none)
     };
-    using Batch = std::vector<Change>;
+    struct Batch {
+        std::vector<Change> changes;
+        bool probe = false;
+        bool empty() const { return changes.empty() && !probe; }
+    };
     Batch take_staged(uint64_t* upto);
     Status write(const Batch& batch);
     void written(const Status& outcome, Batch batch);
@@ -111,12 +134,13 @@ class Journal {
     sqlite3* db_;
     std::string path_;
     mutable std::mutex mu_;  // staged_, changes_ and stats_: the loop stages, the writer takes
-    TaskIdMap<std::optional<Task>> staged_;  // nullopt: remove
+    TaskIdMap<std::optional<Record>> staged_;  // nullopt: remove
     uint64_t changes_ = 0;
     // The row each task has in the file, as of the last successful commit, and the next
     // row number: used only by the one thread that writes, one write at a time.
     std::unordered_map<std::string, int64_t> rows_;
     int64_t next_row_ = 1;
+    bool probe_ = false;  // under mu_
     // Prepared once: a commit runs four statements and parses none.
     sqlite3_stmt* begin_ = nullptr;
     sqlite3_stmt* commit_ = nullptr;

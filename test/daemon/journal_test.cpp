@@ -271,3 +271,42 @@ TEST_CASE(
     REQUIRE(outcomes.back().second);
     REQUIRE(j->load().value().size() == 3);  // the staged record was kept, and written now
 }
+
+TEST_CASE("the data dir is the agent user's alone, and so is the journal") {
+    TempDir d;
+    namespace fs = std::filesystem;
+    const std::string dir = d.path + "/new/data";
+    {
+        auto j = Journal::open(dir);
+        REQUIRE(j.ok());
+        (*j)->put(task("a"));
+        REQUIRE((*j)->commit().ok());
+    }
+    const auto mode = [](const std::string& p) {
+        return fs::status(p).permissions() & fs::perms::all;
+    };
+    REQUIRE(mode(dir) == fs::perms::owner_all);
+    REQUIRE(mode(dir + "/tasks.db") == (fs::perms::owner_read | fs::perms::owner_write));
+    // A file an older build left readable to all is narrowed when it is opened.
+    fs::permissions(dir + "/tasks.db", fs::perms::all, fs::perm_options::replace);
+    REQUIRE(Journal::open(dir).ok());
+    REQUIRE(mode(dir + "/tasks.db") == (fs::perms::owner_read | fs::perms::owner_write));
+}
+
+TEST_CASE("a probe writes and removes a row, so a failed journal learns it can write again") {
+    TempDir d;
+    auto j = Journal::open(d.path);
+    REQUIRE(j.ok());
+    (*j)->put(task("a"));
+    REQUIRE((*j)->commit().ok());
+    const auto commits = (*j)->stats().commits;
+    REQUIRE((*j)->limit_pages(1).ok());
+    (*j)->probe();
+    REQUIRE_FALSE((*j)->commit().ok());  // no page to write it to
+    REQUIRE((*j)->limit_pages(100000).ok());
+    (*j)->probe();
+    REQUIRE((*j)->commit().ok());
+    REQUIRE((*j)->stats().commits == commits + 1);
+    REQUIRE((*j)->count_rows().value() == 1);  // the probe left nothing behind
+    REQUIRE((*j)->load().value().size() == 1);
+}
