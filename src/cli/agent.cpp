@@ -133,6 +133,15 @@ int run_agent(const Settings& settings) {
         Running r{&loop, agent ? agent->get() : nullptr, &log, settings.leave_timeout};
         if (agent) {
             tasks = std::make_unique<TaskService>(&loop, **agent, settings.tasks, http_post(&loop));
+            tasks->on_journal_state = [&log](const std::optional<Error>& failing) {
+                if (failing) {
+                    log.log(Level::error,
+                            "the task journal cannot commit; refusing tasks until it can",
+                            {{"error", failing->message}});
+                } else {
+                    log.log(Level::info, "the task journal commits again; taking tasks");
+                }
+            };
             r.tasks = tasks.get();
             api = std::make_unique<http::Api>(&loop, **agent,
                                               http::Api::Info{settings.profile, "0.1.0",

@@ -16,6 +16,13 @@ namespace {
 
 using nlohmann::json;
 
+// A member's load as the ring views show it; null from a member that refuses tasks.
+std::string load_text(const json& member) {
+    const auto it = member.find("load");
+    if (it == member.end() || !it->is_number()) return "refusing";
+    return fmt::format("{:.2f}", it->get<double>());
+}
+
 std::optional<json> parse_object(const char* command, const http::ClientResponse& r) {
     auto j = json::parse(r.body, nullptr, false);
     if (j.is_discarded() || !j.is_object()) {
@@ -69,7 +76,7 @@ std::string ring_table(const json& ring) {
     for (const auto& m : ring.value("members", json::array())) {
         if (!m.is_object()) continue;
         rows.push_back({m.value("name", "?"), fmt::format("{:.1f}%", 100 * m.value("share", 0.0)),
-                        fmt::format("{:.2f}", m.value("load", 0.0))});
+                        load_text(m)});
     }
     return fmt::format("checksum {}, {} points per member, {} candidates per key\n",
                        ring.value("checksum", "?"), ring.value("vnodes", 0),
@@ -85,8 +92,7 @@ std::string lookup_table(const json& l) {
         if (!c.is_object()) continue;
         const std::string name = c.value("name", "?");
         rows.push_back({name + (name == owner ? " *" : ""), c.value("alive", false) ? "yes" : "no",
-                        fmt::format("{:.2f}", c.value("phi", 0.0)),
-                        fmt::format("{:.2f}", c.value("load", 0.0)),
+                        fmt::format("{:.2f}", c.value("phi", 0.0)), load_text(c),
                         fmt::format("{:.2f}", c.value("sent", 0.0))});
     }
     return fmt::format("key {} (hash {}): {}\n", l.value("key", "?"), l.value("hash", "?"),

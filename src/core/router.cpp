@@ -4,7 +4,9 @@ namespace chorus {
 
 std::optional<size_t> choose_owner(std::span<const RouteCandidate> candidates, double phi_route,
                                    double balance_factor) {
-    const auto healthy = [&](const RouteCandidate& c) { return c.alive && c.phi < phi_route; };
+    const auto healthy = [&](const RouteCandidate& c) {
+        return c.alive && c.accepting && c.phi < phi_route;
+    };
     if (balance_factor > 0) {
         double sum = 0;
         size_t n = 0;

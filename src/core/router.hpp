@@ -6,10 +6,12 @@
 // loaded wins, and ties go to ring order, so an idle cluster keeps every key on its primary
 // (key affinity). A candidate's load is what it last reported plus what this node has sent
 // it since, so a burst from one node spreads instead of herding onto the member that looked
-// idlest a moment ago. Only when no candidate is healthy does an alive but high-φ one serve.
+// idlest a moment ago. Only when no candidate is healthy does an alive but high-φ one serve,
+// or one that says it is refusing tasks.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 
@@ -17,9 +19,14 @@
 
 namespace chorus {
 
+// The load a node reports while it takes no tasks (its journal cannot store them): peers pass
+// it over as they pass over a high-φ one, and it refuses whatever still reaches it.
+inline constexpr uint32_t kLoadRefusing = UINT32_MAX;
+
 struct RouteCandidate {
     Name name;
-    bool alive = false;  // alive in our view; suspect, dead and left are not
+    bool alive = false;     // alive in our view; suspect, dead and left are not
+    bool accepting = true;  // false: it reports kLoadRefusing
     double phi = 0;
     double load = 0;  // last reported (running + queued) / capacity: 0 idle, 1 full
     double sent = 0;  // load this node added since that report (tasks sent / capacity)

@@ -126,6 +126,7 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
     commit_timer_ = net::make_timer(loop_, this).value();
     commit_check_ = net::make_check(loop_, this).value();
     copy_check_timer_ = net::make_timer(loop_, this).value();
+    journal_retry_timer_ = net::make_timer(loop_, this).value();
     deadline_timer_ = net::make_timer(loop_, this).value();
     const uint64_t every = std::max<uint64_t>(1, ms_of(options_.copy_check));
     uv_timer_start(
@@ -216,6 +217,16 @@ void TaskService::accept(TaskSpec spec, Done done) {
         ++stats_.unjournaled;
         done(TaskAnswer::error(503, "journal_unavailable",
                                journal_error_->message + "; this node takes no tasks until then"));
+        return;
+    }
+    if (refusing_tasks()) {
+        ++stats_.unjournaled;
+        done(TaskAnswer::error(
+            503, "journal_unavailable",
+            fmt::format("the journal's last commit failed ({}); this node takes no tasks until "
+                        "one succeeds, and tries again in {} ms",
+                        journal_failing_->error.message,
+                        ms_of(journal_failing_->retry_at - agent_.now()))));
         return;
     }
     if (!runner_.knows(spec.type)) {
@@ -325,6 +336,7 @@ void TaskService::committed(uint64_t upto, const Status& st) {
     for (auto& a : after)
         a(st);
     if (!st) {
+        journal_failed(st.error());
         // Nothing of this batch is stored: refuse its new tasks (the router tries another
         // owner). Changes to tasks already stored stay staged and are tried again shortly.
         for (Pending& p : settled)
@@ -344,12 +356,12 @@ void TaskService::committed(uint64_t upto, const Status& st) {
             p.done(refusal);
         }
         writer_->resume();
-        if (!pending_.empty()) {
-            schedule_commit();
-        } else if (journal_->staged() > 0) {
-            schedule_commit(1000);
-        }
+        // New tasks wait for the retry (journal_retry), which commits what is staged then.
+        if (!pending_.empty()) schedule_commit();
         return;
+    }
+    if (journal_failing_ && journal_->stats().commits > journal_failing_->commits) {
+        journal_recovered();
     }
     for (Pending& p : settled) {
         // Its place was held while it was pending: a take-over takes only the room left beside
@@ -446,7 +458,7 @@ void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) 
         stored(true);  // ours already (taken over earlier): the owner's copy adds nothing
         return;
     }
-    if (journal_error_) {
+    if (journal_error_ || refusing_tasks()) {
         stored(false);
         return;
     }
@@ -789,8 +801,54 @@ void TaskService::finished(const std::string& id, TaskOutcome outcome) {
     if (!orphans_.empty()) place_orphans();  // a slot is free: an orphan may have room now
 }
 
+bool TaskService::refusing_tasks() const {
+    return journal_failing_ && agent_.now() < journal_failing_->retry_at;
+}
+
+uint32_t TaskService::reported_load() const {
+    return refusing_tasks() ? kLoadRefusing : board_.load_milli();
+}
+
 void TaskService::report_load() {
-    agent_.set_load(board_.load_milli());
+    agent_.set_load(reported_load());
+}
+
+void TaskService::journal_failed(const Error& why) {
+    // Until a commit succeeds again this node refuses tasks and copies, and tells its peers
+    // so (kLoadRefusing), so the router places work elsewhere instead of being refused here.
+    // After a backoff (1 s, doubling to 30 s) it takes what comes again, and the next commit
+    // decides: a success ends the trouble, a failure starts a longer wait.
+    const Time now = agent_.now();
+    const bool first = !journal_failing_;
+    if (first) journal_failing_ = JournalTrouble{why, now, now, seconds(1), 0};
+    JournalTrouble& t = *journal_failing_;
+    if (!first) t.backoff = std::min<Duration>(t.backoff * 2, seconds(30));
+    t.error = why;
+    t.retry_at = now + t.backoff;
+    t.commits = journal_->stats().commits;
+    ++t.failures;
+    report_load();
+    uv_timer_start(
+        journal_retry_timer_.get(),
+        [](uv_timer_t* h) {
+            auto* self = static_cast<TaskService*>(h->data);
+            if (self == nullptr) return;
+            // Peers may send tasks again; a commit decides, of what is staged or of a probe.
+            self->report_load();
+            if (self->journal_) {
+                if (self->journal_->staged() == 0) self->journal_->probe();
+                self->schedule_commit();
+            }
+        },
+        ms_of(t.backoff), 0);
+    if (first && on_journal_state) on_journal_state(journal_failing_->error);
+}
+
+void TaskService::journal_recovered() {
+    journal_failing_.reset();
+    uv_timer_stop(journal_retry_timer_.get());
+    report_load();
+    if (on_journal_state) on_journal_state(std::nullopt);
 }
 
 TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
@@ -880,6 +938,7 @@ RouteCandidate TaskService::candidate(const Name& name) {
     const Node& node = agent_.node();
     if (name == node.self().name) {
         c.alive = !node.leaving();
+        c.accepting = !refusing_tasks();
         c.load = board_.load_milli() / 1000.0;
         return c;
     }
@@ -896,7 +955,9 @@ RouteCandidate TaskService::candidate(const Name& name) {
         p.sent = 0;
         p.sent_since = report;
     }
-    c.load = (reply_newer ? p.reply_load_milli : m->load_milli) / 1000.0;
+    const uint32_t load = reply_newer ? p.reply_load_milli : m->load_milli;
+    c.accepting = load != kLoadRefusing;
+    c.load = c.accepting ? load / 1000.0 : 0.0;
     const uint32_t capacity = p.capacity != 0 ? p.capacity : options_.limits.capacity;
     c.sent = static_cast<double>(p.sent) / capacity;
     return c;
@@ -1227,7 +1288,7 @@ void TaskService::fail_request(uint64_t id, Error why) {
 void TaskService::reply(uint64_t conn, TaskReply r) {
     net::FrameConn* c = agent_.hub().find(conn);
     if (c == nullptr) return;  // the asker hung up; nobody to tell
-    r.load_milli = board_.load_milli();
+    r.load_milli = reported_load();
     r.capacity = options_.limits.capacity;
     c->send(wire::encode(agent_.node().config().cluster, agent_.node().self().name, r));
 }

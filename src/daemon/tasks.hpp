@@ -150,6 +150,20 @@ class TaskService : public FrameChannel {
                (journal_ && journal_->staged() > 0);
     }
     const std::optional<Error>& journal_error() const { return journal_error_; }
+    // A journal that failed at run time: its last commit failed, and none has succeeded since.
+    // Meanwhile the node refuses tasks and copies until `retry_at`, then takes them again and
+    // lets the next commit decide.
+    struct JournalTrouble {
+        Error error;
+        Time since;
+        Time retry_at;
+        Duration backoff;
+        uint64_t commits = 0;   // the journal's successful commits when it last failed
+        uint64_t failures = 0;  // commits failed since `since`
+    };
+    const std::optional<JournalTrouble>& journal_failing() const { return journal_failing_; }
+    // Called when the journal starts failing (with why) and when it works again (nullopt).
+    std::function<void(const std::optional<Error>&)> on_journal_state;
     const TaskOptions& options() const { return options_; }
     const TaskServiceStats& stats() const { return stats_; }
     // Called with the round trip of every forwarded task an owner accepted (for metrics).
@@ -210,6 +224,10 @@ class TaskService : public FrameChannel {
     void start_ready();
     void finished(const std::string& id, TaskOutcome outcome);
     void report_load();
+    uint32_t reported_load() const;  // the board's load, or kLoadRefusing
+    bool refusing_tasks() const;     // the journal failed and its retry is not due yet
+    void journal_failed(const Error& why);
+    void journal_recovered();
     TaskAnswer answer_query(const std::string& id, bool cancel);
     void wait_local(const std::string& id, Duration wait, std::function<void()> woken);
     void wake(const std::string& id);
@@ -251,6 +269,8 @@ class TaskService : public FrameChannel {
     std::function<void()> drained_;  // what waits for the running tasks to end
     void committed(uint64_t upto, const Status& st);
     std::optional<Error> journal_error_;
+    std::optional<JournalTrouble> journal_failing_;
+    net::Handle<uv_timer_t> journal_retry_timer_;
     net::Handle<uv_timer_t> commit_timer_;  // a retry after a failed commit
     net::Handle<uv_check_t> commit_check_;  // wakes the writer at the end of this iteration
     // Tasks accepted here whose commit is under way: they hold a place on the board's budget

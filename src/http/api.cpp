@@ -30,7 +30,9 @@ nlohmann::json member_json(const Member& m, const Node& n, Time now) {
             {"state", to_string(m.state)},
             {"incarnation", m.incarnation.value},
             {"phi", m.name == n.self().name ? 0.0 : std::min(n.phi(m.name, now), kPhiReportedMax)},
-            {"load", m.load_milli / 1000.0},
+            // A member that refuses tasks (its journal fails) says so instead of a load.
+            {"load", m.load_milli == kLoadRefusing ? nlohmann::json(nullptr)
+                                                   : nlohmann::json(m.load_milli / 1000.0)},
             {"tags", tags},
             {"state_since_ms", ms(now - m.state_since)}};
 }
@@ -148,7 +150,17 @@ void Api::handle(const Request& req, Reply reply) {
         if (allowed("GET")) finish(self_, started, reply, self());
     } else if (req.path == "/v1/health") {
         if (!allowed("GET")) return;
-        if (agent_.ready()) {
+        const daemon::TaskService* t = info_.tasks;
+        if (t != nullptr && t->journal_failing()) {
+            // Serving, but not taking tasks: what a load balancer or an operator must know.
+            Response r = error_response(
+                503, "journal_failing",
+                fmt::format("the task journal's last commit failed ({}); this node refuses "
+                            "tasks until a commit succeeds",
+                            t->journal_failing()->error.message));
+            r.headers.emplace_back("Retry-After", "1");
+            finish(health, started, reply, std::move(r));
+        } else if (agent_.ready()) {
             Response r;
             r.body = R"({"status":"ok"})";
             finish(health, started, reply, std::move(r));

@@ -164,7 +164,9 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
             const Member* m = agent_.node().members().find(name);
             members.push_back({{"name", name.str()},
                                {"share", share},
-                               {"load", m != nullptr ? m->load_milli / 1000.0 : 0.0}});
+                               {"load", m == nullptr || m->load_milli == kLoadRefusing
+                                            ? json(nullptr)
+                                            : json(m->load_milli / 1000.0)}});
         }
         r.body = daemon::dump_json({{"checksum", fmt::format("{:016x}", g.checksum())},
                                     {"vnodes", t.options().vnodes},
@@ -182,6 +184,7 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
     for (const RouteCandidate& c : l.candidates) {
         cs.push_back({{"name", c.name.str()},
                       {"alive", c.alive},
+                      {"accepting", c.accepting},
                       {"phi", std::min(c.phi, 1000.0)},
                       {"load", c.load},
                       {"sent", c.sent}});
@@ -203,6 +206,12 @@ json Api::tasks_summary() const {
               {"candidates", t.options().candidates}};
     if (const auto& e = t.journal_error()) {
         j["journal"] = {{"state", "unavailable"}, {"error", e->message}};
+    } else if (const auto& f = t.journal_failing()) {
+        j["journal"] = {{"state", "failing"},
+                        {"error", f->error.message},
+                        {"failing_ms", ms_of(agent_.now() - f->since)},
+                        {"failures", f->failures},
+                        {"retry_in_ms", ms_of(f->retry_at - agent_.now())}};
     } else if (const daemon::Journal* jr = t.journal()) {
         j["journal"] = {{"state", "ok"}, {"path", jr->path()}};
     } else {
@@ -281,6 +290,9 @@ void Api::task_metrics(Exposition& out) const {
               "Copies held here whose task has not finished, as far as this node knows.",
               static_cast<double>(t.unfinished_replicas()));
     if (const daemon::Journal* j = t.journal()) {
+        out.gauge("chorus_journal_failing",
+                  "1 while the journal's last commit failed and none has succeeded since.",
+                  t.journal_failing() ? 1 : 0);
         out.counter("chorus_journal_commits_total", "Journal transactions written and synced.",
                     j->stats().commits);
         out.counter("chorus_journal_failures_total", "Journal commits that failed and rolled back.",

@@ -9,7 +9,7 @@ using namespace chorus;
 namespace {
 constexpr double kPhiRoute = 5.0;
 RouteCandidate c(const char* name, bool alive, double phi, double load, double sent = 0) {
-    return RouteCandidate{name, alive, phi, load, sent};
+    return RouteCandidate{.name = name, .alive = alive, .phi = phi, .load = load, .sent = sent};
 }
 }  // namespace
 
@@ -88,4 +88,13 @@ TEST_CASE("with a balance factor the router keeps affinity until a candidate is 
     }
     // Without the factor the same loads go to the least loaded.
     REQUIRE(choose_owner(rows[1].candidates, kPhiRoute) == 1u);
+}
+
+TEST_CASE("a candidate that refuses tasks is passed over while another can serve") {
+    std::vector<RouteCandidate> cs = {c("a", true, 0, 0), c("b", true, 0, 0.9)};
+    cs[0].accepting = false;
+    REQUIRE(choose_owner(cs, 5) == 1u);
+    REQUIRE(choose_owner(cs, 5, 1.25) == 1u);
+    cs[1].alive = false;
+    REQUIRE(choose_owner(cs, 5) == 0u);  // the last one alive is still asked; it answers 503
 }

@@ -368,11 +368,29 @@ TEST_CASE("a full journal refuses new tasks with 503, and every task it acknowle
         }
         REQUIRE(refused == 1);
         REQUIRE_FALSE(acknowledged.empty());
-        // Room again: the node takes tasks again.
+        // The failure shows: health is 503 with the reason, /v1/self and /metrics say so, and
+        // the node tells its peers it takes no tasks.
+        const auto health = c.call(0, "GET", "/v1/health");
+        REQUIRE(health.status == 503);
+        REQUIRE(health.body["error"]["code"] == "journal_failing");
+        REQUIRE_THAT(health.body["error"]["message"].get<std::string>(), Catch::Contains("full"));
+        REQUIRE(c.call(0, "GET", "/v1/self").body["tasks"]["journal"]["state"] == "failing");
+        REQUIRE_THAT(c.call(0, "GET", "/metrics").raw,
+                     Catch::Contains("\nchorus_journal_failing 1\n"));
+        REQUIRE(c.members[0]->agent->node().self().load_milli == kLoadRefusing);
+        // Room again: the node finds out by itself, at its next try, and takes tasks again.
         REQUIRE(c.members[0]->tasks->journal()->limit_pages(100000).ok());
-        const auto r = c.submit(0, {{"key", "after"}, {"type", "echo"}});
-        REQUIRE(r.status == 202);
+        Reply r;
+        REQUIRE(c.loop.run_until(
+            [&] {
+                r = c.submit(0, {{"key", "after"}, {"type", "echo"}});
+                return r.status == 202 || r.status == 200;
+            },
+            10'000));
         acknowledged.push_back(r.body["id"]);
+        REQUIRE(c.call(0, "GET", "/v1/health").status == 200);
+        REQUIRE(c.call(0, "GET", "/v1/self").body["tasks"]["journal"]["state"] == "ok");
+        REQUIRE(c.members[0]->agent->node().self().load_milli != kLoadRefusing);
         REQUIRE(c.loop.run_until([&] { return !c.members[0]->tasks->journal_busy(); }));
     }
     auto j = daemon::Journal::open(d.path + "/a");
@@ -816,4 +834,44 @@ TEST_CASE("a dead owner's copies beyond the holder's capacity wait for room or g
         REQUIRE(r.body["owner"] == (c_has_room ? "c" : "a"));
     }
     REQUIRE(stats.orphans_placed == (c_has_room ? 2u : 0u));
+}
+
+TEST_CASE("a node whose journal fails is passed over by its peers until it commits again") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    o.candidates = 2;
+    Cluster c(2, o);
+    std::vector<std::string> keys;  // keys whose primary is a
+    for (int k = 0; k < 200 && keys.size() < 5; ++k) {
+        const std::string key = "k" + std::to_string(k);
+        if (c.call(1, "GET", "/v1/ring/lookup?key=" + key).body["owner"] == "a")
+            keys.push_back(key);
+    }
+    REQUIRE(keys.size() == 5);
+    REQUIRE(c.members[0]->tasks->journal()->limit_pages(1).ok());  // no page more
+    // The first task for a fails its commit there and goes to b instead.
+    const json big = {{"key", keys[0]}, {"type", "echo"}, {"payload", std::string(20'000, 'x')}};
+    auto r = c.call(1, "POST", "/v1/tasks", big.dump());
+    REQUIRE((r.status == 202 || r.status == 200));
+    REQUIRE(r.body["owner"] == "b");
+    REQUIRE(c.members[0]->tasks->journal_failing().has_value());
+    // b hears that a refuses, and its router stops offering a anything.
+    auto& b = *c.members[1]->tasks;
+    REQUIRE(c.loop.run_until([&] { return !b.lookup(keys[1]).candidates[0].accepting; }));
+    const uint64_t retries = b.stats().retries;
+    for (size_t i = 1; i < keys.size(); ++i) {
+        r = c.submit(1, {{"key", keys[i]}, {"type", "echo"}});
+        REQUIRE(r.body["owner"] == "b");
+    }
+    REQUIRE(b.stats().retries == retries);  // none was offered to a first
+    REQUIRE(c.members[0]->tasks->board().stats().accepted == 0);
+    // Room again: with no task to try, a's probe finds out; a is healthy again, and b routes
+    // a's keys back to it.
+    REQUIRE(c.members[0]->tasks->journal()->limit_pages(100000).ok());
+    REQUIRE(c.loop.run_until([&] { return c.call(0, "GET", "/v1/health").status == 200; }, 10'000));
+    REQUIRE_FALSE(c.members[0]->tasks->journal_failing().has_value());
+    REQUIRE(c.loop.run_until([&] { return b.lookup(keys[1]).candidates[0].accepting; }));
+    r = c.submit(1, {{"key", keys[1]}, {"type", "echo"}});
+    REQUIRE(r.body["owner"] == "a");
 }
