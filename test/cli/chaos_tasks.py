@@ -4,8 +4,9 @@
 handler that logs every execution) at a steady rate to random agents, each with its own id, so
 a retry after an error is idempotent. Every KILL_EVERY seconds a random agent is killed with
 SIGKILL and started again on the same data dir. At the end every task that got 202 (or 200)
-must reach `succeeded`; the test prints accepted, succeeded, lost (must be 0) and how many
-tasks ran more than once, and exits 1 if any was lost. Then every copy must learn how its task
+must reach `succeeded`, and must have run (the handler logs it under CHORUS_TASK_ID); the test
+prints accepted, succeeded, lost (must be 0), never ran (must be 0) and how many tasks ran more
+than once, and exits 1 if any was lost or never ran. Then every copy must learn how its task
 ended (an owner restarted mid-task cannot tell its copies; they ask it, every copy_check_ms):
 the copies still unfinished on the agents are printed, and must come to 0.
 
@@ -190,7 +191,10 @@ def main():
     if lost:
         sample = sorted(pending)[:10]
         print("not succeeded:", [(t, states.get(t, "unknown")) for t in sample])
-    return 1 if lost or len(accepted) < TASKS or stale_copies != 0 else 0
+    if never_ran:
+        sample = sorted(tid for tid in accepted if runs.get(tid, 0) == 0)[:10]
+        print("never ran:", [(t, states.get(t, "unknown")) for t in sample])
+    return 1 if lost or never_ran or len(accepted) < TASKS or stale_copies != 0 else 0
 
 
 rc = 1
