@@ -7,8 +7,9 @@
 #   - a silent owner (SIGSTOP): its keys run on the next candidate after the forward timeout;
 #   - after kill -9 of an owner, once the cluster has marked it dead, every new task for its
 #     keys runs elsewhere and none gets a 5xx;
-#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout; the http
-#     handler's success and failure against a real HTTP server (agent a's own API);
+#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout, and
+#     CHORUS_TASK_ID and CHORUS_TASK_KEY in its environment; the http handler's success and
+#     failure against a real HTTP server (agent a's own API);
 #   - /metrics, task families included, passes `promtool check metrics` (when installed);
 #   - bad input: unknown handler, bad JSON, an oversized payload answered 413 while the
 #     client is still sending, an unknown task id.
@@ -38,6 +39,8 @@ cat > "$dir/agent.json" <<EOF
     "checksum": {"exec": ["$examples/handlers/checksum.sh"]},
     "broken": {"exec": ["/bin/sh", "-c", "echo something broke >&2; exit 3"]},
     "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]},
+    "whoami": {"exec": ["/bin/sh", "-c",
+               "printf '{\"id\":\"%s\",\"key\":\"%s\"}' \"\$CHORUS_TASK_ID\" \"\$CHORUS_TASK_KEY\""]},
     "hook": {"http": "http://127.0.0.1:$(hport 0)/v1/tasks"},
     "hook404": {"http": "http://127.0.0.1:$(hport 0)/v1/nowhere"}
   }
@@ -141,7 +144,7 @@ for t in "$slow" "$slow2" "$slow3"; do
 done
 step "  4 echo tasks avoided $primary; all 3 candidates full gave 503 + Retry-After"
 
-step "exec handler: success, failure, timeout"
+step "exec handler: success, failure, timeout, and the task's id and key in its environment"
 out=$(submit b doc-1 checksum '{"text":"hello"}' 20s)
 [ "$(field "$out" state)" = succeeded ] && grep -q '"sha256":"[0-9a-f]\{64\}"' <<< "$out" ||
   fail "checksum: $out"
@@ -154,7 +157,14 @@ out=$("$chorus" submit --http "$(at b)" --key doc-3 --type hang --timeout-ms 500
 [ $((SECONDS - t0)) -lt 15 ] || fail "the timed-out command took $((SECONDS - t0)) s to end"
 poll 20 bash -c "! pgrep -f 'slee[p] $marker' > /dev/null" ||
   fail "the hung command's child survived its timeout"
+out=$(submit a env-1 whoami '{}' 20s)
+python3 -c '
+import json, sys
+t = json.loads(sys.argv[1])
+sys.exit(t["state"] != "succeeded" or t["result"] != {"id": t["id"], "key": "env-1"})' "$out" ||
+  fail "whoami: the command did not see its task's id and key: $out"
 step "  checksum succeeded, broken failed with exit 3 and its stderr, hang timed out and was killed"
+step "  whoami saw its task's id and key in CHORUS_TASK_ID and CHORUS_TASK_KEY"
 
 step "http handler: a 2xx body is the result, anything else fails the task"
 out=$(submit c web-1 hook '{"key":"inner","type":"echo"}' 20s)
