@@ -17,7 +17,7 @@ through the submissions and all are started again (a whole-cluster restart): the
 must bring every accepted task back.
 
 Bounded: the submission phase takes TASKS/RATE seconds, the final waits at most 120 s and 60 s.
-Only the processes it started are ended, by PID.
+Only the processes it started are ended, by PID, however the test ends (SIGTERM included).
 """
 import http.client
 import json
@@ -197,6 +197,10 @@ def main():
     return 1 if lost or never_ran or len(accepted) < TASKS or stale_copies != 0 else 0
 
 
+# SIGTERM (a test runner's timeout, say) ends the test through the finally below, so the agents
+# go too; by default Python would die at once and leave them running.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+signal.signal(signal.SIGHUP, lambda signum, frame: sys.exit(128 + signum))
 rc = 1
 try:
     rc = main()
