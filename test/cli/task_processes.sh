@@ -9,7 +9,7 @@
 #     keys runs elsewhere and none gets a 5xx;
 #   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout, and
 #     CHORUS_TASK_ID and CHORUS_TASK_KEY in its environment; the http handler's success and
-#     failure against a real HTTP server (agent a's own API);
+#     failure against a real HTTP server (the API of an agent of a cluster of its own);
 #   - /metrics, task families included, passes `promtool check metrics` (when installed);
 #   - bad input: unknown handler, bad JSON, an oversized payload answered 413 while the
 #     client is still sending, an unknown task id.
@@ -23,15 +23,19 @@ examples="$(cd "$2" && pwd)"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 test_begin
 
-base=$((10000 + RANDOM % 20000))
+# Agents bind ports the kernel picks (start_agent); agent i gossips on bind[i] and serves HTTP
+# on http[i]. a, once up, is everyone's seed.
 names=(a b c d e)
 declare -A pid
-port() { echo $((base + $1)); }
-hport() { echo $((base + 1000 + $1)); }
+bind=() http=()
+hport() { echo "${http[$1]##*:}"; }
 # A sleep no other process on the machine runs: the hung command's child, found by pgrep.
 marker="29.$$"
+# The http handlers post to the API of an agent of a cluster of its own: a real HTTP server
+# that answers 202 and 404, and whose address is known before the config naming it is written.
+start_agent "$dir/web.log" "$chorus" agent --name web --profile local --cluster hooks
+web=$agent_http
 # Every node runs one task at a time and queues none, so "saturated" and "full" are one task.
-# The http handlers post to agent a's own API: a real HTTP server that answers 202 and 404.
 cat > "$dir/agent.json" <<EOF
 {
   "tasks": {"capacity": 1, "queue_max": 0},
@@ -41,8 +45,8 @@ cat > "$dir/agent.json" <<EOF
     "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]},
     "whoami": {"exec": ["/bin/sh", "-c",
                "printf '{\"id\":\"%s\",\"key\":\"%s\"}' \"\$CHORUS_TASK_ID\" \"\$CHORUS_TASK_KEY\""]},
-    "hook": {"http": "http://127.0.0.1:$(hport 0)/v1/tasks"},
-    "hook404": {"http": "http://127.0.0.1:$(hport 0)/v1/nowhere"}
+    "hook": {"http": "http://$web/v1/tasks"},
+    "hook404": {"http": "http://$web/v1/nowhere"}
   }
 }
 EOF
@@ -50,12 +54,13 @@ EOF
 index_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "$i"; done; }
 start() {
   local n="$1" i; i=$(index_of "$1")
-  "$chorus" agent --name "$n" --bind "127.0.0.1:$(port "$i")" --http "127.0.0.1:$(hport "$i")" \
-    --profile local --seed "127.0.0.1:$(port 0)" --config "$dir/agent.json" >> "$dir/$n.log" 2>&1 &
-  pid[$n]=$!
-  pids+=($!)
+  start_agent "$dir/$n.log" "$chorus" agent --name "$n" --profile local \
+    ${bind[0]:+--seed "${bind[0]}"} --config "$dir/agent.json"
+  pid[$n]=$agent_pid
+  bind[$i]=$agent_bind
+  http[$i]=$agent_http
 }
-at() { echo "127.0.0.1:$(hport "$(index_of "$1")")"; }
+at() { echo "${http[$(index_of "$1")]}"; }
 # field JSON NAME: a top-level string or number field of compact JSON.
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" <<< "$1" | head -n 1; }
 # submit NODE KEY TYPE PAYLOAD [WAIT]: the agent's JSON answer (stdout), or nothing.
@@ -173,7 +178,7 @@ out=$(submit c web-1 hook '{"key":"inner","type":"echo"}' 20s)
 out=$(submit c web-2 hook404 '{}' 20s)
 [ "$(field "$out" state)" = failed ] && grep -q "POSTanswered404" <<< "$out" ||
   fail "hook404: $out"  # (spaces stripped)
-step "  a POST to a's API became a task's result; a 404 failed its task"
+step "  a POST to another agent's API became a task's result; a 404 failed its task"
 
 step "bad input"
 out=$("$chorus" submit --http "$(at a)" --key k --type nope 2>&1); rc=$?
