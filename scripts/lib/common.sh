@@ -2,6 +2,9 @@
 # Source it; it defines functions only.
 
 CHORUS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Every process a script starts inherits this, so check_no_strays tells the agents this run
+# started from anyone else's (a demo, another run of the tests) by more than their binary.
+export CHORUS_RUN_ID="$$.$(date +%s%N)"
 
 # Debian packages the build and tests need. Keep in step with CMakeLists.txt.
 CHORUS_PACKAGES=(
@@ -46,4 +49,24 @@ build_target() {
   [ -f "$CHORUS_ROOT/$dir/CMakeCache.txt" ] ||
     cmake -S "$CHORUS_ROOT" -B "$CHORUS_ROOT/$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$CHORUS_ROOT/$dir" -j "$(nproc 2>/dev/null || echo 2)" --target "$target"
+}
+
+# check_no_strays DIR: fails if a process this run started from DIR's chorus binary is still
+# running, as after a test pass none may be: a test that leaves an agent behind leaks one on
+# every run, and leftovers hold ports and disturb later tests. Prints each and ends it (by
+# PID; this run started it). Others running that binary are left alone.
+check_no_strays() {
+  local exe="$CHORUS_ROOT/$1/chorus" p strays=()
+  for p in /proc/[0-9]*; do
+    [ "$(readlink "$p/exe" 2> /dev/null)" = "$exe" ] || continue
+    grep -qzxF "CHORUS_RUN_ID=$CHORUS_RUN_ID" "$p/environ" 2> /dev/null || continue
+    strays+=("${p#/proc/}")
+  done
+  [ ${#strays[@]} -eq 0 ] && return 0
+  echo "FAIL: ${#strays[@]} process(es) of $exe outlived the tests that started them:" >&2
+  for p in "${strays[@]}"; do
+    echo "  $p: $(tr '\0' ' ' < "/proc/$p/cmdline" 2> /dev/null)" >&2
+    kill -9 "$p" 2> /dev/null || true  # (it may have ended meanwhile)
+  done
+  return 1
 }

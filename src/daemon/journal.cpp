@@ -497,10 +497,19 @@ bool JournalWriter::busy() const {
     return wake_ || writing_ || !outcomes_.empty();
 }
 
+uint64_t JournalWriter::waits() const {
+    std::lock_guard lock(mu_);
+    return waits_;
+}
+
 void JournalWriter::run() {
     std::unique_lock lock(mu_);
     for (;;) {
-        cv_.wait(lock, [this] { return stop_ || (wake_ && !paused_); });
+        cv_.wait(lock, [this] {
+            const bool work = stop_ || (wake_ && !paused_);
+            if (!work) ++waits_;
+            return work;
+        });
         if (stop_) return;
         wake_ = false;
         writing_ = true;

@@ -165,6 +165,9 @@ class JournalWriter {
     void wake();        // something was staged
     void resume();      // after a failure: commits may be tried again
     bool busy() const;  // a commit is asked for or under way
+    // How many times the thread has found nothing it may do and gone back to waiting: a test
+    // that wakes a paused writer waits for this to move to know the wake was seen.
+    uint64_t waits() const;
 
   private:
     void run();
@@ -179,6 +182,7 @@ class JournalWriter {
     bool wake_ = false;
     bool paused_ = false;
     bool writing_ = false;
+    uint64_t waits_ = 0;
     std::deque<std::pair<uint64_t, Status>> outcomes_;
     std::thread thread_;
 };

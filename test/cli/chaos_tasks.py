@@ -4,8 +4,9 @@
 handler that logs every execution) at a steady rate to random agents, each with its own id, so
 a retry after an error is idempotent. Every KILL_EVERY seconds a random agent is killed with
 SIGKILL and started again on the same data dir. At the end every task that got 202 (or 200)
-must reach `succeeded`; the test prints accepted, succeeded, lost (must be 0) and how many
-tasks ran more than once, and exits 1 if any was lost. Then every copy must learn how its task
+must reach `succeeded`, and must have run (the handler logs it under CHORUS_TASK_ID); the test
+prints accepted, succeeded, lost (must be 0), never ran (must be 0) and how many tasks ran more
+than once, and exits 1 if any was lost or never ran. Then every copy must learn how its task
 ended (an owner restarted mid-task cannot tell its copies; they ask it, every copy_check_ms):
 the copies still unfinished on the agents are printed, and must come to 0.
 
@@ -15,13 +16,18 @@ With --whole-cluster, instead of one agent every 5 s, every agent is killed at o
 through the submissions and all are started again (a whole-cluster restart): the journals
 must bring every accepted task back.
 
+Agents bind ports the kernel picks (127.0.0.1:0) and say which in their `agent started` log
+line, so tests run at once never collide; a restarted agent comes back on its old ports, or on
+fresh ones if another process took one meanwhile.
+
 Bounded: the submission phase takes TASKS/RATE seconds, the final waits at most 120 s and 60 s.
-Only the processes it started are ended, by PID.
+Only the processes it started are ended, by PID, however the test ends (SIGTERM included).
 """
 import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -39,23 +45,70 @@ NODES = 5
 
 work = tempfile.mkdtemp(prefix="chorus-chaos-")
 executions = os.path.join(work, "executions")
-base = 10000 + random.randrange(20000)
 procs = {}
+addrs = {}  # agent -> (gossip address, HTTP address) it bound, "host:port"
+
+# A field of a line of the agent's text log: key=value, or key="a value" with \" and \\ inside.
+FIELD = re.compile(r' ([A-Za-z_]+)=(?:"((?:[^"\\]|\\.)*)"|([^ "]*))')
+
+
+def log_fields(line):
+    """The key=value fields of a line of the agent's text log (they follow the message)."""
+    fields = {}
+    for m in FIELD.finditer(line):
+        if m.group(2) is not None:
+            fields[m.group(1)] = re.sub(r"\\(.)", r"\1", m.group(2))
+        else:
+            fields[m.group(1)] = m.group(3)
+    return fields
+
+
+def started(path, offset, proc):
+    """Waits up to 30 s for the `agent started` line proc writes to path past offset: the
+    addresses it bound, or None if it exited first."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for line in f.read().decode(errors="replace").splitlines(keepends=True):
+                if " agent started " in line and line.endswith("\n"):  # a whole line
+                    fields = log_fields(line.split(" agent started", 1)[1])
+                    return fields["bind"], fields["http"]
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
+    sys.exit(f"an agent said nothing of starting in 30 s; see {path}")
 
 
 def start(i):
+    """Starts agent i, seeded with n0 and n1 as they bound, and waits until it listens. A
+    restarted agent binds its old addresses again; if another process took one of its ports
+    meanwhile, it starts on fresh ones (gossip spreads its new address)."""
     cfg = os.path.join(work, "agent.json")
-    log = open(os.path.join(work, f"n{i}.log"), "a")
-    procs[i] = subprocess.Popen(
-        [CHORUS, "agent", "--name", f"n{i}", "--bind", f"127.0.0.1:{base + i}",
-         "--http", f"127.0.0.1:{base + 1000 + i}", "--profile", "local",
-         "--seed", f"127.0.0.1:{base}", "--seed", f"127.0.0.1:{base + 1}",
-         "--data-dir", os.path.join(work, f"d{i}"), "--config", cfg, "--log-level", "warn"],
-        stdout=log, stderr=subprocess.STDOUT)
+    path = os.path.join(work, f"n{i}.log")
+    seeds = [arg for j in (0, 1) if j != i and j in addrs for arg in ("--seed", addrs[j][0])]
+    for bind, http_at in ([addrs[i]] if i in addrs else []) + [("127.0.0.1:0", "127.0.0.1:0")]:
+        offset = os.path.getsize(path) if os.path.exists(path) else 0
+        with open(path, "a") as log:
+            procs[i] = subprocess.Popen(
+                [CHORUS, "agent", "--name", f"n{i}", "--bind", bind, "--http", http_at,
+                 "--profile", "local", *seeds, "--data-dir", os.path.join(work, f"d{i}"),
+                 "--config", cfg, "--log-level", "info"],
+                stdout=log, stderr=subprocess.STDOUT)
+        bound = started(path, offset, procs[i])
+        if bound:
+            addrs[i] = bound
+            return
+        procs[i].wait()
+    sys.exit(f"n{i} could not start; see {path}")
+
+
+def http_port(i):
+    return int(addrs[i][1].rsplit(":", 1)[1])
 
 
 def call(i, method, path, body=None, timeout=5):
-    c = http.client.HTTPConnection("127.0.0.1", base + 1000 + i, timeout=timeout)
+    c = http.client.HTTPConnection("127.0.0.1", http_port(i), timeout=timeout)
     try:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         c.request(method, path, json.dumps(body) if body is not None else None, headers)
@@ -163,7 +216,7 @@ def main():
     def stale():
         n = 0
         for i in range(NODES):
-            c = http.client.HTTPConnection("127.0.0.1", base + 1000 + i, timeout=5)
+            c = http.client.HTTPConnection("127.0.0.1", http_port(i), timeout=5)
             try:
                 c.request("GET", "/metrics")
                 for line in c.getresponse().read().decode().splitlines():
@@ -190,9 +243,16 @@ def main():
     if lost:
         sample = sorted(pending)[:10]
         print("not succeeded:", [(t, states.get(t, "unknown")) for t in sample])
-    return 1 if lost or len(accepted) < TASKS or stale_copies != 0 else 0
+    if never_ran:
+        sample = sorted(tid for tid in accepted if runs.get(tid, 0) == 0)[:10]
+        print("never ran:", [(t, states.get(t, "unknown")) for t in sample])
+    return 1 if lost or never_ran or len(accepted) < TASKS or stale_copies != 0 else 0
 
 
+# SIGTERM (a test runner's timeout, say) ends the test through the finally below, so the agents
+# go too; by default Python would die at once and leave them running.
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+signal.signal(signal.SIGHUP, lambda signum, frame: sys.exit(128 + signum))
 rc = 1
 try:
     rc = main()

@@ -37,22 +37,24 @@ out=$("$chorus" agent --config "$dir/bad.json" 2>&1); rc=$?
 out=$("$chorus" members --nonsense 2>&1); rc=$?
 [ $rc -eq 2 ] || fail "members --nonsense exited $rc"
 
-# ---- five agents on random high ports; agent i gossips on base+i and serves HTTP on base+1000+i
-# Below the ephemeral range (32768 and up), where an outgoing connection could take a port first.
-base=$((10000 + RANDOM % 20000))
+# ---- five agents on ports the kernel picks (start_agent); agent i gossips on bind[i] and
+# serves HTTP on http[i]. a and b, once up, are everyone's seeds.
 names=(a b c d e)
 declare -A pid
-port() { echo $((base + $1)); }
-hport() { echo $((base + 1000 + $1)); }
+bind=() http=()
+port() { echo "${bind[$1]##*:}"; }
+hport() { echo "${http[$1]##*:}"; }
 index_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "$i"; done; }
-start() {  # name [extra flags]
-  local n="$1"; shift
+start() {  # name: a restarted agent comes back on its old addresses
+  local n="$1"
   local i; i=$(index_of "$n")
-  "$chorus" agent --name "$n" --bind "127.0.0.1:$(port "$i")" --http "127.0.0.1:$(hport "$i")" \
-    --profile local --seed "127.0.0.1:$(port 0)" --seed "127.0.0.1:$(port 1)" "$@" \
-    >> "$dir/$n.log" 2>&1 &
-  pid[$n]=$!
-  pids+=($!)
+  local seeds=() s
+  for s in 0 1; do [ -n "${bind[$s]:-}" ] && [ "$s" != "$i" ] && seeds+=(--seed "${bind[$s]}"); done
+  start_agent "$dir/$n.log" ${bind[$i]:+--at "${bind[$i]}" "${http[$i]}"} \
+    "$chorus" agent --name "$n" --profile local "${seeds[@]}"
+  pid[$n]=$agent_pid
+  bind[$i]=$agent_bind
+  http[$i]=$agent_http
 }
 members() { "$chorus" members --http "127.0.0.1:$(hport "$(index_of "$1")")" 2>/dev/null; }
 # state_of OBSERVER NAME: NAME's state in OBSERVER's table
@@ -145,9 +147,8 @@ stream_errors() {  # stream_errors REASON: a's count
 oversize() { [ "$(stream_errors too_large)" = 1 ]; }
 poll 10 oversize || fail "an oversize frame was not counted once (too_large=$(stream_errors too_large))"
 # Another cluster's agent seeding a: refused, counted, never listed.
-"$chorus" agent --name intruder --bind "127.0.0.1:$(port 7)" --http "127.0.0.1:$(hport 7)" \
-  --profile local --cluster other --seed "127.0.0.1:$(port 0)" > "$dir/intruder.log" 2>&1 &
-pids+=($!)
+start_agent "$dir/intruder.log" \
+  "$chorus" agent --name intruder --profile local --cluster other --seed "127.0.0.1:$(port 0)"
 wrong_cluster() { [ "$(rejected wrong_cluster)" -ge 1 ]; }
 poll 15 wrong_cluster || fail "another cluster's traffic was not counted"
 members a | grep -q intruder && fail "a listed a member of another cluster"

@@ -55,10 +55,17 @@ in_ns() { local i="$1"; shift; ip netns exec "$(ns "$i")" "$@"; }
 step "$n namespaces on $net/24 through a bridge"
 
 # Each node binds its own IP, port 7900, HTTP on its namespace's loopback (the defaults).
+# In the background, in_ns would run in a subshell whose PID is not the agent's, and ending it
+# would leave the agent running: the agent writes its own PID (the shell's, which it replaces)
+# to a file, and that is the PID ended when the test ends.
 start() {
-  in_ns "$1" "$chorus" agent --name "node$1" --bind "$(ip_of "$1"):7900" \
+  local pidfile="$dir/node$1.pid"
+  ip netns exec "$(ns "$1")" sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
+    "$pidfile" "$chorus" agent --name "node$1" --bind "$(ip_of "$1"):7900" \
     --seed "$(ip_of 1):7900" --seed "$(ip_of 2):7900" >> "$dir/node$1.log" 2>&1 &
-  pids+=($!)
+  pids+=($!)  # ip, which becomes the agent too unless it forks
+  poll 10 test -s "$pidfile" || fail "node$1 did not start"
+  pids+=("$(cat "$pidfile")")
 }
 members() { in_ns "$1" "$chorus" members 2> /dev/null; }
 count_state() { members "$1" | awk -v s="$2" '$3 == s' | wc -l; }

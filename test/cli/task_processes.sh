@@ -7,8 +7,9 @@
 #   - a silent owner (SIGSTOP): its keys run on the next candidate after the forward timeout;
 #   - after kill -9 of an owner, once the cluster has marked it dead, every new task for its
 #     keys runs elsewhere and none gets a 5xx;
-#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout; the http
-#     handler's success and failure against a real HTTP server (agent a's own API);
+#   - the exec handler's success (examples/handlers/checksum.sh), failure and timeout, and
+#     CHORUS_TASK_ID and CHORUS_TASK_KEY in its environment; the http handler's success and
+#     failure against a real HTTP server (the API of an agent of a cluster of its own);
 #   - /metrics, task families included, passes `promtool check metrics` (when installed);
 #   - bad input: unknown handler, bad JSON, an oversized payload answered 413 while the
 #     client is still sending, an unknown task id.
@@ -22,15 +23,19 @@ examples="$(cd "$2" && pwd)"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 test_begin
 
-base=$((10000 + RANDOM % 20000))
+# Agents bind ports the kernel picks (start_agent); agent i gossips on bind[i] and serves HTTP
+# on http[i]. a, once up, is everyone's seed.
 names=(a b c d e)
 declare -A pid
-port() { echo $((base + $1)); }
-hport() { echo $((base + 1000 + $1)); }
+bind=() http=()
+hport() { echo "${http[$1]##*:}"; }
 # A sleep no other process on the machine runs: the hung command's child, found by pgrep.
 marker="29.$$"
+# The http handlers post to the API of an agent of a cluster of its own: a real HTTP server
+# that answers 202 and 404, and whose address is known before the config naming it is written.
+start_agent "$dir/web.log" "$chorus" agent --name web --profile local --cluster hooks
+web=$agent_http
 # Every node runs one task at a time and queues none, so "saturated" and "full" are one task.
-# The http handlers post to agent a's own API: a real HTTP server that answers 202 and 404.
 cat > "$dir/agent.json" <<EOF
 {
   "tasks": {"capacity": 1, "queue_max": 0},
@@ -38,8 +43,10 @@ cat > "$dir/agent.json" <<EOF
     "checksum": {"exec": ["$examples/handlers/checksum.sh"]},
     "broken": {"exec": ["/bin/sh", "-c", "echo something broke >&2; exit 3"]},
     "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]},
-    "hook": {"http": "http://127.0.0.1:$(hport 0)/v1/tasks"},
-    "hook404": {"http": "http://127.0.0.1:$(hport 0)/v1/nowhere"}
+    "whoami": {"exec": ["/bin/sh", "-c",
+               "printf '{\"id\":\"%s\",\"key\":\"%s\"}' \"\$CHORUS_TASK_ID\" \"\$CHORUS_TASK_KEY\""]},
+    "hook": {"http": "http://$web/v1/tasks"},
+    "hook404": {"http": "http://$web/v1/nowhere"}
   }
 }
 EOF
@@ -47,12 +54,13 @@ EOF
 index_of() { local i; for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "$i"; done; }
 start() {
   local n="$1" i; i=$(index_of "$1")
-  "$chorus" agent --name "$n" --bind "127.0.0.1:$(port "$i")" --http "127.0.0.1:$(hport "$i")" \
-    --profile local --seed "127.0.0.1:$(port 0)" --config "$dir/agent.json" >> "$dir/$n.log" 2>&1 &
-  pid[$n]=$!
-  pids+=($!)
+  start_agent "$dir/$n.log" "$chorus" agent --name "$n" --profile local \
+    ${bind[0]:+--seed "${bind[0]}"} --config "$dir/agent.json"
+  pid[$n]=$agent_pid
+  bind[$i]=$agent_bind
+  http[$i]=$agent_http
 }
-at() { echo "127.0.0.1:$(hport "$(index_of "$1")")"; }
+at() { echo "${http[$(index_of "$1")]}"; }
 # field JSON NAME: a top-level string or number field of compact JSON.
 field() { sed -n "s/.*\"$2\":\"\{0,1\}\([^\",}]*\).*/\1/p" <<< "$1" | head -n 1; }
 # submit NODE KEY TYPE PAYLOAD [WAIT]: the agent's JSON answer (stdout), or nothing.
@@ -141,7 +149,7 @@ for t in "$slow" "$slow2" "$slow3"; do
 done
 step "  4 echo tasks avoided $primary; all 3 candidates full gave 503 + Retry-After"
 
-step "exec handler: success, failure, timeout"
+step "exec handler: success, failure, timeout, and the task's id and key in its environment"
 out=$(submit b doc-1 checksum '{"text":"hello"}' 20s)
 [ "$(field "$out" state)" = succeeded ] && grep -q '"sha256":"[0-9a-f]\{64\}"' <<< "$out" ||
   fail "checksum: $out"
@@ -154,7 +162,14 @@ out=$("$chorus" submit --http "$(at b)" --key doc-3 --type hang --timeout-ms 500
 [ $((SECONDS - t0)) -lt 15 ] || fail "the timed-out command took $((SECONDS - t0)) s to end"
 poll 20 bash -c "! pgrep -f 'slee[p] $marker' > /dev/null" ||
   fail "the hung command's child survived its timeout"
+out=$(submit a env-1 whoami '{}' 20s)
+python3 -c '
+import json, sys
+t = json.loads(sys.argv[1])
+sys.exit(t["state"] != "succeeded" or t["result"] != {"id": t["id"], "key": "env-1"})' "$out" ||
+  fail "whoami: the command did not see its task's id and key: $out"
 step "  checksum succeeded, broken failed with exit 3 and its stderr, hang timed out and was killed"
+step "  whoami saw its task's id and key in CHORUS_TASK_ID and CHORUS_TASK_KEY"
 
 step "http handler: a 2xx body is the result, anything else fails the task"
 out=$(submit c web-1 hook '{"key":"inner","type":"echo"}' 20s)
@@ -163,7 +178,7 @@ out=$(submit c web-1 hook '{"key":"inner","type":"echo"}' 20s)
 out=$(submit c web-2 hook404 '{}' 20s)
 [ "$(field "$out" state)" = failed ] && grep -q "POSTanswered404" <<< "$out" ||
   fail "hook404: $out"  # (spaces stripped)
-step "  a POST to a's API became a task's result; a 404 failed its task"
+step "  a POST to another agent's API became a task's result; a 404 failed its task"
 
 step "bad input"
 out=$("$chorus" submit --http "$(at a)" --key k --type nope 2>&1); rc=$?

@@ -2,9 +2,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <signal.h>
+
+#include <cerrno>
 #include <csignal>
+#include <fstream>
 #include <optional>
 
+#include "daemon/temp_dir.hpp"
 #include "net/loop.hpp"
 
 using namespace chorus;
@@ -43,6 +48,31 @@ struct Fixture {
 
 HandlerSpec exec(std::vector<std::string> argv) {
     return HandlerSpec{HandlerSpec::Kind::exec, "", std::move(argv), ""};
+}
+
+// A command that starts a child which would outlive it, writes the child's PID to `file` (in
+// one write), then runs `then` (a shell command).
+HandlerSpec with_child(const std::string& file, const std::string& then) {
+    return exec({"/bin/sh", "-c", "sleep 1000 & echo $! > " + file + "; " + then});
+}
+
+// The PID in `file`, or 0 while there is none yet.
+pid_t pid_in(const std::string& file) {
+    std::ifstream in(file);
+    pid_t pid = 0;
+    in >> pid;
+    return pid;
+}
+
+// True once `pid` has ended: no such process, or a zombie (killed, waiting only for whoever
+// inherited it to collect it, which under some init processes takes seconds or never comes).
+bool gone(pid_t pid) {
+    if (kill(pid, 0) != 0) return errno == ESRCH;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    std::getline(in, stat);
+    const size_t name_end = stat.rfind(')');  // the state follows the command's name
+    return name_end != std::string::npos && stat.size() > name_end + 2 && stat[name_end + 2] == 'Z';
 }
 
 }  // namespace
@@ -90,11 +120,17 @@ TEST_CASE("exec reports a non-zero exit with its code and the tail of stderr") {
 
 TEST_CASE("exec on timeout kills the whole process group") {
     // The shell starts a child that would outlive it and keep the pipes open.
-    Fixture f({{"hang", exec({"/bin/sh", "-c", "sleep 30 & echo $! >&2; wait"})}});
+    test::TempDir d;
+    const std::string file = d.path + "/child";
+    Fixture f({{"hang", with_child(file, "wait")}});
     const uint64_t t0 = uv_hrtime();
-    const auto o = f.run("hang", "{}", milliseconds(300));
+    // Time enough for the shell to start its child first, even on a loaded machine.
+    const auto o = f.run("hang", "{}", milliseconds(2000));
     REQUIRE(o.state == TaskState::timed_out);
     REQUIRE(uv_hrtime() - t0 < 10'000'000'000u);
+    const pid_t child = pid_in(file);
+    REQUIRE(child > 0);
+    REQUIRE(f.loop.run_until([&] { return gone(child); }, 20'000));
 }
 
 TEST_CASE("exec output over the cap fails the task instead of filling memory") {
@@ -106,6 +142,22 @@ TEST_CASE("exec output over the cap fails the task instead of filling memory") {
     REQUIRE(o.error.find("output_too_large") != std::string::npos);
 }
 
+TEST_CASE("exec output over the cap kills the whole process group") {
+    // The child starts before the flood, so it is there when the cap is passed; the command
+    // itself never ends by itself.
+    test::TempDir d;
+    const std::string file = d.path + "/child";
+    RunnerLimits l;
+    l.output_bytes_max = 1000;
+    Fixture f({{"flood", with_child(file, "exec yes")}}, l);
+    const auto o = f.run("flood", "{}");
+    REQUIRE(o.state == TaskState::failed);
+    REQUIRE(o.error.find("output_too_large") != std::string::npos);
+    const pid_t child = pid_in(file);
+    REQUIRE(child > 0);
+    REQUIRE(f.loop.run_until([&] { return gone(child); }, 20'000));
+}
+
 TEST_CASE("a command that cannot start fails with the reason") {
     Fixture f({{"nope", exec({"/nonexistent/tool"})}});
     const auto o = f.run("nope", "{}");
@@ -113,15 +165,20 @@ TEST_CASE("a command that cannot start fails with the reason") {
     REQUIRE(o.error.find("could not start /nonexistent/tool") != std::string::npos);
 }
 
-TEST_CASE("stopping a running command ends it at once") {
-    Fixture f({{"hang", exec({"/bin/sleep", "30"})}});
+TEST_CASE("stopping a running command ends it at once, with every process it started") {
+    test::TempDir d;
+    const std::string file = d.path + "/child";
+    Fixture f({{"hang", with_child(file, "wait")}});
     std::optional<TaskOutcome> out;
     f.runner->start(TaskSpec{"x", "k", "hang", "{}", seconds(60)},
                     [&](TaskOutcome o) { out = std::move(o); });
-    f.loop.run_until([] { return false; }, 100);
+    pid_t child = 0;
+    REQUIRE(f.loop.run_until([&] { return (child = pid_in(file)) > 0; }, 10'000));
+    REQUIRE_FALSE(gone(child));
     f.runner->stop("x");
     REQUIRE(f.loop.run_until([&] { return out.has_value(); }, 10'000));
     REQUIRE(out->state == TaskState::failed);
+    REQUIRE(f.loop.run_until([&] { return gone(child); }, 20'000));
 }
 
 TEST_CASE("http posts the payload and takes a 2xx body as the result") {

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "daemon/agent.hpp"
@@ -730,34 +731,45 @@ TEST_CASE("a cancelled task's copy hears of it, and is not run when the owner di
     }
     const json slow = {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 60000}}}};
     // One running task on each of the three candidates, then one queued on the primary.
-    for (int i = 0; i < 3; ++i)
-        REQUIRE(c.submit(0, slow).status == 202);
+    std::map<std::string, std::string> running;  // owner -> its running task
+    for (int i = 0; i < 3; ++i) {
+        const auto r = c.submit(0, slow);
+        REQUIRE(r.status == 202);
+        running[r.body["owner"].get<std::string>()] = r.body["id"].get<std::string>();
+    }
     const auto queued = c.submit(0, slow);
     REQUIRE(queued.status == 202);
     REQUIRE(queued.body["state"] == "queued");
     const std::string id = queued.body["id"];
     const std::string owner = queued.body["owner"];
+    REQUIRE(running.contains(owner));
     REQUIRE(c.call(0, "DELETE", "/v1/tasks/" + id).body["state"] == "cancelled");
     const size_t dead = c.index_of(owner);
     // The copy's holder hears of the cancellation.
+    size_t holder = dead;
     REQUIRE(c.loop.run_until([&] {
         for (size_t i = 0; i < c.members.size(); ++i) {
             const Task* copy = i == dead ? nullptr : c.members[i]->tasks->replica(id);
-            if (copy != nullptr && copy->state == TaskState::cancelled) return true;
+            if (copy != nullptr && copy->state == TaskState::cancelled) holder = i;
         }
-        return false;
+        return holder != dead;
     }));
+    // The owner's running task has its copy there too: a copy's place depends only on the
+    // key and the owner.
+    REQUIRE(c.members[holder]->tasks->replica(running[owner]) != nullptr);
     c.members[dead].reset();
     const size_t other = dead == 0 ? 1 : 0;
     // Once membership marks the owner dead, its running task is taken over, but the
-    // cancelled one stays cancelled and runs nowhere.
+    // cancelled one stays cancelled and runs nowhere. The holder takes over every unfinished
+    // copy of the dead owner's at once, so once the running task is its own, the cancelled
+    // one would have been too.
     REQUIRE(c.loop.run_until(
         [&] {
             const chorus::Member* m = c.members[other]->agent->node().members().find(owner);
-            return m != nullptr && is_gone(m->state);
+            return m != nullptr && is_gone(m->state) &&
+                   c.members[holder]->tasks->board().find(running[owner]) != nullptr;
         },
         30'000));
-    c.loop.run_until([] { return false; }, 500);  // a take-over would have started by now
     for (auto& m : c.members) {
         if (!m) continue;
         const Task* t = m->tasks->board().find(id);
