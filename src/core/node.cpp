@@ -307,14 +307,15 @@ void Node::on_body(const Packet& p, const Ping& ping, Time now) {
     const bool doubted = std::any_of(p.updates.begin(), p.updates.end(), [&](const Update& u) {
         return update_subject(u) == name_ && !std::holds_alternative<AliveUpdate>(u);
     });
-    if (doubted && !leaving_) first.push_back(alive_of(self()));
+    if (doubted && !leaving_) first.emplace_back(std::in_place_type<AliveUpdate>, alive_of(self()));
     // A member we hold dead or left is probing us, so it runs: our answer tells it what we
     // believe, and it refutes. Gone members are neither probed nor gossiped to, so without
     // this a live member that a forged or stale verdict reached everywhere (a `left` above all)
     // might never hear of it, and stay gone in every view for good. It costs nothing while
     // views agree: only a member we think gone gets it, once per probe it sends us.
     if (const Member* m = members_.find(p.sender); m != nullptr && is_gone(m->state)) {
-        first.push_back(DeadUpdate{m->name, m->incarnation, name_, m->state == MemberState::left});
+        first.emplace_back(std::in_place_type<DeadUpdate>, m->name, m->incarnation, name_,
+                           m->state == MemberState::left);
     }
     send(p.sender_addr, Ack{ping.seq}, first);
 }

@@ -165,6 +165,12 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             st = u32(t.task_replicas);
         } else if (key == "forward_timeout_ms") {
             st = ms(t.forward_timeout);
+        } else if (key == "copies_max") {
+            uint32_t copies = 0;
+            st = u32(copies);
+            t.copies_max = copies;
+        } else if (key == "copies_bytes_max") {
+            st = bytes(t.copies_bytes_max);
         } else if (key == "copy_check_ms") {
             st = ms(t.copy_check);
         } else {
@@ -173,7 +179,8 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
                 "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
                 "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
                 "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, phi_route, "
-                "balance_factor, forward_timeout_ms, copy_check_ms)");
+                "balance_factor, forward_timeout_ms, copy_check_ms, copies_max, "
+                "copies_bytes_max)");
         }
         if (!st) return st;
     }

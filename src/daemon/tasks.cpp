@@ -60,6 +60,9 @@ Status TaskOptions::validate() const {
     }
     if (forward_timeout <= Duration::zero()) return bad("forward_timeout: must be positive");
     if (copy_check <= Duration::zero()) return bad("copy_check: must be positive");
+    if (copies_max == 0 || copies_bytes_max == 0) {
+        return bad("copies_max and copies_bytes_max: must be at least 1");
+    }
     // One copy besides the owner's is what this build keeps; more are not supported yet.
     if (task_replicas < 1 || task_replicas > 2) return bad("replicas: must be 1 or 2");
     for (const auto& [name, spec] : handlers) {
@@ -121,7 +124,9 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
       options_(std::move(options)),
       board_(options_.limits),
       runner_(loop, options_.handlers, options_.runner, std::move(http_post)),
-      rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)) {
+      rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)),
+      copies_(CopyLimits{options_.copies_max, options_.copies_bytes_max,
+                         options_.limits.results_max, options_.limits.results_bytes_max}) {
     agent_.attach(this);
     commit_timer_ = net::make_timer(loop_, this).value();
     commit_check_ = net::make_check(loop_, this).value();
@@ -243,9 +248,8 @@ void TaskService::accept(TaskSpec spec, Done done) {
     if (existing == nullptr) {
         // A leaving owner hands over a task we hold a copy of: it becomes ours, not a copy
         // (so it is not taken over a second time when the owner is gone).
-        if (auto r = replicas_.find(spec.id);
-            r != replicas_.end() && same_task(r->second.spec, spec)) {
-            replicas_.erase(r);
+        if (const Task* r = copies_.find(spec.id); r != nullptr && same_task(r->spec, spec)) {
+            copies_.erase(spec.id);
         }
     }
     if (existing != nullptr) {
@@ -462,25 +466,20 @@ void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) 
         stored(false);
         return;
     }
-    const bool finished = is_finished(t.state);
-    auto [it, inserted] = replicas_.insert_or_assign(id, std::move(t));
-    if (finished) {
-        finished_replicas_.push_back(id);
-        // Finished copies are kept within the same count limit as results.
-        while (finished_replicas_.size() > options_.limits.results_max) {
-            const std::string old = std::move(finished_replicas_.front());
-            finished_replicas_.pop_front();
-            auto r = replicas_.find(old);
-            if (r == replicas_.end() || !is_finished(r->second.state)) continue;
-            replicas_.erase(r);
-            if (journal_) journal_->remove(old);
-        }
+    auto kept = copies_.put(std::move(t));
+    if (!kept) {
+        ++stats_.copies_refused;
+        stored(false);
+        return;
+    }
+    for (const std::string& old : *kept) {  // finished copies retention let go
+        if (journal_) journal_->remove(old);
     }
     if (!journal_) {
         stored(true);
         return;
     }
-    after_commit_.emplace_back(journal_->put(it->second),
+    after_commit_.emplace_back(journal_->put(*copies_.find(id)),
                                [stored = std::move(stored)](const Status& s) { stored(s.ok()); });
     schedule_commit();
 }
@@ -503,9 +502,9 @@ void TaskService::member_changed(const MemberEvent& e) {
 
 void TaskService::drop_replica(const Task& t) {
     // Only a copy of that owner's: never a task this node took over, nor another owner's.
-    auto r = replicas_.find(t.spec.id);
-    if (r == replicas_.end() || r->second.owner != t.owner) return;
-    replicas_.erase(r);
+    const Task* r = copies_.find(t.spec.id);
+    if (r == nullptr || r->owner != t.owner) return;
+    copies_.erase(t.spec.id);
     ++stats_.dropped;
     if (journal_) {
         journal_->remove(t.spec.id);
@@ -530,9 +529,9 @@ void TaskService::recopy(const Name& gone) {
 
 void TaskService::promote(const Name& gone) {
     std::vector<std::string> ids;
-    for (const auto& [id, t] : replicas_) {
-        if (t.owner == gone && !is_finished(t.state)) ids.push_back(id);
-    }
+    copies_.for_each([&](const Task& t) {
+        if (t.owner == gone && !is_finished(t.state)) ids.push_back(t.spec.id);
+    });
     take_over(ids);
 }
 
@@ -544,8 +543,8 @@ bool TaskService::has_room() const {
 void TaskService::take_over(const std::vector<std::string>& ids) {
     std::vector<std::string> taken;
     for (const std::string& id : ids) {
-        auto r = replicas_.find(id);
-        if (r == replicas_.end() || is_finished(r->second.state)) continue;
+        const Task* r = copies_.find(id);
+        if (r == nullptr || is_finished(r->state)) continue;
         if (!has_room()) {
             // Beyond this node's capacity: the copy stays here until room frees up or another
             // candidate of its key takes the task (place_orphans). Never dropped, never run
@@ -554,8 +553,7 @@ void TaskService::take_over(const std::vector<std::string>& ids) {
             continue;
         }
         orphans_.erase(id);
-        auto node = replicas_.extract(r);
-        Task t = std::move(node.mapped());
+        Task t = *copies_.take(id);
         t.owner = agent_.node().self().name;
         ++stats_.promoted;
         board_.restore(std::move(t), agent_.now());
@@ -577,8 +575,8 @@ void TaskService::place_orphans() {
     const Name& self = agent_.node().self().name;
     for (const std::string& id : orphans_) {
         if (offering_.contains(id)) continue;
-        auto r = replicas_.find(id);
-        if (r == replicas_.end() || is_finished(r->second.state)) {
+        const Task* r = copies_.find(id);
+        if (r == nullptr || is_finished(r->state)) {
             local.push_back(id);  // settled meanwhile: take_over skips it and forgets it
             continue;
         }
@@ -586,10 +584,9 @@ void TaskService::place_orphans() {
             local.push_back(id);
             continue;
         }
-        const Name dead = r->second.owner;
+        const Name dead = r->owner;
         std::vector<Name> others;
-        for (const Name& n :
-             ring().preference_at(xxh3(r->second.spec.key), options_.candidates + 1)) {
+        for (const Name& n : ring().preference_at(xxh3(r->spec.key), options_.candidates + 1)) {
             const Member* m = agent_.node().members().find(n);
             if (n != self && n != dead && m != nullptr && m->state == MemberState::alive)
                 others.push_back(n);
@@ -604,19 +601,19 @@ void TaskService::place_orphans() {
 }
 
 void TaskService::offer_orphan(const std::string& id, std::vector<Name> to, size_t next) {
-    auto r = replicas_.find(id);
-    if (next >= to.size() || r == replicas_.end() || !orphans_.contains(id)) {
+    const Task* r = copies_.find(id);
+    if (next >= to.size() || r == nullptr || !orphans_.contains(id)) {
         offering_.erase(id);
         return;
     }
     const Name peer = to[next];
-    request(peer, TaskSubmit{0, r->second.spec}, options_.forward_timeout,
+    request(peer, TaskSubmit{0, r->spec}, options_.forward_timeout,
             [this, id, to = std::move(to), next](Result<TaskReply> reply) mutable {
                 if (reply && (reply->status == 202 || reply->status == 200)) {
                     offering_.erase(id);
                     orphans_.erase(id);
                     ++stats_.orphans_placed;
-                    if (replicas_.erase(id) > 0 && journal_) {
+                    if (copies_.erase(id) && journal_) {
                         journal_->remove(id);
                         schedule_commit();
                     }
@@ -627,9 +624,7 @@ void TaskService::offer_orphan(const std::string& id, std::vector<Name> to, size
 }
 
 size_t TaskService::unfinished_replicas() const {
-    return static_cast<size_t>(std::count_if(replicas_.begin(), replicas_.end(), [](const auto& r) {
-        return !is_finished(r.second.state);
-    }));
+    return copies_.unfinished();
 }
 
 void TaskService::check_copies() {
@@ -639,20 +634,21 @@ void TaskService::check_copies() {
     // alive: a dead owner's copies are taken over by member_changed, a suspect one may be
     // back shortly.
     std::set<std::string, std::less<>> unfinished;
-    size_t asked = 0;
-    for (const auto& [id, t] : replicas_) {
-        if (is_finished(t.state)) continue;
+    std::vector<std::pair<std::string, Name>> ask;  // asked after the walk, which they may change
+    copies_.for_each([&](const Task& t) {
+        const std::string& id = t.spec.id;
+        if (is_finished(t.state)) return;
         unfinished.insert(id);
-        if (!unfinished_copies_.contains(id) || asked >= kCopyChecksMax) continue;
+        if (!unfinished_copies_.contains(id) || ask.size() >= kCopyChecksMax) return;
         const Member* m = agent_.node().members().find(t.owner);
-        if (m == nullptr || m->state != MemberState::alive) continue;
-        ++asked;
-        const Name owner = t.owner;
+        if (m == nullptr || m->state != MemberState::alive) return;
+        ask.emplace_back(id, t.owner);
+    });
+    for (const auto& [id, owner] : ask) {
         request(owner, TaskQuery{0, id, false, {}}, options_.forward_timeout,
                 [this, id, owner](Result<TaskReply> r) {
-                    auto copy = replicas_.find(id);
-                    if (!r || copy == replicas_.end() || copy->second.owner != owner ||
-                        is_finished(copy->second.state)) {
+                    const Task* copy = copies_.find(id);
+                    if (!r || copy == nullptr || copy->owner != owner || is_finished(copy->state)) {
                         return;  // no answer (asked again next round), or settled meanwhile
                     }
                     const bool owns = r->status == 200 && r->task && r->task->owner == owner;
@@ -704,9 +700,7 @@ void TaskService::recover() {
     for (Task& t : *tasks) {
         ++stats_.recovered;
         if (t.owner != self) {  // a copy of another node's task
-            const std::string id = t.spec.id;
-            if (is_finished(t.state)) finished_replicas_.push_back(id);
-            replicas_.emplace(id, std::move(t));
+            copies_.restore(std::move(t));
             continue;
         }
         if (!is_finished(t.state)) ++stats_.requeued;
@@ -855,9 +849,9 @@ TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
     board_.expire(agent_.now());
     record_evictions();
     if (board_.find(id) == nullptr) {
-        if (auto r = replicas_.find(id); r != replicas_.end() && !cancel) {
+        if (const Task* r = copies_.find(id); r != nullptr && !cancel) {
             TaskAnswer a;  // a copy: as fresh as the owner's last word
-            a.task = r->second;
+            a.task = *r;
             return a;
         }
         return TaskAnswer::error(404, "unknown_task", fmt::format("no task {} here", id));

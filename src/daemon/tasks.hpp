@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/copies.hpp"
 #include "core/ring.hpp"
 #include "core/rng.hpp"
 #include "core/router.hpp"
@@ -52,6 +53,10 @@ struct TaskOptions {
     Duration forward_timeout = seconds(2);
     std::map<std::string, HandlerSpec> handlers = default_handlers();
     RunnerLimits runner;
+    // Unfinished copies of other nodes' tasks held here at most (count and bytes); finished
+    // ones follow the results limits (results_max, results_bytes_max).
+    size_t copies_max = CopyLimits{}.unfinished_max;
+    size_t copies_bytes_max = CopyLimits{}.unfinished_bytes_max;
     // Where the journal lives (issue 5); empty: tasks are kept in memory only.
     std::string data_dir;
     // Copies of each task: the owner's, and task_replicas - 1 on the next candidates of its
@@ -97,6 +102,7 @@ struct TaskServiceStats {
     uint64_t dropped = 0;         // copies forgotten here because their owner refused the task
     uint64_t caught_up = 0;       // copies that missed their task's outcome and were told on asking
     uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
+    uint64_t copies_refused = 0;  // copies refused: the unfinished copies held hit their limits
 };
 
 class TaskService : public FrameChannel {
@@ -132,13 +138,11 @@ class TaskService : public FrameChannel {
     // that died or left are taken over from the copies this node holds.
     void member_changed(const MemberEvent& e);
     void membership_changed() { ring_.reset(); }
-    size_t replicas() const { return replicas_.size(); }
+    size_t replicas() const { return copies_.size(); }
     size_t unfinished_replicas() const;  // copies of tasks not finished, as far as we know
     size_t orphans() const { return orphans_.size(); }
-    const Task* replica(std::string_view id) const {
-        auto it = replicas_.find(id);
-        return it == replicas_.end() ? nullptr : &it->second;
-    }
+    const Task* replica(std::string_view id) const { return copies_.find(id); }
+    const CopyStore& copies() const { return copies_; }
 
     const TaskBoard& board() const { return board_; }
     // The journal, if there is a working one; else why not (nullopt: memory only, by choice).
@@ -287,9 +291,8 @@ class TaskService : public FrameChannel {
     std::deque<Pending> pending_;  // in change order
     // What waits for a change to be stored (a copy kept for another node), in change order.
     std::deque<std::pair<uint64_t, std::function<void(const Status&)>>> after_commit_;
-    TaskIdMap<Task> replicas_;                   // other nodes' tasks; owner = theirs
-    std::deque<std::string> finished_replicas_;  // retention order
-    TaskIdMap<Name> backup_of_;                  // our unfinished tasks' copy holders
+    CopyStore copies_;           // other nodes' tasks; owner = theirs
+    TaskIdMap<Name> backup_of_;  // our unfinished tasks' copy holders
     // Copies that were unfinished at the last check_copies(): asked about at the next one, so
     // only copies at least one interval old are, and a task that ends meanwhile costs nothing.
     std::set<std::string, std::less<>> unfinished_copies_;

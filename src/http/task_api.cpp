@@ -286,6 +286,13 @@ void Api::task_metrics(Exposition& out) const {
               static_cast<double>(t.orphans()));
     out.gauge("chorus_task_copies_held", "Copies of other nodes' tasks held here.",
               static_cast<double>(t.replicas()));
+    out.counter("chorus_task_copies_refused_total",
+                "Copies other nodes sent that this node refused: its unfinished copies were at "
+                "copies_max or copies_bytes_max.",
+                s.copies_refused);
+    out.gauge("chorus_task_copies_unfinished_bytes",
+              "Bytes of the unfinished copies held here (limit: copies_bytes_max).",
+              static_cast<double>(t.copies().unfinished_bytes()));
     out.gauge("chorus_task_copies_unfinished",
               "Copies held here whose task has not finished, as far as this node knows.",
               static_cast<double>(t.unfinished_replicas()));

@@ -887,3 +887,31 @@ TEST_CASE("a node whose journal fails is passed over by its peers until it commi
     r = c.submit(1, {{"key", keys[1]}, {"type", "echo"}});
     REQUIRE(r.body["owner"] == "a");
 }
+
+TEST_CASE("a backup holding its most unfinished copies refuses more, and says so") {
+    daemon::TaskOptions o;
+    o.candidates = 2;
+    o.copies_max = 1;
+    Cluster c(2, o);
+    std::string key;
+    for (int k = 0; k < 200 && key.empty(); ++k) {
+        const std::string candidate = "k" + std::to_string(k);
+        if (c.call(0, "GET", "/v1/ring/lookup?key=" + candidate).body["owner"] == "a")
+            key = candidate;
+    }
+    REQUIRE_FALSE(key.empty());
+    // Three long tasks of a key whose owners are a then b: the router spreads them a, b, a (the
+    // least loaded, ties to ring order). b keeps the copy of a's first and refuses the second.
+    for (const char* owner : {"a", "b", "a"}) {
+        const auto r =
+            c.submit(0, {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 10'000}}}});
+        REQUIRE(r.status == 202);
+        REQUIRE(r.body["owner"] == owner);
+    }
+    const auto& b = *c.members[1]->tasks;
+    REQUIRE(b.replicas() == 1);
+    REQUIRE(b.stats().copies_refused == 1);
+    REQUIRE(c.members[0]->tasks->stats().unreplicated == 1);
+    REQUIRE_THAT(c.call(1, "GET", "/metrics").raw,
+                 Catch::Contains("\nchorus_task_copies_refused_total 1\n"));
+}
