@@ -559,7 +559,7 @@ void TaskService::check_copies() {
         ++asked;
         const Name owner = t.owner;
         request(owner, TaskQuery{0, id, false, {}}, options_.forward_timeout,
-                [this, id, owner](Result<TaskReply> r) {
+                [this, id = id, owner](Result<TaskReply> r) {
                     auto copy = replicas_.find(id);
                     if (!r || copy == replicas_.end() || copy->second.owner != owner ||
                         is_finished(copy->second.state)) {
