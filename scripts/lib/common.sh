@@ -79,8 +79,8 @@ isolated() {
 
 # fuzz_target TARGET SECONDS: fuzzes build-fuzz's fuzz_TARGET for SECONDS, one process on one
 # core, from a fresh copy of its seeds, in a network namespace of its own. Work goes under
-# build-fuzz/fuzz/TARGET/: the corpus it grew, its log, and crashes/ with the inputs of any
-# crash, leak, sanitizer report or hang. Fails (and says where to look) on any of those.
+# build-fuzz/fuzz/TARGET/, emptied first: the corpus it grew, its log, and crashes/ with the
+# inputs of any crash, leak, sanitizer report or hang. Fails (and says where to look) on any.
 fuzz_target() {
   local target="$1" seconds="$2"
   local bin="$CHORUS_ROOT/build-fuzz/test/fuzz/fuzz_$target"
@@ -90,12 +90,12 @@ fuzz_target() {
     http) dict=(-dict="$CHORUS_ROOT/test/fuzz/dict/http.dict") ;;
     config | task_json) dict=(-dict="$CHORUS_ROOT/test/fuzz/dict/json.dict") ;;
   esac
-  rm -rf "$work/corpus"
+  rm -rf "$work/corpus" "$work/crashes"
   mkdir -p "$work/corpus" "$work/crashes"
   cp -r "$CHORUS_ROOT/test/fuzz/corpus/$target/." "$work/corpus/"
   echo "== fuzz_$target for ${seconds}s (work: $work)"
   local rc=0
-  # -timeout: an input that takes 30 s is a hang (the harness gives the agent 50 ms).
+  # -timeout: an input that takes 30 s is a hang (the harness waits tens of milliseconds per exchange).
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
     isolated "$bin" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
     -artifact_prefix="$work/crashes/" "${dict[@]}" "$work/corpus" >"$work/fuzz.log" 2>&1 || rc=$?
