@@ -22,11 +22,11 @@
 #include <uv.h>
 
 #include <cerrno>
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <csignal>
 #include <cstring>
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -139,10 +139,9 @@ class AgentHarness {
         // As chorus agent sets it: a task's payload and a few short fields.
         limits.body_bytes_max = task_options().limits.payload_bytes_max + (64u << 10);
         server_ =
-            http::Server::listen(&loop_, net::Endpoint::parse("127.0.0.1:0").value(), limits,
-                                 "fuzz", [this](const http::Request& req, http::Reply reply) {
-                                     api_->handle(req, reply);
-                                 })
+            http::Server::listen(
+                &loop_, net::Endpoint::parse("127.0.0.1:0").value(), limits, "fuzz",
+                [this](const http::Request& req, http::Reply reply) { api_->handle(req, reply); })
                 .value();
         api_->serve_metrics_of(server_.get());
     }
@@ -188,13 +187,13 @@ class AgentHarness {
         // 127.0.0.0/8 is loopback, so each connection comes from the next address in it.
         sockaddr_in from{};
         from.sin_family = AF_INET;
-        from.sin_addr.s_addr = htonl(0x7F000000u | static_cast<uint32_t>(1 + connections_++ % 0xFFFFFE));
+        from.sin_addr.s_addr =
+            htonl(0x7F000000u | static_cast<uint32_t>(1 + connections_++ % 0xFFFFFE));
         require(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0, "bind");
         // On loopback the kernel completes the handshake into the listener's backlog: the
         // connect returns before the loop has run.
         require(::connect(fd, to.sa(), sizeof(sockaddr_in)) == 0, "connect");
         require(::fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "fcntl");
-
 
         uv_update_time(&loop_);
         const uint64_t deadline = uv_now(&loop_) + kDeadlineMs;
@@ -237,7 +236,8 @@ class AgentHarness {
         uv_timer_stop(deadline_.get());
         ::close(fd);
         if (show_) {
-            std::fprintf(stderr, "--> %zu of %zu bytes sent to %s\n<-- %zu bytes in %.3f ms, %s:\n%s\n",
+            std::fprintf(stderr,
+                         "--> %zu of %zu bytes sent to %s\n<-- %zu bytes in %.3f ms, %s:\n%s\n",
                          sent, out.size(), to.str().c_str(), ex.received.size(),
                          static_cast<double>(uv_hrtime() - began_ns) / 1e6,
                          ex.closed ? "then closed" : "connection still open", ex.received.c_str());
