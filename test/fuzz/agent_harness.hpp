@@ -17,6 +17,7 @@
 
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -177,6 +178,24 @@ class AgentHarness {
         return e;
     }
 
+    // Connects the non-blocking socket `fd`. On loopback the kernel completes the handshake
+    // into the listener's backlog, without the loop. libFuzzer's timer signal may interrupt
+    // the wait (its handler does not restart calls), so it is a poll that resumes.
+    static void connect(int fd, const net::Endpoint& to) {
+        if (::connect(fd, to.sa(), sizeof(sockaddr_in)) == 0) return;
+        require(errno == EINPROGRESS || errno == EINTR, "connect");
+        pollfd p{fd, POLLOUT, 0};
+        int ready = 0;
+        while ((ready = ::poll(&p, 1, 10'000)) < 0 && errno == EINTR) {
+        }
+        require(ready == 1, "poll for connect");
+        int error = 0;
+        socklen_t len = sizeof(error);
+        require(::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) == 0, "getsockopt");
+        errno = error;
+        require(error == 0, "connect");
+    }
+
     Exchange exchange(const net::Endpoint& to, std::string_view out, const Options& o) {
         Exchange ex;
         const uint64_t began_ns = uv_hrtime();
@@ -190,10 +209,8 @@ class AgentHarness {
         from.sin_addr.s_addr =
             htonl(0x7F000000u | static_cast<uint32_t>(1 + connections_++ % 0xFFFFFE));
         require(::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0, "bind");
-        // On loopback the kernel completes the handshake into the listener's backlog: the
-        // connect returns before the loop has run.
-        require(::connect(fd, to.sa(), sizeof(sockaddr_in)) == 0, "connect");
         require(::fcntl(fd, F_SETFL, O_NONBLOCK) == 0, "fcntl");
+        connect(fd, to);
 
         uv_update_time(&loop_);
         const uint64_t deadline = uv_now(&loop_) + kDeadlineMs;
@@ -209,8 +226,9 @@ class AgentHarness {
                     sent += static_cast<size_t>(n);
                     continue;
                 }
-                // The agent closed its side: nothing more can go.
-                if (errno != EAGAIN && errno != EWOULDBLOCK) sent = out.size();
+                if (n < 0 && errno == EINTR) continue;
+                // Unless the agent is only slow to read, it closed its side: nothing more goes.
+                if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) sent = out.size();
                 break;
             }
             if (o.half_close && !shut && sent == out.size()) {
@@ -225,6 +243,7 @@ class AgentHarness {
                     if (ex.received.size() >= kReceivedBytesMax) break;
                     continue;
                 }
+                if (n < 0 && errno == EINTR) continue;
                 if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) ex.closed = true;
                 break;
             }
