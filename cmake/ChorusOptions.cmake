@@ -20,7 +20,7 @@ endif()
 # whole project, llhttp included, is compiled with coverage instrumentation and ASan + UBSan, so
 # the fuzzer is guided by, and checks, the code the input reaches; only the fuzz executables
 # link libFuzzer itself (-fsanitize=fuzzer), which brings its own main(). libFuzzer ships with
-# clang (Debian: libclang-rt-14-dev), not with GCC. -O1 keeps the sanitizers' reports readable
+# clang (Debian: libclang-rt-dev), not with GCC. -O1 keeps the sanitizers' reports readable
 # and executions fast. Every check is on whatever the build type: assert() in the libraries'
 # headers (nlohmann_json's, flatbuffers'), and _GLIBCXX_ASSERTIONS, which bounds-checks the
 # standard containers, catching reads ASan cannot see (inside a std::string's own buffer). Use a
@@ -28,8 +28,8 @@ endif()
 option(CHORUS_FUZZ "Build the libFuzzer targets in test/fuzz (clang only)" OFF)
 if(CHORUS_FUZZ)
   if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang" OR NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
-    message(FATAL_ERROR "CHORUS_FUZZ needs clang (libFuzzer ships with it): configure a new "
-                        "build directory with -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
+    message(FATAL_ERROR "CHORUS_FUZZ needs clang (libFuzzer ships with it): configure a new build "
+                        "directory with -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
   endif()
   add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
                       -fno-omit-frame-pointer -g -O1 -UNDEBUG -D_GLIBCXX_ASSERTIONS)

@@ -77,6 +77,12 @@ isolated() {
   unshare "${flags[@]}" sh -c '"$0" link set lo up && exec "$@"' "$ip" "$@"
 }
 
+# Whether `isolated` works here (it needs root or user namespaces; some containers allow
+# neither).
+can_isolate() {
+  isolated true 2>/dev/null
+}
+
 # fuzz_target TARGET SECONDS: fuzzes build-fuzz's fuzz_TARGET for SECONDS, one process on one
 # core, from a fresh copy of its seeds, in a network namespace of its own. Work goes under
 # build-fuzz/fuzz/TARGET/, emptied first: the corpus it grew, its log, and crashes/ with the
@@ -90,16 +96,24 @@ fuzz_target() {
     http) dict=(-dict="$CHORUS_ROOT/test/fuzz/dict/http.dict") ;;
     config | task_json) dict=(-dict="$CHORUS_ROOT/test/fuzz/dict/json.dict") ;;
   esac
+  local run=(isolated)
+  if ! can_isolate; then
+    if [ "$target" = stream ]; then
+      echo "!! fuzz_stream skipped: it needs a network namespace, and none can be made here" >&2
+      return 0
+    fi
+    run=()
+  fi
   rm -rf "$work/corpus" "$work/crashes"
   mkdir -p "$work/corpus" "$work/crashes"
   cp -r "$CHORUS_ROOT/test/fuzz/corpus/$target/." "$work/corpus/"
   echo "== fuzz_$target for ${seconds}s (work: $work)"
   local rc=0
-  # -timeout: an input that takes 30 s is a hang (the harness waits tens of milliseconds per exchange).
+  # -timeout: an input that takes 30 s hangs (the harness waits tens of milliseconds an exchange).
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-    isolated "$bin" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
+    "${run[@]}" "$bin" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
     -artifact_prefix="$work/crashes/" "${dict[@]}" "$work/corpus" >"$work/fuzz.log" 2>&1 || rc=$?
-  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
+  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)' \
     "$work/fuzz.log" || true
   echo "   corpus: $(find "$work/corpus" -type f | wc -l) inputs"
   if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/crashes")" ]; then
@@ -120,7 +134,9 @@ run_fuzzers() {
   echo "== build (clang, libFuzzer, ASan + UBSan)"
   build_fuzzers
   echo "== fuzz seeds and regressions"
-  isolated ctest --test-dir "$CHORUS_ROOT/build-fuzz" --output-on-failure --timeout 300 ||
+  local run=()
+  can_isolate && run=(isolated)
+  "${run[@]}" ctest --test-dir "$CHORUS_ROOT/build-fuzz" --output-on-failure --timeout 300 ||
     failed+=(regressions)
   for target in "${CHORUS_FUZZ_TARGETS[@]}"; do
     fuzz_target "$target" "$seconds" || failed+=("$target")

@@ -1,7 +1,8 @@
 # Runs a fuzz target once over each file in DIR (libFuzzer executes files given as arguments
 # once each and exits non-zero if any crashes). An empty folder passes: given no file, libFuzzer
 # would start fuzzing instead.
-#   cmake -DFUZZER=build-fuzz/test/fuzz/fuzz_http -DDIR=test/fuzz/regressions/http -P run_regressions.cmake
+#   cmake -DFUZZER=build-fuzz/test/fuzz/fuzz_http -DDIR=test/fuzz/regressions/http \
+#         -P test/fuzz/run_regressions.cmake
 file(GLOB inputs LIST_DIRECTORIES false "${DIR}/*")
 list(FILTER inputs EXCLUDE REGEX "/(README[^/]*|\\.[^/]*)$")
 list(LENGTH inputs count)
