@@ -21,6 +21,26 @@ elseif(CHORUS_SANITIZE)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
+# libFuzzer targets for every decoder and parser that takes untrusted input (test/fuzz). The
+# whole project, llhttp included, is compiled with coverage instrumentation and ASan + UBSan, so
+# the fuzzer is guided by, and checks, the code the input reaches; only the fuzz executables
+# link libFuzzer itself (-fsanitize=fuzzer), which brings its own main(). libFuzzer ships with
+# clang (Debian: libclang-rt-dev), not with GCC. -O1 keeps the sanitizers' reports readable
+# and executions fast. Every check is on whatever the build type: assert() in the libraries'
+# headers (nlohmann_json's, flatbuffers'), and _GLIBCXX_ASSERTIONS, which bounds-checks the
+# standard containers, catching reads ASan cannot see (inside a std::string's own buffer). Use a
+# separate build directory.
+option(CHORUS_FUZZ "Build the libFuzzer targets in test/fuzz (clang only)" OFF)
+if(CHORUS_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang" OR NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "CHORUS_FUZZ needs clang (libFuzzer ships with it): configure a new build "
+                        "directory with -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+                      -fno-omit-frame-pointer -g -O1 -UNDEBUG -D_GLIBCXX_ASSERTIONS)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 # One static binary by default. Most of a dynamically linked agent's resident memory is shared
 # library code the loader maps and faults in (measured on a 5-agent loopback cluster: 5.1 MiB
 # RSS, of which 4.7 MiB were pages of libstdc++, libc, libm, libuv and libfmt; 0.5 MiB was the
@@ -28,9 +48,9 @@ endif()
 # 2.5 MiB. Trade-off: glibc's getaddrinfo in a static binary loads the NSS modules of the glibc
 # it was built with, so a binary copied to a machine with another glibc may fail to resolve
 # seed names (the linker warns about this); build with -DCHORUS_STATIC=OFF to ship elsewhere.
-# Sanitizers need their dynamic runtime, so CHORUS_SANITIZE turns this off.
+# Sanitizers need their dynamic runtime, so CHORUS_SANITIZE and CHORUS_FUZZ turn this off.
 option(CHORUS_STATIC "Link chorus and chorus-sim as static binaries" ON)
-if(CHORUS_SANITIZE)
+if(CHORUS_SANITIZE OR CHORUS_FUZZ)
   set(CHORUS_STATIC OFF)
 endif()
 if(CHORUS_STATIC)

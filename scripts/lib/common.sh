@@ -70,3 +70,102 @@ check_no_strays() {
   done
   return 1
 }
+
+# ---- fuzzing (test/fuzz): libFuzzer targets under ASan + UBSan, built with clang
+
+# clang is Debian's default (14 on Debian 12); libFuzzer and the sanitizer runtimes are its
+# compiler-rt (libclang-rt-dev, only a recommendation of clang, which --no-install-recommends
+# skips); llvm brings llvm-symbolizer, for stacks with file and line; iproute2 brings the `ip`
+# that brings up loopback in the fuzzers' network namespace (unshare is util-linux's).
+CHORUS_FUZZ_PACKAGES=(clang libclang-rt-dev llvm iproute2)
+# Every target in test/fuzz/CMakeLists.txt, without its fuzz_ prefix.
+CHORUS_FUZZ_TARGETS=(packet frame config http task_json stream)
+
+# Configures build-fuzz (clang, CHORUS_FUZZ; the test suite is not built there) and builds the
+# fuzz targets.
+build_fuzzers() {
+  cmake -S "$CHORUS_ROOT" -B "$CHORUS_ROOT/build-fuzz" -G Ninja \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DCHORUS_FUZZ=ON -DCHORUS_STATIC=OFF -DBUILD_TESTING=OFF -DCHORUS_WERROR=ON >/dev/null
+  cmake --build "$CHORUS_ROOT/build-fuzz" -j "$(nproc 2>/dev/null || echo 2)" --target fuzzers
+}
+
+# isolated CMD...: runs CMD in a network namespace of its own with only loopback up, so an
+# agent under fuzzing reaches nothing else whatever addresses its input names (as root, or
+# through a user namespace otherwise).
+isolated() {
+  local ip flags=(--net)
+  ip="$(command -v ip || echo /usr/sbin/ip)"
+  [ "$(id -u)" -eq 0 ] || flags+=(--map-root-user)
+  unshare "${flags[@]}" sh -c '"$0" link set lo up && exec "$@"' "$ip" "$@"
+}
+
+# Whether `isolated` works here (it needs root or user namespaces; some containers allow
+# neither).
+can_isolate() {
+  isolated true 2>/dev/null
+}
+
+# fuzz_target TARGET SECONDS: fuzzes build-fuzz's fuzz_TARGET for SECONDS, one process on one
+# core, from a fresh copy of its seeds, in a network namespace of its own. Work goes under
+# build-fuzz/fuzz/TARGET/, emptied first: the corpus it grew, its log, and crashes/ with the
+# inputs of any crash, leak, sanitizer report or hang. Fails (and says where to look) on any.
+fuzz_target() {
+  local target="$1" seconds="$2"
+  local bin="$CHORUS_ROOT/build-fuzz/test/fuzz/fuzz_$target"
+  local work="$CHORUS_ROOT/build-fuzz/fuzz/$target"
+  local dict=()
+  case "$target" in
+    http) dict=(-dict="$CHORUS_ROOT/test/fuzz/dict/http.dict") ;;
+    config | task_json) dict=(-dict="$CHORUS_ROOT/test/fuzz/dict/json.dict") ;;
+  esac
+  local run=(isolated)
+  if ! can_isolate; then
+    if [ "$target" = stream ]; then
+      echo "!! fuzz_stream skipped: it needs a network namespace, and none can be made here" >&2
+      return 0
+    fi
+    run=()
+  fi
+  rm -rf "$work/corpus" "$work/crashes"
+  mkdir -p "$work/corpus" "$work/crashes"
+  cp -r "$CHORUS_ROOT/test/fuzz/corpus/$target/." "$work/corpus/"
+  echo "== fuzz_$target for ${seconds}s (work: $work)"
+  local rc=0
+  # -timeout: an input that takes 30 s hangs (the harness waits tens of milliseconds an exchange).
+  ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+    "${run[@]}" "$bin" -max_total_time="$seconds" -timeout=30 -print_final_stats=1 \
+    -artifact_prefix="$work/crashes/" "${dict[@]}" "$work/corpus" >"$work/fuzz.log" 2>&1 || rc=$?
+  grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec)' \
+    "$work/fuzz.log" || true
+  echo "   corpus: $(find "$work/corpus" -type f | wc -l) inputs"
+  if [ "$rc" -ne 0 ] || [ -n "$(ls -A "$work/crashes")" ]; then
+    grep -m1 -E '^==[0-9]+==ERROR|runtime error|^fuzz: property broken|^==[0-9]+== ERROR' \
+      "$work/fuzz.log" || tail -n 20 "$work/fuzz.log"
+    echo "!! fuzz_$target failed (exit $rc); log: $work/fuzz.log; inputs: $work/crashes/" >&2
+    ls -l "$work/crashes" >&2
+    return 1
+  fi
+}
+
+# run_fuzzers SECONDS_EACH: builds build-fuzz, replays every seed and every saved crash
+# (test/fuzz/regressions) once through CTest, then fuzzes each target for SECONDS_EACH in turn.
+# Fails if anything crashed; each failure names its log and inputs.
+run_fuzzers() {
+  local seconds="$1" failed=()
+  ensure_packages "${CHORUS_PACKAGES[@]}" "${CHORUS_FUZZ_PACKAGES[@]}"
+  echo "== build (clang, libFuzzer, ASan + UBSan)"
+  build_fuzzers
+  echo "== fuzz seeds and regressions"
+  local run=()
+  can_isolate && run=(isolated)
+  "${run[@]}" ctest --test-dir "$CHORUS_ROOT/build-fuzz" --output-on-failure --timeout 300 ||
+    failed+=(regressions)
+  for target in "${CHORUS_FUZZ_TARGETS[@]}"; do
+    fuzz_target "$target" "$seconds" || failed+=("$target")
+  done
+  if [ ${#failed[@]} -ne 0 ]; then
+    echo "!! fuzzing failed: ${failed[*]}" >&2
+    return 1
+  fi
+}

@@ -48,7 +48,7 @@ Status apply_config_json(Settings& s, const std::string& text) {
     const nlohmann::json& j = *parsed;
     if (!j.is_object()) return bad("config file", "must hold a JSON object");
     for (const auto& [key, value] : j.items()) {
-        const auto need = [&](bool ok, std::string_view type) -> Status {
+        const auto need = [&, &key = key](bool ok, std::string_view type) -> Status {
             if (ok) return Ok{};
             return bad(key, fmt::format("must be {}", type));
         };
@@ -124,12 +124,12 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             to = static_cast<uint32_t>(n);
             return Ok{};
         };
-        const auto bytes = [&](size_t& to) -> Status {
+        const auto bytes = [&, &value = value](size_t& to) -> Status {
             auto b = whole(value, field, kBytesMax, "bytes");
             if (b) to = *b;
             return b ? Status{Ok{}} : Status{b.error()};
         };
-        const auto ms = [&](Duration& to, uint64_t unit_ms = 1) -> Status {
+        const auto ms = [&, &value = value](Duration& to, uint64_t unit_ms = 1) -> Status {
             auto m = whole(value, field, kMillisecondsMax / unit_ms,
                            unit_ms == 1 ? "milliseconds" : "seconds");
             if (m) to = milliseconds(*m * unit_ms);

@@ -646,7 +646,7 @@ void TaskService::check_copies() {
     });
     for (const auto& [id, owner] : ask) {
         request(owner, TaskQuery{0, id, false, {}}, options_.forward_timeout,
-                [this, id, owner](Result<TaskReply> r) {
+                [this, id = id, owner = owner](Result<TaskReply> r) {
                     const Task* copy = copies_.find(id);
                     if (!r || copy == nullptr || copy->owner != owner || is_finished(copy->state)) {
                         return;  // no answer (asked again next round), or settled meanwhile
