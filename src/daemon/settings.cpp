@@ -274,6 +274,28 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
         return bad("tag", fmt::format("tags total {} bytes, over the limit of {}", tag_bytes,
                                       o.config.tag_bytes_max));
     }
+    // The node announces itself (and refutes suspicions) in one update that must fit in a
+    // packet beside an ack; one that does not is never gossiped, and the node could refute
+    // only through push-pull, long after its peers declared it dead. Its address is not known
+    // before the bind, so the longest one it could have is assumed.
+    {
+        const std::string longest_addr(
+            std::string_view("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535").size(), 'a');
+        Packet p;
+        p.cluster = s.cluster;
+        p.sender = Name(s.name);
+        p.sender_addr = Address{Name(s.advertise.empty() ? longest_addr : s.advertise)};
+        p.body = Ack{};
+        const AliveUpdate self{p.sender,          p.sender_addr,
+                               Name(http->str()), Incarnation{UINT64_MAX},
+                               o.identity.tags,   kProtocolVersion};
+        const size_t needed = encoded_size_bound(p) + encoded_size_bound(Update(self));
+        if (needed > o.config.packet_bytes_max) {
+            return bad("tag", fmt::format("the name, tags and addresses take {} bytes in a packet, "
+                                          "over the packet limit of {}: use fewer or shorter tags",
+                                          needed, o.config.packet_bytes_max));
+        }
+    }
     if (s.log_level != "debug" && s.log_level != "info" && s.log_level != "warn" &&
         s.log_level != "error") {
         return bad("log_level", "must be debug, info, warn or error");

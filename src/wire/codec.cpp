@@ -392,6 +392,11 @@ Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& l) {
     out.sender = r.name(p->sender(), "sender");
     out.sender_addr = r.addr(p->sender_addr(), "sender_addr", true);
     out.sender_load_milli = p->sender_load_milli();
+    // The Verifier accepts a union whose type is set and whose value is absent; every
+    // body_as_X() below would then return null.
+    if (p->body_type() != gen::Body::NONE && p->body() == nullptr) {
+        return DecodeFailure{DecodeError::malformed, "body type set, body missing"};
+    }
     switch (p->body_type()) {
         case gen::Body::Ping: {
             const auto* x = p->body_as_Ping();
@@ -427,7 +432,9 @@ Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& l) {
         } else {
             out.updates.reserve(types->size());
             for (fb::uoffset_t i = 0; i < types->size() && !r.failed(); ++i) {
-                if (auto u = read_update(r, types->Get(i), values->Get(i))) {
+                if (types->Get(i) != gen::Update::NONE && values->Get(i) == nullptr) {
+                    r.fail("update type set, update missing");
+                } else if (auto u = read_update(r, types->Get(i), values->Get(i))) {
                     out.updates.push_back(std::move(*u));
                 }
             }
@@ -529,6 +536,9 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
     Reader r(l);
     Frame out;
     out.sender = r.name(f->sender(), "sender");
+    if (f->message_type() != gen::Message::NONE && f->message() == nullptr) {
+        return DecodeFailure{DecodeError::malformed, "message type set, message missing"};
+    }
     switch (f->message_type()) {
         case gen::Message::PushPull: {
             auto& pp = out.message.emplace<PushPull>();

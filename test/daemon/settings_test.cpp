@@ -2,6 +2,7 @@
 
 #include <functional>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 using namespace chorus;
@@ -171,4 +172,19 @@ TEST_CASE("the tasks and handlers sections of a config file are read and checked
     r.tasks.task_replicas = 2;
     r.tasks.copy_check = Duration::zero();
     REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("copy_check"));
+}
+
+TEST_CASE("tags that would not fit in a packet beside the node's name are refused") {
+    // Each within the tag limits (32 tags, 512 bytes in all), but the node's own announcement
+    // would take more than a packet: found by fuzzing the config loader.
+    Settings s = valid();
+    for (int i = 0; i < 32; ++i)
+        s.tags[fmt::format("k{:02}", i)] = std::string(13, 'v');
+    auto o = to_agent_options(s);
+    REQUIRE_FALSE(o.ok());
+    REQUIRE_THAT(o.error().message, Catch::StartsWith("tag:") && Catch::Contains("packet"));
+    s.tags.clear();
+    for (int i = 0; i < 8; ++i)
+        s.tags[fmt::format("k{:02}", i)] = std::string(13, 'v');
+    REQUIRE(to_agent_options(s).ok());
 }

@@ -2,6 +2,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
 #include "core/rng.hpp"
 
 using namespace chorus;
@@ -455,4 +459,33 @@ TEST_CASE("task frames that break our bounds are rejected with what was wrong") 
 
     auto other = decode_frame(encode("prod", Name("n1"), TaskQuery{1, "x", false, {}}), limits());
     REQUIRE(other.error().reason == DecodeError::wrong_cluster);
+}
+
+TEST_CASE("every input fuzzing found to crash a decoder is rejected (test/fuzz/regressions)") {
+    namespace fs = std::filesystem;
+    const fs::path root = fs::path(CHORUS_SOURCE_DIR) / "test" / "fuzz" / "regressions";
+    size_t files = 0;
+    for (const char* kind : {"packet", "frame", "stream"}) {
+        for (const auto& entry : fs::directory_iterator(root / kind)) {
+            if (!entry.is_regular_file() || entry.path().extension() == ".md") continue;
+            std::ifstream in(entry.path(), std::ios::binary);
+            const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+            const std::span<const uint8_t> span(reinterpret_cast<const uint8_t*>(bytes.data()),
+                                                bytes.size());
+            INFO(entry.path().string());
+            Limits l = limits();
+            l.cluster = "chorus";  // the reproducers carry the default cluster's name
+            l.packet_bytes_max = 65000;
+            // A stream carries 4-byte length prefixes before each frame.
+            const auto body =
+                std::string_view(kind) == "stream" && span.size() > 4 ? span.subspan(4) : span;
+            if (std::string_view(kind) == "packet") {
+                REQUIRE_FALSE(decode_packet(body, l).ok());
+            } else {
+                REQUIRE_FALSE(decode_frame(body, l).ok());
+            }
+            ++files;
+        }
+    }
+    REQUIRE(files >= 11);
 }
