@@ -314,8 +314,8 @@ void Node::on_body(const Packet& p, const Ping& ping, Time now) {
     // might never hear of it, and stay gone in every view for good. It costs nothing while
     // views agree: only a member we think gone gets it, once per probe it sends us.
     if (const Member* m = members_.find(p.sender); m != nullptr && is_gone(m->state)) {
-        first.emplace_back(std::in_place_type<DeadUpdate>, m->name, m->incarnation, name_,
-                           m->state == MemberState::left);
+        DeadUpdate verdict{m->name, m->incarnation, name_, m->state == MemberState::left};
+        first.emplace_back(std::in_place_type<DeadUpdate>, std::move(verdict));
     }
     send(p.sender_addr, Ack{ping.seq}, first);
 }

@@ -169,6 +169,8 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             uint32_t copies = 0;
             st = u32(copies);
             t.copies_max = copies;
+        } else if (key == "backlog_bytes_max") {
+            st = bytes(t.backlog_bytes_max);
         } else if (key == "copies_bytes_max") {
             st = bytes(t.copies_bytes_max);
         } else if (key == "copy_check_ms") {
@@ -180,7 +182,7 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
                 "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
                 "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, phi_route, "
                 "balance_factor, forward_timeout_ms, copy_check_ms, copies_max, "
-                "copies_bytes_max)");
+                "copies_bytes_max, backlog_bytes_max)");
         }
         if (!st) return st;
     }
@@ -308,6 +310,9 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
     o.retry_join_attempts = s.retry_join;
     if (auto st = s.tasks.validate(); !st) return st.error();
     o.task_limits = s.tasks.limits;
+    // A dial to a peer that never answers is given up as a forwarded task would be, so
+    // forwarding, copies and joins fail over within forward_timeout.
+    o.frame_limits.connect_timeout_ms = std::max<uint64_t>(1, ms_of(s.tasks.forward_timeout));
     return o;
 }
 

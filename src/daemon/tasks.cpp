@@ -60,6 +60,7 @@ Status TaskOptions::validate() const {
     }
     if (forward_timeout <= Duration::zero()) return bad("forward_timeout: must be positive");
     if (copy_check <= Duration::zero()) return bad("copy_check: must be positive");
+    if (backlog_bytes_max == 0) return bad("backlog_bytes_max: must be at least 1");
     if (copies_max == 0 || copies_bytes_max == 0) {
         return bad("copies_max and copies_bytes_max: must be at least 1");
     }
@@ -1193,7 +1194,8 @@ void TaskService::search(std::shared_ptr<Search> s) {
 // ---------------------------------------------------------------------------------------------
 // Frames
 
-Result<uint64_t> TaskService::send_to(const Name& peer, const wire::TaskMessage& m) {
+Result<uint64_t> TaskService::send_to(const Name& peer, const wire::TaskMessage& m,
+                                      uint64_t request) {
     Peer& p = peers_[peer];
     net::FrameHub& hub = agent_.hub();
     if (p.conn == 0 || hub.find(p.conn) == nullptr) {
@@ -1204,6 +1206,7 @@ Result<uint64_t> TaskService::send_to(const Name& peer, const wire::TaskMessage&
         p.conn = hub.connect(*to);
         p.connected = false;
         p.backlog.clear();
+        p.backlog_bytes = 0;
         if (p.conn == 0 || hub.find(p.conn) == nullptr) {
             p.conn = 0;
             return Error{"unreachable", fmt::format("could not connect to {}", peer.str())};
@@ -1212,9 +1215,22 @@ Result<uint64_t> TaskService::send_to(const Name& peer, const wire::TaskMessage&
     auto bytes = wire::encode(agent_.node().config().cluster, agent_.node().self().name, m);
     if (p.connected) {
         hub.find(p.conn)->send(bytes);
-    } else {
-        p.backlog.push_back(std::move(bytes));
+        return p.conn;
     }
+    if (p.backlog_bytes + bytes.size() > options_.backlog_bytes_max) {
+        // The dial has been pending long enough for this much to pile up: give it up, and
+        // let everything that waited on it fail over now.
+        ++stats_.backlog_overflows;
+        const uint64_t conn = p.conn;
+        hub.close(conn, Error{"slow_peer", fmt::format("{} bytes waited for the connection to "
+                                                       "{}, over the limit of {}",
+                                                       p.backlog_bytes + bytes.size(), peer.str(),
+                                                       options_.backlog_bytes_max)});
+        return Error{"unreachable", fmt::format("{} is not connected yet and {} bytes wait for it",
+                                                peer.str(), p.backlog_bytes)};
+    }
+    p.backlog_bytes += bytes.size();
+    p.backlog.push_back(Peer::Waiting{request, std::move(bytes)});
     return p.conn;
 }
 
@@ -1227,7 +1243,7 @@ void TaskService::request(const Name& peer, wire::TaskMessage m, Duration timeou
                           std::function<void(Result<TaskReply>)> done) {
     const uint64_t id = next_request_++;
     std::visit([id](auto& x) { x.request = id; }, m);
-    auto conn = send_to(peer, m);
+    auto conn = send_to(peer, m, id);
     if (!conn) {
         done(conn.error());
         return;
@@ -1276,7 +1292,24 @@ std::unique_ptr<TaskService::Request> TaskService::take_request(uint64_t id) {
 }
 
 void TaskService::fail_request(uint64_t id, Error why) {
-    if (auto r = take_request(id)) r->done(std::move(why));
+    auto r = take_request(id);
+    if (!r) return;
+    // Still waiting for its dial: it must not go out later, or the task could run on this
+    // owner after the next candidate took it too.
+    unqueue(r->peer, id);
+    r->done(std::move(why));
+}
+
+void TaskService::unqueue(const Name& peer, uint64_t request) {
+    auto it = peers_.find(peer);
+    if (it == peers_.end() || it->second.connected) return;
+    Peer& p = it->second;
+    const auto w = std::find_if(p.backlog.begin(), p.backlog.end(),
+                                [&](const Peer::Waiting& x) { return x.request == request; });
+    if (w == p.backlog.end()) return;
+    p.backlog_bytes -= w->frame.size();
+    p.backlog.erase(w);
+    ++stats_.frames_unsent;
 }
 
 void TaskService::reply(uint64_t conn, TaskReply r) {
@@ -1348,9 +1381,10 @@ void TaskService::on_connected(net::FrameConn& conn) {
     for (auto& [name, p] : peers_) {
         if (p.conn != conn.id()) continue;
         p.connected = true;
-        for (auto& f : p.backlog)
-            conn.send(f);
+        for (auto& w : p.backlog)
+            conn.send(w.frame);
         p.backlog.clear();
+        p.backlog_bytes = 0;
     }
 }
 
@@ -1360,6 +1394,7 @@ void TaskService::on_closed(uint64_t conn) {
         p.conn = 0;
         p.connected = false;
         p.backlog.clear();
+        p.backlog_bytes = 0;
     }
     std::vector<uint64_t> broken;
     for (const auto& [id, r] : requests_) {

@@ -59,6 +59,9 @@ struct TaskOptions {
     size_t copies_bytes_max = CopyLimits{}.unfinished_bytes_max;
     // Where the journal lives (issue 5); empty: tasks are kept in memory only.
     std::string data_dir;
+    // Frames held for one peer while its connection is being dialled, at most: past it the
+    // dial is given up and what waited on it fails over (a peer that never answers a SYN).
+    size_t backlog_bytes_max = 16u << 20;
     // Copies of each task: the owner's, and task_replicas - 1 on the next candidates of its
     // key, stored before the task is acknowledged. When the owner dies, the holder of a copy
     // runs the task (at least once). 1 keeps a single copy; 2 (one copy elsewhere) is the
@@ -103,6 +106,8 @@ struct TaskServiceStats {
     uint64_t caught_up = 0;       // copies that missed their task's outcome and were told on asking
     uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
     uint64_t copies_refused = 0;  // copies refused: the unfinished copies held hit their limits
+    uint64_t backlog_overflows = 0;  // dials given up with backlog_bytes_max waiting on them
+    uint64_t frames_unsent = 0;      // frames of requests that timed out before their dial did
 };
 
 class TaskService : public FrameChannel {
@@ -250,8 +255,10 @@ class TaskService : public FrameChannel {
                  std::function<void(Result<TaskReply>)> done);
     // Sends `m` to `peer` and expects no answer (its request number is 0).
     void notify(const Name& peer, wire::TaskMessage m);
-    // The pooled connection to `peer`, opened if need be, carries `m`; its id, or why not.
-    Result<uint64_t> send_to(const Name& peer, const wire::TaskMessage& m);
+    // The pooled connection to `peer`, opened if need be, carries `m` (for `request`, 0 for a
+    // notification); its id, or why not.
+    Result<uint64_t> send_to(const Name& peer, const wire::TaskMessage& m, uint64_t request = 0);
+    void unqueue(const Name& peer, uint64_t request);  // a timed-out request's frame, unsent
     void reply(uint64_t conn, TaskReply r);
     std::unique_ptr<Request> take_request(uint64_t id);  // answered or failed: no longer due
     void fail_request(uint64_t id, Error why);
@@ -303,7 +310,14 @@ class TaskService : public FrameChannel {
     struct Peer {
         uint64_t conn = 0;
         bool connected = false;
-        std::vector<std::vector<uint8_t>> backlog;  // frames waiting for the connection
+        // Frames waiting for the connection, with the request each belongs to (0: a
+        // notification), so a request that times out meanwhile takes its frame back.
+        struct Waiting {
+            uint64_t request = 0;
+            std::vector<uint8_t> frame;
+        };
+        std::vector<Waiting> backlog;
+        size_t backlog_bytes = 0;
         // Load as last heard in a reply, and the tasks sent since the newest report.
         uint32_t reply_load_milli = 0;
         Time reply_at{};

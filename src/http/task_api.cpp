@@ -256,6 +256,12 @@ void Api::task_metrics(Exposition& out) const {
                 s.retries);
     out.counter("chorus_task_forward_timeouts_total",
                 "Forwarded tasks an owner did not answer in time.", s.forward_timeouts);
+    out.counter("chorus_task_dials_abandoned_total",
+                "Dials to a peer given up because backlog_bytes_max of frames waited on them.",
+                s.backlog_overflows);
+    out.counter("chorus_task_frames_unsent_total",
+                "Frames taken back unsent: their request timed out while the dial was pending.",
+                s.frames_unsent);
     out.counter("chorus_tasks_received_total",
                 "Tasks other nodes forwarded here and this node took.", s.remote);
     out.counter("chorus_tasks_unjournaled_total",

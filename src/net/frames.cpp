@@ -141,7 +141,7 @@ uint64_t FrameHub::connect(const Endpoint& to) {
     ++stats_.connects;
     auto* req = new uv_connect_t{};
     req->data = reinterpret_cast<void*>(static_cast<uintptr_t>(id));
-    c->arm_timer();  // the idle timeout bounds the connect too
+    c->arm_timer(limits_.connect_timeout_ms);
     const int rc = uv_tcp_connect(req, c->tcp_.get(), to.sa(), [](uv_connect_t* r, int status) {
         const auto conn_id = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r->data));
         auto* conn = static_cast<FrameConn*>(r->handle->data);
@@ -182,21 +182,25 @@ void FrameHub::close(uint64_t id, std::optional<Error> why) {
 // ---------------------------------------------------------------------------------------------
 // FrameConn
 
-void FrameConn::arm_timer() {
+void FrameConn::arm_timer(uint64_t ms) {
     uv_timer_start(
         timer_.get(),
         [](uv_timer_t* t) {
             auto* self = static_cast<FrameConn*>(t->data);
             if (self == nullptr || self->closing_) return;
-            self->hub_.close(self->id_,
-                             Error{"timeout", fmt::format("no frame within {} ms",
-                                                          self->hub_.limits_.idle_timeout_ms)});
+            const FrameLimits& l = self->hub_.limits_;
+            self->hub_.close(
+                self->id_,
+                Error{"timeout",
+                      self->connected_
+                          ? fmt::format("no frame within {} ms", l.idle_timeout_ms)
+                          : fmt::format("not connected within {} ms", l.connect_timeout_ms)});
         },
-        hub_.limits_.idle_timeout_ms, 0);
+        ms, 0);
 }
 
 void FrameConn::start_reading() {
-    arm_timer();
+    arm_timer(hub_.limits_.idle_timeout_ms);
     read_buffer_.resize(kReadChunk);
     uv_read_start(
         reinterpret_cast<uv_stream_t*>(tcp_.get()),
@@ -243,7 +247,7 @@ void FrameConn::on_bytes(const char* data, size_t n) {
                                    inbox_.begin() + at + kHeaderBytes + len);
         at += kHeaderBytes + len;
         ++hub.stats_.frames_in;
-        arm_timer();
+        arm_timer(hub.limits_.idle_timeout_ms);
         if (hub.callbacks_.on_frame) hub.callbacks_.on_frame(*this, std::move(frame));
         if (hub.find(id) != this) return;  // closed (and deleted) by the callback
     }

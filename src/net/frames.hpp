@@ -28,6 +28,10 @@ namespace chorus::net {
 struct FrameLimits {
     size_t frame_bytes_max = 64u << 20;
     uint64_t idle_timeout_ms = 10'000;
+    // A dial that has not connected by then is abandoned: a peer whose SYNs are dropped would
+    // otherwise hold it (and whatever waits on it) for the kernel's two minutes of retries.
+    // The agent sets it to the task forward timeout, so work fails over as a timeout would.
+    uint64_t connect_timeout_ms = 2'000;
     size_t connections_max = 256;  // accepted and dialled together
     // Bytes queued for a peer that reads too slowly (or not at all), at most: beyond it the
     // connection is closed ("slow_peer") rather than held in memory, and whatever waited on it
@@ -54,7 +58,7 @@ class FrameConn {
     FrameConn(FrameHub& hub, uint64_t id, bool outbound)
         : hub_(hub), id_(id), outbound_(outbound) {}
     void start_reading();
-    void arm_timer();
+    void arm_timer(uint64_t ms);  // the idle (or connect) deadline, from now
     void on_bytes(const char* data, size_t n);
     void flush();
 

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "net/black_hole.hpp"
 #include "net/loop.hpp"
 
 using namespace chorus;
@@ -177,4 +178,27 @@ TEST_CASE("a seed name that does not resolve is counted and retried") {
     REQUIRE(loop.run_until([&] { return (*b)->stats().resolve_failures >= 2; }, 20'000));
     REQUIRE((*b)->stats().join_attempts >= 2);
     REQUIRE_FALSE((*b)->node().joined());
+}
+
+TEST_CASE("a seed that never answers a SYN costs a join attempt the connect timeout, no more") {
+    chorus::test::BlackHole hole;
+    REQUIRE(hole.ok());
+    Cluster c;
+    c.start("a");
+    AgentOptions o = local("b", {hole.addr()});
+    o.frame_limits.connect_timeout_ms = 300;
+    o.retry_join_min = seconds(60);  // one attempt in this test
+    auto b = Agent::start(c.loop.get(), std::move(o));
+    REQUIRE(b.ok());
+    // The dial to the black hole is given up and the push-pull counted as failed, instead of
+    // hanging in SYN_SENT for minutes.
+    REQUIRE(c.loop.run_until([&] { return (*b)->node().stats().push_pulls_failed >= 1; }, 5'000));
+    REQUIRE((*b)->streams().stats().timeouts == 1);
+    REQUIRE_FALSE((*b)->node().joined());
+    // With a live seed beside it, the join goes through that one.
+    AgentOptions o2 = local("c", {hole.addr(), c.seed_addr});
+    o2.frame_limits.connect_timeout_ms = 300;
+    auto d = Agent::start(c.loop.get(), std::move(o2));
+    REQUIRE(d.ok());
+    REQUIRE(c.loop.run_until([&] { return (*d)->node().joined(); }, 5'000));
 }

@@ -14,7 +14,9 @@
 #include "daemon/tasks.hpp"
 #include "http/api.hpp"
 #include "http/raw_client.hpp"
+#include "net/black_hole.hpp"
 #include "net/loop.hpp"
+#include "wire/codec.hpp"
 
 using namespace chorus;
 using chorus::test::RawClient;
@@ -42,7 +44,8 @@ struct Cluster {
     std::vector<std::unique_ptr<Member>> members;
     daemon::TaskOptions options;
 
-    explicit Cluster(size_t n, daemon::TaskOptions task_options = {})
+    explicit Cluster(size_t n, daemon::TaskOptions task_options = {},
+                     uint64_t connect_timeout_ms = 0)
         : options(std::move(task_options)) {
         for (size_t i = 0; i < n; ++i) {
             auto m = std::make_unique<Member>();
@@ -53,6 +56,9 @@ struct Cluster {
             o.bind = net::Endpoint::parse("127.0.0.1:0").value();
             if (i > 0) o.seeds = {members[0]->agent->bound().str()};
             o.task_limits = options.limits;
+            // As the agent sets it (to_agent_options), unless a test wants it otherwise.
+            o.frame_limits.connect_timeout_ms =
+                connect_timeout_ms != 0 ? connect_timeout_ms : ms_of(options.forward_timeout);
             o.on_event = [raw](const MemberEvent& e) {
                 if (raw->tasks) raw->tasks->member_changed(e);
             };
@@ -914,4 +920,61 @@ TEST_CASE("a backup holding its most unfinished copies refuses more, and says so
     REQUIRE(c.members[0]->tasks->stats().unreplicated == 1);
     REQUIRE_THAT(c.call(1, "GET", "/metrics").raw,
                  Catch::Contains("\nchorus_task_copies_refused_total 1\n"));
+}
+
+namespace {
+
+// Tells `at` that a member `name` is alive at `addr`: one gossip datagram, as a stranger
+// could send (core/node.hpp: an unknown member may be announced by anyone).
+void announce(Cluster& c, size_t at, const std::string& name, const std::string& addr) {
+    Packet p;
+    p.cluster = Config::local().cluster;
+    p.sender = Name(name);
+    p.sender_addr = Address{Name(addr)};
+    p.updates = {AliveUpdate{Name(name), Address{Name(addr)}, "", Incarnation{1}, {}, 1}};
+    const auto bytes = wire::encode(p);
+    const auto to = c.members[at]->agent->bound();
+    const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    ::sendto(fd, bytes.data(), bytes.size(), 0, to.sa(), sizeof(sockaddr_in));
+    ::close(fd);
+}
+
+}  // namespace
+
+TEST_CASE("an owner that never answers a SYN is passed over within forward_timeout") {
+    chorus::test::BlackHole hole;
+    REQUIRE(hole.ok());
+    daemon::TaskOptions o;
+    o.forward_timeout = milliseconds(400);
+    // The dial outlives the request here, so the request's frame must be taken back unsent;
+    // with the agent's own setting (connect timeout = forward timeout) the dial ends with it.
+    const bool dial_outlives = GENERATE(true, false);
+    INFO("the dial outlives the request: " << dial_outlives);
+    Cluster c(2, o, dial_outlives ? 10'000 : 0);
+    announce(c, 0, "zz", hole.addr());
+    auto& a = *c.members[0]->tasks;
+    REQUIRE(c.loop.run_until(
+        [&] { return c.members[0]->agent->node().members().find("zz") != nullptr; }));
+    a.membership_changed();
+    std::string key;
+    for (int k = 0; k < 500 && key.empty(); ++k) {
+        const std::string candidate = "k" + std::to_string(k);
+        if (a.lookup(candidate).choice && a.lookup(candidate).candidates[0].name == "zz")
+            key = candidate;
+    }
+    REQUIRE_FALSE(key.empty());
+    const uint64_t started = uv_hrtime();
+    const auto r = c.submit(0, {{"key", key}, {"type", "echo"}});
+    const uint64_t took_ms = (uv_hrtime() - started) / 1'000'000;
+    REQUIRE((r.status == 202 || r.status == 200));
+    REQUIRE(r.body["owner"] != "zz");
+    // Two minutes of SYN retries otherwise; the margin is for a loaded machine.
+    REQUIRE(took_ms < 400 + 3'000);
+    REQUIRE(a.stats().retries >= 1);
+    if (dial_outlives) {
+        REQUIRE(a.stats().frames_unsent >= 1);
+    } else {
+        REQUIRE(
+            c.loop.run_until([&] { return c.members[0]->agent->streams().stats().timeouts >= 1; }));
+    }
 }

@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "net/black_hole.hpp"
 #include "net/endpoint.hpp"
 #include "net/frames.hpp"
 #include "net/loop.hpp"
@@ -207,6 +208,31 @@ TEST_CASE("connecting where nobody listens fails with an error, not a hang") {
     REQUIRE(loop.run_until([&] { return !closed.empty(); }));
     REQUIRE(closed[0].has_value());
     REQUIRE_THAT(closed[0]->message, Catch::Contains("connect"));
+    REQUIRE(client.connections() == 0);
+}
+
+TEST_CASE("a dial to a peer that never answers its SYN is given up at the connect timeout") {
+    chorus::test::BlackHole hole;
+    REQUIRE(hole.ok());
+    TestLoop loop;
+    FrameLimits l;
+    l.connect_timeout_ms = 300;
+    l.idle_timeout_ms = 60'000;  // not what ends it
+    std::vector<std::optional<Error>> closed;
+    bool connected = false;
+    FrameHub client(loop.get(), l,
+                    {nullptr, [&](FrameConn&) { connected = true; },
+                     [&](uint64_t, std::optional<Error> e) { closed.push_back(std::move(e)); }});
+    const uint64_t started = uv_hrtime();
+    client.connect(loopback(hole.port()));
+    // Without the connect timeout the kernel retries the SYN for about two minutes.
+    REQUIRE(loop.run_until([&] { return !closed.empty(); }, 5'000));
+    const uint64_t took_ms = (uv_hrtime() - started) / 1'000'000;
+    REQUIRE(took_ms >= 250);  // not refused outright: it hung until the timeout
+    REQUIRE_FALSE(connected);
+    REQUIRE(closed[0]->code == "timeout");
+    REQUIRE_THAT(closed[0]->message, Catch::Contains("not connected within 300 ms"));
+    REQUIRE(client.stats().timeouts == 1);
     REQUIRE(client.connections() == 0);
 }
 
