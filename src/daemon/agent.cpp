@@ -318,7 +318,7 @@ void Agent::drain() {
     for (OutPushPull& pp : out.push_pulls) {
         auto to = net::Endpoint::parse(pp.to.value.view());
         if (!to) ++stats_.unroutable;
-        // 0: unroutable, or connections_max open already (the hub counts that).
+        // 0: unroutable, or outbound_max open already (the hub counts that).
         const uint64_t id = to ? hub_->connect(*to) : 0;
         if (id == 0) {
             node_->push_pull_failed(pp.to, now());

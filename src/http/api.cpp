@@ -392,7 +392,16 @@ Response Api::metrics_text() const {
     out.counter("chorus_stream_connections_total", "Gossip TCP connections accepted or dialled.",
                 tcp.accepted + tcp.connects);
     out.counter("chorus_stream_connections_refused_total",
-                "Gossip TCP connections refused at the connection limit.", tcp.refused);
+                "Gossip TCP connections refused at the inbound or outbound connection limit.",
+                tcp.refused);
+    out.family("chorus_stream_connections", "gauge", "Open gossip TCP connections, by direction.");
+    out.sample("chorus_stream_connections", static_cast<double>(agent_.streams().inbound()),
+               {{"direction", "inbound"}});
+    out.sample("chorus_stream_connections", static_cast<double>(agent_.streams().outbound()),
+               {{"direction", "outbound"}});
+    out.gauge("chorus_stream_inbox_bytes",
+              "Bytes of gossip frames partly received, over every connection (limit: 256 MiB).",
+              static_cast<double>(agent_.streams().inbox_bytes()));
     out.family("chorus_stream_errors_total", "counter",
                "Gossip TCP connections ended by an error, by reason: a timeout, a frame over the "
                "size limit, a peer that read too slowly, a frame this node refused, an I/O "
@@ -401,6 +410,7 @@ Response Api::metrics_text() const {
                                     {"too_large", tcp.oversize},
                                     {"slow_peer", tcp.slow},
                                     {"bad_frame", tcp.bad_frames},
+                                    {"inbox_full", tcp.inbox_full},
                                     {"io_error", tcp.io_errors}})
         out.sample("chorus_stream_errors_total", static_cast<double>(v), {{"reason", reason}});
     out.counter("chorus_join_attempts_total", "Join attempts through the seeds.",

@@ -32,6 +32,8 @@ void FrameHub::Stats::count_close(std::string_view reason) {
         ++slow;
     } else if (reason == "bad_frame") {
         ++bad_frames;
+    } else if (reason == "inbox_full") {
+        ++inbox_full;
     } else {
         ++io_errors;
     }
@@ -110,7 +112,7 @@ void FrameHub::on_connection(uv_stream_t* server, int status) {
         ++hub->stats_.io_errors;
         return;
     }
-    FrameConn* c = hub->conns_.size() < hub->limits_.connections_max ? hub->create(false) : nullptr;
+    FrameConn* c = hub->inbound_ < hub->limits_.inbound_max ? hub->create(false) : nullptr;
     if (c == nullptr) {
         // Accept and close at once, so the peer sees a refusal instead of a hang.
         ++hub->stats_.refused;
@@ -126,12 +128,13 @@ void FrameHub::on_connection(uv_stream_t* server, int status) {
         return;
     }
     ++hub->stats_.accepted;
+    ++hub->inbound_;
     c->connected_ = true;
     c->start_reading();
 }
 
 uint64_t FrameHub::connect(const Endpoint& to) {
-    if (conns_.size() >= limits_.connections_max) {
+    if (outbound() >= limits_.outbound_max) {
         ++stats_.refused;
         return 0;
     }
@@ -174,6 +177,8 @@ void FrameHub::close(uint64_t id, std::optional<Error> why) {
     std::unique_ptr<FrameConn> c = std::move(it->second);
     conns_.erase(it);
     c->closing_ = true;
+    if (!c->outbound_ && c->connected_) --inbound_;
+    inbox_bytes_ -= c->inbox_.size();
     if (why) stats_.count_close(why->code);
     // c's handles close as it goes out of scope; their memory is freed in the close callbacks.
     if (callbacks_.on_closed) callbacks_.on_closed(id, std::move(why));
@@ -229,7 +234,15 @@ void FrameConn::start_reading() {
 }
 
 void FrameConn::on_bytes(const char* data, size_t n) {
+    if (hub_.inbox_bytes_ + n > hub_.limits_.inbox_bytes_max) {
+        hub_.close(id_, Error{"inbox_full",
+                              fmt::format("{} bytes of frames are arriving at once, the most "
+                                          "this node holds",
+                                          hub_.inbox_bytes_)});
+        return;
+    }
     inbox_.insert(inbox_.end(), data, data + n);
+    hub_.inbox_bytes_ += n;
     // Deliver every complete frame. The hub may close us from inside on_frame, which deletes
     // this object: keep the hub and id on the stack and stop as soon as we are gone.
     FrameHub& hub = hub_;
@@ -252,6 +265,11 @@ void FrameConn::on_bytes(const char* data, size_t n) {
         if (hub.find(id) != this) return;  // closed (and deleted) by the callback
     }
     inbox_.erase(inbox_.begin(), inbox_.begin() + at);
+    hub.inbox_bytes_ -= at;
+    // A large frame's buffer is not kept while the connection idles.
+    if (inbox_.capacity() > kReadChunk * 4 && inbox_.size() < kReadChunk) {
+        inbox_.shrink_to_fit();
+    }
 }
 
 bool FrameConn::send(std::span<const uint8_t> frame) {

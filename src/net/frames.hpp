@@ -4,8 +4,10 @@
 // A FrameHub owns every connection, accepted or dialled, and enforces the limits an untrusted
 // peer must not escape: a frame larger than frame_bytes_max closes the connection at its
 // header, before the body is read; a connection that completes no frame (or no connect) within
-// idle_timeout is closed; beyond connections_max, new connections are refused at accept. Each
-// limit hit is counted.
+// idle_timeout is closed; beyond inbound_max, new connections are refused at accept, and
+// beyond outbound_max dials are refused (two caps, so a flood of strangers' connections cannot
+// keep this node from dialling its peers); the bytes of frames still arriving are held within
+// one budget for all connections (inbox_bytes_max). Each limit hit is counted.
 #pragma once
 
 #include <uv.h>
@@ -32,7 +34,12 @@ struct FrameLimits {
     // otherwise hold it (and whatever waits on it) for the kernel's two minutes of retries.
     // The agent sets it to the task forward timeout, so work fails over as a timeout would.
     uint64_t connect_timeout_ms = 2'000;
-    size_t connections_max = 256;  // accepted and dialled together
+    size_t inbound_max = 256;   // accepted connections
+    size_t outbound_max = 256;  // dialled connections
+    // Bytes of partly received frames held at once, over every connection: 256 connections
+    // could each announce a frame of frame_bytes_max. A connection whose bytes would pass it
+    // is closed (inbox_full) and its peer tries again later, as after any broken stream.
+    size_t inbox_bytes_max = 256u << 20;
     // Bytes queued for a peer that reads too slowly (or not at all), at most: beyond it the
     // connection is closed ("slow_peer") rather than held in memory, and whatever waited on it
     // fails over. Room for two frames of the largest size.
@@ -72,7 +79,7 @@ class FrameConn {
     std::vector<uint8_t> outbox_;  // frames queued this iteration, length-prefixed
     Handle<uv_tcp_t> tcp_;
     Handle<uv_timer_t> timer_;
-    std::vector<uint8_t> inbox_;  // bytes of the frame being read
+    std::vector<uint8_t> inbox_;  // bytes of the frame being read (counted in the hub's budget)
     std::vector<char> read_buffer_;
 };
 
@@ -88,7 +95,7 @@ class FrameHub {
     };
     struct Stats {
         uint64_t accepted = 0;
-        uint64_t refused = 0;  // connections_max reached, accepting or dialling
+        uint64_t refused = 0;  // inbound_max reached (accepting) or outbound_max (dialling)
         uint64_t connects = 0;
         uint64_t frames_in = 0;
         uint64_t frames_out = 0;
@@ -98,6 +105,7 @@ class FrameHub {
         uint64_t timeouts = 0;    // timeout: no frame (or no connect) within idle_timeout
         uint64_t slow = 0;        // slow_peer: write_queue_bytes_max queued for the peer
         uint64_t bad_frames = 0;  // bad_frame: the owner refused what the peer sent
+        uint64_t inbox_full = 0;  // inbox_full: inbox_bytes_max held over all connections
         uint64_t io_errors = 0;   // anything else: accept, connect, read or write failed
         void count_close(std::string_view reason);
     };
@@ -110,13 +118,16 @@ class FrameHub {
     Status listen(const Endpoint& at);
     std::optional<Endpoint> listening() const;
     // Dials `to`; the outcome arrives through on_connected or on_closed. Returns the id, or 0
-    // (counted as refused) when connections_max are open already.
+    // (counted as refused) when outbound_max are open already.
     uint64_t connect(const Endpoint& to);
     FrameConn* find(uint64_t id);
     // Closes a connection now, dropping unsent frames.
     void close(uint64_t id, std::optional<Error> why = std::nullopt);
 
     size_t connections() const { return conns_.size(); }
+    size_t inbound() const { return inbound_; }
+    size_t outbound() const { return conns_.size() - inbound_; }
+    size_t inbox_bytes() const { return inbox_bytes_; }
     const Stats& stats() const { return stats_; }
     const FrameLimits& limits() const { return limits_; }
 
@@ -134,6 +145,8 @@ class FrameHub {
     Handle<uv_check_t> flush_;        // runs once per iteration while frames wait
     std::vector<uint64_t> to_flush_;  // connections with an outbox
     uint64_t next_id_ = 1;
+    size_t inbound_ = 0;      // of conns_, the accepted ones
+    size_t inbox_bytes_ = 0;  // over every connection's inbox_
     Stats stats_;
 };
 

@@ -177,9 +177,9 @@ TEST_CASE("a connection that sends nothing is closed after the idle timeout") {
     REQUIRE(p.server_closed[0]->code == "timeout");
 }
 
-TEST_CASE("connections beyond connections_max are refused, the rest served") {
+TEST_CASE("connections beyond inbound_max are refused, the rest served") {
     FrameLimits two;
-    two.connections_max = 2;
+    two.inbound_max = 2;
     Pair p(two);
     for (int i = 0; i < 3; ++i)
         p.client.connect(p.at());
@@ -236,17 +236,60 @@ TEST_CASE("a dial to a peer that never answers its SYN is given up at the connec
     REQUIRE(client.connections() == 0);
 }
 
-TEST_CASE("dialling counts against connections_max too") {
+TEST_CASE("dials are capped apart from accepted connections, so a flood cannot stop them") {
     TestLoop loop;
     FrameLimits one;
-    one.connections_max = 1;
+    one.inbound_max = 1;
+    one.outbound_max = 1;
     FrameHub server(loop.get(), {}, {});
     REQUIRE(server.listen(loopback()).ok());
-    FrameHub client(loop.get(), one, {});
-    REQUIRE(client.connect(*server.listening()) != 0);
-    REQUIRE(client.connect(*server.listening()) == 0);
-    REQUIRE(client.stats().refused == 1);
-    REQUIRE(client.connections() == 1);
+    FrameHub hub(loop.get(), one, {});
+    REQUIRE(hub.listen(loopback()).ok());
+    // Strangers take every inbound place.
+    FrameHub strangers(loop.get(), {}, {});
+    strangers.connect(*hub.listening());
+    strangers.connect(*hub.listening());
+    REQUIRE(loop.run_until([&] { return hub.stats().accepted + hub.stats().refused == 2; }));
+    REQUIRE(hub.inbound() == 1);
+    // The hub still dials, once, up to its own cap.
+    REQUIRE(hub.connect(*server.listening()) != 0);
+    REQUIRE(hub.connect(*server.listening()) == 0);
+    REQUIRE(hub.outbound() == 1);
+    REQUIRE(hub.stats().refused == 2);  // one stranger, one dial
+}
+
+TEST_CASE("frames arriving on many connections share one byte budget") {
+    FrameLimits l;
+    l.inbox_bytes_max = 100'000;
+    Pair p(l);
+    // Raw sockets, so a frame can be left half sent: each announces 80,000 bytes and sends
+    // 60,000 of them.
+    const auto open_half = [&] {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(p.at().port());
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+        std::vector<uint8_t> half = {0x00, 0x01, 0x38, 0x80};  // 80,000
+        const auto body = bytes(60'000);
+        half.insert(half.end(), body.begin(), body.end());
+        REQUIRE(::write(fd, half.data(), half.size()) == static_cast<ssize_t>(half.size()));
+        return fd;
+    };
+    const int first = open_half();
+    REQUIRE(p.loop.run_until([&] { return p.server.inbox_bytes() == 60'004; }));
+    const int second = open_half();  // 120,008 together: over the budget
+    REQUIRE(p.loop.run_until([&] { return p.server.stats().inbox_full == 1; }));
+    REQUIRE(p.server.inbox_bytes() == 60'004);  // the first is still held, whole so far
+    // The first completes and is delivered; the budget is free again.
+    const auto rest = bytes(20'000);
+    REQUIRE(::write(first, rest.data(), rest.size()) == 20'000);
+    REQUIRE(p.loop.run_until([&] { return p.server_frames.size() == 1; }));
+    REQUIRE(p.server_frames[0].size() == 80'000);
+    REQUIRE(p.server.inbox_bytes() == 0);
+    ::close(first);
+    ::close(second);
 }
 
 TEST_CASE("a peer that does not read is cut off once the queue for it reaches the limit") {
