@@ -162,7 +162,7 @@ int run_agent(const Settings& settings) {
                         {{"error", server.error().message}});
                 rc = 1;
             } else {
-                api->serve_metrics_of(server->get());
+                api->attach(server->get());
             }
         }
         if (rc == 0) {

@@ -83,6 +83,7 @@ Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
 
 Api::~Api() {
     if (info_.tasks != nullptr) info_.tasks->on_forwarded = nullptr;
+    if (server_ != nullptr) server_->on_closed = nullptr;
     for (auto& w : waiters_)
         w.timer->data = nullptr;
     for (const Stream& s : streams_)
@@ -212,7 +213,7 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
             return;
         }
     }
-    Duration wait = kWaitDefault;
+    Duration wait = info_.limits.wait_default;
     if (auto it = req.query.find("wait"); it != req.query.end()) {
         auto w = parse_wait(it->second);
         if (!w) {
@@ -220,13 +221,14 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
                    error_response(400, "bad_wait", "wait must look like 30s, 500ms or 2m"));
             return;
         }
-        wait = std::min(*w, kWaitMax);
+        wait = std::min(*w, info_.limits.wait_max);
     }
     if (since == 0 || since < index_) {
         finish(members_now, started, reply, members());
         return;
     }
-    if (waiters_.size() >= kWaitersMax) {
+    if (waiters_.size() >= info_.limits.waiters_max) {
+        ++waiters_refused_;
         Response r = error_response(429, "too_many_waiters",
                                     "too many blocking queries are waiting; retry shortly");
         r.headers.emplace_back("Retry-After", "1");
@@ -250,6 +252,25 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
         static_cast<uint64_t>(ms(wait)), 0);
 }
 
+void Api::attach(Server* server) {
+    server_ = server;
+    server->on_closed = [this](uint64_t conn) { client_gone(conn); };
+}
+
+void Api::client_gone(uint64_t conn) {
+    // A blocking query whose client left would hold its place (and a timer) until its wait ran
+    // out: 1,024 clients that asked and hung up refused every later query for minutes.
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (it->reply.connection() == conn) {
+            it->timer->data = nullptr;
+            it = waiters_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    std::erase_if(streams_, [conn](const Stream& s) { return s.connection() == conn; });
+}
+
 void Api::wake(std::list<Waiter>::iterator it) {
     it->timer->data = nullptr;
     const Reply reply = it->reply;
@@ -263,7 +284,8 @@ void Api::wake(std::list<Waiter>::iterator it) {
 
 void Api::subscribe(Reply reply) {
     std::erase_if(streams_, [](const Stream& s) { return !s.open(); });
-    if (streams_.size() >= kStreamsMax) {
+    if (streams_.size() >= info_.limits.streams_max) {
+        ++streams_refused_;
         Response r = error_response(429, "too_many_streams",
                                     "too many event streams are open; retry shortly");
         r.headers.emplace_back("Retry-After", "1");
@@ -285,7 +307,7 @@ void Api::subscribe(Reply reply) {
             [](uv_timer_t* t) {
                 if (auto* api = static_cast<Api*>(t->data)) api->broadcast(": heartbeat\n\n");
             },
-            kHeartbeatMs, kHeartbeatMs);
+            info_.limits.heartbeat_ms, info_.limits.heartbeat_ms);
     }
 }
 
@@ -420,6 +442,8 @@ Response Api::metrics_text() const {
         const Server::Stats& hs = server_->stats();
         out.gauge("chorus_http_connections", "Open HTTP connections.",
                   static_cast<double>(server_->connections()));
+        out.gauge("chorus_http_body_bytes", "Bytes of request bodies held, over all connections.",
+                  static_cast<double>(server_->bodies_bytes()));
         out.counter("chorus_http_requests_total", "HTTP requests received.", hs.requests);
         out.family("chorus_http_rejected_total", "counter",
                    "HTTP requests or connections refused, by reason.");
@@ -431,7 +455,11 @@ Response Api::metrics_text() const {
                                         {"unsupported_media_type", hs.unsupported_media},
                                         {"timeout", hs.timeouts},
                                         {"connection_limit", hs.refused},
-                                        {"stream_overflow", hs.stream_overflows}})
+                                        {"stream_overflow", hs.stream_overflows},
+                                        {"client_connection_limit", hs.refused_per_client},
+                                        {"server_busy", hs.busy},
+                                        {"too_many_waiters", waiters_refused_},
+                                        {"too_many_streams", streams_refused_}})
             out.sample("chorus_http_rejected_total", static_cast<double>(v), {{"reason", reason}});
     }
     out.gauge("chorus_http_streams", "Open membership event streams.",

@@ -38,6 +38,20 @@ std::optional<Duration> parse_wait(std::string_view text);
 
 class Api {
   public:
+    // What the API holds for clients at once, and for how long. Defaults are what the agent
+    // runs with; tests make them small.
+    struct Limits {
+        // Blocking queries held at once at most; beyond it a query gets 429 with Retry-After.
+        size_t waiters_max = 1024;
+        // The longest a blocking query may wait (Consul's cap), and the default.
+        Duration wait_max = seconds(600);
+        Duration wait_default = seconds(300);
+        // Event streams open at once at most (each holds a connection and a send buffer).
+        size_t streams_max = 256;
+        // A comment line on every stream this often, so proxies keep it open and a client
+        // that vanished without a FIN is found by the failed write.
+        uint64_t heartbeat_ms = 15'000;
+    };
     struct Info {
         std::string profile;
         std::string version;
@@ -46,25 +60,19 @@ class Api {
         std::function<void(std::function<void()> left)> leave;
         // Task routing and execution; null: the task and ring endpoints answer 503.
         daemon::TaskService* tasks = nullptr;
+        Limits limits = {};
     };
-    // Blocking queries held at once at most; beyond it a query gets 429.
-    static constexpr size_t kWaitersMax = 1024;
-    // The longest a blocking query may wait (Consul's cap), and the default.
-    static constexpr Duration kWaitMax = seconds(600);
-    static constexpr Duration kWaitDefault = seconds(300);
-    // Event streams open at once at most (each holds a connection and a send buffer).
-    static constexpr size_t kStreamsMax = 256;
-    // A comment line on every stream this often, so proxies keep it open and a client that
-    // vanished without a FIN is found by the failed write.
-    static constexpr uint64_t kHeartbeatMs = 15'000;
 
     Api(uv_loop_t* loop, const daemon::Agent& agent, Info info);
     ~Api();
     Api(const Api&) = delete;
     Api& operator=(const Api&) = delete;
 
-    // The server whose counters /metrics reports (it is built after the API, which it calls).
-    void serve_metrics_of(const Server* server) { server_ = server; }
+    // The server this API answers on (it is built after the API, which it calls): /metrics
+    // reports its counters, and a client that goes lets go of what waited to answer it.
+    void attach(Server* server);
+    // A client connection closed: its blocking query or stream, if any, is let go.
+    void client_gone(uint64_t conn);
 
     void handle(const Request& req, Reply reply);
     // A membership change: bumps the index, answers the blocking queries, tells the streams.
@@ -72,6 +80,8 @@ class Api {
     uint64_t index() const { return index_; }
     size_t waiting() const { return waiters_.size(); }
     size_t streaming() const { return streams_.size(); }
+    uint64_t waiters_refused() const { return waiters_refused_; }  // 429 at waiters_max
+    uint64_t streams_refused() const { return streams_refused_; }  // 429 at streams_max
 
   private:
     enum Route : uint8_t {
@@ -110,9 +120,11 @@ class Api {
     uv_loop_t* loop_;
     const daemon::Agent& agent_;
     Info info_;
-    const Server* server_ = nullptr;
+    Server* server_ = nullptr;
     uint64_t index_ = 1;
     std::list<Waiter> waiters_;
+    uint64_t waiters_refused_ = 0;
+    uint64_t streams_refused_ = 0;
     std::vector<Stream> streams_;
     net::Handle<uv_timer_t> heartbeat_;
     std::array<Histogram, kRouteNames.size()> latency_;

@@ -119,6 +119,7 @@ struct Server::Conn {
     Conn(Server& s, uint64_t i) : server(s), id(i) {}
     Server& server;
     uint64_t id;
+    std::string client;  // the peer's address without its port; empty until accepted
     net::Handle<uv_tcp_t> tcp;
     net::Handle<uv_timer_t> timer;
     llhttp_t parser{};
@@ -128,6 +129,7 @@ struct Server::Conn {
     size_t header_bytes = 0;
     std::optional<Response> refusal;  // set by a callback that hit a limit
     uint64_t request_id = 0;
+    uint64_t begun = 0;     // requests whose parsing has started (the next may be under way)
     bool awaiting = false;  // the handler has the request
     bool keep_alive = true;
     std::string held;  // bytes that arrived while awaiting
@@ -141,6 +143,16 @@ namespace {
 
 Server::Conn& conn_of(llhttp_t* p) {
     return *static_cast<Server::Conn*>(p->data);
+}
+
+Response busy(size_t held, const Limits& l) {
+    Response r = error_response(
+        503, "server_busy",
+        fmt::format("{} bytes of request bodies are arriving at once, the most this node holds "
+                    "({}); retry shortly",
+                    held, l.bodies_bytes_max));
+    r.headers.emplace_back("Retry-After", "1");
+    return r;
 }
 
 int count_header(Server::Conn& c, size_t n, const Limits& l) {
@@ -224,10 +236,23 @@ void Server::on_connection(uv_stream_t* listener, int status) {
         ++s->stats_.refused;
         return;  // closed as `tcp` goes
     }
+    std::string client;
+    sockaddr_storage peer{};
+    int peer_len = sizeof(peer);
+    if (uv_tcp_getpeername(tcp->get(), reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) {
+        const std::string at = net::Endpoint::from(reinterpret_cast<sockaddr*>(&peer)).str();
+        client = at.substr(0, at.rfind(':'));
+    }
+    if (s->per_client_[client] >= s->limits_.connections_per_client_max) {
+        ++s->stats_.refused_per_client;
+        return;  // closed as `tcp` goes
+    }
     auto timer = net::make_timer(s->loop_, nullptr);
     if (!timer) return;
     const uint64_t id = s->next_id_++;
     auto c = std::make_unique<Conn>(*s, id);
+    c->client = std::move(client);
+    ++s->per_client_[c->client];
     c->tcp = std::move(*tcp);
     c->timer = std::move(*timer);
     c->tcp->data = c.get();
@@ -238,6 +263,8 @@ void Server::on_connection(uv_stream_t* listener, int status) {
         llhttp_settings_init(&st);
         st.on_message_begin = [](llhttp_t* p) {
             Conn& cn = conn_of(p);
+            cn.server.release(cn);
+            ++cn.begun;
             cn.req = Request{};
             cn.header_bytes = 0;
             cn.field.clear();
@@ -274,18 +301,29 @@ void Server::on_connection(uv_stream_t* listener, int status) {
                                                         p->content_length, l.body_bytes_max));
                 return -1;
             }
+            if ((p->flags & F_CONTENT_LENGTH) != 0 &&
+                cn.server.bodies_bytes_ + p->content_length > l.bodies_bytes_max) {
+                cn.refusal = busy(cn.server.bodies_bytes_, l);
+                return -1;
+            }
             return 0;
         };
         st.on_body = [](llhttp_t* p, const char* at, size_t n) {
             Conn& cn = conn_of(p);
-            const Limits& l = cn.server.limits_;
+            Server& s = cn.server;
+            const Limits& l = s.limits_;
             if (cn.req.body.size() + n > l.body_bytes_max) {
                 cn.refusal = error_response(
                     413, "body_too_large",
                     fmt::format("body exceeds the limit of {} bytes", l.body_bytes_max));
                 return -1;
             }
+            if (s.bodies_bytes_ + n > l.bodies_bytes_max) {
+                cn.refusal = busy(s.bodies_bytes_, l);
+                return -1;
+            }
             cn.req.body.append(at, n);
+            s.bodies_bytes_ += n;
             return 0;
         };
         st.on_message_complete = [](llhttp_t* p) {
@@ -346,12 +384,20 @@ void Server::feed(Conn& c, const char* data, size_t n) {
             reply.send(std::move(*refused));
             return;
         }
+        const uint64_t id = c.id;
+        const uint64_t begun = c.begun;
         handler_(c.req, reply);
+        // The handler has copied what it needs: an idle keep-alive connection (or one held by
+        // a blocking query) keeps no body nor parsed JSON. It may have closed the connection,
+        // or answered at once and let the parser start on the next pipelined request.
+        if (Conn* still = find(id); still != nullptr && still->begun == begun) release(*still);
         return;
     }
     if (c.refusal) {
         Response r = std::move(*c.refusal);
-        (r.status == 431 ? stats_.headers_too_large : stats_.bodies_too_large)++;
+        (r.status == 431   ? stats_.headers_too_large
+         : r.status == 503 ? stats_.busy
+                           : stats_.bodies_too_large)++;
         fail(c, std::move(r));
         return;
     }
@@ -447,11 +493,17 @@ void Server::answer(uint64_t conn, uint64_t request, Response r) {
     if (!c.keep_alive) return;
     // Ready for the next request: the idle clock runs, and whatever arrived meanwhile is parsed.
     llhttp_resume(&c.parser);
-    arm(c, limits_.idle_timeout_ms);
+    arm(c, limits_.header_timeout_ms);
     std::string held = std::move(c.held);
     c.held.clear();
     start_reading(c);
     if (!held.empty()) feed(c, held.data(), held.size());
+}
+
+void Server::release(Conn& c) {
+    bodies_bytes_ -= c.req.body.size();
+    std::string().swap(c.req.body);
+    c.req.json = nullptr;
 }
 
 void Server::close(uint64_t conn) {
@@ -461,7 +513,12 @@ void Server::close(uint64_t conn) {
     conns_.erase(it);
     c->tcp->data = nullptr;
     c->timer->data = nullptr;
+    release(*c);
+    if (auto n = per_client_.find(c->client); n != per_client_.end() && --n->second == 0) {
+        per_client_.erase(n);
+    }
     // The handles close as `c` goes; their memory is freed in the close callbacks.
+    if (on_closed) on_closed(conn);
 }
 
 void Reply::send(Response r) const {

@@ -1,11 +1,15 @@
 // HTTP/1.1 server on the loop, parsing with llhttp (DESIGN §5).
 //
 // Every limit an untrusted client could push is bounded: header bytes (431), body bytes (413,
-// answered as soon as the length is known, even while the client is still sending),
-// connections (refused at accept), and time: a request's headers must arrive within
-// header_timeout, and a keep-alive connection idle for idle_timeout is closed. Malformed
-// requests get 400 with a JSON error and the connection closes. A body must be JSON that
-// parses (415 or 400 otherwise, on a connection that stays open). Each case is counted.
+// answered as soon as the length is known, even while the client is still sending), the bytes
+// of bodies arriving at once over all connections (503), connections in all and per client
+// address (refused at accept), and time: a request's headers must arrive within
+// header_timeout, and so must the next one's on a keep-alive connection. A request's body and
+// parsed JSON are released as soon as the handler has run. Malformed requests get 400 with a
+// JSON error and the connection closes. A body must be JSON that parses (415 or 400
+// otherwise, on a connection that stays open). Each case is counted. When a connection goes,
+// on_closed tells the owner, so what waits to answer it (a blocking query, a stream) is let go
+// at once.
 //
 // The handler answers through a Reply it may keep, so a blocking query can answer later. One
 // request at a time per connection: a pipelined request waits until the previous one is
@@ -37,9 +41,15 @@ namespace chorus::http {
 struct Limits {
     size_t header_bytes_max = 16 * 1024;
     size_t body_bytes_max = 1 << 20;
+    // Bytes of request bodies held at once, over every connection; a body that would pass it
+    // gets 503 (retry shortly). 64 clients sending a body of the largest size at once.
+    size_t bodies_bytes_max = 64u << 20;
     size_t connections_max = 512;
+    // Connections from one client address at once (Consul's http_max_conns_per_client).
+    size_t connections_per_client_max = 200;
+    // A request's headers must arrive within this, the first on a connection and each next
+    // one on a keep-alive connection: an idle connection costs a socket, so it is not kept.
     uint64_t header_timeout_ms = 10'000;
-    uint64_t idle_timeout_ms = 60'000;
     size_t stream_backlog_bytes_max = 1 << 20;
 };
 
@@ -75,6 +85,7 @@ class Stream {
     bool write(std::string_view bytes) const;
     bool open() const;
     void close() const;  // ends the response and the connection
+    uint64_t connection() const { return conn_; }
 
   private:
     friend class Reply;
@@ -88,6 +99,8 @@ class Stream {
 class Reply {
   public:
     void send(Response r) const;
+    // The connection it answers on (what Server::on_closed names when it goes).
+    uint64_t connection() const { return conn_; }
     // Sends `first`'s head (status, type, headers; its body is ignored) and keeps the response
     // open. An empty Stream if the request was already answered or its client has gone.
     Stream stream(const Response& first) const;
@@ -109,12 +122,14 @@ class Server {
         uint64_t connections = 0;
         uint64_t refused = 0;
         uint64_t requests = 0;
-        uint64_t bad_requests = 0;       // 400
-        uint64_t headers_too_large = 0;  // 431
-        uint64_t bodies_too_large = 0;   // 413
-        uint64_t bad_json = 0;           // 400 for a body that does not parse
-        uint64_t too_deep = 0;           // 400 for a body nested past kJsonDepthMax
-        uint64_t unsupported_media = 0;  // 415 for a body that is not JSON
+        uint64_t bad_requests = 0;        // 400
+        uint64_t headers_too_large = 0;   // 431
+        uint64_t bodies_too_large = 0;    // 413
+        uint64_t refused_per_client = 0;  // connections_per_client_max from one address
+        uint64_t busy = 0;                // 503: bodies_bytes_max held at once
+        uint64_t bad_json = 0;            // 400 for a body that does not parse
+        uint64_t too_deep = 0;            // 400 for a body nested past kJsonDepthMax
+        uint64_t unsupported_media = 0;   // 415 for a body that is not JSON
         uint64_t timeouts = 0;
         uint64_t streams = 0;
         uint64_t stream_overflows = 0;  // stream clients dropped for not reading
@@ -130,6 +145,9 @@ class Server {
     net::Endpoint local() const;
     const Stats& stats() const { return stats_; }
     size_t connections() const { return conns_.size(); }
+    size_t bodies_bytes() const { return bodies_bytes_; }
+    // Called with a connection's id when it closes, for whatever waits to answer on it.
+    std::function<void(uint64_t conn)> on_closed;
 
     struct Conn;  // one client connection; defined in server.cpp
 
@@ -150,6 +168,7 @@ class Server {
     bool stream_write(uint64_t conn, std::string_view bytes);
     void close(uint64_t conn);
     void arm(Conn& c, uint64_t ms);
+    void release(Conn& c);  // the request's body and JSON, once the handler has them
 
     uv_loop_t* loop_;
     Limits limits_;
@@ -157,6 +176,8 @@ class Server {
     Handler handler_;
     net::Handle<uv_tcp_t> listener_;
     std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+    std::map<std::string, size_t> per_client_;  // open connections by client address
+    size_t bodies_bytes_ = 0;                   // bytes of bodies held, over all connections
     uint64_t next_id_ = 1;
     Stats stats_;
     std::shared_ptr<Server*> self_ = std::make_shared<Server*>(this);

@@ -144,7 +144,7 @@ class AgentHarness {
                 &loop_, net::Endpoint::parse("127.0.0.1:0").value(), limits, "fuzz",
                 [this](const http::Request& req, http::Reply reply) { api_->handle(req, reply); })
                 .value();
-        api_->serve_metrics_of(server_.get());
+        api_->attach(server_.get());
     }
 
     // As src/cli/agent.cpp stops them: the server's connections go first, then the API, then the

@@ -37,7 +37,7 @@ struct Node1 {
                 loop.get(), net::Endpoint::parse("127.0.0.1:0").value(), {}, "a",
                 [this](const http::Request& r, http::Reply reply) { api->handle(r, reply); })
                 .value());
-        api->serve_metrics_of(server.get());
+        api->attach(server.get());
     }
     // Another agent on the same loop that joins this one: a real membership change.
     std::unique_ptr<daemon::Agent> peer(const std::string& name) {
@@ -240,4 +240,83 @@ TEST_CASE("wait durations parse as Consul writes them") {
     REQUIRE_FALSE(http::parse_wait("soon"));
     REQUIRE_FALSE(http::parse_wait("-1s"));
     REQUIRE_FALSE(http::parse_wait("10h"));
+}
+
+namespace {
+
+http::Api::Info with_limits(http::Api::Limits l) {
+    http::Api::Info info{"local", "test", {}};
+    info.limits = l;
+    return info;
+}
+
+uint64_t index_of(Node1& n) {
+    return nlohmann::json::parse(chorus::test::last_body(n.get("/v1/members")))["index"]
+        .get<uint64_t>();
+}
+
+}  // namespace
+
+TEST_CASE("blocking queries past the limit get 429 with Retry-After, and leaving frees a place") {
+    http::Api::Limits l;
+    l.waiters_max = 2;
+    Node1 n({}, with_limits(l));
+    const std::string query = "GET /v1/members?index=" + std::to_string(index_of(n)) +
+                              "&wait=5m HTTP/1.1\r\nHost: x\r\n\r\n";
+    auto first = std::make_unique<RawClient>(n.loop.get(), n.server->local());
+    auto second = std::make_unique<RawClient>(n.loop.get(), n.server->local());
+    first->send(query);
+    second->send(query);
+    REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 2; }));
+    RawClient third(n.loop.get(), n.server->local());
+    third.send(query);
+    REQUIRE(
+        n.loop.run_until([&] { return third.count("\r\n\r\n") >= 1 && third.count("}") >= 1; }));
+    REQUIRE_THAT(third.received, Catch::StartsWith("HTTP/1.1 429 ") &&
+                                     Catch::Contains("Retry-After: 1\r\n") &&
+                                     Catch::Contains("too_many_waiters"));
+    REQUIRE(n.api->waiters_refused() == 1);
+    // Both clients hang up: their places are free at once, not when their five minutes end.
+    first.reset();
+    second.reset();
+    REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 0; }));
+    RawClient fourth(n.loop.get(), n.server->local());
+    fourth.send(query);
+    REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 1; }));
+}
+
+TEST_CASE("a blocking query waits at most wait_max, whatever it asks") {
+    http::Api::Limits l;
+    l.wait_max = milliseconds(300);
+    Node1 n({}, with_limits(l));
+    RawClient c(n.loop.get(), n.server->local());
+    c.send("GET /v1/members?index=" + std::to_string(index_of(n)) +
+           "&wait=10m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 1; }));
+    // Ten minutes asked; the cap answers it well within this test's deadline.
+    REQUIRE(n.loop.run_until([&] { return c.closed; }, 5'000));
+    REQUIRE_THAT(c.received, Catch::StartsWith("HTTP/1.1 200 "));
+}
+
+TEST_CASE(
+    "streams past the limit get 429; a stream hears heartbeats; a client that goes frees one") {
+    http::Api::Limits l;
+    l.streams_max = 1;
+    l.heartbeat_ms = 50;
+    Node1 n({}, with_limits(l));
+    auto first = std::make_unique<RawClient>(n.loop.get(), n.server->local());
+    first->send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return first->count(": heartbeat") >= 2; }));
+    RawClient second(n.loop.get(), n.server->local());
+    second.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return second.closed; }));
+    REQUIRE_THAT(second.received, Catch::StartsWith("HTTP/1.1 429 ") &&
+                                      Catch::Contains("Retry-After: 1\r\n") &&
+                                      Catch::Contains("too_many_streams"));
+    REQUIRE(n.api->streams_refused() == 1);
+    first.reset();
+    REQUIRE(n.loop.run_until([&] { return n.api->streaming() == 0; }));
+    RawClient third(n.loop.get(), n.server->local());
+    third.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return third.count("event: snapshot") == 1; }));
 }

@@ -237,3 +237,85 @@ TEST_CASE("an error about a path that is not UTF-8 is still valid JSON") {
     // Each byte that is not UTF-8 is shown as U+FFFD.
     REQUIRE((*j)["error"]["message"] == "no such endpoint: /v1/x\xef\xbf\xbd\xef\xbf\xbd");
 }
+
+TEST_CASE("a request's body is let go once the handler has it, even while it waits to answer") {
+    Fixture f;
+    std::vector<Reply> held;
+    f.handler = [&](const Request& r, Reply reply) {
+        f.seen.push_back(r);
+        held.push_back(reply);
+    };
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    const std::string body = "[\"" + std::string(100'000, 'x') + "\"]";
+    c->send(
+        fmt::format("POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                    "Content-Length: {}\r\n\r\n{}",
+                    body.size(), body));
+    REQUIRE(f.loop.run_until([&] { return held.size() == 1; }));
+    REQUIRE(f.seen[0].body.size() == body.size());  // the handler saw it whole
+    REQUIRE(f.server->bodies_bytes() == 0);         // and the server no longer holds it
+    REQUIRE(held[0].pending());
+}
+
+TEST_CASE("bodies arriving at once past the budget get 503 with Retry-After") {
+    Limits l;
+    l.bodies_bytes_max = 150'000;
+    Fixture f(l);
+    std::vector<Reply> held;
+    f.handler = [&](const Request& r, Reply reply) {
+        f.seen.push_back(r);
+        held.push_back(reply);
+    };
+    const auto head = [](size_t n) {
+        return fmt::format(
+            "POST /x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Content-Length: {}\r\n\r\n",
+            n);
+    };
+    // One client sends most of a 100,000-byte body and stops; a second announces another.
+    auto slow = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    slow->send(head(100'000) + std::string(90'000, ' '));
+    REQUIRE(f.loop.run_until([&] { return f.server->bodies_bytes() == 90'000; }));
+    RawClient second(f.loop.get(), f.server->local());
+    second.send(head(100'000));
+    REQUIRE(f.loop.run_until([&] { return second.closed; }));
+    REQUIRE_THAT(second.received, Catch::StartsWith("HTTP/1.1 503 ") &&
+                                      Catch::Contains("Retry-After: 1\r\n") &&
+                                      Catch::Contains("server_busy"));
+    REQUIRE(f.server->stats().busy == 1);
+    // The first goes away: its bytes leave the budget.
+    slow.reset();
+    REQUIRE(f.loop.run_until([&] { return f.server->bodies_bytes() == 0; }));
+    RawClient third(f.loop.get(), f.server->local());
+    third.send(head(2) + "[]");
+    REQUIRE(f.loop.run_until([&] { return held.size() == 1; }));
+}
+
+TEST_CASE("one client address gets at most connections_per_client_max connections") {
+    Limits l;
+    l.connections_per_client_max = 2;
+    Fixture f(l);
+    std::vector<std::unique_ptr<RawClient>> cs;
+    for (int i = 0; i < 3; ++i)
+        cs.push_back(std::make_unique<RawClient>(f.loop.get(), f.server->local()));
+    REQUIRE(f.loop.run_until([&] { return f.server->stats().refused_per_client == 1; }));
+    REQUIRE(f.loop.run_until([&] { return cs[2]->closed; }));
+    REQUIRE(f.server->connections() == 2);
+    // One closes: its address may connect again.
+    cs[0].reset();
+    REQUIRE(f.loop.run_until([&] { return f.server->connections() == 1; }));
+    cs.push_back(std::make_unique<RawClient>(f.loop.get(), f.server->local()));
+    REQUIRE(f.loop.run_until([&] { return f.server->connections() == 2; }));
+    REQUIRE(f.server->stats().refused_per_client == 1);
+}
+
+TEST_CASE("a keep-alive connection waits for its next request no longer than the header timeout") {
+    Limits l;
+    l.header_timeout_ms = 200;
+    Fixture f(l);
+    auto c = std::make_unique<RawClient>(f.loop.get(), f.server->local());
+    c->send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(f.loop.run_until([&] { return f.seen.size() == 1; }));
+    REQUIRE(f.loop.run_until([&] { return c->closed; }, 5'000));
+    REQUIRE(f.server->stats().timeouts == 1);
+}
