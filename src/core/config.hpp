@@ -117,9 +117,12 @@ struct Config {
     Duration left_retain = seconds(300);
     // After a member is removed, a tombstone keeps stale gossip from reviving it this long.
     Duration tombstone_ttl = seconds(600);
-    // Members (and tombstones) kept at most; alive updates about new members beyond it are
-    // dropped and counted. Bounds memory against a flood of invented names.
-    uint32_t members_max = 65536;
+    // Members (and tombstones) kept at most. Bounds what a flood of invented names costs: each
+    // member costs its record (about 300 bytes with its detector and probe list) and, on a
+    // node that routes tasks, its points on the ring (64 × 16 bytes), so 16,384 hold about
+    // 22 MB. When it is full, tombstones and then the members gone longest make way for a
+    // member that announces itself; beyond that, new members are refused and counted.
+    uint32_t members_max = 16384;
     // Limits on names, addresses and tags a member may announce; the wire enforces them too.
     uint32_t name_bytes_max = 128;
     uint32_t tags_max = 32;

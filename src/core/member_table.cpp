@@ -1,5 +1,7 @@
 #include "core/member_table.hpp"
 
+#include <algorithm>
+
 #include "core/assert.hpp"
 
 namespace chorus {
@@ -90,6 +92,15 @@ std::optional<Incarnation> MemberTable::tombstone(const Name& name, Time now) co
     auto it = tombstones_.find(name);
     if (it == tombstones_.end() || it->second.until <= now) return std::nullopt;
     return it->second.incarnation;
+}
+
+bool MemberTable::drop_oldest_tombstone() {
+    if (tombstones_.empty()) return false;
+    auto oldest = std::min_element(
+        tombstones_.begin(), tombstones_.end(),
+        [](const auto& a, const auto& b) { return a.second.until < b.second.until; });
+    tombstones_.erase(oldest);
+    return true;
 }
 
 void MemberTable::expire_tombstones(Time now) {

@@ -78,6 +78,10 @@ class MemberTable {
 
     // Adds a member; returns nullptr if the table is full.
     Member* add(Member m);
+    bool full() const { return members_.size() + tombstones_.size() >= max_; }
+    // Drops the tombstone that would expire first, to make room; false if there is none.
+    bool drop_oldest_tombstone();
+    void drop_tombstone(const Name& name) { tombstones_.erase(name); }
     // Removes a gone member and leaves a tombstone until `tombstone_until`.
     void remove(const Name& name, Time tombstone_until);
     // The incarnation a tombstone remembers for `name`, if one is still in force.

@@ -452,6 +452,10 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
             ++stats_.updates_ignored;
             return;
         }
+        if (members_.full() && !make_room(now)) {
+            ++stats_.members_refused;
+            return;
+        }
         Member fresh;
         fresh.name = u.name;
         fresh.addr = u.addr;
@@ -702,17 +706,43 @@ void Node::reap_tick(Time now) {
         const Duration retain =
             m->state == MemberState::left ? config_.left_retain : config_.dead_retain;
         if (now - m->state_since >= retain) {
-            MemberEvent e{m->name,        m->state, std::nullopt, m->incarnation,
-                          m->incarnation, now,      true};
-            broadcasts_.forget(m->name);
-            members_.remove(m->name, now + config_.tombstone_ttl);
-            outbox_.events.push_back(std::move(e));
+            reap(*m, now);
             std::swap(gone_[i], gone_.back());
             gone_.pop_back();
             continue;
         }
         ++i;
     }
+}
+
+void Node::reap(const Member& m, Time now) {
+    MemberEvent e{m.name, m.state, std::nullopt, m.incarnation, m.incarnation, now, true};
+    broadcasts_.forget(m.name);
+    members_.remove(m.name, now + config_.tombstone_ttl);
+    outbox_.events.push_back(std::move(e));
+}
+
+bool Node::make_room(Time now) {
+    // members_max bounds what a flood of invented names can cost; when it is reached, what is
+    // already gone makes way for a member that announces itself, so real members can still
+    // join after a flood: first the tombstones, then the member gone longest. Its tombstone
+    // goes too, which lets stale gossip bring it back, the lesser harm under a cap.
+    if (members_.drop_oldest_tombstone()) return true;
+    size_t oldest = gone_.size();
+    for (size_t i = 0; i < gone_.size(); ++i) {
+        const Member* m = members_.find(gone_[i]);
+        if (m == nullptr || !is_gone(m->state)) continue;
+        if (oldest == gone_.size() || m->state_since < members_.find(gone_[oldest])->state_since) {
+            oldest = i;
+        }
+    }
+    if (oldest == gone_.size()) return false;
+    const Name name = gone_[oldest];
+    reap(*members_.find(name), now);
+    members_.drop_tombstone(name);
+    std::swap(gone_[oldest], gone_.back());
+    gone_.pop_back();
+    return true;
 }
 
 void Node::set_load(uint32_t load_milli) {

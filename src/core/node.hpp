@@ -210,6 +210,10 @@ class Node {
     void push_pull_tick(Time now);
     void reconnect_tick(Time now);
     void reap_tick(Time now);
+    // The table is full and a new member announced itself: drop the tombstone that would
+    // expire first, else reap the member gone longest. False if every place holds a live one.
+    bool make_room(Time now);
+    void reap(const Member& m, Time now);
     void merge(const PushPull& remote, Time now);
 
     // Applying updates (SWIM §4.2 precedence lives in member_table).

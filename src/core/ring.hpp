@@ -8,9 +8,16 @@
 //
 // The hash is passed in: the daemon and the simulator use xxh3-64 (Debian's libxxhash), and
 // the core stays standard library only (DESIGN §1).
+//
+// Membership changes update the ring in place (update()): the points of members that went are
+// filtered out and those of new members merged in, one pass over the points whatever the
+// number of changes, instead of hashing and sorting every point again. A flood of thousands of
+// members coming and going (forged, or a real mass join) then costs a pass per use of the
+// ring, not a sort of every member's points per use.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -29,6 +36,11 @@ class Ring {
     // `members` in any order (duplicates ignored); 1 <= vnodes <= kVnodesMax.
     Ring(std::vector<Name> members, uint32_t vnodes, KeyHash hash);
 
+    // Removes `gone` and adds `joined` (a name in both stays; names not on the ring and names
+    // already on it are ignored): the ring is then what the constructor builds from the new
+    // member list.
+    void update(std::span<const Name> joined, std::span<const Name> gone);
+
     // Up to `count` distinct members clockwise from the key's hash, the primary first.
     std::vector<Name> preference(std::string_view key, size_t count) const;
     std::vector<Name> preference_at(uint64_t key_hash, size_t count) const;
@@ -41,10 +53,17 @@ class Ring {
   private:
     struct Point {
         uint64_t at;
-        uint32_t member;  // index into members_
+        Name member;
     };
-    std::vector<Name> members_;
+    static bool before(const Point& a, const Point& b) {
+        return a.at != b.at ? a.at < b.at : a.member < b.member;
+    }
+    std::vector<Point> points_of(const Name& member) const;  // sorted
+    void rechecksum();
+
+    std::vector<Name> members_;  // sorted
     std::vector<Point> points_;  // by position; ties (vanishingly rare) by member name
+    uint32_t vnodes_;
     KeyHash hash_;
     uint64_t checksum_ = 0;
 };

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <iterator>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -162,14 +163,23 @@ TaskService::~TaskService() {
 }
 
 const Ring& TaskService::ring() {
-    if (!ring_) {
+    if (!ring_) ring_.emplace(std::vector<Name>{}, options_.vnodes, xxh3);
+    if (ring_stale_) {
         // Suspect members stay on the ring, as in Ringpop: a suspicion that is refuted moves
-        // no keys, and the router passes over a suspect owner meanwhile.
-        std::vector<Name> names;
+        // no keys, and the router passes over a suspect owner meanwhile. The member table and
+        // the ring both list names in order, so one walk finds who joined and who went.
+        std::vector<Name> live;
         agent_.node().members().for_each([&](const Member& m) {
-            if (!is_gone(m.state)) names.push_back(m.name);
+            if (!is_gone(m.state)) live.push_back(m.name);
         });
-        ring_.emplace(std::move(names), options_.vnodes, xxh3);
+        const std::vector<Name>& on_ring = ring_->members();
+        std::vector<Name> joined, gone;
+        std::set_difference(live.begin(), live.end(), on_ring.begin(), on_ring.end(),
+                            std::back_inserter(joined));
+        std::set_difference(on_ring.begin(), on_ring.end(), live.begin(), live.end(),
+                            std::back_inserter(gone));
+        ring_->update(joined, gone);
+        ring_stale_ = false;
     }
     return *ring_;
 }
@@ -486,7 +496,7 @@ void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) 
 }
 
 void TaskService::member_changed(const MemberEvent& e) {
-    ring_.reset();
+    ring_stale_ = true;
     if (!e.current) {
         // Reaped: its load and connection state go too, so peers_ is bounded by the member
         // table, not by every name ever seen.

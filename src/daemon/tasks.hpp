@@ -142,7 +142,7 @@ class TaskService : public FrameChannel {
     // A membership change: the ring is rebuilt at its next use, and the tasks of a member
     // that died or left are taken over from the copies this node holds.
     void member_changed(const MemberEvent& e);
-    void membership_changed() { ring_.reset(); }
+    void membership_changed() { ring_stale_ = true; }
     size_t replicas() const { return copies_.size(); }
     size_t unfinished_replicas() const;  // copies of tasks not finished, as far as we know
     size_t orphans() const { return orphans_.size(); }
@@ -271,6 +271,7 @@ class TaskService : public FrameChannel {
     Runner runner_;
     Rng rng_;
     std::optional<Ring> ring_;
+    bool ring_stale_ = true;  // membership changed since the ring was last brought up to date
     TaskServiceStats stats_;
     std::shared_ptr<Journal> journal_;  // shared with its writer's thread
     std::unique_ptr<JournalWriter> writer_;

@@ -621,3 +621,32 @@ TEST_CASE("a probe from a member held gone is answered with the verdict, so it c
     REQUIRE(out.size() == 1);
     REQUIRE_FALSE(carries(out[0].packet, "c"));
 }
+
+TEST_CASE("a full member table makes way for a new member with what is gone, never what lives") {
+    Config c = Config::local();
+    c.members_max = 4;  // a, and three more
+    Solo s(c, {"b", "c", "d"});
+    REQUIRE(s.node.members().size() == 4);
+    // Full of live members: a fifth is refused and counted.
+    const auto alive = [](const char* n) {
+        return AliveUpdate{n, Address{n}, "", Incarnation{1}, {}, 1};
+    };
+    s.node.handle_packet(s.from("b", std::monostate{}, {alive("x")}), s.now);
+    REQUIRE(s.node.members().find("x") == nullptr);
+    REQUIRE(s.node.stats().members_refused == 1);
+    // c dies: the next newcomer takes its place, and c is reaped (its event says removed).
+    s.node.handle_packet(s.from("b", std::monostate{}, {DeadUpdate{"c", Incarnation{0}, "b"}}),
+                         s.now);
+    REQUIRE(s.state("c") == MemberState::dead);
+    s.node.outbox().clear();
+    s.node.handle_packet(s.from("b", std::monostate{}, {alive("x")}), s.now);
+    REQUIRE(s.node.members().find("x") != nullptr);
+    REQUIRE(s.node.members().find("c") == nullptr);
+    REQUIRE(s.node.members().size() == 4);
+    bool reaped = false;
+    for (const auto& e : s.node.outbox().events)
+        reaped |= e.name == "c" && !e.current.has_value();
+    REQUIRE(reaped);
+    REQUIRE(s.state("b") == MemberState::alive);
+    REQUIRE(s.state("d") == MemberState::alive);
+}

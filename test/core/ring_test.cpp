@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <map>
+#include <set>
 #include <string>
 
 using namespace chorus;
@@ -109,4 +110,41 @@ TEST_CASE("a ring of one member owns everything") {
     REQUIRE(r.preference("anything", 3) == names({"solo"}));
     const Ring empty({}, 8, xxh3);
     REQUIRE(empty.preference("anything", 3).empty());
+}
+
+TEST_CASE("a ring updated in place is the ring built from scratch from the same members") {
+    std::vector<Name> pool;
+    for (int i = 0; i < 300; ++i)
+        pool.emplace_back("node-" + std::to_string(i));
+    Ring updated({}, 16, xxh3);
+    std::set<Name> current;
+    uint64_t state = 7;
+    const auto next = [&] {
+        state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+        return state >> 33;
+    };
+    for (int round = 0; round < 40; ++round) {
+        // A batch of joins and leaves at once, some of them repeats, as a flood brings.
+        std::vector<Name> joined, gone;
+        for (int k = 0; k < 25; ++k) {
+            const Name& n = pool[next() % pool.size()];
+            if (next() % 3 == 0) {
+                gone.push_back(n);
+            } else {
+                joined.push_back(n);
+            }
+        }
+        updated.update(joined, gone);
+        for (const Name& n : gone)
+            current.erase(n);
+        current.insert(joined.begin(), joined.end());
+        const Ring built(std::vector<Name>(current.begin(), current.end()), 16, xxh3);
+        INFO("round " << round);
+        REQUIRE(updated.members() == built.members());
+        REQUIRE(updated.checksum() == built.checksum());
+        for (int k = 0; k < 200; ++k) {
+            const std::string key = "key-" + std::to_string(k);
+            REQUIRE(updated.preference(key, 3) == built.preference(key, 3));
+        }
+    }
 }
