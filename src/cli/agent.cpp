@@ -65,6 +65,47 @@ void on_signal(uv_signal_t* h, int signum) {
     r->leave(signum == SIGINT ? "SIGINT" : "SIGTERM", nullptr);
 }
 
+// Every limit a peer or client can run this node into is counted where it is enforced; this
+// logs the ones that were hit, at most one line per limit every kEvery, with how many times
+// (a flood must not become a flood of log lines). The counters are in /metrics too.
+class LimitWatch {
+  public:
+    static constexpr uint64_t kEveryMs = 10'000;
+    struct Limit {
+        const char* name;
+        const char* what;  // what was refused, and the setting or constant that bounds it
+        std::function<uint64_t()> count;
+        uint64_t seen = 0;
+    };
+    LimitWatch(uv_loop_t* loop, const Logger& log, std::vector<Limit> limits)
+        : log_(log), limits_(std::move(limits)) {
+        for (Limit& l : limits_)
+            l.seen = l.count();
+        timer_ = net::make_timer(loop, this).value();
+        uv_timer_start(
+            timer_.get(),
+            [](uv_timer_t* t) {
+                if (auto* self = static_cast<LimitWatch*>(t->data)) self->check();
+            },
+            kEveryMs, kEveryMs);
+    }
+
+  private:
+    void check() {
+        for (Limit& l : limits_) {
+            const uint64_t now = l.count();
+            if (now == l.seen) continue;
+            log_.log(
+                Level::warn, "limit reached",
+                {{"limit", l.name}, {"times", std::to_string(now - l.seen)}, {"what", l.what}});
+            l.seen = now;
+        }
+    }
+    const Logger& log_;
+    std::vector<Limit> limits_;
+    net::Handle<uv_timer_t> timer_;
+};
+
 // The http task handler's transport: the CLI's client, run asynchronously on the agent's loop.
 HttpPost http_post(uv_loop_t* loop) {
     return [loop](const std::string& url, std::string body, Duration timeout, size_t body_max,
@@ -186,6 +227,44 @@ int run_agent(const Settings& settings) {
                         "tasks are kept in memory only and are lost if this agent stops; give "
                         "--data-dir to keep them");
             }
+            const Agent& a = **agent;
+            const http::Server& s = **server;
+            const TaskService& t = *tasks;
+            const http::Api& ap = *api;
+            LimitWatch watch(
+                &loop, log,
+                {{"http_connections", "HTTP connections refused: connections_max open",
+                  [&s] { return s.stats().refused; }},
+                 {"http_connections_per_client",
+                  "HTTP connections refused: connections_per_client_max from one address",
+                  [&s] { return s.stats().refused_per_client; }},
+                 {"http_bodies", "HTTP requests refused (503): bodies_bytes_max arriving at once",
+                  [&s] { return s.stats().busy; }},
+                 {"http_waiters", "blocking queries refused (429): waiters_max waiting",
+                  [&ap] { return ap.waiters_refused(); }},
+                 {"http_streams", "event streams refused (429): streams_max open",
+                  [&ap] { return ap.streams_refused(); }},
+                 {"http_stream_backlog", "event streams dropped: their client did not read",
+                  [&s] { return s.stats().stream_overflows; }},
+                 {"stream_connections",
+                  "gossip TCP connections refused: inbound_max or outbound_max open",
+                  [&a] { return a.streams().stats().refused; }},
+                 {"stream_inbox", "gossip TCP connections closed: inbox_bytes_max arriving",
+                  [&a] { return a.streams().stats().inbox_full; }},
+                 {"stream_write_queue", "gossip TCP peers cut off: write_queue_bytes_max queued",
+                  [&a] { return a.streams().stats().slow; }},
+                 {"members", "members refused: the member table holds members_max",
+                  [&a] { return a.node().stats().members_refused; }},
+                 {"incarnation_lead", "membership claims refused: incarnation too far ahead",
+                  [&a] { return a.node().stats().claims_refused; }},
+                 {"udp_send_queue", "gossip datagrams dropped: the send queue was full",
+                  [&a] { return a.udp().stats().send_dropped; }},
+                 {"task_queue", "tasks refused (503): capacity + queue_max taken",
+                  [&t] { return t.stats().full; }},
+                 {"task_copies", "copies refused (503): copies_max or copies_bytes_max held",
+                  [&t] { return t.stats().copies_refused; }},
+                 {"task_dial_backlog", "dials given up: backlog_bytes_max waited on them",
+                  [&t] { return t.stats().backlog_overflows; }}});
             log.log(Level::info, "agent started",
                     {{"name", settings.name},
                      {"bind", (*agent)->bound().str()},

@@ -281,6 +281,7 @@ void TaskService::accept(TaskSpec spec, Done done) {
     }
     const TaskLimits& l = options_.limits;
     if (board_.running() + board_.queued() + pending_.size() >= size_t{l.capacity} + l.queue_max) {
+        ++stats_.full;
         done(TaskAnswer::error(
             503, "full",
             fmt::format("{} tasks running and {} queued, the most this node takes",

@@ -91,6 +91,7 @@ struct TaskServiceStats {
     uint64_t forwarded = 0;    // tasks sent to another owner and accepted there
     uint64_t local = 0;        // tasks accepted here from a client of this node
     uint64_t remote = 0;       // tasks accepted here from another node
+    uint64_t full = 0;         // tasks refused here: capacity + queue_max taken (with pending)
     uint64_t retries = 0;      // candidates passed over after a refusal, timeout or broken link
     uint64_t unavailable = 0;  // 503s: no owner alive, or every candidate refused
     uint64_t forward_timeouts = 0;

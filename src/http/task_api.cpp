@@ -226,7 +226,7 @@ void Api::task_metrics(Exposition& out) const {
     const TaskStats& b = t.board().stats();
     out.family("chorus_tasks_total", "counter", "Tasks this node owned, by what became of them.");
     for (const auto& [outcome, v] : {std::pair<const char*, uint64_t>{"accepted", b.accepted},
-                                     {"refused", b.refused},
+                                     {"refused", b.refused + t.stats().full},
                                      {"succeeded", b.succeeded},
                                      {"failed", b.failed},
                                      {"timed_out", b.timed_out},
