@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -48,36 +47,8 @@ executions = os.path.join(work, "executions")
 procs = {}
 addrs = {}  # agent -> (gossip address, HTTP address) it bound, "host:port"
 
-# A field of a line of the agent's text log: key=value, or key="a value" with \" and \\ inside.
-FIELD = re.compile(r' ([A-Za-z_]+)=(?:"((?:[^"\\]|\\.)*)"|([^ "]*))')
-
-
-def log_fields(line):
-    """The key=value fields of a line of the agent's text log (they follow the message)."""
-    fields = {}
-    for m in FIELD.finditer(line):
-        if m.group(2) is not None:
-            fields[m.group(1)] = re.sub(r"\\(.)", r"\1", m.group(2))
-        else:
-            fields[m.group(1)] = m.group(3)
-    return fields
-
-
-def started(path, offset, proc):
-    """Waits up to 30 s for the `agent started` line proc writes to path past offset: the
-    addresses it bound, or None if it exited first."""
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            for line in f.read().decode(errors="replace").splitlines(keepends=True):
-                if " agent started " in line and line.endswith("\n"):  # a whole line
-                    fields = log_fields(line.split(" agent started", 1)[1])
-                    return fields["bind"], fields["http"]
-        if proc.poll() is not None:
-            return None
-        time.sleep(0.05)
-    sys.exit(f"an agent said nothing of starting in 30 s; see {path}")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agents import started  # noqa: E402  (the folder's shared helpers)
 
 
 def start(i):

@@ -1,0 +1,82 @@
+"""Real `chorus agent` processes for the Python process tests in this folder.
+
+An agent binds ports the kernel picks (127.0.0.1:0) and says which in its `agent started` log
+line; `launch` starts one, waits for that line and returns the addresses it bound, so tests run
+at once never collide. `call` is one HTTP exchange with an agent's API.
+"""
+import http.client
+import json
+import re
+import subprocess
+import sys
+import time
+
+# A field of a line of the agent's text log: key=value, or key="a value" with \" and \\ inside.
+FIELD = re.compile(r' ([A-Za-z_]+)=(?:"((?:[^"\\]|\\.)*)"|([^ "]*))')
+
+
+def log_fields(line):
+    """The key=value fields of a line of the agent's text log (they follow the message)."""
+    fields = {}
+    for m in FIELD.finditer(line):
+        if m.group(2) is not None:
+            fields[m.group(1)] = re.sub(r"\\(.)", r"\1", m.group(2))
+        else:
+            fields[m.group(1)] = m.group(3)
+    return fields
+
+
+def started(path, offset, proc):
+    """Waits up to 30 s for the `agent started` line proc writes to path past offset: the
+    addresses it bound, or None if it exited first."""
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            for line in f.read().decode(errors="replace").splitlines(keepends=True):
+                if " agent started " in line and line.endswith("\n"):  # a whole line
+                    fields = log_fields(line.split(" agent started", 1)[1])
+                    return fields["bind"], fields["http"]
+        if proc.poll() is not None:
+            return None
+        time.sleep(0.05)
+    sys.exit(f"an agent said nothing of starting in 30 s; see {path}")
+
+
+def launch(chorus, name, log_path, args=(), bind="127.0.0.1:0", http_at="127.0.0.1:0"):
+    """Starts `chorus agent --name NAME` with ARGS, appending to LOG_PATH, and waits until it
+    listens: (process, gossip address, HTTP address), or (process, None, None) if it exited."""
+    try:
+        with open(log_path, "rb") as f:
+            offset = len(f.read())
+    except FileNotFoundError:
+        offset = 0
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen(
+            [chorus, "agent", "--name", name, "--bind", bind, "--http", http_at, *args],
+            stdout=log, stderr=subprocess.STDOUT)
+    bound = started(log_path, offset, proc)
+    return (proc, *bound) if bound else (proc, None, None)
+
+
+def call(http_addr, method, path, body=None, timeout=5, raw_body=None, headers=None):
+    """One HTTP exchange: (status, parsed JSON or None, headers). RAW_BODY is sent as is."""
+    host, port = http_addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        h = dict(headers or {})
+        data = raw_body
+        if body is not None:
+            data = json.dumps(body).encode()
+        if data is not None:
+            h.setdefault("Content-Type", "application/json")
+        c.request(method, path, data, h)
+        r = c.getresponse()
+        text = r.read()
+        try:
+            parsed = json.loads(text) if text else None
+        except ValueError:
+            parsed = None
+        return r.status, parsed, dict(r.getheaders())
+    finally:
+        c.close()
