@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -488,4 +489,138 @@ TEST_CASE("every input fuzzing found to crash a decoder is rejected (test/fuzz/r
         }
     }
     REQUIRE(files >= 11);
+}
+
+namespace {
+
+// Golden encodings: the bytes of one sample of every message, kept in test/wire/golden/. The
+// wire is append-only, so bytes written by this build must decode the same in every later one;
+// a change that renumbers, retypes or reuses a field fails here. Encoding the samples must give
+// the same bytes too: a deliberate, compatible change (a field appended) rewrites them with
+// CHORUS_WRITE_GOLDEN=1 and says why in its commit.
+std::vector<uint8_t> golden(const std::string& name, const std::vector<uint8_t>& encoded) {
+    namespace fs = std::filesystem;
+    const fs::path path =
+        fs::path(CHORUS_SOURCE_DIR) / "test" / "wire" / "golden" / (name + ".bin");
+    if (const char* w = std::getenv("CHORUS_WRITE_GOLDEN");
+        w != nullptr && *w == '1' && !encoded.empty()) {
+        fs::create_directories(path.parent_path());
+        std::ofstream(path, std::ios::binary)
+            .write(reinterpret_cast<const char*>(encoded.data()),
+                   static_cast<std::streamsize>(encoded.size()));
+    }
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), {});
+}
+
+Task golden_task() {
+    Task t;
+    t.spec = TaskSpec{"00000000000000ab-golden", "user:42", "echo", R"({"n":1})", seconds(30)};
+    t.state = TaskState::failed;
+    t.owner = "node-2";
+    t.result = "";
+    t.error = "exit status 3";
+    t.exit_code = 3;
+    t.created = Time{} + milliseconds(1'700'000'000'000);
+    t.started = t.created + milliseconds(5);
+    t.finished = t.created + milliseconds(900);
+    t.attempts = 2;
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("every message decodes from the bytes an earlier build wrote (golden encodings)") {
+    Limits l = limits();
+    l.packet_bytes_max = 65000;
+    SECTION("packets, with every body and update") {
+        Packet p = sample_packet();
+        for (const auto& [name, body] :
+             std::vector<std::pair<std::string, Body>>{{"packet_ping", Ping{7, "node-2"}},
+                                                       {"packet_ping_req", p.body},
+                                                       {"packet_ack", Ack{9}},
+                                                       {"packet_nack", Nack{11}},
+                                                       {"packet_none", std::monostate{}}}) {
+            INFO(name);
+            p.body = body;
+            p.updates.push_back(AliveUpdate{
+                "node-6", Address{"10.0.0.6:7900"}, "", Incarnation{1ull << 40}, {}, 1});
+            const auto bytes = golden(name, encode(p));
+            REQUIRE(encode(p) == bytes);
+            auto d = decode_packet(bytes, l);
+            REQUIRE(d.ok());
+            REQUIRE(d->sender == "node-1");
+            REQUIRE(d->sender_load_milli == 250);
+            REQUIRE(d->body.index() == body.index());
+            REQUIRE(d->updates.size() == 4);
+            REQUIRE(std::get<AliveUpdate>(d->updates[0]).tags ==
+                    Tags{{"role", "db"}, {"zone", "a"}});
+            REQUIRE(std::get<SuspectUpdate>(d->updates[1]).incarnation == Incarnation{2});
+            REQUIRE(std::get<DeadUpdate>(d->updates[2]).left);
+            REQUIRE(std::get<AliveUpdate>(d->updates[3]).incarnation == Incarnation{1ull << 40});
+            p.updates.pop_back();
+        }
+    }
+    SECTION("push-pull") {
+        PushPull pp;
+        pp.cluster = "test";
+        pp.sender = "a";
+        pp.join = true;
+        pp.members = {
+            MemberSnapshot{"a",
+                           Address{"a:1"},
+                           "a:2",
+                           Incarnation{3},
+                           MemberState::suspect,
+                           {{"k", "v"}},
+                           120,
+                           1},
+            MemberSnapshot{
+                "b", Address{}, "", Incarnation{(1ull << 33) + 4}, MemberState::left, {}, 0, 1}};
+        const auto bytes = golden("push_pull", encode(pp));
+        REQUIRE(encode(pp) == bytes);
+        auto d = decode_push_pull(bytes, l);
+        REQUIRE(d.ok());
+        REQUIRE(d->join);
+        REQUIRE(d->members.size() == 2);
+        REQUIRE(d->members[0].state == MemberState::suspect);
+        REQUIRE(d->members[0].load_milli == 120);
+        REQUIRE(d->members[1].incarnation == Incarnation{(1ull << 33) + 4});
+        REQUIRE(d->members[1].state == MemberState::left);
+    }
+    SECTION("task frames") {
+        const Task t = golden_task();
+        const std::vector<std::pair<std::string, TaskMessage>> messages = {
+            {"task_submit", TaskSubmit{5, t.spec}},
+            {"task_query", TaskQuery{6, t.spec.id, true, milliseconds(2500)}},
+            {"task_reply", TaskReply{7, 503, "full", "busy", 1500, 16, t}},
+            {"task_replicate", TaskReplicate{8, t, true}},
+        };
+        for (const auto& [name, m] : messages) {
+            INFO(name);
+            const auto encoded = encode("test", Name("node-1"), m);
+            const auto bytes = golden(name, encoded);
+            REQUIRE(encoded == bytes);
+            auto d = decode_frame(bytes, l);
+            REQUIRE(d.ok());
+            REQUIRE(d->sender == "node-1");
+            REQUIRE(d->message.index() == m.index() + 1);  // PushPull comes first in Frame
+        }
+        auto reply = std::get<TaskReply>(decode_frame(golden("task_reply", {}), l)->message);
+        REQUIRE(reply.request == 7);
+        REQUIRE(reply.status == 503);
+        REQUIRE(reply.load_milli == 1500);
+        REQUIRE(reply.task->spec.key == "user:42");
+        REQUIRE(reply.task->state == TaskState::failed);
+        REQUIRE(reply.task->exit_code == 3);
+        REQUIRE(reply.task->attempts == 2);
+        REQUIRE(reply.task->finished == golden_task().finished);
+        auto query = std::get<TaskQuery>(decode_frame(golden("task_query", {}), l)->message);
+        REQUIRE(query.cancel);
+        REQUIRE(query.wait == milliseconds(2500));
+        auto rep = std::get<TaskReplicate>(decode_frame(golden("task_replicate", {}), l)->message);
+        REQUIRE(rep.drop);
+        REQUIRE(rep.task.owner == "node-2");
+    }
 }
