@@ -83,7 +83,7 @@ Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
 
 Api::~Api() {
     if (info_.tasks != nullptr) info_.tasks->on_forwarded = nullptr;
-    if (server_ != nullptr) server_->on_closed = nullptr;
+    *alive_ = nullptr;  // the server may outlive us (or go first): its callback checks this
     for (auto& w : waiters_)
         w.timer->data = nullptr;
     for (const Stream& s : streams_)
@@ -254,7 +254,9 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
 
 void Api::attach(Server* server) {
     server_ = server;
-    server->on_closed = [this](uint64_t conn) { client_gone(conn); };
+    server->on_closed = [alive = std::weak_ptr<Api*>(alive_)](uint64_t conn) {
+        if (auto api = alive.lock(); api && *api != nullptr) (*api)->client_gone(conn);
+    };
 }
 
 void Api::client_gone(uint64_t conn) {

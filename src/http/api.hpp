@@ -121,6 +121,7 @@ class Api {
     const daemon::Agent& agent_;
     Info info_;
     Server* server_ = nullptr;
+    std::shared_ptr<Api*> alive_ = std::make_shared<Api*>(this);
     uint64_t index_ = 1;
     std::list<Waiter> waiters_;
     uint64_t waiters_refused_ = 0;
