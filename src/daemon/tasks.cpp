@@ -92,6 +92,7 @@ struct TaskService::Request {
 struct TaskService::Waiter {
     TaskService* self = nullptr;
     uint64_t serial = 0;
+    uint64_t client = 0;
     std::string task;
     std::function<void()> woken;
     net::Handle<uv_timer_t> timer;
@@ -102,6 +103,7 @@ struct TaskService::Placement {
     uint64_t key_hash = 0;
     Duration wait{};
     Done done;
+    uint64_t client = 0;
     std::set<Name> tried;
     std::vector<std::string> refusals;  // "name: why", for the 503 if every candidate refuses
 };
@@ -112,6 +114,7 @@ struct TaskService::Search {
     Duration wait{};
     bool cancel = false;
     Done done;
+    uint64_t client = 0;
     bool second_round = false;  // the key's candidates did not have it: ask everyone else
     std::set<Name> asked;
     size_t outstanding = 0;
@@ -880,7 +883,17 @@ TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
     return a;
 }
 
-void TaskService::wait_local(const std::string& id, Duration wait, std::function<void()> woken) {
+void TaskService::client_gone(uint64_t client) {
+    std::vector<uint64_t> serials;
+    for (const auto& [serial, w] : waiters_) {
+        if (w->client == client) serials.push_back(serial);
+    }
+    for (const uint64_t s : serials)
+        take_waiter(s);  // dropped, not called: nobody is there to hear
+}
+
+void TaskService::wait_local(const std::string& id, Duration wait, std::function<void()> woken,
+                             uint64_t client) {
     const Task* t = board_.find(id);
     if (t == nullptr || is_finished(t->state) || wait <= Duration::zero() ||
         waiters_.size() >= kWaitersMax) {
@@ -895,6 +908,7 @@ void TaskService::wait_local(const std::string& id, Duration wait, std::function
     }
     w->self = this;
     w->serial = next_waiter_++;
+    w->client = client;
     w->task = id;
     w->woken = std::move(woken);
     w->timer = std::move(*timer);
@@ -978,7 +992,7 @@ TaskService::Lookup TaskService::lookup(std::string_view key) {
     return l;
 }
 
-void TaskService::submit(TaskSpec spec, Duration wait, Done done) {
+void TaskService::submit(TaskSpec spec, Duration wait, Done done, uint64_t client) {
     const bool named = !spec.id.empty();
     if (auto bad = validate(spec)) {
         done(std::move(*bad));
@@ -989,6 +1003,7 @@ void TaskService::submit(TaskSpec spec, Duration wait, Done done) {
     p->spec = std::move(spec);
     p->wait = wait;
     p->done = std::move(done);
+    p->client = client;
     if (!named) {
         place(std::move(p));
         return;
@@ -1007,7 +1022,8 @@ void TaskService::submit(TaskSpec spec, Duration wait, Done done) {
             return;
         }
         const Name holder = found.task->owner;
-        follow(holder, std::move(found), agent_.now() + p->wait, true, std::move(p->done));
+        follow(holder, std::move(found), agent_.now() + p->wait, true, std::move(p->done),
+               p->client);
     });
 }
 
@@ -1050,7 +1066,8 @@ void TaskService::place(std::shared_ptr<Placement> p) {
                 return;
             }
             if (a.status == 202) ++stats_.local;
-            follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
+            follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done),
+                   p->client);
         });
         return;
     }
@@ -1077,12 +1094,14 @@ void TaskService::place(std::shared_ptr<Placement> p) {
                     ++stats_.forwarded;
                     if (on_forwarded) on_forwarded(agent_.now() - sent_at);
                 }
-                follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done));
+                follow(owner, std::move(a), agent_.now() + p->wait, true, std::move(p->done),
+                       p->client);
             });
 }
 
 void TaskService::follow(const Name& holder, TaskAnswer current, Time deadline, bool submitted,
-                         Done done) {
+                         Done done, uint64_t client) {
+    if (client != 0 && client_present && !client_present(client)) return;  // nobody to tell
     const bool ok = current.status == 200 || current.status == 202;
     const bool over = !current.task || is_finished(current.task->state) || agent_.now() >= deadline;
     if (!ok || over) {
@@ -1096,27 +1115,32 @@ void TaskService::follow(const Name& holder, TaskAnswer current, Time deadline, 
     const std::string id = current.task->spec.id;
     const Duration left = deadline - agent_.now();
     if (holder == agent_.node().self().name) {
-        wait_local(id, left, [this, holder, current, deadline, submitted, id, done]() mutable {
-            if (const Task* t = board_.find(id)) current.task = *t;
-            // Finished or out of time: either way follow answers now.
-            follow(holder, std::move(current), std::min(deadline, agent_.now()), submitted,
-                   std::move(done));
-        });
+        wait_local(
+            id, left,
+            [this, holder, current, deadline, submitted, id, done, client]() mutable {
+                if (const Task* t = board_.find(id)) current.task = *t;
+                // Finished or out of time: either way follow answers now.
+                follow(holder, std::move(current), std::min(deadline, agent_.now()), submitted,
+                       std::move(done), client);
+            },
+            client);
         return;
     }
     const Duration slice = std::min(left, kWaitSlice);
-    request(holder, TaskQuery{0, id, false, slice}, slice + options_.forward_timeout,
-            [this, holder, current, deadline, submitted, done](Result<TaskReply> r) mutable {
-                if (r && r->status == 200 && r->task) {
-                    current.task = std::move(r->task);
-                } else {
-                    deadline = agent_.now();  // the holder is gone or lost the task: say so now
-                }
-                follow(holder, std::move(current), deadline, submitted, std::move(done));
-            });
+    request(
+        holder, TaskQuery{0, id, false, slice}, slice + options_.forward_timeout,
+        [this, holder, current, deadline, submitted, done, client](Result<TaskReply> r) mutable {
+            if (r && r->status == 200 && r->task) {
+                current.task = std::move(r->task);
+            } else {
+                deadline = agent_.now();  // the holder is gone or lost the task: say so now
+            }
+            follow(holder, std::move(current), deadline, submitted, std::move(done), client);
+        });
 }
 
-void TaskService::query(const std::string& id, Duration wait, bool cancel, Done done) {
+void TaskService::query(const std::string& id, Duration wait, bool cancel, Done done,
+                        uint64_t client) {
     const auto hash = task_key_hash(id);
     if (!hash) {
         done(TaskAnswer::error(404, "unknown_task",
@@ -1131,6 +1155,7 @@ void TaskService::query(const std::string& id, Duration wait, bool cancel, Done 
     s->wait = wait;
     s->cancel = cancel;
     s->done = std::move(done);
+    s->client = client;
     search(std::move(s));
 }
 
@@ -1171,7 +1196,7 @@ void TaskService::search(std::shared_ptr<Search> s) {
         }
         if (a) {
             s->answered = true;
-            follow(from, std::move(*a), agent_.now() + s->wait, false, s->done);
+            follow(from, std::move(*a), agent_.now() + s->wait, false, s->done, s->client);
             return;
         }
         if (s->outstanding == 0) {

@@ -121,9 +121,15 @@ class TaskService : public FrameChannel {
     using Done = std::function<void(TaskAnswer)>;
     // `spec` as the client gave it; an empty id gets a fresh one, a given one is the client's
     // name for the task. With `wait`, answers 200 with the finished task if it finishes in time.
-    void submit(TaskSpec spec, Duration wait, Done done);
+    // `client` names who asks (an HTTP connection; 0: no one in particular): when it goes,
+    // client_gone() lets go of any wait held for it.
+    void submit(TaskSpec spec, Duration wait, Done done, uint64_t client = 0);
     // Status (and with `cancel`, cancellation) of a task placed from any node.
-    void query(const std::string& id, Duration wait, bool cancel, Done done);
+    void query(const std::string& id, Duration wait, bool cancel, Done done, uint64_t client = 0);
+    // The client went: its waits for tasks to finish are dropped now, not when they end.
+    void client_gone(uint64_t client);
+    // Whether a client is still there to answer (set by the API; unset: always).
+    std::function<bool(uint64_t client)> client_present;
 
     // Graceful leave (issue 5): stops starting queued tasks and hands each to another
     // candidate (the holder of its copy first), then lets the running ones finish for up to
@@ -176,6 +182,8 @@ class TaskService : public FrameChannel {
     std::function<void(const std::optional<Error>&)> on_journal_state;
     const TaskOptions& options() const { return options_; }
     const TaskServiceStats& stats() const { return stats_; }
+    // Clients' waits for tasks held on this node now (each bounded by its wait).
+    size_t waiting() const { return waiters_.size(); }
     // Called with the round trip of every forwarded task an owner accepted (for metrics).
     std::function<void(Duration)> on_forwarded;
     std::vector<std::string> handler_names() const { return runner_.types(); }
@@ -239,7 +247,8 @@ class TaskService : public FrameChannel {
     void journal_failed(const Error& why);
     void journal_recovered();
     TaskAnswer answer_query(const std::string& id, bool cancel);
-    void wait_local(const std::string& id, Duration wait, std::function<void()> woken);
+    void wait_local(const std::string& id, Duration wait, std::function<void()> woken,
+                    uint64_t client = 0);
     void wake(const std::string& id);
     std::function<void()> take_waiter(uint64_t serial);
 
@@ -248,7 +257,8 @@ class TaskService : public FrameChannel {
     void search(std::shared_ptr<Search> s);
     // Answers with `current` once its task has finished or `deadline` passed, asking `holder`
     // (this node or another) as the task runs. `submitted`: 202 while unfinished, else 200.
-    void follow(const Name& holder, TaskAnswer current, Time deadline, bool submitted, Done done);
+    void follow(const Name& holder, TaskAnswer current, Time deadline, bool submitted, Done done,
+                uint64_t client = 0);
 
     // Sends `m` to `peer` and calls `done` with its reply, or an error on timeout or a broken
     // connection.

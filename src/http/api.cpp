@@ -82,7 +82,10 @@ Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
 }
 
 Api::~Api() {
-    if (info_.tasks != nullptr) info_.tasks->on_forwarded = nullptr;
+    if (info_.tasks != nullptr) {
+        info_.tasks->on_forwarded = nullptr;
+        info_.tasks->client_present = nullptr;
+    }
     *alive_ = nullptr;  // the server may outlive us (or go first): its callback checks this
     for (auto& w : waiters_)
         w.timer->data = nullptr;
@@ -253,10 +256,21 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
 }
 
 void Api::attach(Server* server) {
-    server_ = server;
+    server_ = server->handle();
     server->on_closed = [alive = std::weak_ptr<Api*>(alive_)](uint64_t conn) {
         if (auto api = alive.lock(); api && *api != nullptr) (*api)->client_gone(conn);
     };
+    if (info_.tasks != nullptr) {
+        info_.tasks->client_present = [this](uint64_t conn) {
+            const Server* s = this->server();
+            return s != nullptr && s->open(conn);
+        };
+    }
+}
+
+Server* Api::server() const {
+    const auto s = server_.lock();
+    return s ? *s : nullptr;
 }
 
 void Api::client_gone(uint64_t conn) {
@@ -271,6 +285,7 @@ void Api::client_gone(uint64_t conn) {
         }
     }
     std::erase_if(streams_, [conn](const Stream& s) { return s.connection() == conn; });
+    if (info_.tasks != nullptr) info_.tasks->client_gone(conn);  // its waits for tasks
 }
 
 void Api::wake(std::list<Waiter>::iterator it) {
@@ -440,12 +455,12 @@ Response Api::metrics_text() const {
     out.counter("chorus_join_attempts_total", "Join attempts through the seeds.",
                 agent_.stats().join_attempts);
 
-    if (server_ != nullptr) {
-        const Server::Stats& hs = server_->stats();
+    if (const Server* server = this->server()) {
+        const Server::Stats& hs = server->stats();
         out.gauge("chorus_http_connections", "Open HTTP connections.",
-                  static_cast<double>(server_->connections()));
+                  static_cast<double>(server->connections()));
         out.gauge("chorus_http_body_bytes", "Bytes of request bodies held, over all connections.",
-                  static_cast<double>(server_->bodies_bytes()));
+                  static_cast<double>(server->bodies_bytes()));
         out.counter("chorus_http_requests_total", "HTTP requests received.", hs.requests);
         out.family("chorus_http_rejected_total", "counter",
                    "HTTP requests or connections refused, by reason.");

@@ -116,11 +116,12 @@ class Api {
     void ring_view(const Request& req, const Reply& reply, uint64_t started);
     void task_metrics(Exposition& out) const;
     nlohmann::json tasks_summary() const;  // for /v1/self
+    Server* server() const;                // the attached server, or null
 
     uv_loop_t* loop_;
     const daemon::Agent& agent_;
     Info info_;
-    Server* server_ = nullptr;
+    std::weak_ptr<Server*> server_;  // reads null before attach() and once the server is gone
     std::shared_ptr<Api*> alive_ = std::make_shared<Api*>(this);
     uint64_t index_ = 1;
     std::list<Waiter> waiters_;

@@ -146,6 +146,9 @@ class Server {
     const Stats& stats() const { return stats_; }
     size_t connections() const { return conns_.size(); }
     size_t bodies_bytes() const { return bodies_bytes_; }
+    bool open(uint64_t conn) const { return conns_.contains(conn); }
+    // Reads null once the server is gone, for whoever may outlive it.
+    std::weak_ptr<Server*> handle() const { return self_; }
     // Called with a connection's id when it closes, for whatever waits to answer on it.
     std::function<void(uint64_t conn)> on_closed;
 

@@ -139,7 +139,7 @@ void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
         }
         TaskSpec spec;
         if (auto bad = read_spec(req.json, spec)) return fail(std::move(*bad));
-        info_.tasks->submit(std::move(spec), wait, answered(false));
+        info_.tasks->submit(std::move(spec), wait, answered(false), reply.connection());
         return;
     }
     const std::string id = req.path.substr(std::string_view("/v1/tasks/").size());
@@ -147,7 +147,8 @@ void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
         return fail(
             error_response(404, "not_found", "use /v1/tasks/{id}, with an id from POST /v1/tasks"));
     }
-    info_.tasks->query(id, wait, route == task_cancel, answered(route == task_get));
+    info_.tasks->query(id, wait, route == task_cancel, answered(route == task_get),
+                       reply.connection());
 }
 
 void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {

@@ -73,6 +73,7 @@ struct Cluster {
                                          raw->api->handle(r, reply);
                                      })
                     .value());
+            m->api->attach(m->server.get());
             members.push_back(std::move(m));
         }
         REQUIRE(loop.run_until([&] {
@@ -101,6 +102,7 @@ struct Cluster {
         members[i]->api.reset();
         members[i]->tasks.reset();
         start_tasks(*members[i]);
+        members[i]->api->attach(members[i]->server.get());
     }
 
     Reply call(size_t at, const std::string& method, const std::string& target,
@@ -210,6 +212,33 @@ TEST_CASE("a task without ?wait is accepted at once and can be followed and canc
     REQUIRE(after.body["state"] == "cancelled");
     const auto& owner = *c.members[c.index_of(r.body["owner"])];
     REQUIRE(c.loop.run_until([&] { return owner.tasks->board().running() == 0; }));
+}
+
+TEST_CASE("a client that hangs up while it waits for a task lets go of the wait, not the task") {
+    Cluster c(1);
+    const json slow = {
+        {"key", "k"}, {"type", "sleep"}, {"payload", {{"ms", 60000}}}, {"id", "sleeper"}};
+    const std::string body = slow.dump();
+    auto poster = std::make_unique<RawClient>(c.loop.get(), c.members[0]->server->local());
+    poster->send(
+        "POST /v1/tasks?wait=5m HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body);
+    daemon::TaskService& tasks = *c.members[0]->tasks;
+    REQUIRE(c.loop.run_until([&] { return tasks.waiting() == 1 && tasks.board().running() == 1; }));
+    const auto again = c.submit(0, slow);  // the same named task, asked without a wait
+    REQUIRE(again.status == 202);
+    const std::string id = again.body["id"];
+    auto reader = std::make_unique<RawClient>(c.loop.get(), c.members[0]->server->local());
+    reader->send("GET /v1/tasks/" + id + "?wait=5m HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(c.loop.run_until([&] { return tasks.waiting() == 2; }));
+    // Both go: their waits end now, not in five minutes; the task they asked for runs on.
+    poster.reset();
+    REQUIRE(c.loop.run_until([&] { return tasks.waiting() == 1; }));
+    reader.reset();
+    REQUIRE(c.loop.run_until([&] { return tasks.waiting() == 0; }));
+    REQUIRE(tasks.board().running() == 1);
+    REQUIRE(c.call(0, "GET", "/v1/tasks/" + id).body["state"] == "running");
 }
 
 TEST_CASE("a full owner's keys go to the next candidate, and 503 once every candidate is full") {
