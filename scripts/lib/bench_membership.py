@@ -207,7 +207,7 @@ def measure(system, n):
             p.wait()
         if COUNT_PACKETS:
             iptables("-F", "OUTPUT")
-        shutil.rmtree(logs, ignore_errors=True)
+    result["logs"] = logs  # main() removes them unless a target was missed
     return result
 
 
@@ -257,7 +257,13 @@ def main():
     for k, n in enumerate(SIZES):
         c = measure(Chorus(10000 + 2000 * k), n)
         s = measure(Serf(20000 + 2000 * k), n)
-        misses += show(n, c, s)
+        missed = show(n, c, s)
+        misses += missed
+        for logs in (c["logs"], s["logs"]):
+            if missed:
+                print(f"  agents' logs kept (a target was missed): {logs}")
+            else:
+                shutil.rmtree(logs, ignore_errors=True)
         sys.stdout.flush()
     print()
     print("all targets met" if not misses else "targets missed: " + "; ".join(misses))
