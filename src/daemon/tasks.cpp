@@ -459,7 +459,11 @@ void TaskService::copy_out(const Task& task, std::function<void()> then) {
         return;
     }
     backup_of_[id] = *backup;
-    request(*backup, TaskReplicate{0, *t}, options_.forward_timeout,
+    // Half the forward timeout: the node that forwarded this task gives up on us after the
+    // whole of it and tries the next candidate, so our answer must be out before then, or
+    // one slow backup has the task accepted, and run, by two owners.
+    const Duration budget = std::max<Duration>(options_.forward_timeout / 2, milliseconds(1));
+    request(*backup, TaskReplicate{0, *t}, budget,
             [this, id, then = std::move(then)](Result<TaskReply> r) {
                 if (r && r->status == 200) {
                     ++stats_.replicated;

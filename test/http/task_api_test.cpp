@@ -554,6 +554,41 @@ TEST_CASE("an owner that does not answer in time is passed over for the next can
     REQUIRE(c.members[0]->tasks->stats().retries == 1);
 }
 
+TEST_CASE("a backup that does not answer in time leaves its task on one owner, not two") {
+    struct Silent : daemon::FrameChannel {
+        void on_task_frame(net::FrameConn&, wire::Frame) override {}
+        void on_connected(net::FrameConn&) override {}
+        void on_closed(uint64_t) override {}
+    } silent;  // outlives the cluster, which hands it c's frames
+    daemon::TaskOptions o;
+    o.forward_timeout = milliseconds(300);
+    Cluster c(3, o);
+    // A key owned by b whose copy goes to c, the member after b in its preference list.
+    std::string key;
+    for (int k = 0; k < 5000 && key.empty(); ++k) {
+        const std::string candidate = "k" + std::to_string(k);
+        const auto l = c.call(0, "GET", "/v1/ring/lookup?key=" + candidate);
+        std::vector<std::string> names;
+        for (const auto& cand : l.body["candidates"])
+            names.push_back(cand["name"]);
+        if (names == std::vector<std::string>{"b", "c", "a"}) key = candidate;
+    }
+    REQUIRE_FALSE(key.empty());
+    c.members[2]->api.reset();
+    c.members[2]->tasks.reset();
+    c.members[2]->agent->attach(&silent);
+    const auto r = c.submit(0, {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 3000}}}});
+    INFO(r.raw);
+    REQUIRE(r.status == 202);
+    // b answered before a gave up on it: a never tried another owner, so none other has it.
+    REQUIRE(r.body["owner"] == "b");
+    const daemon::TaskServiceStats& entry = c.members[0]->tasks->stats();
+    REQUIRE(entry.forward_timeouts == 0);
+    REQUIRE(entry.retries == 0);
+    REQUIRE(c.members[1]->tasks->stats().unreplicated == 1);  // c never answered the copy
+    REQUIRE(c.members[0]->tasks->board().find(r.body["id"].get<std::string>()) == nullptr);
+}
+
 TEST_CASE("with no alive owner for a key the answer is 503 saying why") {
     Cluster c(1);
     bool left = false;
