@@ -6,6 +6,7 @@ at once never collide. `call` is one HTTP exchange with an agent's API.
 """
 import http.client
 import json
+import os
 import re
 import subprocess
 import sys
@@ -80,3 +81,40 @@ def call(http_addr, method, path, body=None, timeout=5, raw_body=None, headers=N
         return r.status, parsed, dict(r.getheaders())
     finally:
         c.close()
+
+
+def step(what):
+    print(f"[{time.strftime('%H:%M:%S')}] {what}", flush=True)
+
+
+class Logs:
+    """A test's failure report: `fail` prints why and the tail of each agent's log (WORK/NAME.log),
+    then exits 1; `until` polls a condition with a deadline and fails with WHY when it passes."""
+
+    def __init__(self, work, names, tail=25):
+        self.work, self.names, self.tail = work, names, tail
+
+    def fail(self, why):
+        print(f"FAIL: {why}")
+        for n in self.names:
+            path = os.path.join(self.work, f"{n}.log")
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    print(f"== {n}.log (tail)\n" + "".join(f.readlines()[-self.tail:]))
+        sys.exit(1)
+
+    def until(self, cond, seconds, why):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        self.fail(why)
+
+
+def stop(procs):
+    """Kills, by PID, every process in PROCS (a dict of Popen) still running, and reaps it."""
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -48,7 +48,7 @@ procs = {}
 addrs = {}  # agent -> (gossip address, HTTP address) it bound, "host:port"
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import started  # noqa: E402  (the folder's shared helpers)
+from agents import started, stop  # noqa: E402  (the folder's shared helpers)
 
 
 def start(i):
@@ -228,10 +228,7 @@ rc = 1
 try:
     rc = main()
 finally:
-    for p in procs.values():
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    stop(procs)
     if os.environ.get("KEEP") is None:
         shutil.rmtree(work, ignore_errors=True)
     else:

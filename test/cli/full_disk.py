@@ -25,10 +25,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import call, launch  # noqa: E402  (the folder's shared helpers)
+from agents import Logs, call, launch, step, stop  # noqa: E402  (the folder's shared helpers)
 
 CHORUS = sys.argv[1]
 work = tempfile.mkdtemp(prefix="chorus-disk-")
@@ -36,27 +35,8 @@ procs, http_at, mounts = {}, {}, []
 acknowledged = []
 
 
-def fail(why):
-    print(f"FAIL: {why}")
-    for n in ("a", "b"):
-        path = os.path.join(work, f"{n}.log")
-        if os.path.exists(path):
-            with open(path, errors="replace") as f:
-                print(f"== {n}.log (tail)\n" + "".join(f.readlines()[-20:]))
-    sys.exit(1)
-
-
-def step(what):
-    print(f"[{time.strftime('%H:%M:%S')}] {what}", flush=True)
-
-
-def until(cond, seconds, why):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    fail(why)
+logs = Logs(work, ("a", "b"))
+fail, until = logs.fail, logs.until
 
 
 def health(n):
@@ -183,10 +163,7 @@ def main():
 
 
 def cleanup():
-    for p in procs.values():
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    stop(procs)
     for d in mounts:
         subprocess.run(["umount", d])
     shutil.rmtree(work, ignore_errors=True)

@@ -33,7 +33,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import call, launch  # noqa: E402  (the folder's shared helpers)
+from agents import Logs, call, launch, step, stop  # noqa: E402  (the folder's shared helpers)
 
 CHORUS, SCHEMA, FUZZ = sys.argv[1], sys.argv[2], sys.argv[3]
 FORGED_MEMBERS = 3000
@@ -49,27 +49,8 @@ worst_api_s = 0.0
 worst_rss_mib = 0.0
 
 
-def fail(why):
-    print(f"FAIL: {why}")
-    for n in NAMES:
-        path = os.path.join(work, f"{n}.log")
-        if os.path.exists(path):
-            with open(path, errors="replace") as f:
-                print(f"== {n}.log (tail)\n" + "".join(f.readlines()[-25:]))
-    sys.exit(1)
-
-
-def step(what):
-    print(f"[{time.strftime('%H:%M:%S')}] {what}", flush=True)
-
-
-def until(cond, seconds, why):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    fail(why)
+logs = Logs(work, NAMES)
+fail, until = logs.fail, logs.until
 
 
 def port(addr):
@@ -399,10 +380,7 @@ def main():
 
 
 def cleanup():
-    for p in procs.values():
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    stop(procs)
     shutil.rmtree(work, ignore_errors=True)
 
 

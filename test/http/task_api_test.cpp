@@ -33,6 +33,14 @@ struct Member {
     std::unique_ptr<http::Server> server;
 };
 
+// Takes a member's task frames and answers none: the member stays alive in every view, but
+// whatever task work is sent to it goes unanswered. It must outlive the cluster handing it frames.
+struct Silent : daemon::FrameChannel {
+    void on_task_frame(net::FrameConn&, wire::Frame) override {}
+    void on_connected(net::FrameConn&) override {}
+    void on_closed(uint64_t) override {}
+};
+
 struct Reply {
     int status = 0;
     std::string raw;
@@ -142,6 +150,25 @@ struct Cluster {
     }
     Reply submit(size_t at, const json& task, const std::string& query = "") {
         return call(at, "POST", "/v1/tasks" + query, task.dump());
+    }
+    // The member's task service stops; `silent` takes its frames from now on.
+    void silence(size_t i, Silent& silent) {
+        members[i]->api.reset();
+        members[i]->tasks.reset();
+        members[i]->agent->attach(&silent);
+    }
+    // Up to `count` keys whose candidates are `names`, in that order.
+    std::vector<std::string> keys_with(const std::vector<std::string>& names, size_t count) {
+        std::vector<std::string> keys;
+        for (int k = 0; k < 5000 && keys.size() < count; ++k) {
+            const std::string key = "k" + std::to_string(k);
+            const Reply lookup = call(0, "GET", "/v1/ring/lookup?key=" + key);
+            std::vector<std::string> candidates;
+            for (const auto& candidate : lookup.body["candidates"])
+                candidates.push_back(candidate["name"]);
+            if (candidates == names) keys.push_back(key);
+        }
+        return keys;
     }
     size_t index_of(const std::string& name) const {
         for (size_t i = 0; i < members.size(); ++i)
@@ -527,11 +554,7 @@ TEST_CASE("the ring endpoint shows every member's share and a checksum equal on 
 }
 
 TEST_CASE("an owner that does not answer in time is passed over for the next candidate") {
-    struct Silent : daemon::FrameChannel {
-        void on_task_frame(net::FrameConn&, wire::Frame) override {}
-        void on_connected(net::FrameConn&) override {}
-        void on_closed(uint64_t) override {}
-    } silent;  // outlives the cluster, which hands it b's frames
+    Silent silent;  // outlives the cluster
     daemon::TaskOptions o;
     o.forward_timeout = milliseconds(300);
     Cluster c(3, o);
@@ -543,10 +566,7 @@ TEST_CASE("an owner that does not answer in time is passed over for the next can
         }
     }
     REQUIRE_FALSE(key.empty());
-    // b stays a live member, but whatever task frame is sent to it goes unanswered.
-    c.members[1]->api.reset();
-    c.members[1]->tasks.reset();
-    c.members[1]->agent->attach(&silent);
+    c.silence(1, silent);  // b stays a live member, but no task frame sent to it is answered
     const auto r = c.submit(0, {{"key", key}, {"type", "echo"}});
     REQUIRE((r.status == 202 || r.status == 200));  // 200: it ran before the answer went out
     REQUIRE(r.body["owner"] != "b");
@@ -555,29 +575,15 @@ TEST_CASE("an owner that does not answer in time is passed over for the next can
 }
 
 TEST_CASE("a backup that does not answer in time leaves its task on one owner, not two") {
-    struct Silent : daemon::FrameChannel {
-        void on_task_frame(net::FrameConn&, wire::Frame) override {}
-        void on_connected(net::FrameConn&) override {}
-        void on_closed(uint64_t) override {}
-    } silent;  // outlives the cluster, which hands it c's frames
+    Silent silent;  // outlives the cluster
     daemon::TaskOptions o;
     o.forward_timeout = milliseconds(300);
     Cluster c(3, o);
     // A key owned by b whose copy goes to c, the member after b in its preference list.
-    std::string key;
-    for (int k = 0; k < 5000 && key.empty(); ++k) {
-        const std::string candidate = "k" + std::to_string(k);
-        const auto l = c.call(0, "GET", "/v1/ring/lookup?key=" + candidate);
-        std::vector<std::string> names;
-        for (const auto& cand : l.body["candidates"])
-            names.push_back(cand["name"]);
-        if (names == std::vector<std::string>{"b", "c", "a"}) key = candidate;
-    }
-    REQUIRE_FALSE(key.empty());
-    c.members[2]->api.reset();
-    c.members[2]->tasks.reset();
-    c.members[2]->agent->attach(&silent);
-    const auto r = c.submit(0, {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 3000}}}});
+    const auto keys = c.keys_with({"b", "c", "a"}, 1);
+    REQUIRE(keys.size() == 1);
+    c.silence(2, silent);
+    const auto r = c.submit(0, {{"key", keys[0]}, {"type", "sleep"}, {"payload", {{"ms", 3000}}}});
     INFO(r.raw);
     REQUIRE(r.status == 202);
     // b answered before a gave up on it: a never tried another owner, so none other has it.
@@ -856,15 +862,7 @@ TEST_CASE("a dead owner's copies beyond the holder's capacity wait for room or g
     Cluster c(3, o);
     // Keys whose preference list is a, c, b: the copies of b's tasks are on a (the member after
     // b in the list, wrapping around).
-    std::vector<std::string> keys;
-    for (int k = 0; k < 5000 && keys.size() < 6; ++k) {
-        const std::string key = "k" + std::to_string(k);
-        const auto l = c.call(0, "GET", "/v1/ring/lookup?key=" + key);
-        std::vector<std::string> names;
-        for (const auto& cand : l.body["candidates"])
-            names.push_back(cand["name"]);
-        if (names == std::vector<std::string>{"a", "c", "b"}) keys.push_back(key);
-    }
+    const auto keys = c.keys_with({"a", "c", "b"}, 6);
     REQUIRE(keys.size() == 6);
     // Either a's own tasks end first and a takes b's over, or c's are cancelled first and c
     // takes them.

@@ -514,6 +514,8 @@ std::vector<uint8_t> golden(const std::string& name, const std::vector<uint8_t>&
     return std::vector<uint8_t>((std::istreambuf_iterator<char>(in)), {});
 }
 
+// Not full_task(): the golden files were written from exactly this task, so it must never
+// change, whatever other tests come to want of their sample.
 Task golden_task() {
     Task t;
     t.spec = TaskSpec{"00000000000000ab-golden", "user:42", "echo", R"({"n":1})", seconds(30)};
