@@ -1,6 +1,8 @@
 // The task and ring endpoints of the API (DESIGN §5): JSON in and out, every bad input a 4xx
 // with a code and a message that says what to fix, and nothing created when a request is
 // refused.
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -208,11 +210,14 @@ json Api::tasks_summary() const {
     if (const auto& e = t.journal_error()) {
         j["journal"] = {{"state", "unavailable"}, {"error", e->message}};
     } else if (const auto& f = t.journal_failing()) {
-        j["journal"] = {{"state", "failing"},
-                        {"error", f->error.message},
-                        {"failing_ms", ms_of(agent_.now() - f->since)},
-                        {"failures", f->failures},
-                        {"retry_in_ms", ms_of(f->retry_at - agent_.now())}};
+        j["journal"] = {
+            {"state", "failing"},
+            {"error", f->error.message},
+            {"failing_ms", ms_of(agent_.now() - f->since)},
+            {"failures", f->failures},
+            // 0 once the backoff is over: it takes tasks again, and the next
+            // commit decides.
+            {"retry_in_ms", ms_of(std::max(f->retry_at - agent_.now(), Duration::zero()))}};
     } else if (const daemon::Journal* jr = t.journal()) {
         j["journal"] = {{"state", "ok"}, {"path", jr->path()}};
     } else {
