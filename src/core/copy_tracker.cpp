@@ -37,6 +37,7 @@ void CopyTracker::add(std::string id, uint64_t key_hash, Time ack_by, Time now) 
     auto [it, _] = entries_.emplace(std::move(id), Entry{});
     it->second.key_hash = key_hash;
     it->second.ack_by = ack_by;
+    it->second.attempt = std::max(std::min(config_.copy_timeout, (ack_by - now) / 2), Duration{1});
     advance(it->first, it->second, now);
 }
 
@@ -47,6 +48,7 @@ void CopyTracker::adopt(std::string id, uint64_t key_hash, std::vector<Name> hol
         e.ack_by.reset();
     }
     e.key_hash = key_hash;
+    e.attempt = config_.copy_timeout;
     for (Name& h : holders) {
         if (!has(e.holders, h)) e.holders.push_back(std::move(h));
     }
@@ -128,6 +130,7 @@ void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
     if (stored_on(e) >= config_.replicas) {
         if (e.ack_by) {
             e.ack_by.reset();
+            e.attempt = config_.copy_timeout;
             outbox_.verdicts.push_back(
                 CopyVerdict{.id = id, .accepted = true, .replicas = stored_on(e), .why = {}});
         }
@@ -154,7 +157,7 @@ void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
     for (Name& to : targets_(e.key_hash)) {
         if (has(e.holders, to) || has(e.passed, to)) continue;
         e.sending = to;
-        e.sending_until = now + config_.copy_timeout;
+        e.sending_until = now + e.attempt;
         outbox_.sends.push_back(CopySend{.id = id, .to = std::move(to)});
         schedule(id, e, wake());
         return;
@@ -174,6 +177,7 @@ void CopyTracker::decide(const std::string& id, Entry& e, Time now) {
     if (on >= config_.min_replicas) {
         ++stats_.degraded;
         e.ack_by.reset();
+        e.attempt = config_.copy_timeout;
         outbox_.verdicts.push_back(
             CopyVerdict{.id = id, .accepted = true, .replicas = on, .why = {}});
         advance(id, e, now);  // repaired from here on, starting with whom it has not tried

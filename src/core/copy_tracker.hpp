@@ -43,8 +43,9 @@ struct CopyTrackerConfig {
     // Lower trades that promise for availability: a task is then acknowledged with fewer
     // copies when no member stores one in time, says so, and is repaired later.
     uint32_t min_replicas = 2;
-    // How long one member has to store a copy before the next one is tried. Short enough that
-    // a silent member leaves time for another before the acknowledgement deadline.
+    // How long one member has to store a copy before the next one is tried. For a task waiting
+    // to be acknowledged, at most half the time it has: a silent member always leaves another
+    // its chance before the deadline.
     Duration copy_timeout = milliseconds(500);
     // How long an under-replicated task waits after a round in which no member stored it.
     Duration repair_backoff = seconds(1);
@@ -136,6 +137,7 @@ class CopyTracker {
         Time sending_until{};         // when it is given up
         std::vector<Name> passed;     // refused or silent since the last round began
         std::optional<Time> ack_by;   // waiting to be acknowledged
+        Duration attempt{};           // how long each member has to answer
         Time backoff_until{};         // a repair round found nobody: the next waits till then
         Time due = Time::max();       // when tick() looks at it next (in due_)
     };

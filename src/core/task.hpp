@@ -113,6 +113,8 @@ struct TaskStats {
 struct TaskSubmit {
     uint64_t request = 0;
     TaskSpec spec;
+    // How long the sender waits for the answer (zero: not said); the owner answers within it.
+    Duration budget{};
 };
 // A task's status; with `cancel`, cancel it first; with `wait`, answer when it finishes or the
 // wait ends.
@@ -131,6 +133,7 @@ struct TaskReply {
     uint32_t load_milli = 0;
     uint32_t capacity = 0;
     std::optional<Task> task;
+    uint32_t replicas = 0;  // a submission accepted: members storing the task, the owner included
 };
 
 // Keep this copy of another node's task (or, with `drop`, forget it); the reply says whether

@@ -163,6 +163,10 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
             st = u32(t.candidates);
         } else if (key == "replicas") {
             st = u32(t.task_replicas);
+        } else if (key == "min_replicas") {
+            st = u32(t.min_replicas);
+        } else if (key == "copy_timeout_ms") {
+            st = ms(t.copy_timeout);
         } else if (key == "forward_timeout_ms") {
             st = ms(t.forward_timeout);
         } else if (key == "copies_max") {
@@ -180,8 +184,9 @@ Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
                 field,
                 "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
                 "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
-                "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, phi_route, "
-                "balance_factor, forward_timeout_ms, copy_check_ms, copies_max, "
+                "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, min_replicas, "
+                "copy_timeout_ms, phi_route, balance_factor, forward_timeout_ms, copy_check_ms, "
+                "copies_max, "
                 "copies_bytes_max, backlog_bytes_max)");
         }
         if (!st) return st;

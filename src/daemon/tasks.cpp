@@ -65,8 +65,14 @@ Status TaskOptions::validate() const {
     if (copies_max == 0 || copies_bytes_max == 0) {
         return bad("copies_max and copies_bytes_max: must be at least 1");
     }
-    // One copy besides the owner's is what this build keeps; more are not supported yet.
+    // One copy besides the owner's is what this build keeps: with two holders, both would
+    // take over a dead owner's task.
     if (task_replicas < 1 || task_replicas > 2) return bad("replicas: must be 1 or 2");
+    if (min_replicas > task_replicas) {
+        return bad(fmt::format("min_replicas: must be 1 to replicas ({}), or 0 for replicas",
+                               task_replicas));
+    }
+    if (copy_timeout <= Duration::zero()) return bad("copy_timeout: must be positive");
     for (const auto& [name, spec] : handlers) {
         if (auto s = check_handler(name, spec); !s) return s;
     }
@@ -106,6 +112,7 @@ struct TaskService::Placement {
     uint64_t client = 0;
     std::set<Name> tried;
     std::vector<std::string> refusals;  // "name: why", for the 503 if every candidate refuses
+    size_t not_replicated = 0;          // of those, owners that could not store enough copies
 };
 
 struct TaskService::Search {
@@ -131,8 +138,16 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
       runner_(loop, options_.handlers, options_.runner, std::move(http_post)),
       rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)),
       copies_(CopyLimits{options_.copies_max, options_.copies_bytes_max,
-                         options_.limits.results_max, options_.limits.results_bytes_max}) {
+                         options_.limits.results_max, options_.limits.results_bytes_max}),
+      tracker_(
+          CopyTrackerConfig{.replicas = options_.task_replicas,
+                            .min_replicas = options_.min_replicas != 0 ? options_.min_replicas
+                                                                       : options_.task_replicas,
+                            .copy_timeout = options_.copy_timeout,
+                            .repair_backoff = CopyTrackerConfig{}.repair_backoff},
+          [this](uint64_t key_hash) { return copy_targets(key_hash); }) {
     agent_.attach(this);
+    tracker_timer_ = net::make_timer(loop_, this).value();
     commit_timer_ = net::make_timer(loop_, this).value();
     commit_check_ = net::make_check(loop_, this).value();
     copy_check_timer_ = net::make_timer(loop_, this).value();
@@ -231,7 +246,7 @@ std::optional<TaskAnswer> TaskService::validate(TaskSpec& spec) {
     return std::nullopt;
 }
 
-void TaskService::accept(TaskSpec spec, Done done) {
+void TaskService::accept(TaskSpec spec, Duration budget, Done done) {
     if (journal_error_) {
         ++stats_.unjournaled;
         done(TaskAnswer::error(503, "journal_unavailable",
@@ -256,9 +271,8 @@ void TaskService::accept(TaskSpec spec, Done done) {
     }
     // The same id again: a client's retry gets the task it already has, never a second run;
     // the id with another task is a conflict.
-    const auto pending = std::find_if(pending_.begin(), pending_.end(),
-                                      [&](const Pending& p) { return p.task.spec.id == spec.id; });
-    const Task* existing = pending != pending_.end() ? &pending->task : board_.find(spec.id);
+    const auto pending = pending_.find(spec.id);
+    const Task* existing = pending != pending_.end() ? &pending->second.task : board_.find(spec.id);
     if (existing == nullptr) {
         // A leaving owner hands over a task we hold a copy of: it becomes ours, not a copy
         // (so it is not taken over a second time when the owner is gone).
@@ -273,7 +287,7 @@ void TaskService::accept(TaskSpec spec, Done done) {
         }
         if (pending != pending_.end()) {
             // Not stored yet: the retry hears what the first submission hears, when it does.
-            pending->retries.push_back(std::move(done));
+            pending->second.retries.push_back(std::move(done));
             return;
         }
         TaskAnswer a;
@@ -291,29 +305,26 @@ void TaskService::accept(TaskSpec spec, Done done) {
                         board_.running(), board_.queued() + pending_.size())));
         return;
     }
-    if (!journal_) {
-        auto t = board_.submit(std::move(spec), agent_.node().self().name, agent_.now());
-        CHORUS_ASSERT(t.ok());
-        const std::string id = (*t)->spec.id;
-        start_ready();
-        report_load();
-        acknowledge(id, std::move(done));
-        return;
-    }
-    Pending p;
+    // The answer must be out before the asker gives up on us, or it tries the next candidate
+    // and one slow copy has the task accepted, and run, by two owners: a quarter of its
+    // budget is left for the answer's way back (half of ours when it did not say).
+    const Time now = agent_.now();
+    const Duration ours =
+        budget > Duration::zero() ? budget - budget / 4 : options_.forward_timeout / 2;
+    const std::string id = spec.id;
+    const uint64_t key_hash = xxh3(spec.key);
+    Pending& p = pending_[id];
     p.task.spec = std::move(spec);
     p.task.owner = agent_.node().self().name;
-    p.task.created = agent_.now();
+    p.task.created = now;
     p.done = std::move(done);
-    p.change = journal_->put(p.task);
-    // The copy and the commit overlap: an acknowledgement waits for the slower, not the sum.
-    p.copy = std::make_shared<CopyState>();
-    copy_out(p.task, [copy = p.copy] {
-        copy->answered = true;
-        if (copy->then) std::exchange(copy->then, nullptr)();
-    });
-    pending_.push_back(std::move(p));
-    schedule_commit();
+    p.committed = journal_ == nullptr;
+    if (journal_) {
+        staged_.emplace_back(journal_->put(p.task), id);
+        schedule_commit();
+    }
+    tracker_.add(id, key_hash, now + ours, now);
+    pump();
 }
 
 void TaskService::schedule_commit(uint64_t delay_ms) {
@@ -342,10 +353,10 @@ void TaskService::commit() {
 
 void TaskService::committed(uint64_t upto, const Status& st) {
     // Everything staged up to `upto` is stored now, or failed together.
-    std::vector<Pending> settled;
-    while (!pending_.empty() && pending_.front().change <= upto) {
-        settled.push_back(std::move(pending_.front()));
-        pending_.pop_front();
+    std::vector<std::string> settled;
+    while (!staged_.empty() && staged_.front().first <= upto) {
+        settled.push_back(std::move(staged_.front().second));
+        staged_.pop_front();
     }
     std::vector<std::function<void(const Status&)>> after;
     while (!after_commit_.empty() && after_commit_.front().first <= upto) {
@@ -354,20 +365,22 @@ void TaskService::committed(uint64_t upto, const Status& st) {
     }
     for (auto& a : after)
         a(st);
+    // Ids no longer pending were refused meanwhile (too few copies); their removal is staged.
+    std::erase_if(settled, [&](const std::string& id) { return !pending_.contains(id); });
     if (!st) {
         journal_failed(st.error());
         // Nothing of this batch is stored: refuse its new tasks (the router tries another
         // owner). Changes to tasks already stored stay staged and are tried again shortly.
-        for (Pending& p : settled)
-            journal_->unstage(p.task.spec.id);
-        for (Pending& p : settled) {
+        for (const std::string& id : settled)
+            journal_->unstage(id);
+        for (const std::string& id : settled) {
+            Pending p = std::move(pending_.extract(id).mapped());
             ++stats_.unjournaled;
-            // Its copy went out beside the commit: the backup forgets it, or it would run the
-            // refused task if this node died (frames on one link arrive in order, so the drop
-            // comes after the copy).
-            if (auto b = backup_of_.extract(p.task.spec.id); !b.empty()) {
-                notify(b.mapped(), TaskReplicate{0, p.task, true});
-            }
+            // Its copies went out beside the commit: their holders forget them, or would run
+            // the refused task if this node died (frames on one link arrive in order, so the
+            // drop comes after the copy).
+            for (const Name& h : tracker_.forget(id))
+                notify(h, TaskReplicate{0, p.task, true});
             const auto refusal = TaskAnswer::error(
                 503, "journal_unavailable", st.error().message + "; the task was not accepted");
             for (const Done& retry : p.retries)
@@ -376,29 +389,58 @@ void TaskService::committed(uint64_t upto, const Status& st) {
         }
         writer_->resume();
         // New tasks wait for the retry (journal_retry), which commits what is staged then.
-        if (!pending_.empty()) schedule_commit();
+        if (!staged_.empty()) schedule_commit();
         return;
     }
     if (journal_failing_ && journal_->stats().commits > journal_failing_->commits) {
         journal_recovered();
     }
-    for (Pending& p : settled) {
-        // Its place was held while it was pending: a take-over takes only the room left beside
-        // the pending tasks, and admit() does not check the limits again.
-        auto t = board_.admit(p.task.spec, p.task.owner, p.task.created);
-        CHORUS_ASSERT(t.ok());  // pending ids are unique, and none is on the board yet
+    for (const std::string& id : settled) {
+        pending_.find(id)->second.committed = true;
+        admit_if_stored(id);
     }
+}
+
+void TaskService::settle(const CopyVerdict& v) {
+    auto it = pending_.find(v.id);
+    if (it == pending_.end()) return;  // refused by its journal meanwhile
+    if (v.accepted) {
+        it->second.replicas = v.replicas;
+        admit_if_stored(v.id);
+        return;
+    }
+    Pending p = std::move(pending_.extract(it).mapped());
+    ++stats_.not_replicated;
+    if (journal_) {  // stored, or being stored: it must not come back after a restart
+        journal_->remove(v.id);
+        schedule_commit();
+    }
+    const auto refusal = TaskAnswer::error(
+        503, "not_replicated",
+        fmt::format("task {} was not accepted, and does not run: {}{}", v.id, v.why,
+                    options_.task_replicas > 1 && agent_.node().members().size() <= 1
+                        ? "; a cluster of one member takes tasks with tasks.replicas 1"
+                        : ""));
+    for (const Done& retry : p.retries)
+        retry(refusal);
+    p.done(refusal);
+}
+
+void TaskService::admit_if_stored(const std::string& id) {
+    auto it = pending_.find(id);
+    if (it == pending_.end() || !it->second.committed || !it->second.replicas) return;
+    Pending p = std::move(pending_.extract(it).mapped());
+    // Its place was held while it was pending: a take-over takes only the room left beside
+    // the pending tasks, and admit() does not check the limits again.
+    auto t = board_.admit(p.task.spec, p.task.owner, p.task.created);
+    CHORUS_ASSERT(t.ok());  // pending ids are unique, and none is on the board yet
     start_ready();
     report_load();
-    for (Pending& p : settled) {
-        acknowledge_when_copied(
-            p.task.spec.id, p.copy,
-            [done = std::move(p.done), retries = std::move(p.retries)](const TaskAnswer& a) {
-                for (const Done& retry : retries)
-                    retry(a);
-                done(a);
-            });
-    }
+    TaskAnswer a = accepted(id);
+    a.replicas = *p.replicas;
+    for (const Done& retry : p.retries)
+        retry(a);
+    p.done(std::move(a));
 }
 
 TaskAnswer TaskService::accepted(const std::string& id) const {
@@ -408,80 +450,75 @@ TaskAnswer TaskService::accepted(const std::string& id) const {
     return a;
 }
 
-void TaskService::acknowledge(const std::string& id, Done done) {
-    replicate(id, [this, id, done = std::move(done)]() { done(accepted(id)); });
+const Task* TaskService::owned(std::string_view id) const {
+    if (auto p = pending_.find(id); p != pending_.end()) return &p->second.task;
+    return board_.find(id);
 }
 
-std::optional<Name> TaskService::backup_for(const TaskSpec& spec) {
+std::vector<Name> TaskService::copy_targets(uint64_t key_hash) {
     const Node& node = agent_.node();
     const Name& self = node.self().name;
-    // The candidates after this node in the key's preference list, then the rest of the list:
-    // one more than the candidates, so a copy has somewhere to go when one candidate is down.
-    const auto list = ring().preference_at(xxh3(spec.key), options_.candidates + 1);
-    const auto at = std::find(list.begin(), list.end(), self);
-    const size_t start = at == list.end() ? 0 : static_cast<size_t>(at - list.begin()) + 1;
-    for (size_t i = 0; i < list.size(); ++i) {
-        const Name& n = list[(start + i) % list.size()];
+    const Time now = agent_.now();
+    // The key's candidates and a few members beyond, so a copy has somewhere to go when
+    // candidates are down; healthy members first, so a copy does not wait out copy_timeout
+    // on one that has gone quiet before membership says so.
+    std::vector<Name> healthy, quiet;
+    for (const Name& n :
+         ring().preference_at(key_hash, options_.candidates + options_.task_replicas)) {
         if (n == self) continue;
         const Member* m = node.members().find(n);
-        if (m != nullptr && m->state == MemberState::alive) return n;
+        if (m == nullptr || m->state != MemberState::alive) continue;
+        (node.phi(n, now) < options_.phi_route ? healthy : quiet).push_back(n);
     }
-    return std::nullopt;
+    healthy.insert(healthy.end(), quiet.begin(), quiet.end());
+    return healthy;
 }
 
-void TaskService::acknowledge_when_copied(const std::string& id,
-                                          const std::shared_ptr<CopyState>& copy, Done done) {
-    auto ack = [this, id, done = std::move(done)]() { done(accepted(id)); };
-    if (copy->answered) {
-        ack();
-    } else {
-        copy->then = std::move(ack);  // the copy's answer (or its timeout) runs it
+void TaskService::pump() {
+    // Moved out first: answers that come at once (a failed send) pump again from within.
+    CopyOutbox out = std::move(tracker_.outbox());
+    tracker_.outbox().clear();
+    for (CopySend& send : out.sends) {
+        const Task* t = owned(send.id);
+        if (t == nullptr) continue;  // settled by an earlier answer of this batch
+        // The tracker keeps the time; the request's own deadline only cleans up after it.
+        request(send.to, TaskReplicate{0, *t, false}, options_.copy_timeout * 2,
+                [this, id = send.id, to = send.to](Result<TaskReply> r) {
+                    tracker_.answered(id, to, r && r->status == 200, agent_.now());
+                    pump();
+                });
     }
-}
-
-void TaskService::replicate(const std::string& id, std::function<void()> then) {
-    const Task* t = board_.find(id);
-    if (t == nullptr) {
-        then();
+    for (const CopyDrop& drop : out.drops) {
+        if (const Task* t = owned(drop.id)) notify(drop.to, TaskReplicate{0, *t, true});
+    }
+    for (const CopyVerdict& v : out.verdicts)
+        settle(v);
+    const Time next = tracker_.next_deadline();
+    if (next == Time::max()) {
+        uv_timer_stop(tracker_timer_.get());
         return;
     }
-    copy_out(*t, std::move(then));
+    uv_timer_start(
+        tracker_timer_.get(),
+        [](uv_timer_t* t) {
+            auto* self = static_cast<TaskService*>(t->data);
+            if (self == nullptr) return;
+            self->tracker_.tick(self->agent_.now());
+            self->pump();
+        },
+        ms_of(next - agent_.now()), 0);
 }
 
-void TaskService::copy_out(const Task& task, std::function<void()> then) {
-    const Task* t = &task;
-    const std::string id = t->spec.id;
-    std::optional<Name> backup;
-    if (options_.task_replicas > 1) backup = backup_for(t->spec);
-    if (!backup) {
-        if (options_.task_replicas > 1) ++stats_.unreplicated;
-        then();
-        return;
-    }
-    backup_of_[id] = *backup;
-    // Half the forward timeout: the node that forwarded this task gives up on us after the
-    // whole of it and tries the next candidate, so our answer must be out before then, or
-    // one slow backup has the task accepted, and run, by two owners.
-    const Duration budget = std::max<Duration>(options_.forward_timeout / 2, milliseconds(1));
-    request(*backup, TaskReplicate{0, *t}, budget,
-            [this, id, then = std::move(then)](Result<TaskReply> r) {
-                if (r && r->status == 200) {
-                    ++stats_.replicated;
-                } else {
-                    ++stats_.unreplicated;
-                    backup_of_.erase(id);
-                }
-                then();
-            });
-}
-
-void TaskService::keep_replica(Task t, std::function<void(bool stored)> stored) {
+void TaskService::keep_copy(Task t, std::function<void(bool stored)> stored) {
     const std::string id = t.spec.id;
     if (t.owner == agent_.node().self().name || board_.find(id) != nullptr) {
         stored(true);  // ours already (taken over earlier): the owner's copy adds nothing
         return;
     }
-    if (journal_error_ || refusing_tasks()) {
+    // A leaving node keeps no new copies (it is about to go), nor one a failing journal
+    // cannot store; the owner tries the next member.
+    const bool fresh = copies_.find(id) == nullptr;
+    if (journal_error_ || refusing_tasks() || (handing_off_ && fresh)) {
         stored(false);
         return;
     }
@@ -515,11 +552,12 @@ void TaskService::member_changed(const MemberEvent& e) {
     }
     if (e.current && is_gone(*e.current) && e.name != agent_.node().self().name) {
         promote(e.name);
-        recopy(e.name);
+        tracker_.member_gone(e.name, agent_.now());  // the copies it held are made again
+        pump();
     }
 }
 
-void TaskService::drop_replica(const Task& t) {
+void TaskService::drop_copy(const Task& t) {
     // Only a copy of that owner's: never a task this node took over, nor another owner's.
     const Task* r = copies_.find(t.spec.id);
     if (r == nullptr || r->owner != t.owner) return;
@@ -528,21 +566,6 @@ void TaskService::drop_replica(const Task& t) {
     if (journal_) {
         journal_->remove(t.spec.id);
         schedule_commit();
-    }
-}
-
-void TaskService::recopy(const Name& gone) {
-    // Our unfinished tasks whose copy was on the member that went: without a new copy, this
-    // node's crash would lose them. Each goes to the next alive member after us.
-    std::vector<std::string> ids;
-    for (const auto& [id, backup] : backup_of_) {
-        const Task* t = board_.find(id);
-        if (backup == gone && t != nullptr && !is_finished(t->state)) ids.push_back(id);
-    }
-    for (const std::string& id : ids) {
-        backup_of_.erase(id);
-        ++stats_.recopied;
-        replicate(id, [] {});
     }
 }
 
@@ -574,6 +597,9 @@ void TaskService::take_over(const std::vector<std::string>& ids) {
         orphans_.erase(id);
         Task t = *copies_.take(id);
         t.owner = agent_.node().self().name;
+        // A copy is sent before its task starts and hears of it only when it ends: the dead
+        // owner may have run it, and `attempts` counts that run as one.
+        t.attempts = std::max<uint32_t>(t.attempts, 1);
         ++stats_.promoted;
         board_.restore(std::move(t), agent_.now());
         record(id);
@@ -581,8 +607,11 @@ void TaskService::take_over(const std::vector<std::string>& ids) {
     }
     start_ready();
     report_load();
-    for (const std::string& id : taken)
-        replicate(id, [] {});  // a new copy elsewhere
+    for (const std::string& id : taken) {  // new copies elsewhere: its holder was this node
+        if (const Task* t = board_.find(id); t != nullptr && !is_finished(t->state))
+            tracker_.adopt(id, xxh3(t->spec.key), {}, agent_.now());
+    }
+    pump();
     place_orphans();
 }
 
@@ -626,7 +655,7 @@ void TaskService::offer_orphan(const std::string& id, std::vector<Name> to, size
         return;
     }
     const Name peer = to[next];
-    request(peer, TaskSubmit{0, r->spec}, options_.forward_timeout,
+    request(peer, TaskSubmit{0, r->spec, options_.forward_timeout}, options_.forward_timeout,
             [this, id, to = std::move(to), next](Result<TaskReply> reply) mutable {
                 if (reply && (reply->status == 202 || reply->status == 200)) {
                     offering_.erase(id);
@@ -640,10 +669,6 @@ void TaskService::offer_orphan(const std::string& id, std::vector<Name> to, size
                 }
                 offer_orphan(id, std::move(to), next + 1);
             });
-}
-
-size_t TaskService::unfinished_replicas() const {
-    return copies_.unfinished();
 }
 
 void TaskService::check_copies() {
@@ -673,7 +698,7 @@ void TaskService::check_copies() {
                     const bool owns = r->status == 200 && r->task && r->task->owner == owner;
                     if (owns && is_finished(r->task->state)) {
                         ++stats_.caught_up;
-                        keep_replica(std::move(*r->task), [](bool) {});
+                        keep_copy(std::move(*r->task), [](bool) {});
                     } else if (!owns && r->status == 404) {
                         // The owner is up but has no such task: it lost it (a journal gone
                         // with its disk). Ours is the only copy left, so it runs here. (A
@@ -686,13 +711,13 @@ void TaskService::check_copies() {
     unfinished_copies_ = std::move(unfinished);
 }
 
-void TaskService::tell_copy(const std::string& id) {
-    // The copy learns how the task ended, so the result outlives this node too; the copy's
-    // holder is forgotten, as nothing more will change.
-    auto b = backup_of_.extract(id);
+void TaskService::tell_copies(const std::string& id) {
+    // The copies learn how the task ended, so the result outlives this node too; the task
+    // leaves the tracker, as nothing more will change.
     const Task* t = board_.find(id);
-    if (b.empty() || t == nullptr) return;
-    notify(b.mapped(), TaskReplicate{0, *t});
+    for (const Name& h : tracker_.forget(id)) {
+        if (t != nullptr) notify(h, TaskReplicate{0, *t, false});
+    }
 }
 
 void TaskService::record(const std::string& id) {
@@ -722,7 +747,12 @@ void TaskService::recover() {
             copies_.restore(std::move(t));
             continue;
         }
-        if (!is_finished(t.state)) ++stats_.requeued;
+        if (!is_finished(t.state)) {
+            ++stats_.requeued;
+            // Where its copy was is not known after a restart: it is made again (and the
+            // holder of the old one takes it as an update).
+            tracker_.adopt(t.spec.id, xxh3(t.spec.key), {}, agent_.now());
+        }
         board_.restore(std::move(t), agent_.now());
     }
     record_evictions();
@@ -762,17 +792,28 @@ void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> d
         return;
     }
     for (const std::string& id : ids) {
-        const Task* t = board_.find(id);
+        const Task task = *board_.find(id);
+        // The holder of its copy first: it takes the task as its own without another copy.
         std::optional<Name> to;
-        if (auto b = backup_of_.find(id); b != backup_of_.end()) {
-            const Member* m = agent_.node().members().find(b->second);
-            if (m != nullptr && m->state == MemberState::alive) to = b->second;
+        if (const auto* holders = tracker_.holders(id)) {
+            for (const Name& h : *holders) {
+                const Member* m = agent_.node().members().find(h);
+                if (m != nullptr && m->state == MemberState::alive) {
+                    to = h;
+                    break;
+                }
+            }
         }
-        if (!to) to = backup_for(t->spec);
-        const auto finish = [this, count, id](bool taken) {
+        if (!to) {
+            if (auto targets = copy_targets(xxh3(task.spec.key)); !targets.empty())
+                to = targets.front();
+        }
+        const auto finish = [this, count, id, task, to](bool taken) {
             if (taken && board_.hand_over(id)) {
                 ++count->handed;
-                backup_of_.erase(id);
+                for (const Name& h : tracker_.forget(id)) {
+                    if (h != *to) notify(h, TaskReplicate{0, task, true});
+                }
                 if (journal_) {
                     journal_->remove(id);
                     schedule_commit();
@@ -790,7 +831,7 @@ void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> d
             continue;
         }
         request(
-            *to, TaskSubmit{0, t->spec}, options_.forward_timeout,
+            *to, TaskSubmit{0, task.spec, options_.forward_timeout}, options_.forward_timeout,
             [finish](Result<TaskReply> r) { finish(r && (r->status == 202 || r->status == 200)); });
     }
 }
@@ -807,7 +848,7 @@ void TaskService::start_ready() {
 void TaskService::finished(const std::string& id, TaskOutcome outcome) {
     board_.finish(id, std::move(outcome), agent_.now());
     record(id);
-    tell_copy(id);
+    tell_copies(id);
     wake(id);
     start_ready();
     report_load();
@@ -877,7 +918,7 @@ TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
     }
     if (cancel && board_.cancel(id, agent_.now()) != TaskBoard::Cancel::already_finished) {
         record(id);
-        tell_copy(id);     // or the copy would run the cancelled task if this node died
+        tell_copies(id);   // or a copy would run the cancelled task if this node died
         runner_.stop(id);  // a no-op unless it was running
         wake(id);
         report_load();
@@ -1050,6 +1091,12 @@ void TaskService::place(std::shared_ptr<Placement> p) {
                 fmt::format("no alive member owns key '{}' (its candidates: {}); wait for "
                             "members to join or recover",
                             p->spec.key, fmt::join(listed, ", "))));
+        } else if (p->not_replicated == p->tried.size()) {
+            p->done(TaskAnswer::error(
+                503, "not_replicated",
+                fmt::format("no candidate owner of key '{}' could store the task on enough "
+                            "members, and it does not run ({}); retry later",
+                            p->spec.key, fmt::join(p->refusals, "; "))));
         } else {
             p->done(TaskAnswer::error(
                 503, "all_refused",
@@ -1061,8 +1108,9 @@ void TaskService::place(std::shared_ptr<Placement> p) {
     }
     const Name owner = names[*choice];
     if (owner == agent_.node().self().name) {
-        accept(p->spec, [this, p, owner](TaskAnswer a) mutable {
+        accept(p->spec, options_.forward_timeout, [this, p, owner](TaskAnswer a) mutable {
             if (a.status == 503) {
+                if (a.code == "not_replicated") ++p->not_replicated;
                 p->refusals.push_back(fmt::format("{}: {}", owner.str(), a.message));
                 p->tried.insert(owner);
                 ++stats_.retries;
@@ -1077,10 +1125,11 @@ void TaskService::place(std::shared_ptr<Placement> p) {
     }
     ++peers_[owner].sent;
     const Time sent_at = agent_.now();
-    request(owner, TaskSubmit{0, p->spec}, options_.forward_timeout,
+    request(owner, TaskSubmit{0, p->spec, options_.forward_timeout}, options_.forward_timeout,
             [this, p, owner, sent_at](Result<TaskReply> r) mutable {
                 if (!r || r->status == 503) {
                     if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
+                    if (r && r->code == "not_replicated") ++p->not_replicated;
                     p->refusals.push_back(
                         fmt::format("{}: {}", owner.str(), r ? r->message : r.error().message));
                     p->tried.insert(owner);
@@ -1094,6 +1143,7 @@ void TaskService::place(std::shared_ptr<Placement> p) {
                 a.message = std::move(r->message);
                 a.task = std::move(r->task);
                 a.forwarded = true;
+                a.replicas = r->replicas;
                 if (a.status == 202) {
                     ++stats_.forwarded;
                     if (on_forwarded) on_forwarded(agent_.now() - sent_at);
@@ -1367,34 +1417,40 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
         const auto answer = [this, conn_id, request](TaskAnswer a) {
             if (a.status == 202) ++stats_.remote;
             reply(conn_id, TaskReply{request, static_cast<uint16_t>(a.status), a.code, a.message, 0,
-                                     0, std::move(a.task)});
+                                     0, std::move(a.task), a.replicas});
         };
         if (task_key_hash(submit->spec.id) != xxh3(submit->spec.key)) {
             answer(TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash"));
         } else {
             submit->spec.timeout = std::min(submit->spec.timeout, options_.limits.timeout_max);
-            accept(std::move(submit->spec), answer);
+            accept(std::move(submit->spec), submit->budget, answer);
         }
     } else if (auto* rep = std::get_if<TaskReplicate>(&frame.message)) {
         const uint64_t request = rep->request;
         if (rep->drop) {
-            drop_replica(rep->task);
-            if (request != 0) reply(conn_id, TaskReply{request, 200, "", "", 0, 0, std::nullopt});
+            drop_copy(rep->task);
+            if (request != 0) reply(conn_id, TaskReply{request, 200, "", "", 0, 0, {}, 0});
             return;
         }
-        keep_replica(std::move(rep->task), [this, conn_id, request](bool stored) {
+        keep_copy(std::move(rep->task), [this, conn_id, request](bool stored) {
             if (request == 0) return;  // an outcome: the owner waits for no answer
-            reply(conn_id, stored
-                               ? TaskReply{request, 200, "", "", 0, 0, std::nullopt}
-                               : TaskReply{request, 503, "journal_unavailable",
-                                           "this node cannot store the copy", 0, 0, std::nullopt});
+            reply(conn_id, stored ? TaskReply{request, 200, "", "", 0, 0, {}, 0}
+                                  : TaskReply{request,
+                                              503,
+                                              "copy_refused",
+                                              "this node cannot store the copy now (its copies "
+                                              "are full, its journal fails, or it is leaving)",
+                                              0,
+                                              0,
+                                              {},
+                                              0});
         });
     } else if (auto* q = std::get_if<TaskQuery>(&frame.message)) {
         TaskAnswer a = answer_query(q->id, q->cancel);
         const uint64_t request = q->request;
         const auto send = [this, conn_id, request](const TaskAnswer& x) {
             reply(conn_id, TaskReply{request, static_cast<uint16_t>(x.status), x.code, x.message, 0,
-                                     0, x.task});
+                                     0, x.task, 0});
         };
         if (a.status != 200 || q->wait <= Duration::zero()) {
             send(a);

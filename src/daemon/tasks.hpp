@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/copies.hpp"
+#include "core/copy_tracker.hpp"
 #include "core/ring.hpp"
 #include "core/rng.hpp"
 #include "core/router.hpp"
@@ -62,11 +63,18 @@ struct TaskOptions {
     // Frames held for one peer while its connection is being dialled, at most: past it the
     // dial is given up and what waited on it fails over (a peer that never answers a SYN).
     size_t backlog_bytes_max = 16u << 20;
-    // Copies of each task: the owner's, and task_replicas - 1 on the next candidates of its
-    // key, stored before the task is acknowledged. When the owner dies, the holder of a copy
-    // runs the task (at least once). 1 keeps a single copy; 2 (one copy elsewhere) is the
-    // most this build keeps.
+    // Members that store each task before it is acknowledged: the owner, and task_replicas - 1
+    // holders of a copy, the next alive members of its key's preference list (see
+    // core/copy_tracker.hpp). When the owner dies, the holder of a copy runs the task (at
+    // least once). 1 keeps no copy; 2 (one copy elsewhere) is the most this build keeps,
+    // since with two holders both would take over a dead owner's task.
     uint32_t task_replicas = 2;
+    // The fewest members a task may be stored on when it is acknowledged (0: task_replicas,
+    // the default: a task no member could copy in time is refused with 503 not_replicated).
+    // 1 prefers availability: the task is acknowledged alone, says so, and is copied later.
+    uint32_t min_replicas = 0;
+    // How long one member has to store a copy before the next member of the key is tried.
+    Duration copy_timeout = milliseconds(500);
     // How often a node asks the owners of the unfinished copies it holds how their tasks
     // stand. A copy can miss its task's outcome (the owner restarted and forgot where the copy
     // was, or crashed before telling it); asked, the owner brings it up to date, and an owner
@@ -83,6 +91,7 @@ struct TaskAnswer {
     std::string message;
     std::optional<Task> task;
     bool forwarded = false;  // the task runs on another node
+    uint32_t replicas = 0;   // a submission accepted: members storing it (0: not said)
     Duration retry_after{};  // with 503: when to try again
     static TaskAnswer error(int status, std::string code, std::string message);
 };
@@ -99,10 +108,8 @@ struct TaskServiceStats {
     uint64_t recovered = 0;       // tasks read back from the journal at start
     uint64_t requeued = 0;        // of those, the ones that had not finished and run again
     uint64_t unjournaled = 0;     // tasks refused because the journal could not store them
-    uint64_t replicated = 0;      // copies another node stored for us
-    uint64_t unreplicated = 0;    // tasks acknowledged with no copy elsewhere (no member took one)
+    uint64_t not_replicated = 0;  // tasks refused: too few members stored a copy in time
     uint64_t promoted = 0;        // copies this node took over and ran when their owner died
-    uint64_t recopied = 0;        // tasks copied again because the holder of their copy went
     uint64_t dropped = 0;         // copies forgotten here because their owner refused the task
     uint64_t caught_up = 0;       // copies that missed their task's outcome and were told on asking
     uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
@@ -150,11 +157,13 @@ class TaskService : public FrameChannel {
     // that died or left are taken over from the copies this node holds.
     void member_changed(const MemberEvent& e);
     void membership_changed() { ring_stale_ = true; }
-    size_t replicas() const { return copies_.size(); }
-    size_t unfinished_replicas() const;  // copies of tasks not finished, as far as we know
-    size_t orphans() const { return orphans_.size(); }
-    const Task* replica(std::string_view id) const { return copies_.find(id); }
+    // Copies of other nodes' tasks held here.
+    const Task* copy(std::string_view id) const { return copies_.find(id); }
     const CopyStore& copies() const { return copies_; }
+    size_t orphans() const { return orphans_.size(); }
+    // Where this node's tasks have their copies, and which lack some.
+    const CopyTracker& tracker() const { return tracker_; }
+    size_t under_replicated() const { return tracker_.under_replicated(); }
 
     const TaskBoard& board() const { return board_; }
     // The journal, if there is a working one; else why not (nullopt: memory only, by choice).
@@ -162,7 +171,7 @@ class TaskService : public FrameChannel {
     Journal* journal() { return journal_.get(); }
     // Something is staged, pending or being written (tests wait for this to clear).
     bool journal_busy() const {
-        return (writer_ && writer_->busy()) || !pending_.empty() || !after_commit_.empty() ||
+        return (writer_ && writer_->busy()) || !staged_.empty() || !after_commit_.empty() ||
                (journal_ && journal_->staged() > 0);
     }
     const std::optional<Error>& journal_error() const { return journal_error_; }
@@ -193,43 +202,40 @@ class TaskService : public FrameChannel {
     void on_connected(net::FrameConn& conn) override;
     void on_closed(uint64_t conn) override;
 
-    struct Request;     // a task frame sent, awaiting its reply
-    struct CopyState {  // a copy sent ahead of the commit: answered yet, and who waits
-        bool answered = false;
-        std::function<void()> then;
-    };
-    struct Waiter;  // a query waiting for a task here to finish
+    struct Request;  // a task frame sent, awaiting its reply
+    struct Waiter;   // a query waiting for a task here to finish
     struct Placement;
     struct Search;
 
   private:
     // Checks a client's task; fills the id and timeout defaults.
     std::optional<TaskAnswer> validate(TaskSpec& spec);
-    // Accepts a task on this node's board (for a local client or a peer). With a journal the
-    // answer waits for the commit that stores the task: nothing is acknowledged that is not
-    // on disk.
-    void accept(TaskSpec spec, Done done);
+    // Accepts a task on this node's board (for a local client or a peer). The answer waits
+    // until the task is stored: in the journal's commit when there is one, and on the members
+    // its copies need (the tracker's verdict), whichever comes last; only then does it run.
+    // `budget`: how long the asker waits (zero: not said).
+    void accept(TaskSpec spec, Duration budget, Done done);
+    // The task's commit or its copies' verdict came: admitted and acknowledged once both did.
+    void admit_if_stored(const std::string& id);
+    void settle(const CopyVerdict& v);
     // Board changes to the journal: a task's record, and the records retention dropped.
     void record(const std::string& id);
     void record_evictions();
     void schedule_commit(uint64_t delay_ms = 0);
     void commit();
     void recover();
-    // Issue 5: copies. The owner sends a task's record to its backup before acknowledging it
-    // (acknowledge) and again when it ends; the backup keeps it (keep_replica) and runs it if
-    // the owner dies (promote).
-    void acknowledge(const std::string& id, Done done);
     TaskAnswer accepted(const std::string& id) const;  // 202 with the task as it is now
-    // 202 for a stored task once its copy (sent before the commit) has been answered.
-    void acknowledge_when_copied(const std::string& id, const std::shared_ptr<CopyState>& copy,
-                                 Done done);
-    void replicate(const std::string& id, std::function<void()> then);
-    void copy_out(const Task& t, std::function<void()> then);
-    void tell_copy(const std::string& id);  // a task of ours ended: its copy hears the outcome
-    std::optional<Name> backup_for(const TaskSpec& spec);
-    void keep_replica(Task t, std::function<void(bool stored)> stored);
-    void recopy(const Name& gone);
-    void drop_replica(const Task& t);
+    // Copies. The tracker says where this node's tasks' copies go (CopySend), which to drop
+    // and when a task may be acknowledged; pump() carries that out and arms its timer. The
+    // holder of a copy keeps it (keep_copy) and runs the task if the owner dies (promote).
+    void pump();
+    // The alive members that may hold a copy of a key's task, in the key's preference order,
+    // healthy ones (φ below phi_route) first; never this node.
+    std::vector<Name> copy_targets(uint64_t key_hash);
+    const Task* owned(std::string_view id) const;  // on the board, or pending
+    void tell_copies(const std::string& id);  // a task of ours ended: its copies hear the outcome
+    void keep_copy(Task t, std::function<void(bool stored)> stored);
+    void drop_copy(const Task& t);
     void promote(const Name& gone);
     // Copies this node runs as its own, as far as its capacity allows; the rest become orphans.
     void take_over(const std::vector<std::string>& ids);
@@ -296,22 +302,24 @@ class TaskService : public FrameChannel {
     net::Handle<uv_timer_t> journal_retry_timer_;
     net::Handle<uv_timer_t> commit_timer_;  // a retry after a failed commit
     net::Handle<uv_check_t> commit_check_;  // wakes the writer at the end of this iteration
-    // Tasks accepted here whose commit is under way: they hold a place on the board's budget
-    // but run only once stored.
+    // Tasks accepted here and not stored yet: they hold a place on the board's budget but
+    // run only once stored, in the journal and on their copies' members (which overlap: an
+    // acknowledgement waits for the slower, not the sum).
     struct Pending {
         Task task;
         Done done;
-        // With a journal the copy goes out while the commit runs; the task is acknowledged
-        // once both are done.
-        std::shared_ptr<CopyState> copy;
-        uint64_t change = 0;        // its record's number in the journal's staging
-        std::vector<Done> retries;  // the same task submitted again meanwhile
+        std::vector<Done> retries;         // the same task submitted again meanwhile
+        bool committed = false;            // in the journal (or there is none)
+        std::optional<uint32_t> replicas;  // the copies' verdict: accepted, on this many members
     };
-    std::deque<Pending> pending_;  // in change order
+    TaskIdMap<Pending> pending_;
+    // Journal changes of pending tasks, in change order: what each commit settles.
+    std::deque<std::pair<uint64_t, std::string>> staged_;
     // What waits for a change to be stored (a copy kept for another node), in change order.
     std::deque<std::pair<uint64_t, std::function<void(const Status&)>>> after_commit_;
-    CopyStore copies_;           // other nodes' tasks; owner = theirs
-    TaskIdMap<Name> backup_of_;  // our unfinished tasks' copy holders
+    CopyStore copies_;     // other nodes' tasks; owner = theirs
+    CopyTracker tracker_;  // our unfinished tasks' copies
+    net::Handle<uv_timer_t> tracker_timer_;
     // Copies that were unfinished at the last check_copies(): asked about at the next one, so
     // only copies at least one interval old are, and a task that ends meanwhile costs nothing.
     std::set<std::string, std::less<>> unfinished_copies_;

@@ -56,6 +56,9 @@ Response answer_response(const daemon::TaskAnswer& a, bool with_payload) {
     }
     json j = task_json(*a.task, with_payload);
     j["forwarded"] = a.forwarded;
+    // Members storing the task when it was acknowledged: below tasks.replicas only when
+    // min_replicas allowed it.
+    if (a.replicas > 0) j["replicas"] = a.replicas;
     Response r;
     r.status = a.status;
     r.body = daemon::dump_json(j);
@@ -206,7 +209,10 @@ json Api::tasks_summary() const {
     json j = {{"handlers", t.handler_names()},
               {"capacity", t.options().limits.capacity},
               {"queue_max", t.options().limits.queue_max},
-              {"candidates", t.options().candidates}};
+              {"candidates", t.options().candidates},
+              {"replicas", t.options().task_replicas},
+              // This node's unfinished tasks stored on fewer members than `replicas`.
+              {"under_replicated", t.under_replicated()}};
     if (const auto& e = t.journal_error()) {
         j["journal"] = {{"state", "unavailable"}, {"error", e->message}};
     } else if (const auto& f = t.journal_failing()) {
@@ -272,16 +278,31 @@ void Api::task_metrics(Exposition& out) const {
                 "Tasks other nodes forwarded here and this node took.", s.remote);
     out.counter("chorus_tasks_unjournaled_total",
                 "Tasks refused because the journal could not store them.", s.unjournaled);
+    const CopyTrackerStats& c = t.tracker().stats();
     out.family("chorus_task_copies_total", "counter",
-               "Copies of this node's tasks sent to a backup, by outcome: stored, or none (no "
-               "member took one; the task is on this node only).");
-    out.sample("chorus_task_copies_total", static_cast<double>(s.replicated),
-               {{"outcome", "stored"}});
-    out.sample("chorus_task_copies_total", static_cast<double>(s.unreplicated),
-               {{"outcome", "none"}});
+               "Copies of this node's tasks sent to other members, by outcome: stored, refused "
+               "(or the connection failed), or timeout (no answer within copy_timeout_ms).");
+    out.sample("chorus_task_copies_total", static_cast<double>(c.stored), {{"outcome", "stored"}});
+    out.sample("chorus_task_copies_total", static_cast<double>(c.refused),
+               {{"outcome", "refused"}});
+    out.sample("chorus_task_copies_total", static_cast<double>(c.timeouts),
+               {{"outcome", "timeout"}});
     out.counter("chorus_task_copies_remade_total",
-                "Unfinished tasks copied again because the member holding their copy went.",
-                s.recopied);
+                "Copies made for acknowledged tasks short of them: their holder went, the owner "
+                "restarted or took the task over, or it was acknowledged under min_replicas.",
+                c.repaired);
+    out.gauge("chorus_tasks_under_replicated",
+              "Unfinished tasks of this node stored on fewer members than tasks.replicas; "
+              "copied again in the background.",
+              static_cast<double>(t.under_replicated()));
+    out.counter("chorus_tasks_not_replicated_total",
+                "Tasks refused with 503 not_replicated: fewer than min_replicas members stored "
+                "them in time, so they never ran.",
+                c.declined);
+    out.counter("chorus_tasks_acknowledged_short_total",
+                "Tasks acknowledged on fewer members than tasks.replicas (min_replicas allowed "
+                "it); each is repaired later.",
+                c.degraded);
     out.counter("chorus_tasks_taken_over_total",
                 "Copies this node ran as its own because their owner died, left or no longer had "
                 "the task.",
@@ -297,7 +318,7 @@ void Api::task_metrics(Exposition& out) const {
               "Copies of a dead owner's tasks waiting here for room or for another candidate.",
               static_cast<double>(t.orphans()));
     out.gauge("chorus_task_copies_held", "Copies of other nodes' tasks held here.",
-              static_cast<double>(t.replicas()));
+              static_cast<double>(t.copies().size()));
     out.counter("chorus_task_copies_refused_total",
                 "Copies other nodes sent that this node refused: its unfinished copies were at "
                 "copies_max or copies_bytes_max.",
@@ -307,7 +328,7 @@ void Api::task_metrics(Exposition& out) const {
               static_cast<double>(t.copies().unfinished_bytes()));
     out.gauge("chorus_task_copies_unfinished",
               "Copies held here whose task has not finished, as far as this node knows.",
-              static_cast<double>(t.unfinished_replicas()));
+              static_cast<double>(t.copies().unfinished()));
     if (const daemon::Journal* j = t.journal()) {
         out.gauge("chorus_journal_failing",
                   "1 while the journal's last commit failed and none has succeeded since.",

@@ -199,8 +199,10 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
         [&](const auto& x) -> std::pair<gen::Message, fb::Offset<void>> {
             using T = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<T, TaskSubmit>) {
-                return {gen::Message::TaskSubmit,
-                        gen::CreateTaskSubmit(b, x.request, task_spec(b, x.spec)).Union()};
+                return {
+                    gen::Message::TaskSubmit,
+                    gen::CreateTaskSubmit(b, x.request, task_spec(b, x.spec), clamp_ms(x.budget))
+                        .Union()};
             } else if constexpr (std::is_same_v<T, TaskQuery>) {
                 return {gen::Message::TaskQuery,
                         gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
@@ -211,10 +213,11 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                     gen::CreateTaskReplicate(b, x.request, task_status(b, x.task), x.drop).Union()};
             } else {
                 const auto status = x.task ? task_status(b, *x.task) : 0;
-                return {gen::Message::TaskReply,
-                        gen::CreateTaskReply(b, x.request, x.status, str(b, x.code),
-                                             str(b, x.message), x.load_milli, x.capacity, status)
-                            .Union()};
+                return {
+                    gen::Message::TaskReply,
+                    gen::CreateTaskReply(b, x.request, x.status, str(b, x.code), str(b, x.message),
+                                         x.load_milli, x.capacity, status, x.replicas)
+                        .Union()};
             }
         },
         m);
@@ -553,6 +556,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             auto& x = out.message.emplace<TaskSubmit>();
             x.request = m->request();
             x.spec = read_spec(r, m->task(), l);
+            x.budget = milliseconds(m->budget_ms());
             break;
         }
         case gen::Message::TaskQuery: {
@@ -574,6 +578,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.load_milli = m->load_milli();
             x.capacity = m->capacity();
             if (const auto* t = m->task()) x.task = read_status(r, *t, l);
+            x.replicas = m->replicas();
             break;
         }
         case gen::Message::TaskReplicate: {

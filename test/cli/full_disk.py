@@ -8,8 +8,9 @@ the last byte while the agents run:
     acknowledged (by the other node). Once the filler file is removed it recovers by itself
     (health 200) and takes its keys again.
   - the copy holder's: it refuses the copies it cannot store and says so in its health; the
-    owner goes on acknowledging (with no copy elsewhere, counted); once room is back it
-    recovers.
+    owner goes on acknowledging (min_replicas 1: alone, saying so in the answer's
+    `replicas`, under-replicated until the holder has room again); once room is back it
+    recovers and the owner's tasks get their copies.
 
 At the end every acknowledged task has succeeded and is readable from both nodes.
 
@@ -98,7 +99,10 @@ def main():
         mounts.append(d)
     cfg = os.path.join(work, "agent.json")
     with open(cfg, "w") as f:
-        json.dump({"tasks": {"candidates": 2, "forward_timeout_ms": 1000}}, f)
+        # Two members, one failing: a task can have no copy meanwhile, and min_replicas 1
+        # takes it alone (saying so) rather than refusing it.
+        json.dump({"tasks": {"candidates": 2, "forward_timeout_ms": 1000, "min_replicas": 1}},
+                  f)
     gossip_a = None
     for n in ("a", "b"):
         seeds = ["--seed", gossip_a] if n == "b" else []
@@ -146,9 +150,23 @@ def main():
             fail(f"a task was refused ({s} {j}) because its copy holder's disk was full")
     until(lambda: health("b") == (503, "journal_failing"), 20,
           "b's health did not report its failing journal")
+    # A long task taken while b cannot store its copy: acknowledged alone, and says so.
+    s, j = submit("a", mine[0], ms=20000)
+    if s != 202 or j.get("replicas") != 1:
+        fail(f"a long task while b's disk is full: {s} {j}")
+
+    def under_replicated(n):
+        return call(http_at[n], "GET", "/v1/self")[1]["tasks"]["under_replicated"]
+    if under_replicated("a") < 1:
+        fail("a does not count its task without a copy as under-replicated")
     os.remove(filler)
     until(lambda: health("b") == (200, None), 60, "b did not recover once its disk had room")
-    step("b recovered")
+    # The copy is made in the background once b can store it, while the task still runs.
+    until(lambda: under_replicated("a") == 0, 15, "a's task never got its copy on b")
+    s, j, _ = call(http_at["b"], "GET", f"/v1/tasks/{j['id']}")
+    if s != 200 or j["state"] != "running":
+        fail(f"b does not hold the running task's copy: {s} {j}")
+    step("b recovered, and the task taken without a copy got one")
 
     def all_done():
         for tid in acknowledged:

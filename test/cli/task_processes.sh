@@ -33,7 +33,10 @@ hport() { echo "${http[$1]##*:}"; }
 marker="29.$$"
 # The http handlers post to the API of an agent of a cluster of its own: a real HTTP server
 # that answers 202 and 404, and whose address is known before the config naming it is written.
-start_agent "$dir/web.log" "$chorus" agent --name web --profile local --cluster hooks
+# A cluster of one keeps no copies (replicas 1), or it would refuse every task.
+echo '{"tasks": {"replicas": 1}}' > "$dir/web.json"
+start_agent "$dir/web.log" "$chorus" agent --name web --profile local --cluster hooks \
+  --config "$dir/web.json"
 web=$agent_http
 # Every node runs one task at a time and queues none, so "saturated" and "full" are one task.
 # phi_route is out of reach: on a loaded machine a peer's φ can cross the default (5) between

@@ -139,19 +139,27 @@ TEST_CASE("without enough copies by the deadline a task is refused and its copie
     REQUIRE(o.sent_to() == std::vector<std::string>{"b"});
     o.tracker.answered("t1", Name("b"), true, t0 + milliseconds(1));
     REQUIRE(o.sent_to() == std::vector<std::string>{"c"});
-    // c never answers; the deadline comes before its copy_timeout.
+    // c never answers: with 400 ms to go, each member gets half of it at most.
+    REQUIRE(o.tracker.next_deadline() == t0 + milliseconds(201));
+    o.tracker.tick(t0 + milliseconds(201));
+    auto out = o.take();
+    REQUIRE(out.drops.size() == 1);
+    REQUIRE(out.drops[0].to == Name("c"));
+    REQUIRE(out.sends.size() == 1);
+    REQUIRE(out.sends[0].to == Name("d"));
+    // d has not answered when the deadline comes.
     REQUIRE(o.tracker.next_deadline() == t0 + milliseconds(400));
     o.tracker.tick(t0 + milliseconds(400));
-    auto out = o.take();
+    out = o.take();
     REQUIRE(out.verdicts.size() == 1);
     REQUIRE_FALSE(out.verdicts[0].accepted);
     REQUIRE(out.verdicts[0].replicas == 2);
-    REQUIRE(out.verdicts[0].why.find("c (no answer yet)") != std::string::npos);
-    // Nothing runs: b forgets its copy, and so does c should it store one late.
+    REQUIRE(out.verdicts[0].why.find("tried c, d (no answer yet)") != std::string::npos);
+    // Nothing runs: b forgets its copy, and so does d should it store one late.
     std::vector<std::string> dropped;
     for (const CopyDrop& d : out.drops)
         dropped.push_back(d.to.str());
-    REQUIRE(dropped == std::vector<std::string>{"b", "c"});
+    REQUIRE(dropped == std::vector<std::string>{"b", "d"});
     REQUIRE_FALSE(o.tracker.contains("t1"));
     REQUIRE(o.tracker.stats().declined == 1);
 }

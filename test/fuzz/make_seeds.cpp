@@ -148,21 +148,22 @@ int main(int argc, char** argv) {
     const auto task_frame = [](const wire::TaskMessage& m) {
         return wire::encode(kCluster, Name("node-b"), m);
     };
-    frames.emplace_back(
-        "task_submit_echo",
-        task_frame(TaskSubmit{11, spec("user:42", "s1", "echo", R"({"hello":1})")}));
+    frames.emplace_back("task_submit_echo",
+                        task_frame(TaskSubmit{11, spec("user:42", "s1", "echo", R"({"hello":1})"),
+                                              milliseconds(2000)}));
     frames.emplace_back("task_submit_sleep",
-                        task_frame(TaskSubmit{12, spec("k", "s2", "sleep", R"({"ms":5})")}));
+                        task_frame(TaskSubmit{12, spec("k", "s2", "sleep", R"({"ms":5})"), {}}));
     frames.emplace_back("task_query", task_frame(TaskQuery{13, spec("user:42", "s1", "", "").id,
                                                            false, milliseconds(20)}));
     frames.emplace_back("task_query_cancel",
                         task_frame(TaskQuery{14, spec("k", "s2", "", "").id, true, {}}));
     frames.emplace_back("task_reply_error",
-                        task_frame(TaskReply{15, 503, "full", "no slot free", 1000, 16, {}}));
-    frames.emplace_back("task_reply_task",
-                        task_frame(TaskReply{16, 200, "", "", 250, 16,
-                                             task(spec("user:42", "s1", "echo", R"({"hello":1})"),
-                                                  TaskState::succeeded)}));
+                        task_frame(TaskReply{15, 503, "full", "no slot free", 1000, 16, {}, 0}));
+    frames.emplace_back(
+        "task_reply_task",
+        task_frame(TaskReply{
+            16, 200, "", "", 250, 16,
+            task(spec("user:42", "s1", "echo", R"({"hello":1})"), TaskState::succeeded), 2}));
     frames.emplace_back(
         "task_replicate",
         task_frame(TaskReplicate{17, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),

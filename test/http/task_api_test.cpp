@@ -47,6 +47,13 @@ struct Reply {
     json body;
 };
 
+// A cluster of one member has nobody to hold a copy: it keeps none, or every task would be
+// refused with not_replicated.
+daemon::TaskOptions alone(daemon::TaskOptions o = {}) {
+    o.task_replicas = 1;
+    return o;
+}
+
 struct Cluster {
     TestLoop loop;
     std::vector<std::unique_ptr<Member>> members;
@@ -157,6 +164,11 @@ struct Cluster {
         members[i]->tasks.reset();
         members[i]->agent->attach(&silent);
     }
+    // The member's task service starts again (fresh, as after a restart without a journal).
+    void unsilence(size_t i) {
+        start_tasks(*members[i]);
+        members[i]->api->attach(members[i]->server.get());
+    }
     // Up to `count` keys whose candidates are `names`, in that order.
     std::vector<std::string> keys_with(const std::vector<std::string>& names, size_t count) {
         std::vector<std::string> keys;
@@ -179,7 +191,7 @@ struct Cluster {
     // The member holding a copy of task `id`.
     size_t holder_of(const std::string& id) const {
         for (size_t i = 0; i < members.size(); ++i)
-            if (members[i] && members[i]->tasks->replica(id) != nullptr) return i;
+            if (members[i] && members[i]->tasks->copy(id) != nullptr) return i;
         FAIL("no member holds a copy of " << id);
         return 0;
     }
@@ -242,7 +254,7 @@ TEST_CASE("a task without ?wait is accepted at once and can be followed and canc
 }
 
 TEST_CASE("a client that hangs up while it waits for a task lets go of the wait, not the task") {
-    Cluster c(1);
+    Cluster c(1, alone());
     const json slow = {
         {"key", "k"}, {"type", "sleep"}, {"payload", {{"ms", 60000}}}, {"id", "sleeper"}};
     const std::string body = slow.dump();
@@ -291,7 +303,7 @@ TEST_CASE("bad task input gets the right status and a message, and creates nothi
     daemon::TaskOptions o;
     o.limits.payload_bytes_max = 1000;
     o.limits.key_bytes_max = 16;
-    Cluster c(1, o);
+    Cluster c(1, alone(o));
     struct Case {
         std::string body;
         int status;
@@ -383,7 +395,7 @@ TEST_CASE(
     o.data_dir = d.path;
     std::string done_id, running_id;
     {
-        Cluster c(1, o);
+        Cluster c(1, alone(o));
         const auto done = c.submit(0, {{"key", "a"}, {"type", "echo"}, {"payload", 7}}, "?wait=5s");
         REQUIRE(done.body["state"] == "succeeded");
         done_id = done.body["id"];
@@ -394,7 +406,7 @@ TEST_CASE(
         REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->board().running() == 1; }));
         REQUIRE(c.loop.run_until([&] { return !c.members[0]->tasks->journal_busy(); }));
     }  // the node stops without a word: its process is gone
-    Cluster c(1, o);
+    Cluster c(1, alone(o));
     REQUIRE(c.members[0]->tasks->stats().recovered == 2);
     const auto done = c.call(0, "GET", "/v1/tasks/" + done_id);
     REQUIRE(done.body["state"] == "succeeded");
@@ -410,7 +422,7 @@ TEST_CASE("a full journal refuses new tasks with 503, and every task it acknowle
     o.data_dir = d.path;
     std::vector<std::string> acknowledged;
     {
-        Cluster c(1, o);
+        Cluster c(1, alone(o));
         REQUIRE(c.members[0]->tasks->journal()->limit_pages(12).ok());
         int refused = 0;
         for (int i = 0; i < 40 && refused == 0; ++i) {
@@ -488,7 +500,7 @@ TEST_CASE("a task its owner could not store is dropped from the backup it was co
     // The copy reached b beside the failed commit, and b forgot it: b holds copies of the
     // acknowledged tasks only, so a's death would not run the refused one.
     REQUIRE(c.loop.run_until([&] { return c.members[1]->tasks->stats().dropped == 1; }));
-    REQUIRE(c.members[1]->tasks->replicas() ==
+    REQUIRE(c.members[1]->tasks->copies().size() ==
             c.members[0]->tasks->board().running() + c.members[0]->tasks->board().queued());
 }
 
@@ -496,7 +508,7 @@ TEST_CASE("a named task sent again before it is stored hears what the first one 
     TempDir d;
     daemon::TaskOptions o;
     o.data_dir = d.path;
-    Cluster c(1, o);
+    Cluster c(1, alone(o));
     const json task = {{"id", "twice"}, {"key", "k"}, {"type", "echo"}, {"payload", 1}};
     // Stored: both hear of the one task (202 while it runs, 200 once it has finished).
     auto replies = c.calls_at_once(0, "POST", "/v1/tasks", task.dump(), 2);
@@ -527,7 +539,7 @@ TEST_CASE("a corrupt journal: the node says why, refuses tasks with 503, and ser
     }
     daemon::TaskOptions o;
     o.data_dir = d.path;
-    Cluster c(1, o);
+    Cluster c(1, alone(o));
     const auto r = c.submit(0, {{"key", "k"}, {"type", "echo"}});
     REQUIRE(r.status == 503);
     REQUIRE(r.body["error"]["code"] == "all_refused");
@@ -574,10 +586,11 @@ TEST_CASE("an owner that does not answer in time is passed over for the next can
     REQUIRE(c.members[0]->tasks->stats().retries == 1);
 }
 
-TEST_CASE("a backup that does not answer in time leaves its task on one owner, not two") {
+TEST_CASE("a copy not stored in time goes to the next member, and the task stays on one owner") {
     Silent silent;  // outlives the cluster
     daemon::TaskOptions o;
-    o.forward_timeout = milliseconds(300);
+    o.forward_timeout = milliseconds(600);
+    o.copy_timeout = milliseconds(100);
     Cluster c(3, o);
     // A key owned by b whose copy goes to c, the member after b in its preference list.
     const auto keys = c.keys_with({"b", "c", "a"}, 1);
@@ -591,12 +604,65 @@ TEST_CASE("a backup that does not answer in time leaves its task on one owner, n
     const daemon::TaskServiceStats& entry = c.members[0]->tasks->stats();
     REQUIRE(entry.forward_timeouts == 0);
     REQUIRE(entry.retries == 0);
-    REQUIRE(c.members[1]->tasks->stats().unreplicated == 1);  // c never answered the copy
-    REQUIRE(c.members[0]->tasks->board().find(r.body["id"].get<std::string>()) == nullptr);
+    // c never answered the copy: after copy_timeout it went to a, the next member of the key.
+    const CopyTrackerStats& copies = c.members[1]->tasks->tracker().stats();
+    REQUIRE(copies.timeouts == 1);
+    REQUIRE(copies.stored == 1);
+    REQUIRE(r.body["replicas"] == 2);
+    const std::string id = r.body["id"];
+    REQUIRE(c.members[0]->tasks->board().find(id) == nullptr);
+    REQUIRE(c.members[0]->tasks->copy(id) != nullptr);
+    REQUIRE(c.members[1]->tasks->under_replicated() == 0);
+}
+
+TEST_CASE("a task no member can copy in time is refused with not_replicated, and never runs") {
+    Silent silent_b, silent_c;  // outlive the cluster
+    daemon::TaskOptions o;
+    o.forward_timeout = milliseconds(600);
+    o.copy_timeout = milliseconds(100);
+    o.candidates = 1;  // a is the only owner to try; b and c may hold copies
+    Cluster c(3, o);
+    const auto keys = c.keys_with({"a"}, 1);
+    REQUIRE(keys.size() == 1);
+    c.silence(1, silent_b);
+    c.silence(2, silent_c);
+    const auto r = c.submit(0, {{"key", keys[0]}, {"type", "echo"}});
+    INFO(r.raw);
+    REQUIRE(r.status == 503);
+    REQUIRE(r.body["error"]["code"] == "not_replicated");
+    REQUIRE(r.raw.find("Retry-After: ") != std::string::npos);
+    const daemon::TaskService& a = *c.members[0]->tasks;
+    REQUIRE(a.board().kept() == 0);  // nothing ran, nothing is kept
+    REQUIRE(a.board().stats().accepted == 0);
+    REQUIRE(a.tracker().size() == 0);
+    REQUIRE(a.stats().not_replicated >= 1);
+}
+
+TEST_CASE("min_replicas 1 acknowledges a task alone, says so, and copies it once a member can") {
+    Silent silent_b;  // outlives the cluster
+    daemon::TaskOptions o;
+    o.forward_timeout = milliseconds(600);
+    o.copy_timeout = milliseconds(100);
+    o.min_replicas = 1;
+    Cluster c(2, o);
+    const auto keys = c.keys_with({"a", "b"}, 1);
+    REQUIRE(keys.size() == 1);
+    c.silence(1, silent_b);
+    const auto r = c.submit(0, {{"key", keys[0]}, {"type", "sleep"}, {"payload", {{"ms", 60000}}}});
+    INFO(r.raw);
+    REQUIRE(r.status == 202);
+    REQUIRE(r.body["replicas"] == 1);
+    const daemon::TaskService& a = *c.members[0]->tasks;
+    REQUIRE(a.under_replicated() == 1);
+    REQUIRE(a.tracker().stats().degraded == 1);
+    // b answers again: the next repair round copies the task there.
+    c.unsilence(1);
+    REQUIRE(c.loop.run_until([&] { return a.under_replicated() == 0; }, 10'000));
+    REQUIRE(c.members[1]->tasks->copy(r.body["id"].get<std::string>()) != nullptr);
 }
 
 TEST_CASE("with no alive owner for a key the answer is 503 saying why") {
-    Cluster c(1);
+    Cluster c(1, alone());
     bool left = false;
     c.members[0]->agent->leave(seconds(1), [&] { left = true; });
     REQUIRE(c.loop.run_until([&] { return left; }));
@@ -637,7 +703,7 @@ TEST_CASE(
     // Acknowledged means copied: some other member holds both tasks.
     size_t copies = 0;
     for (auto& m : c.members)
-        if (m && m->agent->node().self().name != owner) copies += m->tasks->replicas();
+        if (m && m->agent->node().self().name != owner) copies += m->tasks->copies().size();
     REQUIRE(copies >= 2);
     c.members[dead].reset();  // gone without a word
 
@@ -667,13 +733,19 @@ TEST_CASE("when the holder of a copy dies, the owner copies its unfinished task 
     const size_t holder = c.holder_of(id);
     REQUIRE(holder != owner);
     const size_t third = 3 - owner - holder;
-    REQUIRE(c.members[third]->tasks->replica(id) == nullptr);
+    REQUIRE(c.members[third]->tasks->copy(id) == nullptr);
 
     c.members[holder].reset();  // the copy goes with it
     // Once the owner learns the holder is dead, the third member gets a copy.
-    REQUIRE(
-        c.loop.run_until([&] { return c.members[third]->tasks->replica(id) != nullptr; }, 30'000));
-    REQUIRE(c.members[owner]->tasks->stats().recopied == 1);
+    const daemon::TaskService& tasks = *c.members[owner]->tasks;
+    REQUIRE(c.loop.run_until(
+        [&] {
+            return c.members[third]->tasks->copy(id) != nullptr && tasks.under_replicated() == 0;
+        },
+        30'000));
+    REQUIRE(tasks.tracker().stats().repaired == 1);
+    REQUIRE(*tasks.tracker().holders(id) ==
+            std::vector<Name>{c.members[third]->agent->node().self().name});
 
     // So the task outlives its owner too: the third member takes it over.
     c.members[owner].reset();
@@ -689,8 +761,9 @@ TEST_CASE("when the holder of a copy dies, the owner copies its unfinished task 
 }
 
 // Where a task's copy is, is kept in memory only: an owner that restarts runs its unfinished
-// tasks again but cannot tell their copies how they ended. The copies' holders ask the owner.
-TEST_CASE("a copy whose owner restarted asks it how the task stands") {
+// tasks again and copies them again, and the holders of copies ask the owner of any they hold
+// unfinished how its task stands.
+TEST_CASE("a copy whose owner restarted learns how the task stands") {
     TempDir d;
     daemon::TaskOptions o;
     o.data_dir = d.path;
@@ -705,7 +778,9 @@ TEST_CASE("a copy whose owner restarted asks it how the task stands") {
     daemon::TaskService* held = nullptr;
 
     SECTION("on its journal: the copy learns the outcome of the run after the restart") {
-        c.restart_tasks(owner);  // the task runs again from the journal; its copy hears nothing
+        c.restart_tasks(owner);  // the task runs again from the journal, and is copied again
+        const daemon::TaskService& restarted = *c.members[owner]->tasks;
+        REQUIRE(restarted.under_replicated() <= 1);
         REQUIRE(c.loop.run_until(
             [&] {
                 const Task* t = c.members[owner]->tasks->board().find(id);
@@ -716,13 +791,14 @@ TEST_CASE("a copy whose owner restarted asks it how the task stands") {
         held = c.members[holder]->tasks.get();
         REQUIRE(c.loop.run_until(
             [&] {
-                const Task* copy = held->replica(id);
+                const Task* copy = held->copy(id);
                 return copy != nullptr && copy->state == TaskState::succeeded;
             },
             10'000));
-        REQUIRE(held->stats().caught_up == 1);
-        REQUIRE_THAT(c.call(holder, "GET", "/metrics").raw,
-                     Catch::Contains("chorus_task_copies_caught_up_total 1\n"));
+        // Told by the owner, which copied the task again, or by asking it (copy_check).
+        REQUIRE(restarted.under_replicated() == 0);
+        REQUIRE_THAT(c.call(owner, "GET", "/metrics").raw,
+                     Catch::Contains("\nchorus_tasks_under_replicated 0\n"));
         REQUIRE(held->stats().promoted == 0);
     }
     SECTION("on an empty data dir (a replaced disk): the holder of the copy runs the task") {
@@ -739,7 +815,7 @@ TEST_CASE("a copy whose owner restarted asks it how the task stands") {
                 return t != nullptr && t->state == TaskState::succeeded;
             },
             10'000));
-        REQUIRE(held->replica(id) == nullptr);
+        REQUIRE(held->copy(id) == nullptr);
         REQUIRE(held->stats().promoted == 1);
         REQUIRE(held->stats().caught_up == 0);
     }
@@ -825,14 +901,14 @@ TEST_CASE("a cancelled task's copy hears of it, and is not run when the owner di
     size_t holder = dead;
     REQUIRE(c.loop.run_until([&] {
         for (size_t i = 0; i < c.members.size(); ++i) {
-            const Task* copy = i == dead ? nullptr : c.members[i]->tasks->replica(id);
+            const Task* copy = i == dead ? nullptr : c.members[i]->tasks->copy(id);
             if (copy != nullptr && copy->state == TaskState::cancelled) holder = i;
         }
         return holder != dead;
     }));
     // The owner's running task has its copy there too: a copy's place depends only on the
     // key and the owner.
-    REQUIRE(c.members[holder]->tasks->replica(running[owner]) != nullptr);
+    REQUIRE(c.members[holder]->tasks->copy(running[owner]) != nullptr);
     c.members[dead].reset();
     const size_t other = dead == 0 ? 1 : 0;
     // Once membership marks the owner dead, its running task is taken over, but the
@@ -881,7 +957,7 @@ TEST_CASE("a dead owner's copies beyond the holder's capacity wait for room or g
         (owner == "b" ? of_b : others).push_back(r.body["id"]);
     }
     for (const auto& id : of_b)
-        REQUIRE(c.members[0]->tasks->replica(id) != nullptr);
+        REQUIRE(c.members[0]->tasks->copy(id) != nullptr);
     c.members[1].reset();  // b is gone without a word, its tasks unfinished
     // a has no room for them, and neither has c: both wait on a as orphans.
     REQUIRE(c.loop.run_until([&] { return c.members[0]->tasks->orphans() == 2; }, 20'000));
@@ -921,6 +997,9 @@ TEST_CASE("a node whose journal fails is passed over by its peers until it commi
     daemon::TaskOptions o;
     o.data_dir = d.path;
     o.candidates = 2;
+    // Two members, one refusing: b's tasks can have no copy while a fails, and are taken
+    // alone rather than refused.
+    o.min_replicas = 1;
     Cluster c(2, o);
     std::vector<std::string> keys;  // keys whose primary is a
     for (int k = 0; k < 200 && keys.size() < 5; ++k) {
@@ -935,6 +1014,7 @@ TEST_CASE("a node whose journal fails is passed over by its peers until it commi
     auto r = c.call(1, "POST", "/v1/tasks", big.dump());
     REQUIRE((r.status == 202 || r.status == 200));
     REQUIRE(r.body["owner"] == "b");
+    REQUIRE(r.body["replicas"] == 1);  // a could not store its copy either
     REQUIRE(c.members[0]->tasks->journal_failing().has_value());
     // b hears that a refuses, and its router stops offering a anything.
     auto& b = *c.members[1]->tasks;
@@ -968,18 +1048,24 @@ TEST_CASE("a backup holding its most unfinished copies refuses more, and says so
             key = candidate;
     }
     REQUIRE_FALSE(key.empty());
-    // Three long tasks of a key whose owners are a then b: the router spreads them a, b, a (the
-    // least loaded, ties to ring order). b keeps the copy of a's first and refuses the second.
-    for (const char* owner : {"a", "b", "a"}) {
-        const auto r =
-            c.submit(0, {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 10'000}}}});
+    // Long tasks of a key whose owners are a then b: the router spreads them a, b (the least
+    // loaded, ties to ring order), each copied on the other. A third finds both full of
+    // copies: refused on a, then on b, and nothing runs.
+    const json task = {{"key", key}, {"type", "sleep"}, {"payload", {{"ms", 10'000}}}};
+    for (const char* owner : {"a", "b"}) {
+        const auto r = c.submit(0, task);
         REQUIRE(r.status == 202);
         REQUIRE(r.body["owner"] == owner);
     }
+    const auto third = c.submit(0, task);
+    INFO(third.raw);
+    REQUIRE(third.status == 503);
+    REQUIRE(third.body["error"]["code"] == "not_replicated");
     const auto& b = *c.members[1]->tasks;
-    REQUIRE(b.replicas() == 1);
+    REQUIRE(b.copies().size() == 1);
     REQUIRE(b.stats().copies_refused == 1);
-    REQUIRE(c.members[0]->tasks->stats().unreplicated == 1);
+    REQUIRE(c.members[0]->tasks->stats().copies_refused == 1);
+    REQUIRE(c.members[0]->tasks->board().running() + b.board().running() == 2);
     REQUIRE_THAT(c.call(1, "GET", "/metrics").raw,
                  Catch::Contains("\nchorus_task_copies_refused_total 1\n"));
 }

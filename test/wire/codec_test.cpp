@@ -389,8 +389,9 @@ T round_trip(const TaskMessage& m) {
 }  // namespace
 
 TEST_CASE("task frames survive a round trip unchanged") {
-    const auto submit = round_trip<TaskSubmit>(TaskSubmit{9, full_task().spec});
+    const auto submit = round_trip<TaskSubmit>(TaskSubmit{9, full_task().spec, milliseconds(1500)});
     REQUIRE(submit.request == 9);
+    REQUIRE(submit.budget == milliseconds(1500));
     REQUIRE(submit.spec.id == full_task().spec.id);
     REQUIRE(submit.spec.key == "user:42");
     REQUIRE(submit.spec.type == "exec");
@@ -404,8 +405,9 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE(query.wait == milliseconds(3000));
 
     const auto reply = round_trip<TaskReply>(
-        TaskReply{11, 200, "", "", 1250, 16, std::optional<Task>(full_task())});
+        TaskReply{11, 200, "", "", 1250, 16, std::optional<Task>(full_task()), 2});
     REQUIRE(reply.request == 11);
+    REQUIRE(reply.replicas == 2);
     REQUIRE(reply.status == 200);
     REQUIRE(reply.load_milli == 1250);
     REQUIRE(reply.capacity == 16);
@@ -430,7 +432,7 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE_FALSE(copy.drop);
     REQUIRE(round_trip<TaskReplicate>(TaskReplicate{14, full_task(), true}).drop);
 
-    const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}});
+    const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}, 0});
     REQUIRE(refusal.code == "full");
     REQUIRE_FALSE(refusal.task);
     // A task frame is not a push-pull.
@@ -442,20 +444,20 @@ TEST_CASE("task frames that break our bounds are rejected with what was wrong") 
     l.task_payload_bytes_max = 10;
     TaskSpec s = full_task().spec;
     s.payload = std::string(11, '1');
-    auto big = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s}), l);
+    auto big = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s, {}}), l);
     REQUIRE_FALSE(big.ok());
     REQUIRE(big.error().reason == DecodeError::bad_field);
     REQUIRE(big.error().detail.find("task.payload") != std::string::npos);
 
     s = full_task().spec;
     s.key.clear();
-    auto keyless = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s}), limits());
+    auto keyless = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s, {}}), limits());
     REQUIRE(keyless.error().detail == "task.key is missing");
 
     Task odd = full_task();
     odd.state = static_cast<TaskState>(42);
     auto state =
-        decode_frame(encode("test", Name("n1"), TaskReply{1, 200, "", "", 0, 1, odd}), limits());
+        decode_frame(encode("test", Name("n1"), TaskReply{1, 200, "", "", 0, 1, odd, 0}), limits());
     REQUIRE(state.error().detail == "task state 42 is unknown");
 
     auto other = decode_frame(encode("prod", Name("n1"), TaskQuery{1, "x", false, {}}), limits());
