@@ -124,6 +124,7 @@ struct TaskService::Search {
     uint64_t client = 0;
     bool second_round = false;  // the key's candidates did not have it: ask everyone else
     std::set<Name> asked;
+    std::vector<std::string> silent;  // asked and did not answer: they may hold the task
     size_t outstanding = 0;
     bool answered = false;
     // A copy's answer, held until the owner's own has had its chance (a copy may lag it).
@@ -1228,9 +1229,19 @@ void TaskService::search(std::shared_ptr<Search> s) {
             search(std::move(s));
             return;
         }
+        if (!s->silent.empty()) {
+            // Not found among those that answered; those that did not may hold it.
+            s->done(TaskAnswer::error(
+                503, "unavailable",
+                fmt::format("task {} was not found on the members that answered, and {} did "
+                            "not answer; it may be on them",
+                            s->id, fmt::join(s->silent, ", "))));
+            return;
+        }
         s->done(TaskAnswer::error(
             404, "unknown_task",
-            fmt::format("no member holds task {}: it was never accepted, the retention limits "
+            fmt::format("no member holds task {}: every member asked, its key's candidates "
+                        "among them, said so. It was never accepted, the retention limits "
                         "dropped it, or every node that held it is gone",
                         s->id)));
         return;
@@ -1267,8 +1278,10 @@ void TaskService::search(std::shared_ptr<Search> s) {
         }
         ++stats_.queries;
         request(t, TaskQuery{0, s->id, s->cancel, {}}, options_.forward_timeout,
-                [found, t](Result<TaskReply> r) {
+                [found, t, s](Result<TaskReply> r) {
                     if (!r || r->status != 200 || !r->task) {
+                        // A 404 is an answer; no answer, or a refusal, leaves the question open.
+                        if (!r || r->status != 404) s->silent.push_back(t.str());
                         found(t, std::nullopt);
                         return;
                     }

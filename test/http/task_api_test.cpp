@@ -1126,3 +1126,30 @@ TEST_CASE("an owner that never answers a SYN is passed over within forward_timeo
             c.loop.run_until([&] { return c.members[0]->agent->streams().stats().timeouts >= 1; }));
     }
 }
+
+TEST_CASE("a task whose holders do not answer is unavailable, naming them, not unknown") {
+    Silent silent_owner, silent_holder;  // outlive the cluster
+    daemon::TaskOptions o;
+    o.forward_timeout = milliseconds(300);
+    Cluster c(3, o);
+    const auto r = c.submit(0, {{"key", "away"}, {"type", "sleep"}, {"payload", {{"ms", 60'000}}}});
+    REQUIRE(r.status == 202);
+    const std::string id = r.body["id"];
+    const size_t owner = c.index_of(r.body["owner"]);
+    const size_t holder = c.holder_of(id);
+    const size_t third = 3 - owner - holder;
+    const std::string owner_name = r.body["owner"];
+    const std::string holder_name = c.members[holder]->agent->node().self().name.str();
+    c.silence(owner, silent_owner);
+    c.silence(holder, silent_holder);
+    const auto q = c.call(third, "GET", "/v1/tasks/" + id);
+    INFO(q.raw);
+    REQUIRE(q.status == 503);
+    REQUIRE(q.body["error"]["code"] == "unavailable");
+    const std::string why = q.body["error"]["message"];
+    REQUIRE_THAT(why, Catch::Contains(owner_name) && Catch::Contains(holder_name));
+    REQUIRE(q.raw.find("Retry-After: ") != std::string::npos);
+    // An id nobody holds, asked of members that all answer, is unknown.
+    const auto none = c.call(third, "GET", "/v1/tasks/" + id.substr(0, 17) + "nobody");
+    REQUIRE(none.status == 503);  // the silent two may hold it: still not a 404
+}
