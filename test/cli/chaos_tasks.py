@@ -1,14 +1,16 @@
-"""Chaos test for issue 5 (nothing accepted is lost), on real agents on loopback.
+"""Chaos test: nothing acknowledged is lost, on real agents on loopback.
 
 5 agents with data dirs. A client submits TASKS sleep-like tasks (20-100 ms, run by an exec
 handler that logs every execution) at a steady rate to random agents, each with its own id, so
 a retry after an error is idempotent. Every KILL_EVERY seconds a random agent is killed with
-SIGKILL and started again on the same data dir. At the end every task that got 202 (or 200)
-must reach `succeeded`, and must have run (the handler logs it under CHORUS_TASK_ID); the test
-prints accepted, succeeded, lost (must be 0), never ran (must be 0) and how many tasks ran more
-than once, and exits 1 if any was lost or never ran. Then every copy must learn how its task
-ended (an owner restarted mid-task cannot tell its copies; they ask it, every copy_check_ms):
-the copies still unfinished on the agents are printed, and must come to 0.
+SIGKILL and started again on the same data dir. When nine tenths of the tasks are in, one agent
+(not a seed) is killed for good and its data dir removed: a host lost with its disk. At the end
+every task that got 202 (or 200) must reach `succeeded`, readable from the live agents, and
+must have run (the handler logs it under CHORUS_TASK_ID); the test prints accepted, succeeded,
+lost (must be 0), never ran (must be 0) and how many tasks ran more than once, and exits 1 if
+any was lost or never ran. Then every copy must learn how its task ended (an owner restarted
+mid-task cannot tell its copies; they ask it, every copy_check_ms), and no live agent may count
+a task short of its copies: both are printed, and must come to 0.
 
     python3 chaos_tasks.py /path/to/chorus [TASKS] [RATE] [--whole-cluster]
 
@@ -46,6 +48,11 @@ work = tempfile.mkdtemp(prefix="chorus-chaos-")
 executions = os.path.join(work, "executions")
 procs = {}
 addrs = {}  # agent -> (gossip address, HTTP address) it bound, "host:port"
+gone = set()  # agents lost for good, with their data dirs
+
+
+def live():
+    return [i for i in range(NODES) if i not in gone]
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from agents import started, stop  # noqa: E402  (the folder's shared helpers)
@@ -92,7 +99,7 @@ def call(i, method, path, body=None, timeout=5):
 def alive(i):
     try:
         s, v = call(i, "GET", "/v1/members", timeout=2)
-        return s == 200 and sum(m["state"] == "alive" for m in v["members"]) == NODES
+        return s == 200 and sum(m["state"] == "alive" for m in v["members"]) == len(live())
     except (OSError, ValueError, http.client.HTTPException):
         return False
 
@@ -138,8 +145,17 @@ def main():
             while not all(alive(i) for i in range(NODES)) and time.time() < converge:
                 time.sleep(0.2)
             t0 += time.time() - due_at(n, t0)  # the pause does not count against the rate
+        elif not WHOLE and n == TASKS * 9 // 10:
+            # A host lost with its disk: its acknowledged tasks live on in their copies only.
+            victim = rng.choice([i for i in live() if i >= 2])  # n0 and n1 seed restarts
+            procs[victim].send_signal(signal.SIGKILL)
+            procs[victim].wait()
+            del procs[victim]
+            shutil.rmtree(os.path.join(work, f"d{victim}"))
+            gone.add(victim)
+            kills += 1
         elif not WHOLE and time.time() >= next_kill:
-            victim = rng.randrange(NODES)
+            victim = rng.choice(live())
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait()
             start(victim)
@@ -152,7 +168,7 @@ def main():
         give_up = time.time() + 20
         while time.time() < give_up:
             try:
-                status, v = call(rng.randrange(NODES), "POST", "/v1/tasks", body)
+                status, v = call(rng.choice(live()), "POST", "/v1/tasks", body)
             except (OSError, ValueError, http.client.HTTPException):
                 continue
             if status in (200, 202):
@@ -169,7 +185,7 @@ def main():
     while pending and time.time() < deadline:
         for tid in list(pending):
             try:
-                status, v = call(rng.randrange(NODES), "GET", f"/v1/tasks/{tid}", timeout=5)
+                status, v = call(rng.choice(live()), "GET", f"/v1/tasks/{tid}", timeout=5)
             except (OSError, ValueError, http.client.HTTPException):
                 continue
             if status == 200:
@@ -183,41 +199,47 @@ def main():
         with open(executions) as f:
             for line in f:
                 runs[line.strip()] = runs.get(line.strip(), 0) + 1
-    # Copies that have not heard how their task ended, summed over the agents.
-    def stale():
+    # A gauge summed over the live agents: copies that have not heard how their task ended,
+    # or tasks short of their copies.
+    def total(metric):
         n = 0
-        for i in range(NODES):
+        for i in live():
             c = http.client.HTTPConnection("127.0.0.1", http_port(i), timeout=5)
             try:
                 c.request("GET", "/metrics")
                 for line in c.getresponse().read().decode().splitlines():
-                    if line.startswith("chorus_task_copies_unfinished "):
+                    if line.startswith(metric + " "):
                         n += int(float(line.split()[1]))
             except (OSError, ValueError, http.client.HTTPException):
                 return None
             finally:
                 c.close()
         return n
-    stale_copies = stale()
     deadline = time.time() + 60
-    while stale_copies != 0 and time.time() < deadline:
+    while True:
+        stale_copies = total("chorus_task_copies_unfinished")
+        under = total("chorus_tasks_under_replicated")
+        if (stale_copies == 0 and under == 0) or time.time() >= deadline:
+            break
         time.sleep(0.5)
-        stale_copies = stale()
     more_than_once = sum(1 for tid in accepted if runs.get(tid, 0) > 1)
     never_ran = sum(1 for tid in accepted if runs.get(tid, 0) == 0)
     lost = len(pending)
     what = "whole-cluster restart" if WHOLE else "chaos"
-    print(f"{what}: {TASKS} submitted in {submit_s:.0f} s with {kills} kill -9 + restarts; "
+    print(f"{what}: {TASKS} submitted in {submit_s:.0f} s with {kills} kill -9 "
+          f"({len(gone)} for good, data dir removed); "
           f"accepted {len(accepted)}, succeeded {len(accepted) - lost}, lost {lost}, "
           f"ran more than once {more_than_once}, never ran {never_ran}, "
-          f"refusals retried {refused}, copies still unfinished {stale_copies}")
+          f"refusals retried {refused}, copies still unfinished {stale_copies}, "
+          f"tasks under-replicated {under}")
     if lost:
         sample = sorted(pending)[:10]
         print("not succeeded:", [(t, states.get(t, "unknown")) for t in sample])
     if never_ran:
         sample = sorted(tid for tid in accepted if runs.get(tid, 0) == 0)[:10]
         print("never ran:", [(t, states.get(t, "unknown")) for t in sample])
-    return 1 if lost or never_ran or len(accepted) < TASKS or stale_copies != 0 else 0
+    return 1 if (lost or never_ran or len(accepted) < TASKS or stale_copies != 0
+                 or under != 0) else 0
 
 
 # SIGTERM (a test runner's timeout, say) ends the test through the finally below, so the agents
