@@ -1,4 +1,4 @@
-"""Owner load under Zipf-skewed keys (issue 4): plain primary-owner hashing against Chorus's
+"""Owner load under Zipf-skewed keys: plain primary-owner hashing against Chorus's
 choice among R candidates. Run by scripts/bench-balance; see its header.
 
 For each R, a fresh 5-agent cluster runs with `candidates` = R (R = 1 is plain hashing: every

@@ -137,8 +137,8 @@ int run_agent(const Settings& settings) {
         return 2;
     }
     const Logger log(Logger::parse_level(settings.log_level), settings.log_format == "json");
-    // DESIGN §2: a restarted node should outrank its previous life before it hears of it, so
-    // incarnations start from the wall clock's seconds; refutation covers the rest.
+    // A restarted node should outrank its previous life before it hears of it, so incarnations
+    // start from the wall clock's seconds; refutation covers the rest (SWIM §4.2).
     options->identity.incarnation = Incarnation{static_cast<uint64_t>(std::time(nullptr))};
     std::unique_ptr<http::Api> api;
     std::unique_ptr<TaskService> tasks;

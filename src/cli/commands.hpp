@@ -1,4 +1,4 @@
-// The subcommands of `chorus` (DESIGN §6). Each returns the process's exit status:
+// The subcommands of `chorus` (README.md). Each returns the process's exit status:
 // 0 success, 1 failure (could not start, could not reach the agent, an error answer),
 // 2 bad flags or configuration (nothing was done).
 #pragma once

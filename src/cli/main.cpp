@@ -1,4 +1,4 @@
-// chorus: one binary, subcommands in the Serf/Consul manner (DESIGN §6).
+// chorus: one binary, subcommands in the Serf/Consul manner (README.md).
 //
 //   chorus agent [flags]            run a member of the cluster
 //   chorus members [--json|--watch] list the members a running agent sees

@@ -84,9 +84,9 @@ struct Config {
     // everyone (at N=100 in the simulator, 1.4 s instead of 3.0 s to a converged join).
     Duration gossip_interval = milliseconds(100);
     uint32_t gossip_nodes = 3;
-    // Members told at the next gossip tick when this node's task load changed (DESIGN §3).
-    // Routers need it fresh: up to this many, every member hears each change; beyond it, a
-    // random subset each tick, so the cost per tick stays bounded at any cluster size.
+    // Members told at the next gossip tick when this node's task load changed (ARCHITECTURE.md,
+    // "Tasks"). Routers need it fresh: up to this many, every member hears each change; beyond it,
+    // a random subset each tick, so the cost per tick stays bounded at any cluster size.
     uint32_t load_report_nodes = 64;
     // Each update is sent retransmit_mult × ceil(log10(n + 1)) times before it is dropped.
     uint32_t retransmit_mult = 4;

@@ -1,6 +1,6 @@
-// Copies of other nodes' tasks held on this one (DESIGN §8): stored when an owner sends one
-// before acknowledging its task, brought up to date when the task ends, and run here if the
-// owner dies. Pure bookkeeping; the driver journals and answers.
+// Copies of other nodes' tasks held on this one (ARCHITECTURE.md, "Tasks"): stored when an owner
+// sends one before acknowledging its task, brought up to date when the task ends, and run here if
+// the owner dies. Pure bookkeeping; the driver journals and answers.
 //
 // Owners elsewhere decide how many copies arrive, so the store is bounded on both counts:
 // unfinished copies by number and bytes (a new one beyond either is refused, and its owner

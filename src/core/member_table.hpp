@@ -28,7 +28,7 @@ struct Member {
     MemberState state = MemberState::alive;
     uint32_t load_milli = 0;
     // When load_milli was last reported (any packet from the member carries it); the router
-    // counts what it sent the member since then on top (DESIGN §3).
+    // counts what it sent the member since then on top (ARCHITECTURE.md, "Tasks").
     Time load_at{};
     uint8_t protocol = kProtocolVersion;
     Time state_since{};

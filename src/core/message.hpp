@@ -80,7 +80,8 @@ struct Packet {
     std::string cluster;
     Name sender;
     Address sender_addr;
-    uint32_t sender_load_milli = 0;  // the sender's load × 1000 (DESIGN §3); 0 until tasks run
+    uint32_t sender_load_milli =
+        0;  // the sender's load × 1000 (ARCHITECTURE.md, "Tasks"); 0 until tasks run
     Body body;
     std::vector<Update> updates;
 };

@@ -6,8 +6,8 @@
 // so containers ordered by Name iterate the same way on every run and every platform.
 //
 // The pool is process-wide and not thread-safe: the daemon runs one loop thread and the
-// simulator one thread (DESIGN §1). A Name converts implicitly from text, which keeps message
-// construction and tests readable.
+// simulator one thread (ARCHITECTURE.md, "Layers"). A Name converts implicitly from text, which
+// keeps message construction and tests readable.
 #pragma once
 
 #include <compare>

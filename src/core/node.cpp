@@ -561,7 +561,8 @@ void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
 void Node::gossip_tick(Time now) {
     schedule(now + config_.gossip_interval, TimerKind::gossip);
     if (self().load_milli != load_reported_ && !leaving_) {
-        // DESIGN §3: a changed load reaches the members that route to us within one tick.
+        // A changed load reaches the members that route to us within one tick (the router
+        // weighs it: ARCHITECTURE.md, "Tasks").
         // Every packet carries it, and pending updates ride along.
         load_reported_ = self().load_milli;
         ++stats_.load_reports;

@@ -1,4 +1,4 @@
-// The consistent-hash ring the router places tasks on (DESIGN §3).
+// The consistent-hash ring the router places tasks on (ARCHITECTURE.md, "Tasks").
 //
 // Each member owns `vnodes` points on a 64-bit circle, at hash("name#i"); a key's preference
 // list is the first distinct members met clockwise from hash(key). Points come from the
@@ -7,7 +7,7 @@
 // it enters or leaves.
 //
 // The hash is passed in: the daemon and the simulator use xxh3-64 (Debian's libxxhash), and
-// the core stays standard library only (DESIGN §1).
+// the core stays standard library only (ARCHITECTURE.md, "Layers").
 //
 // Membership changes update the ring in place (update()): the points of members that went are
 // filtered out and those of new members merged in, one pass over the points whatever the

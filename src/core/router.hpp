@@ -1,5 +1,5 @@
-// Which of a key's candidate owners runs a task (DESIGN §3). Pure: the caller gathers the
-// candidates from the ring's preference list and the member table.
+// Which of a key's candidate owners runs a task (ARCHITECTURE.md, "Tasks"). Pure: the caller
+// gathers the candidates from the ring's preference list and the member table.
 //
 // Healthy candidates (alive, φ below phi_route) are preferred; φ lets the router step around
 // a member that has gone quiet before membership declares anything. Of those, the least

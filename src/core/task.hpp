@@ -1,5 +1,6 @@
-// Task bookkeeping on the node that runs tasks (DESIGN §4): the queue, the slots, the states and
-// the results kept for readers. Pure: the driver runs the handlers and reports outcomes.
+// Task bookkeeping on the node that runs tasks (ARCHITECTURE.md, "Tasks"): the queue, the slots,
+// the states and the results kept for readers. Pure: the driver runs the handlers and reports
+// outcomes.
 //
 // A task is accepted only while a slot or a queue place is free, so everything here is bounded
 // by capacity + queue_max live tasks plus the retention limits on finished ones. States move

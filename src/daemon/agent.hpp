@@ -1,7 +1,7 @@
-// The agent: one core Node driven by libuv (DESIGN §1). Datagrams and push-pull frames come in
-// through src/net, pass the wire codec's checks and go to the node; after every input the
-// agent drains the node's outbox back to the sockets and re-arms one timer at the node's next
-// deadline. Join retries with backoff until a seed answers. Everything runs on the loop's
+// The agent: one core Node driven by libuv (ARCHITECTURE.md, "Layers"). Datagrams and push-pull
+// frames come in through src/net, pass the wire codec's checks and go to the node; after every
+// input the agent drains the node's outbox back to the sockets and re-arms one timer at the node's
+// next deadline. Join retries with backoff until a seed answers. Everything runs on the loop's
 // thread; nothing here blocks.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The durable record of a node's tasks (issue 5): SQLite in WAL mode, one file under the
+// The durable record of a node's tasks: SQLite in WAL mode, one file under the
 // agent's --data-dir.
 //
 // The task service stages every change (a task accepted, started, finished, evicted) and a

@@ -1,6 +1,6 @@
-// Runs tasks' handlers on the loop (DESIGN §4): the built-ins, external commands and local HTTP
-// endpoints. The task board decides what runs; the runner only runs it and reports how it
-// ended, exactly once per start, on the loop's thread.
+// Runs tasks' handlers on the loop (ARCHITECTURE.md, "Tasks"): the built-ins, external commands and
+// local HTTP endpoints. The task board decides what runs; the runner only runs it and reports how
+// it ended, exactly once per start, on the loop's thread.
 //
 //   builtin echo    the result is the payload
 //   builtin sleep   payload {"ms": N}: waits N ms; the result is {"slept_ms": N}

@@ -1014,7 +1014,7 @@ RouteCandidate TaskService::candidate(const Name& name) {
     c.phi = node.phi(name, agent_.now());
     Peer& p = peers_[name];
     // The newer of the last gossiped load and the last reply's; what we sent before that
-    // report is in it, what we sent since is not (DESIGN §3).
+    // report is in it, what we sent since is not (ARCHITECTURE.md, "Tasks").
     const bool reply_newer = p.reply_at > m->load_at;
     const Time report = reply_newer ? p.reply_at : m->load_at;
     if (report > p.sent_since) {

@@ -1,5 +1,5 @@
-// Task routing and execution on the agent (DESIGN §3, §4): the ring over the members, the
-// router's choice of owner, the one-hop forward over the agent's TCP streams, and the board and
+// Task routing and execution on the agent (ARCHITECTURE.md, "Tasks"): the ring over the members,
+// the router's choice of owner, the one-hop forward over the agent's TCP streams, and the board and
 // runner for the tasks this node owns.
 //
 // A client's task comes in at any node. That node hashes the key, takes the key's preference
@@ -58,7 +58,7 @@ struct TaskOptions {
     // ones follow the results limits (results_max, results_bytes_max).
     size_t copies_max = CopyLimits{}.unfinished_max;
     size_t copies_bytes_max = CopyLimits{}.unfinished_bytes_max;
-    // Where the journal lives (issue 5); empty: tasks are kept in memory only.
+    // Where the journal lives; empty: tasks are kept in memory only.
     std::string data_dir;
     // Frames held for one peer while its connection is being dialled, at most: past it the
     // dial is given up and what waited on it fails over (a peer that never answers a SYN).
@@ -138,7 +138,7 @@ class TaskService : public FrameChannel {
     // Whether a client is still there to answer (set by the API; unset: always).
     std::function<bool(uint64_t client)> client_present;
 
-    // Graceful leave (issue 5): stops starting queued tasks and hands each to another
+    // Graceful leave: stops starting queued tasks and hands each to another
     // candidate (the holder of its copy first), then lets the running ones finish for up to
     // `drain`, so their copies learn the outcome instead of running them again. `done` runs
     // then. Tasks no one took stay here, and their copy holders take them over when this node

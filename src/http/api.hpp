@@ -1,4 +1,4 @@
-// The membership part of the HTTP API (DESIGN §5):
+// The membership part of the HTTP API (the API in README.md):
 //   GET  /v1/members         the view; with ?index=N&wait=30s a Consul-style blocking query
 //                            that answers when the view changes past N or the wait ends
 //   GET  /v1/members/stream  Server-Sent Events: a snapshot, then one event per change

@@ -1,4 +1,4 @@
-// HTTP/1.1 server on the loop, parsing with llhttp (DESIGN §5).
+// HTTP/1.1 server on the loop, parsing with llhttp (the API in README.md).
 //
 // Every limit an untrusted client could push is bounded: header bytes (431), body bytes (413,
 // answered as soon as the length is known, even while the client is still sending), the bytes
@@ -72,7 +72,7 @@ struct Response {
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// {"error": {"code": ..., "message": ...}} with the given status (DESIGN §5).
+// {"error": {"code": ..., "message": ...}} with the given status (the API in README.md).
 Response error_response(int status, std::string_view code, std::string_view message);
 
 class Server;

@@ -1,5 +1,5 @@
-// The task and ring endpoints of the API (DESIGN §5): JSON in and out, every bad input a 4xx
-// with a code and a message that says what to fix, and nothing created when a request is
+// The task and ring endpoints of the API (the API in README.md): JSON in and out, every bad input a
+// 4xx with a code and a message that says what to fix, and nothing created when a request is
 // refused.
 #include <algorithm>
 

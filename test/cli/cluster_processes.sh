@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real `chorus` processes on loopback, driven through the CLI and the HTTP API (issue 3):
+# Real `chorus` processes on loopback, driven through the CLI and the HTTP API:
 #   - bad flags exit 2 naming the field, nothing started;
 #   - 5 agents started with seed lists converge (every `chorus members` shows 5 alive);
 #   - a blocking query returns promptly on a change, and the event stream delivers it;

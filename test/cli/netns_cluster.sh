@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A multi-host cluster in network namespaces (issue 3): one namespace per node, each node with
+# A multi-host cluster in network namespaces: one namespace per node, each node with
 # its own IP on a veth pair to a bridge (the bridge lives in a namespace of its own, so the
 # host's network is untouched). With the default LAN profile:
 #   - a partition made with iptables DROP rules is detected on both sides, and after the rules

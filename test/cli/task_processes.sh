@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tasks on real `chorus` processes on loopback (issue 4), through the CLI and the HTTP API:
+# Tasks on real `chorus` processes on loopback, through the CLI and the HTTP API:
 #   - tasks posted to one node run on the owners the ring names, and a forwarded task's
 #     status reads the same from every node;
 #   - with an owner saturated (a slow sleep in its only slot), new tasks for its keys run on
