@@ -4,7 +4,7 @@
 //
 // Owners elsewhere decide how many copies arrive, so the store is bounded on both counts:
 // unfinished copies by number and bytes (a new one beyond either is refused, and its owner
-// looks for another backup), finished ones by number and bytes, the oldest finished going
+// looks for another member), finished ones by number and bytes, the oldest finished going
 // first, as the board keeps results for readers.
 #pragma once
 
@@ -22,7 +22,7 @@ namespace chorus {
 
 struct CopyLimits {
     // Unfinished copies held at once, and their bytes (Task::bytes). Every other node owns at
-    // most capacity + queue_max unfinished tasks and copies each to one backup, so a node
+    // most capacity + queue_max unfinished tasks and copies each to one holder, so a node
     // holds about one node's worth; the defaults leave room for eight.
     size_t unfinished_max = 8 * (16 + 1024);
     size_t unfinished_bytes_max = 256u << 20;

@@ -139,7 +139,7 @@ struct TaskReply {
 
 // Keep this copy of another node's task (or, with `drop`, forget it); the reply says whether
 // it is stored.
-struct TaskReplicate {
+struct TaskCopy {
     uint64_t request = 0;
     Task task;
     bool drop = false;

@@ -381,7 +381,7 @@ void TaskService::committed(uint64_t upto, const Status& st) {
             // the refused task if this node died (frames on one link arrive in order, so the
             // drop comes after the copy).
             for (const Name& h : tracker_.forget(id))
-                notify(h, TaskReplicate{0, p.task, true});
+                notify(h, TaskCopy{0, p.task, true});
             const auto refusal = TaskAnswer::error(
                 503, "journal_unavailable", st.error().message + "; the task was not accepted");
             for (const Done& retry : p.retries)
@@ -483,14 +483,14 @@ void TaskService::pump() {
         const Task* t = owned(send.id);
         if (t == nullptr) continue;  // settled by an earlier answer of this batch
         // The tracker keeps the time; the request's own deadline only cleans up after it.
-        request(send.to, TaskReplicate{0, *t, false}, options_.copy_timeout * 2,
+        request(send.to, TaskCopy{0, *t, false}, options_.copy_timeout * 2,
                 [this, id = send.id, to = send.to](Result<TaskReply> r) {
                     tracker_.answered(id, to, r && r->status == 200, agent_.now());
                     pump();
                 });
     }
     for (const CopyDrop& drop : out.drops) {
-        if (const Task* t = owned(drop.id)) notify(drop.to, TaskReplicate{0, *t, true});
+        if (const Task* t = owned(drop.id)) notify(drop.to, TaskCopy{0, *t, true});
     }
     for (const CopyVerdict& v : out.verdicts)
         settle(v);
@@ -717,7 +717,7 @@ void TaskService::tell_copies(const std::string& id) {
     // leaves the tracker, as nothing more will change.
     const Task* t = board_.find(id);
     for (const Name& h : tracker_.forget(id)) {
-        if (t != nullptr) notify(h, TaskReplicate{0, *t, false});
+        if (t != nullptr) notify(h, TaskCopy{0, *t, false});
     }
 }
 
@@ -813,7 +813,7 @@ void TaskService::hand_off(Duration drain, std::function<void(size_t, size_t)> d
             if (taken && board_.hand_over(id)) {
                 ++count->handed;
                 for (const Name& h : tracker_.forget(id)) {
-                    if (h != *to) notify(h, TaskReplicate{0, task, true});
+                    if (h != *to) notify(h, TaskCopy{0, task, true});
                 }
                 if (journal_) {
                     journal_->remove(id);
@@ -1438,7 +1438,7 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
             submit->spec.timeout = std::min(submit->spec.timeout, options_.limits.timeout_max);
             accept(std::move(submit->spec), submit->budget, answer);
         }
-    } else if (auto* rep = std::get_if<TaskReplicate>(&frame.message)) {
+    } else if (auto* rep = std::get_if<TaskCopy>(&frame.message)) {
         const uint64_t request = rep->request;
         if (rep->drop) {
             drop_copy(rep->task);

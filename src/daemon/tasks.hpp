@@ -323,7 +323,7 @@ class TaskService : public FrameChannel {
     // Copies that were unfinished at the last check_copies(): asked about at the next one, so
     // only copies at least one interval old are, and a task that ends meanwhile costs nothing.
     std::set<std::string, std::less<>> unfinished_copies_;
-    std::set<std::string, std::less<>> orphans_;   // ids in replicas_, waiting for an owner
+    std::set<std::string, std::less<>> orphans_;   // ids in copies_, waiting for an owner
     std::set<std::string, std::less<>> offering_;  // orphans offered to another candidate now
     net::Handle<uv_timer_t> copy_check_timer_;
 

@@ -207,10 +207,10 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                 return {gen::Message::TaskQuery,
                         gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
                             .Union()};
-            } else if constexpr (std::is_same_v<T, TaskReplicate>) {
+            } else if constexpr (std::is_same_v<T, TaskCopy>) {
                 return {
-                    gen::Message::TaskReplicate,
-                    gen::CreateTaskReplicate(b, x.request, task_status(b, x.task), x.drop).Union()};
+                    gen::Message::TaskCopy,
+                    gen::CreateTaskCopy(b, x.request, task_status(b, x.task), x.drop).Union()};
             } else {
                 const auto status = x.task ? task_status(b, *x.task) : 0;
                 return {
@@ -581,13 +581,13 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.replicas = m->replicas();
             break;
         }
-        case gen::Message::TaskReplicate: {
-            const auto* m = f->message_as_TaskReplicate();
-            auto& x = out.message.emplace<TaskReplicate>();
+        case gen::Message::TaskCopy: {
+            const auto* m = f->message_as_TaskCopy();
+            auto& x = out.message.emplace<TaskCopy>();
             x.request = m->request();
             x.drop = m->drop();
             if (m->task() == nullptr) {
-                r.fail("replicate.task is missing");
+                r.fail("copy.task is missing");
             } else {
                 x.task = read_status(r, *m->task(), l);
             }

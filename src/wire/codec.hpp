@@ -75,13 +75,13 @@ std::vector<uint8_t> encode(const PushPull& p);
 Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& limits);
 
 // Task frames travel on the same streams as push-pulls.
-using TaskMessage = std::variant<TaskSubmit, TaskQuery, TaskReply, TaskReplicate>;
+using TaskMessage = std::variant<TaskSubmit, TaskQuery, TaskReply, TaskCopy>;
 std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const TaskMessage& m);
 
 // Any stream frame: a push-pull or a task message, from `sender`.
 struct Frame {
     Name sender;
-    std::variant<PushPull, TaskSubmit, TaskQuery, TaskReply, TaskReplicate> message;
+    std::variant<PushPull, TaskSubmit, TaskQuery, TaskReply, TaskCopy> message;
 };
 Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& limits);
 

@@ -165,16 +165,16 @@ int main(int argc, char** argv) {
             16, 200, "", "", 250, 16,
             task(spec("user:42", "s1", "echo", R"({"hello":1})"), TaskState::succeeded), 2}));
     frames.emplace_back(
-        "task_replicate",
-        task_frame(TaskReplicate{17, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),
+        "task_copy",
+        task_frame(TaskCopy{17, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),
                                  false}));
     frames.emplace_back(
-        "task_replicate_outcome",
-        task_frame(TaskReplicate{0, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::failed),
+        "task_copy_outcome",
+        task_frame(TaskCopy{0, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::failed),
                                  false}));
     frames.emplace_back(
-        "task_replicate_drop",
-        task_frame(TaskReplicate{18, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),
+        "task_copy_drop",
+        task_frame(TaskCopy{18, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),
                                  true}));
 
     for (const auto& [name, bytes] : frames) {
@@ -188,7 +188,7 @@ int main(int argc, char** argv) {
             ->second;
     };
     write(st, "submit_then_query", framed({frame("task_submit_echo"), frame("task_query")}));
-    write(st, "join_then_replicate", framed({frame("push_pull_join"), frame("task_replicate")}));
+    write(st, "join_then_copy", framed({frame("push_pull_join"), frame("task_copy")}));
 
     // ---- HTTP: a task posted with the client's own id, then read back by its full id.
     const std::string body = R"({"key": "k", "type": "echo", "payload": [1], "id": "nightly-17"})";

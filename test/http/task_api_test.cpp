@@ -480,7 +480,7 @@ TEST_CASE("a full journal refuses new tasks with 503, and every task it acknowle
     }
 }
 
-TEST_CASE("a task its owner could not store is dropped from the backup it was copied to") {
+TEST_CASE("a task its owner could not store is dropped from the member holding its copy") {
     TempDir d;
     daemon::TaskOptions o;
     o.data_dir = d.path;
@@ -1036,7 +1036,7 @@ TEST_CASE("a node whose journal fails is passed over by its peers until it commi
     REQUIRE(r.body["owner"] == "a");
 }
 
-TEST_CASE("a backup holding its most unfinished copies refuses more, and says so") {
+TEST_CASE("a member holding its most unfinished copies refuses more, and says so") {
     daemon::TaskOptions o;
     o.candidates = 2;
     o.copies_max = 1;

@@ -423,14 +423,14 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE(t.finished == want.finished);
     REQUIRE(t.attempts == 1);
 
-    const auto copy = round_trip<TaskReplicate>(TaskReplicate{13, full_task()});
+    const auto copy = round_trip<TaskCopy>(TaskCopy{13, full_task()});
     REQUIRE(copy.request == 13);
     REQUIRE(copy.task.spec.id == want.spec.id);
     REQUIRE(copy.task.owner == "n2");
     REQUIRE(copy.task.exit_code == 3);
     REQUIRE(copy.task.finished == want.finished);
     REQUIRE_FALSE(copy.drop);
-    REQUIRE(round_trip<TaskReplicate>(TaskReplicate{14, full_task(), true}).drop);
+    REQUIRE(round_trip<TaskCopy>(TaskCopy{14, full_task(), true}).drop);
 
     const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}, 0});
     REQUIRE(refusal.code == "full");
@@ -599,7 +599,7 @@ TEST_CASE("every message decodes from the bytes an earlier build wrote (golden e
             {"task_submit", TaskSubmit{5, t.spec}},
             {"task_query", TaskQuery{6, t.spec.id, true, milliseconds(2500)}},
             {"task_reply", TaskReply{7, 503, "full", "busy", 1500, 16, t}},
-            {"task_replicate", TaskReplicate{8, t, true}},
+            {"task_copy", TaskCopy{8, t, true}},
         };
         for (const auto& [name, m] : messages) {
             INFO(name);
@@ -623,7 +623,7 @@ TEST_CASE("every message decodes from the bytes an earlier build wrote (golden e
         auto query = std::get<TaskQuery>(decode_frame(golden("task_query", {}), l)->message);
         REQUIRE(query.cancel);
         REQUIRE(query.wait == milliseconds(2500));
-        auto rep = std::get<TaskReplicate>(decode_frame(golden("task_replicate", {}), l)->message);
+        auto rep = std::get<TaskCopy>(decode_frame(golden("task_copy", {}), l)->message);
         REQUIRE(rep.drop);
         REQUIRE(rep.task.owner == "node-2");
     }
