@@ -104,15 +104,15 @@ struct TaskService::Waiter {
     net::Handle<uv_timer_t> timer;
 };
 
-struct TaskService::Placement {
+// A client's task being placed from this node.
+struct TaskService::Submission {
+    explicit Submission(TaskSpec s) : spec(std::move(s)), search(spec.key) {}
     TaskSpec spec;
     uint64_t key_hash = 0;
     Duration wait{};
     Done done;
     uint64_t client = 0;
-    std::set<Name> tried;
-    std::vector<std::string> refusals;  // "name: why", for the 503 if every candidate refuses
-    size_t not_replicated = 0;          // of those, owners that could not store enough copies
+    Placement search;  // which candidate next, and the answer when none is left
 };
 
 struct TaskService::Search {
@@ -1044,9 +1044,9 @@ void TaskService::submit(TaskSpec spec, Duration wait, Done done, uint64_t clien
         done(std::move(*bad));
         return;
     }
-    auto p = std::make_shared<Placement>();
-    p->key_hash = xxh3(spec.key);
-    p->spec = std::move(spec);
+    const uint64_t key_hash = xxh3(spec.key);
+    auto p = std::make_shared<Submission>(std::move(spec));
+    p->key_hash = key_hash;
     p->wait = wait;
     p->done = std::move(done);
     p->client = client;
@@ -1073,47 +1073,21 @@ void TaskService::submit(TaskSpec spec, Duration wait, Done done, uint64_t clien
     });
 }
 
-void TaskService::place(std::shared_ptr<Placement> p) {
-    const std::vector<Name> names = ring().preference_at(p->key_hash, options_.candidates);
+void TaskService::place(std::shared_ptr<Submission> p) {
     std::vector<RouteCandidate> cs;
-    for (const Name& n : names) {
+    for (const Name& n : ring().preference_at(p->key_hash, options_.candidates))
         cs.push_back(candidate(n));
-        if (p->tried.contains(n)) cs.back().alive = false;
-    }
-    const auto choice = choose_owner(cs, options_.phi_route, options_.balance_factor);
-    if (!choice) {
+    auto next = p->search.next(std::move(cs), options_.phi_route, options_.balance_factor);
+    if (auto* end = std::get_if<Placement::GiveUp>(&next)) {
         ++stats_.unavailable;
-        std::vector<std::string> listed;
-        for (const Name& n : names)
-            listed.push_back(n.str());
-        if (p->tried.empty()) {
-            p->done(TaskAnswer::error(
-                503, "no_owner",
-                fmt::format("no alive member owns key '{}' (its candidates: {}); wait for "
-                            "members to join or recover",
-                            p->spec.key, fmt::join(listed, ", "))));
-        } else if (p->not_replicated == p->tried.size()) {
-            p->done(TaskAnswer::error(
-                503, "not_replicated",
-                fmt::format("no candidate owner of key '{}' could store the task on enough "
-                            "members, and it does not run ({}); retry later",
-                            p->spec.key, fmt::join(p->refusals, "; "))));
-        } else {
-            p->done(TaskAnswer::error(
-                503, "all_refused",
-                fmt::format("every candidate owner of key '{}' refused or did not answer ({}); "
-                            "retry later",
-                            p->spec.key, fmt::join(p->refusals, "; "))));
-        }
+        p->done(TaskAnswer::error(503, std::move(end->code), std::move(end->message)));
         return;
     }
-    const Name owner = names[*choice];
+    const Name owner = std::get<Placement::Try>(next).owner;
     if (owner == agent_.node().self().name) {
         accept(p->spec, options_.forward_timeout, [this, p, owner](TaskAnswer a) mutable {
             if (a.status == 503) {
-                if (a.code == "not_replicated") ++p->not_replicated;
-                p->refusals.push_back(fmt::format("{}: {}", owner.str(), a.message));
-                p->tried.insert(owner);
+                p->search.refused(owner, a.code, a.message);
                 ++stats_.retries;
                 place(std::move(p));
                 return;
@@ -1130,10 +1104,8 @@ void TaskService::place(std::shared_ptr<Placement> p) {
             [this, p, owner, sent_at](Result<TaskReply> r) mutable {
                 if (!r || r->status == 503) {
                     if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
-                    if (r && r->code == "not_replicated") ++p->not_replicated;
-                    p->refusals.push_back(
-                        fmt::format("{}: {}", owner.str(), r ? r->message : r.error().message));
-                    p->tried.insert(owner);
+                    p->search.refused(owner, r ? r->code : r.error().code,
+                                      r ? r->message : r.error().message);
                     ++stats_.retries;
                     place(std::move(p));
                     return;

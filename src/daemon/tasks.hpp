@@ -27,6 +27,7 @@
 
 #include "core/copies.hpp"
 #include "core/copy_tracker.hpp"
+#include "core/placement.hpp"
 #include "core/ring.hpp"
 #include "core/rng.hpp"
 #include "core/router.hpp"
@@ -204,7 +205,7 @@ class TaskService : public FrameChannel {
 
     struct Request;  // a task frame sent, awaiting its reply
     struct Waiter;   // a query waiting for a task here to finish
-    struct Placement;
+    struct Submission;
     struct Search;
 
   private:
@@ -259,7 +260,7 @@ class TaskService : public FrameChannel {
     std::function<void()> take_waiter(uint64_t serial);
 
     RouteCandidate candidate(const Name& name);
-    void place(std::shared_ptr<Placement> p);
+    void place(std::shared_ptr<Submission> p);
     void search(std::shared_ptr<Search> s);
     // Answers with `current` once its task has finished or `deadline` passed, asking `holder`
     // (this node or another) as the task runs. `submitted`: 202 while unfinished, else 200.
