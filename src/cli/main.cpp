@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -38,40 +39,23 @@ int main(int argc, char** argv) {
     CLI::App app{"chorus: a leaderless cluster daemon"};
     app.require_subcommand(1);
 
-    Settings flags;
     std::string config_file;
-    std::vector<std::string> tags;
-    uint64_t leave_timeout_ms = 5000;
     auto* agent = app.add_subcommand("agent", "run a member of the cluster");
     agent->add_option("--config", config_file, "JSON config file; flags given as well win");
-    agent->add_option("--name", flags.name, "unique member name (default: the host name)");
-    agent->add_option("--bind", flags.bind, "gossip address, UDP and TCP")->capture_default_str();
-    agent->add_option(
-        "--advertise", flags.advertise,
-        "address other members use to reach this one (needed with a wildcard --bind)");
-    agent->add_option("--http", flags.http, "HTTP API address")->capture_default_str();
-    agent->add_option("--seed", flags.seeds,
-                      "host:port, ip:port or [ipv6]:port of a member to join through (repeatable; "
-                      "names are resolved again on every attempt)");
-    agent
-        ->add_option("--retry-join", flags.retry_join,
-                     "join attempts before giving up, with doubling backoff; 0 = keep trying")
-        ->capture_default_str();
-    agent->add_option("--profile", flags.profile, "timing profile: lan, wan or local")
-        ->capture_default_str();
-    agent->add_option("--tag", tags, "key=value attached to this member (repeatable)");
-    agent
-        ->add_option("--cluster", flags.cluster,
-                     "cluster name; other clusters' packets are dropped")
-        ->capture_default_str();
-    agent->add_option("--log-level", flags.log_level, "debug, info, warn or error")
-        ->capture_default_str();
-    agent->add_option("--log-format", flags.log_format, "text or json (one object per line)")
-        ->capture_default_str();
-    agent->add_option("--leave-timeout-ms", leave_timeout_ms, "how long a graceful leave may take")
-        ->capture_default_str();
-    agent->add_option("--data-dir", flags.tasks.data_dir,
-                      "folder for the task journal; without it tasks are kept in memory only");
+    // Every flag comes from the settings table (daemon/settings.hpp), which the config file
+    // reads too; a flag's text is applied after the file, as its value there would be.
+    std::map<std::string_view, std::vector<std::string>> given;
+    for (const SettingSpec& spec : agent_settings()) {
+        if (spec.flag.empty()) continue;
+        auto* o =
+            agent->add_option(std::string(spec.flag), given[spec.flag], std::string(spec.help));
+        const bool repeatable = std::holds_alternative<setting::Texts>(spec.field) ||
+                                std::holds_alternative<setting::TagMap>(spec.field);
+        if (!repeatable) o->expected(1);
+        if (const std::string d = default_text(spec); !d.empty() && spec.key != "name") {
+            o->default_str(d);
+        }
+    }
 
     // Client commands find the agent through --http, else $CHORUS_HTTP_ADDR (as Consul's
     // CONSUL_HTTP_ADDR), else the default.
@@ -161,21 +145,9 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    const auto given = [&](const char* flag) { return agent->count(flag) > 0; };
-    if (given("--name")) s.name = flags.name;
-    if (given("--bind")) s.bind = flags.bind;
-    if (given("--advertise")) s.advertise = flags.advertise;
-    if (given("--http")) s.http = flags.http;
-    if (given("--seed")) s.seeds = flags.seeds;
-    if (given("--retry-join")) s.retry_join = flags.retry_join;
-    if (given("--profile")) s.profile = flags.profile;
-    if (given("--cluster")) s.cluster = flags.cluster;
-    if (given("--log-level")) s.log_level = flags.log_level;
-    if (given("--log-format")) s.log_format = flags.log_format;
-    if (given("--leave-timeout-ms")) s.leave_timeout = milliseconds(leave_timeout_ms);
-    if (given("--data-dir")) s.tasks.data_dir = flags.tasks.data_dir;
-    for (const auto& t : tags) {
-        if (auto st = add_tag(s, t); !st) {
+    for (const SettingSpec& spec : agent_settings()) {
+        if (spec.flag.empty()) continue;
+        if (auto st = apply_flag(s, spec, given[spec.flag]); !st) {
             fmt::print(stderr, "chorus agent: {}\n", st.error().message);
             return 2;
         }

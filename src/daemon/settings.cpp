@@ -1,6 +1,7 @@
 #include "daemon/settings.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "core/text.hpp"
@@ -22,14 +23,181 @@ constexpr uint64_t kBytesMax = 1ull << 40;                        // 1 TiB
 // A whole number of `unit` at most `max`, or an error naming the field.
 Result<uint64_t> whole(const nlohmann::json& v, std::string_view field, uint64_t max,
                        std::string_view unit) {
-    if (!v.is_number_unsigned())
-        return bad(field, fmt::format("must be a whole number of {}", unit));
+    const std::string of = unit.empty() ? "" : fmt::format(" {}", unit);
+    if (!v.is_number_unsigned()) return bad(field, fmt::format("must be a whole number{}", of));
     const auto n = v.get<uint64_t>();
-    if (n > max) return bad(field, fmt::format("must be at most {} {}", max, unit));
+    if (n > max) return bad(field, fmt::format("must be at most {}{}", max, of));
     return n;
 }
 
+// A pointer to a field nested in Settings: field<&Settings::tasks, &TaskOptions::limits,
+// &TaskLimits::capacity> is s.tasks.limits.capacity.
+template <auto... Members>
+decltype(auto) field(Settings& s) {
+    return (s.*....*Members);
+}
+
+using namespace setting;
+using S = Settings;
+using T = TaskOptions;
+using L = TaskLimits;
+
+// The table. Help says what a setting means and its unit; README.md says more.
+const SettingSpec kSettings[] = {
+    {"name", "--name", "unique member name (default: the host name)", Text{&field<&S::name>}},
+    {"bind", "--bind", "gossip address, UDP and TCP", Text{&field<&S::bind>}},
+    {"advertise", "--advertise",
+     "address other members use to reach this one (needed with a wildcard --bind)",
+     Text{&field<&S::advertise>}},
+    {"http", "--http", "HTTP API address", Text{&field<&S::http>}},
+    {"seeds", "--seed",
+     "host:port, ip:port or [ipv6]:port of a member to join through (repeatable; names are "
+     "resolved again on every attempt)",
+     Texts{&field<&S::seeds>}},
+    {"retry_join", "--retry-join",
+     "join attempts before giving up, with doubling backoff; 0 = keep trying",
+     Whole32{&field<&S::retry_join>}},
+    {"profile", "--profile", "timing profile: lan, wan or local", Text{&field<&S::profile>}},
+    {"cluster", "--cluster", "cluster name; other clusters' packets are dropped",
+     Text{&field<&S::cluster>}},
+    {"tags", "--tag", "key=value attached to this member (repeatable)", TagMap{&field<&S::tags>}},
+    {"log_level", "--log-level", "debug, info, warn or error", Text{&field<&S::log_level>}},
+    {"log_format", "--log-format", "text or json (one object per line)",
+     Text{&field<&S::log_format>}},
+    {"leave_timeout_ms", "--leave-timeout-ms", "how long a graceful leave may take, ms",
+     Millis{&field<&S::leave_timeout>}},
+    {"data_dir", "--data-dir",
+     "folder for the task journal; without it tasks are kept in memory only",
+     Text{&field<&S::tasks, &T::data_dir>, true}},
+    {"tasks.capacity", "", "tasks run at once",
+     Whole32{&field<&S::tasks, &T::limits, &L::capacity>}},
+    {"tasks.queue_max", "", "tasks waiting for a slot; beyond it the node refuses",
+     Whole32{&field<&S::tasks, &T::limits, &L::queue_max>}},
+    {"tasks.results_max", "", "finished tasks kept for readers",
+     Whole32{&field<&S::tasks, &T::limits, &L::results_max>}},
+    {"tasks.results_bytes_max", "", "bytes of finished tasks kept for readers",
+     Bytes{&field<&S::tasks, &T::limits, &L::results_bytes_max>}},
+    {"tasks.results_ttl_s", "", "how long a finished task is kept, s",
+     Millis{&field<&S::tasks, &T::limits, &L::results_ttl>, 1000}},
+    {"tasks.key_bytes_max", "", "a task's key, at most",
+     Bytes{&field<&S::tasks, &T::limits, &L::key_bytes_max>}},
+    {"tasks.payload_bytes_max", "", "a task's payload, at most",
+     Bytes{&field<&S::tasks, &T::limits, &L::payload_bytes_max>}},
+    {"tasks.result_bytes_max", "", "a task's result (a command's stdout, an HTTP body), at most",
+     Bytes{&field<&S::tasks, &T::limits, &L::result_bytes_max>}},
+    {"tasks.timeout_default_ms", "", "a task's timeout when it names none, ms",
+     Millis{&field<&S::tasks, &T::limits, &L::timeout_default>}},
+    {"tasks.timeout_max_ms", "", "the longest timeout a task may ask for, ms",
+     Millis{&field<&S::tasks, &T::limits, &L::timeout_max>}},
+    {"tasks.vnodes", "", "points per member on the hash ring",
+     Whole32{&field<&S::tasks, &T::vnodes>}},
+    {"tasks.candidates", "", "members of a key's preference list the router chooses among",
+     Whole32{&field<&S::tasks, &T::candidates>}},
+    {"tasks.replicas", "", "members storing each task before it is acknowledged (1 or 2)",
+     Whole32{&field<&S::tasks, &T::task_replicas>}},
+    {"tasks.min_replicas", "",
+     "the fewest members a task may be acknowledged on (0: replicas; 1 prefers availability)",
+     Whole32{&field<&S::tasks, &T::min_replicas>}},
+    {"tasks.copy_timeout_ms", "", "how long one member has to store a copy, ms",
+     Millis{&field<&S::tasks, &T::copy_timeout>}},
+    {"tasks.forward_timeout_ms", "", "how long an owner has to answer a forwarded task, ms",
+     Millis{&field<&S::tasks, &T::forward_timeout>}},
+    {"tasks.copy_check_ms", "", "how often a holder asks the owners of its unfinished copies, ms",
+     Millis{&field<&S::tasks, &T::copy_check>}},
+    {"tasks.copies_max", "", "unfinished copies of other members' tasks held here, at most",
+     Count{&field<&S::tasks, &T::copies_max>}},
+    {"tasks.copies_bytes_max", "", "bytes of unfinished copies held here, at most",
+     Bytes{&field<&S::tasks, &T::copies_bytes_max>}},
+    {"tasks.backlog_bytes_max", "", "bytes waiting for one peer's connection, at most",
+     Bytes{&field<&S::tasks, &T::backlog_bytes_max>}},
+    {"tasks.phi_route", "", "a candidate with φ at or above this is passed over",
+     Real{&field<&S::tasks, &T::phi_route>}},
+    {"tasks.balance_factor", "", "0: least loaded; >= 1: bounded loads",
+     Real{&field<&S::tasks, &T::balance_factor>}},
+};
+
+// The keys of one section ("" or "tasks"), for an error naming an unknown one.
+std::string keys_of(std::string_view section) {
+    std::vector<std::string_view> keys;
+    for (const SettingSpec& spec : kSettings) {
+        const size_t dot = spec.key.find('.');
+        const std::string_view in = dot == std::string_view::npos ? "" : spec.key.substr(0, dot);
+        if (in == section)
+            keys.push_back(dot == std::string_view::npos ? spec.key : spec.key.substr(dot + 1));
+    }
+    if (section.empty()) {
+        keys.push_back("tasks");
+        keys.push_back("handlers");
+    }
+    return fmt::format("{}", fmt::join(keys, ", "));
+}
+
+// Applies one JSON value to its setting; `name` is what an error calls it.
+Status apply_value(Settings& s, const SettingSpec& spec, const nlohmann::json& v,
+                   std::string_view name) {
+    const auto all_strings = [](const nlohmann::json& x) {
+        return std::all_of(x.begin(), x.end(), [](const auto& e) { return e.is_string(); });
+    };
+    return std::visit(
+        [&](const auto& f) -> Status {
+            using F = std::decay_t<decltype(f)>;
+            if constexpr (std::is_same_v<F, Text>) {
+                if (!v.is_string() || (f.non_empty && v.get<std::string>().empty())) {
+                    return bad(name,
+                               f.non_empty ? "must be a non-empty string" : "must be a string");
+                }
+                f.at(s) = v.get<std::string>();
+            } else if constexpr (std::is_same_v<F, Texts>) {
+                if (!v.is_array() || !all_strings(v)) {
+                    return bad(name, "must be an array of \"host:port\" strings");
+                }
+                f.at(s) = v.get<std::vector<std::string>>();
+            } else if constexpr (std::is_same_v<F, TagMap>) {
+                if (!v.is_object() || !all_strings(v)) {
+                    return bad(name, "must be an object of string values");
+                }
+                for (const auto& [k, x] : v.items())
+                    f.at(s)[k] = x.template get<std::string>();
+            } else if constexpr (std::is_same_v<F, Whole32>) {
+                auto n = whole(v, name, UINT32_MAX, "");
+                if (!n) return n.error();
+                f.at(s) = static_cast<uint32_t>(*n);
+            } else if constexpr (std::is_same_v<F, Count>) {
+                auto n = whole(v, name, UINT32_MAX, "");
+                if (!n) return n.error();
+                f.at(s) = *n;
+            } else if constexpr (std::is_same_v<F, Bytes>) {
+                auto n = whole(v, name, kBytesMax, "bytes");
+                if (!n) return n.error();
+                f.at(s) = *n;
+            } else if constexpr (std::is_same_v<F, Millis>) {
+                auto n = whole(v, name, kMillisecondsMax / f.unit_ms,
+                               f.unit_ms == 1 ? "milliseconds" : "seconds");
+                if (!n) return n.error();
+                f.at(s) = milliseconds(*n * f.unit_ms);
+            } else {
+                if (!v.is_number() || !(v.get<double>() >= 0)) {
+                    return bad(name, "must be a non-negative number");
+                }
+                f.at(s) = v.get<double>();
+            }
+            return Ok{};
+        },
+        spec.field);
+}
+
 }  // namespace
+
+std::span<const SettingSpec> agent_settings() {
+    return kSettings;
+}
+
+const SettingSpec* find_setting(std::string_view key) {
+    for (const SettingSpec& spec : kSettings) {
+        if (spec.key == key) return &spec;
+    }
+    return nullptr;
+}
 
 Status add_tag(Settings& s, const std::string& kv) {
     const size_t eq = kv.find('=');
@@ -48,150 +216,76 @@ Status apply_config_json(Settings& s, const std::string& text) {
     const nlohmann::json& j = *parsed;
     if (!j.is_object()) return bad("config file", "must hold a JSON object");
     for (const auto& [key, value] : j.items()) {
-        const auto need = [&, &key = key](bool ok, std::string_view type) -> Status {
-            if (ok) return Ok{};
-            return bad(key, fmt::format("must be {}", type));
-        };
-        Status st = Ok{};
-        if (key == "name" || key == "bind" || key == "advertise" || key == "http" ||
-            key == "profile" || key == "cluster" || key == "log_level" || key == "log_format") {
-            st = need(value.is_string(), "a string");
-            if (!st) return st;
-            const auto v = value.get<std::string>();
-            if (key == "name") s.name = v;
-            if (key == "bind") s.bind = v;
-            if (key == "advertise") s.advertise = v;
-            if (key == "http") s.http = v;
-            if (key == "profile") s.profile = v;
-            if (key == "cluster") s.cluster = v;
-            if (key == "log_level") s.log_level = v;
-            if (key == "log_format") s.log_format = v;
-        } else if (key == "seeds") {
-            st = need(value.is_array() && std::all_of(value.begin(), value.end(),
-                                                      [](const auto& x) { return x.is_string(); }),
-                      "an array of \"ip:port\" strings");
-            if (!st) return st;
-            s.seeds = value.get<std::vector<std::string>>();
-        } else if (key == "retry_join") {
-            auto n = whole(value, key, UINT32_MAX, "attempts (0 = forever)");
-            if (!n) return n.error();
-            s.retry_join = static_cast<uint32_t>(*n);
-        } else if (key == "leave_timeout_ms") {
-            auto n = whole(value, key, kMillisecondsMax, "milliseconds");
-            if (!n) return n.error();
-            s.leave_timeout = milliseconds(*n);
-        } else if (key == "tags") {
-            st = need(value.is_object() && std::all_of(value.begin(), value.end(),
-                                                       [](const auto& x) { return x.is_string(); }),
-                      "an object of string values");
-            if (!st) return st;
-            for (const auto& [k, v] : value.items())
-                s.tags[k] = v.get<std::string>();
-        } else if (key == "data_dir") {
-            st = need(value.is_string() && !value.get<std::string>().empty(),
-                      "a folder path (omit it to keep tasks in memory only)");
-            if (!st) return st;
-            s.tasks.data_dir = value.get<std::string>();
-        } else if (key == "tasks") {
-            st = apply_tasks_json(s.tasks, value);
-            if (!st) return st;
-        } else if (key == "handlers") {
-            st = apply_handlers_json(s.tasks, value);
-            if (!st) return st;
-        } else {
-            return bad(key, "unknown setting (see chorus agent --help)");
+        if (key == "handlers") {
+            if (auto st = apply_handlers_json(s.tasks, value); !st) return st;
+            continue;
         }
+        if (key == "tasks") {
+            if (!value.is_object()) return bad("tasks", "must be an object");
+            for (const auto& [k, v] : value.items()) {
+                const std::string name = "tasks." + k;
+                const SettingSpec* spec = find_setting(name);
+                if (spec == nullptr) {
+                    return bad(name, fmt::format("unknown setting ({})", keys_of("tasks")));
+                }
+                if (auto st = apply_value(s, *spec, v, name); !st) return st;
+            }
+            continue;
+        }
+        const SettingSpec* spec = find_setting(key);
+        if (spec == nullptr || key.find('.') != std::string::npos) {
+            return bad(key, fmt::format("unknown setting ({})", keys_of("")));
+        }
+        if (auto st = apply_value(s, *spec, value, key); !st) return st;
     }
     return Ok{};
 }
 
-Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j) {
-    if (!j.is_object()) return bad("tasks", "must be an object");
-    TaskLimits& l = t.limits;
-    for (const auto& [key, value] : j.items()) {
-        const std::string field = "tasks." + key;
-        if (key == "phi_route" || key == "balance_factor") {
-            if (!value.is_number() || value.get<double>() < 0) {
-                return bad(field, "must be a non-negative number");
+Status apply_flag(Settings& s, const SettingSpec& spec, const std::vector<std::string>& values) {
+    const std::string_view name = spec.flag;
+    if (values.empty()) return Ok{};
+    // A flag's text becomes the JSON value the config file would hold, read the same way.
+    return std::visit(
+        [&](const auto& f) -> Status {
+            using F = std::decay_t<decltype(f)>;
+            if constexpr (std::is_same_v<F, TagMap>) {
+                for (const std::string& kv : values) {
+                    if (auto st = add_tag(s, kv); !st) return st;
+                }
+                return Ok{};
+            } else if constexpr (std::is_same_v<F, Texts>) {
+                return apply_value(s, spec, nlohmann::json(values), name);
+            } else if constexpr (std::is_same_v<F, Text>) {
+                return apply_value(s, spec, nlohmann::json(values.back()), name);
+            } else {
+                // Numbers: the whole text must be one.
+                auto v = parse_json(values.back());
+                if (!v || !v->is_number())
+                    return bad(name, fmt::format("'{}' is not a number", values.back()));
+                return apply_value(s, spec, *v, name);
             }
-            (key == "phi_route" ? t.phi_route : t.balance_factor) = value.get<double>();
-            continue;
-        }
-        if (!value.is_number_unsigned()) return bad(field, "must be a whole number");
-        const auto n = value.get<uint64_t>();
-        const auto u32 = [&](uint32_t& to) -> Status {
-            if (n > UINT32_MAX) return bad(field, "is too large");
-            to = static_cast<uint32_t>(n);
-            return Ok{};
-        };
-        const auto bytes = [&, &value = value](size_t& to) -> Status {
-            auto b = whole(value, field, kBytesMax, "bytes");
-            if (b) to = *b;
-            return b ? Status{Ok{}} : Status{b.error()};
-        };
-        const auto ms = [&, &value = value](Duration& to, uint64_t unit_ms = 1) -> Status {
-            auto m = whole(value, field, kMillisecondsMax / unit_ms,
-                           unit_ms == 1 ? "milliseconds" : "seconds");
-            if (m) to = milliseconds(*m * unit_ms);
-            return m ? Status{Ok{}} : Status{m.error()};
-        };
-        Status st = Ok{};
-        if (key == "capacity") {
-            st = u32(l.capacity);
-        } else if (key == "queue_max") {
-            st = u32(l.queue_max);
-        } else if (key == "results_max") {
-            st = u32(l.results_max);
-        } else if (key == "results_bytes_max") {
-            st = bytes(l.results_bytes_max);
-        } else if (key == "results_ttl_s") {
-            st = ms(l.results_ttl, 1000);
-        } else if (key == "key_bytes_max") {
-            st = bytes(l.key_bytes_max);
-        } else if (key == "payload_bytes_max") {
-            st = bytes(l.payload_bytes_max);
-        } else if (key == "result_bytes_max") {
-            st = bytes(l.result_bytes_max);
-            t.runner.output_bytes_max = l.result_bytes_max;
-        } else if (key == "timeout_default_ms") {
-            st = ms(l.timeout_default);
-        } else if (key == "timeout_max_ms") {
-            st = ms(l.timeout_max);
-        } else if (key == "vnodes") {
-            st = u32(t.vnodes);
-        } else if (key == "candidates") {
-            st = u32(t.candidates);
-        } else if (key == "replicas") {
-            st = u32(t.task_replicas);
-        } else if (key == "min_replicas") {
-            st = u32(t.min_replicas);
-        } else if (key == "copy_timeout_ms") {
-            st = ms(t.copy_timeout);
-        } else if (key == "forward_timeout_ms") {
-            st = ms(t.forward_timeout);
-        } else if (key == "copies_max") {
-            uint32_t copies = 0;
-            st = u32(copies);
-            t.copies_max = copies;
-        } else if (key == "backlog_bytes_max") {
-            st = bytes(t.backlog_bytes_max);
-        } else if (key == "copies_bytes_max") {
-            st = bytes(t.copies_bytes_max);
-        } else if (key == "copy_check_ms") {
-            st = ms(t.copy_check);
-        } else {
-            return bad(
-                field,
-                "unknown setting (capacity, queue_max, results_max, results_bytes_max, "
-                "results_ttl_s, key_bytes_max, payload_bytes_max, result_bytes_max, "
-                "timeout_default_ms, timeout_max_ms, vnodes, candidates, replicas, min_replicas, "
-                "copy_timeout_ms, phi_route, balance_factor, forward_timeout_ms, copy_check_ms, "
-                "copies_max, "
-                "copies_bytes_max, backlog_bytes_max)");
-        }
-        if (!st) return st;
-    }
-    return Ok{};
+        },
+        spec.field);
+}
+
+std::string default_text(const SettingSpec& spec) {
+    Settings s;
+    return std::visit(
+        [&](const auto& f) -> std::string {
+            using F = std::decay_t<decltype(f)>;
+            if constexpr (std::is_same_v<F, Text>) {
+                return f.at(s);
+            } else if constexpr (std::is_same_v<F, Texts> || std::is_same_v<F, TagMap>) {
+                return "";
+            } else if constexpr (std::is_same_v<F, Millis>) {
+                return std::to_string(ms_of(f.at(s)) / f.unit_ms);
+            } else if constexpr (std::is_same_v<F, Real>) {
+                return fmt::format("{}", f.at(s));
+            } else {
+                return std::to_string(f.at(s));
+            }
+        },
+        spec.field);
 }
 
 Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <map>
+#include <span>
+#include <string_view>
+#include <variant>
 
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
@@ -33,15 +36,63 @@ struct Settings {
     TaskOptions tasks;
 };
 
+// Every setting of `chorus agent`, declared once: its config-file key ("tasks.capacity" is
+// `capacity` in the file's "tasks" object), its flag if it has one, its help, and the field it
+// sets, whose initializer in Settings (or TaskOptions, TaskLimits) is its default. The config
+// file, the flags, `chorus agent --help` and the errors naming unknown keys all read this one
+// table. (The "handlers" object, a map of structured values, is read by apply_handlers_json.)
+namespace setting {
+// What a field holds, and so how its value is read: `at` finds the field in a Settings.
+struct Text {
+    std::string& (*at)(Settings&);
+    bool non_empty = false;
+};
+struct Texts {  // a flag given more than once, or a JSON array of strings
+    std::vector<std::string>& (*at)(Settings&);
+};
+struct TagMap {  // key=value flags, or a JSON object of strings
+    std::map<std::string, std::string>& (*at)(Settings&);
+};
+struct Whole32 {
+    uint32_t& (*at)(Settings&);
+};
+struct Count {  // a number of things held, in a size_t
+    size_t& (*at)(Settings&);
+};
+struct Bytes {
+    size_t& (*at)(Settings&);
+};
+struct Millis {  // a duration given in whole milliseconds, or whole seconds (unit_ms 1000)
+    Duration& (*at)(Settings&);
+    uint64_t unit_ms = 1;
+};
+struct Real {  // a non-negative number
+    double& (*at)(Settings&);
+};
+using Field = std::variant<Text, Texts, TagMap, Whole32, Count, Bytes, Millis, Real>;
+}  // namespace setting
+
+struct SettingSpec {
+    std::string_view key;
+    std::string_view flag;  // empty: config file only
+    std::string_view help;
+    setting::Field field;
+};
+std::span<const SettingSpec> agent_settings();
+const SettingSpec* find_setting(std::string_view key);
+
 // Applies the keys of a JSON config file's text over `s`. Unknown keys and wrong types are
 // errors naming the key.
 Status apply_config_json(Settings& s, const std::string& json_text);
+// Applies a flag's values (one, or each time a repeatable flag was given) over `s`, read as
+// the config file's value would be; the error names the flag.
+Status apply_flag(Settings& s, const SettingSpec& spec, const std::vector<std::string>& values);
+// The setting's default, as a flag would say it ("" when it has none).
+std::string default_text(const SettingSpec& spec);
 
 // Parses "k=v" into tags; the error names the flag's value.
 Status add_tag(Settings& s, const std::string& kv);
 
-// Applies a config file's "tasks" object (limits and routing knobs) over `t`.
-Status apply_tasks_json(TaskOptions& t, const nlohmann::json& j);
 // Applies a config file's "handlers" object: {"name": {"exec": [argv]} | {"http": "url"} |
 // {"builtin": "echo"}}; echo and sleep stay unless redefined.
 Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j);

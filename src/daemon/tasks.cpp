@@ -136,7 +136,15 @@ TaskService::TaskService(uv_loop_t* loop, Agent& agent, TaskOptions options, Htt
       agent_(agent),
       options_(std::move(options)),
       board_(options_.limits),
-      runner_(loop, options_.handlers, options_.runner, std::move(http_post)),
+      runner_(
+          loop, options_.handlers,
+          // A handler's output is the task's result: one limit for both.
+          [this] {
+              RunnerLimits r = options_.runner;
+              r.output_bytes_max = options_.limits.result_bytes_max;
+              return r;
+          }(),
+          std::move(http_post)),
       rng_(uv_hrtime() ^ (static_cast<uint64_t>(getpid()) << 32)),
       copies_(CopyLimits{options_.copies_max, options_.copies_bytes_max,
                          options_.limits.results_max, options_.limits.results_bytes_max}),

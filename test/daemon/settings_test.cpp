@@ -1,6 +1,7 @@
 #include "daemon/settings.hpp"
 
 #include <functional>
+#include <set>
 
 #include <fmt/format.h>
 #include <catch2/catch.hpp>
@@ -187,4 +188,64 @@ TEST_CASE("tags that would not fit in a packet beside the node's name are refuse
     for (int i = 0; i < 8; ++i)
         s.tags[fmt::format("k{:02}", i)] = std::string(13, 'v');
     REQUIRE(to_agent_options(s).ok());
+}
+
+TEST_CASE("every setting is declared once: a unique key and flag, help, and a reachable field") {
+    std::set<std::string_view> keys, flags;
+    for (const SettingSpec& spec : agent_settings()) {
+        CAPTURE(spec.key);
+        REQUIRE(keys.insert(spec.key).second);
+        if (!spec.flag.empty()) REQUIRE(flags.insert(spec.flag).second);
+        REQUIRE_FALSE(spec.help.empty());
+        REQUIRE(find_setting(spec.key) == &spec);
+    }
+    REQUIRE(find_setting("tasks.nope") == nullptr);
+}
+
+TEST_CASE("a flag sets its field as the same key in the config file does") {
+    // Each row: a setting, its value as a flag gives it, and as the config file does.
+    struct Row {
+        const char* key;
+        std::vector<std::string> flag;
+        const char* json;
+    };
+    const Row rows[] = {
+        {"name", {"n7"}, R"({"name": "n7"})"},
+        {"seeds", {"127.0.0.1:1", "h:2"}, R"({"seeds": ["127.0.0.1:1", "h:2"]})"},
+        {"tags", {"role=db", "zone=a"}, R"({"tags": {"role": "db", "zone": "a"}})"},
+        {"retry_join", {"3"}, R"({"retry_join": 3})"},
+        {"leave_timeout_ms", {"2500"}, R"({"leave_timeout_ms": 2500})"},
+        {"data_dir", {"/d"}, R"({"data_dir": "/d"})"},
+    };
+    for (const Row& r : rows) {
+        CAPTURE(r.key);
+        const SettingSpec* spec = find_setting(r.key);
+        REQUIRE(spec != nullptr);
+        REQUIRE_FALSE(spec->flag.empty());
+        Settings by_flag = valid(), by_file = valid();
+        REQUIRE(apply_flag(by_flag, *spec, r.flag).ok());
+        REQUIRE(apply_config_json(by_file, r.json).ok());
+        REQUIRE(by_flag.name == by_file.name);
+        REQUIRE(by_flag.seeds == by_file.seeds);
+        REQUIRE(by_flag.tags == by_file.tags);
+        REQUIRE(by_flag.retry_join == by_file.retry_join);
+        REQUIRE(by_flag.leave_timeout == by_file.leave_timeout);
+        REQUIRE(by_flag.tasks.data_dir == by_file.tasks.data_dir);
+    }
+    Settings s = valid();
+    const auto st = apply_flag(s, *find_setting("retry_join"), {"three"});
+    REQUIRE_FALSE(st.ok());
+    REQUIRE_THAT(st.error().message, Catch::StartsWith("--retry-join:"));
+}
+
+TEST_CASE("an unknown key's error lists the known ones of its section, from the table") {
+    Settings s;
+    const auto st = apply_config_json(s, R"({"tasks": {"capcity": 4}})");
+    REQUIRE_FALSE(st.ok());
+    for (const SettingSpec& spec : agent_settings()) {
+        if (!spec.key.starts_with("tasks.")) continue;
+        REQUIRE_THAT(st.error().message, Catch::Contains(std::string(spec.key.substr(6))));
+    }
+    REQUIRE(default_text(*find_setting("tasks.capacity")) == std::to_string(TaskLimits{}.capacity));
+    REQUIRE(default_text(*find_setting("tasks.results_ttl_s")) == "3600");
 }
