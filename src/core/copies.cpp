@@ -71,6 +71,21 @@ std::vector<std::string> CopyStore::expire() {
     return dropped;
 }
 
+CopyCheck judge_copy(const Name& owner, uint16_t status, std::string_view code,
+                     const std::optional<Task>& task) {
+    if (status == 200 && task && task->owner == owner) {
+        return is_finished(task->state) ? CopyCheck::update : CopyCheck::wait;
+    }
+    // A drop is a notification: one lost with a broken connection leaves a copy of a task its
+    // owner refused. The owner remembers what it refused, and says so.
+    if (status == 410 && code == "task_declined") return CopyCheck::drop;
+    // Up, and with no such task: it lost it (a journal gone with its disk), and this copy is
+    // the only one left. (A finished task the owner has since evicted runs again too: at least
+    // once, as after any crash.)
+    if (status == 404) return CopyCheck::take_over;
+    return CopyCheck::wait;
+}
+
 const Task* CopyStore::find(std::string_view id) const {
     auto it = copies_.find(id);
     return it == copies_.end() ? nullptr : &it->second;

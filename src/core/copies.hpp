@@ -31,6 +31,18 @@ struct CopyLimits {
     size_t finished_bytes_max = 256u << 20;
 };
 
+// What the holder of an unfinished copy does with its owner's answer to "how does this task
+// stand?" (the copy check, ARCHITECTURE.md "Tasks"). `status` and `code` are the owner's
+// reply's; `task` its record, if it sent one.
+enum class CopyCheck : uint8_t {
+    wait,       // still running there, or no clear answer: ask again next round
+    update,     // the owner's record says how it ended: the copy takes it
+    take_over,  // the owner is up and has no such task (its disk was lost): run it here
+    drop,       // the owner refused the task when it was submitted: it must never run
+};
+CopyCheck judge_copy(const Name& owner, uint16_t status, std::string_view code,
+                     const std::optional<Task>& task);
+
 class CopyStore {
   public:
     explicit CopyStore(CopyLimits limits) : limits_(limits) {}

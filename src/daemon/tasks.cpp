@@ -32,6 +32,9 @@ constexpr size_t kCopyChecksMax = 256;
 constexpr Duration kRetryAfter = seconds(1);
 // Queries held waiting for a task to finish, at most; beyond it they answer at once.
 constexpr size_t kWaitersMax = 4096;
+// Ids of tasks refused at submission remembered (kept in memory only), so that a copy whose
+// drop was lost is dropped when its holder asks, not run: a few minutes' worth at full rate.
+constexpr size_t kDeclinedMax = 16384;
 
 // Whether a submission repeats the task already under its id (a client's retry).
 bool same_task(const TaskSpec& a, const TaskSpec& b) {
@@ -385,6 +388,7 @@ void TaskService::committed(uint64_t upto, const Status& st) {
         for (const std::string& id : settled) {
             Pending p = std::move(pending_.extract(id).mapped());
             ++stats_.unjournaled;
+            decline(id);
             // Its copies went out beside the commit: their holders forget them, or would run
             // the refused task if this node died (frames on one link arrive in order, so the
             // drop comes after the copy).
@@ -420,6 +424,7 @@ void TaskService::settle(const CopyVerdict& v) {
     }
     Pending p = std::move(pending_.extract(it).mapped());
     ++stats_.not_replicated;
+    decline(v.id);
     if (journal_) {  // stored, or being stored: it must not come back after a restart
         journal_->remove(v.id);
         schedule_commit();
@@ -457,6 +462,15 @@ TaskAnswer TaskService::accepted(const std::string& id) const {
     a.status = 202;
     if (const Task* t = board_.find(id)) a.task = *t;
     return a;
+}
+
+void TaskService::decline(const std::string& id) {
+    if (!declined_.insert(id).second) return;
+    declined_order_.push_back(id);
+    while (declined_order_.size() > kDeclinedMax) {
+        declined_.erase(declined_order_.front());
+        declined_order_.pop_front();
+    }
 }
 
 const Task* TaskService::owned(std::string_view id) const {
@@ -704,16 +718,19 @@ void TaskService::check_copies() {
                     if (!r || copy == nullptr || copy->owner != owner || is_finished(copy->state)) {
                         return;  // no answer (asked again next round), or settled meanwhile
                     }
-                    const bool owns = r->status == 200 && r->task && r->task->owner == owner;
-                    if (owns && is_finished(r->task->state)) {
-                        ++stats_.caught_up;
-                        keep_copy(std::move(*r->task), [](bool) {});
-                    } else if (!owns && r->status == 404) {
-                        // The owner is up but has no such task: it lost it (a journal gone
-                        // with its disk). Ours is the only copy left, so it runs here. (A
-                        // finished task the owner has since evicted runs again too: at least
-                        // once, as after any crash.)
-                        take_over({id});
+                    switch (judge_copy(owner, r->status, r->code, r->task)) {
+                        case CopyCheck::update:
+                            ++stats_.caught_up;
+                            keep_copy(std::move(*r->task), [](bool) {});
+                            break;
+                        case CopyCheck::take_over:
+                            take_over({id});
+                            break;
+                        case CopyCheck::drop:
+                            drop_copy(Task(*copy));  // a copy: drop_copy erases it
+                            break;
+                        case CopyCheck::wait:
+                            break;
                     }
                 });
     }
@@ -922,6 +939,11 @@ TaskAnswer TaskService::answer_query(const std::string& id, bool cancel) {
             TaskAnswer a;  // a copy: as fresh as the owner's last word
             a.task = *r;
             return a;
+        }
+        if (declined_.contains(id)) {
+            return TaskAnswer::error(
+                410, "task_declined",
+                fmt::format("task {} was refused when it was submitted, and never ran", id));
         }
         return TaskAnswer::error(404, "unknown_task", fmt::format("no task {} here", id));
     }
@@ -1261,7 +1283,8 @@ void TaskService::search(std::shared_ptr<Search> s) {
                 [found, t, s](Result<TaskReply> r) {
                     if (!r || r->status != 200 || !r->task) {
                         // A 404 is an answer; no answer, or a refusal, leaves the question open.
-                        if (!r || r->status != 404) s->silent.push_back(t.str());
+                        if (!r || (r->status != 404 && r->status != 410))
+                            s->silent.push_back(t.str());
                         found(t, std::nullopt);
                         return;
                     }

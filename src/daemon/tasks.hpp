@@ -237,6 +237,7 @@ class TaskService : public FrameChannel {
     void tell_copies(const std::string& id);  // a task of ours ended: its copies hear the outcome
     void keep_copy(Task t, std::function<void(bool stored)> stored);
     void drop_copy(const Task& t);
+    void decline(const std::string& id);  // refused at submission: remembered, bounded
     void promote(const Name& gone);
     // Copies this node runs as its own, as far as its capacity allows; the rest become orphans.
     void take_over(const std::vector<std::string>& ids);
@@ -320,6 +321,10 @@ class TaskService : public FrameChannel {
     std::deque<std::pair<uint64_t, std::function<void(const Status&)>>> after_commit_;
     CopyStore copies_;     // other nodes' tasks; owner = theirs
     CopyTracker tracker_;  // our unfinished tasks' copies
+    // Tasks refused at submission (not stored on enough members, or by the journal), newest
+    // last: a holder asking about one drops its copy (judge_copy).
+    std::set<std::string, std::less<>> declined_;
+    std::deque<std::string> declined_order_;
     net::Handle<uv_timer_t> tracker_timer_;
     // Copies that were unfinished at the last check_copies(): asked about at the next one, so
     // only copies at least one interval old are, and a task that ends meanwhile costs nothing.

@@ -87,3 +87,30 @@ TEST_CASE("copies read back from the journal are kept whatever the limits") {
     REQUIRE(s.unfinished() == 3);
     REQUIRE_FALSE(s.put(copy("d")).ok());
 }
+
+TEST_CASE("the holder of an unfinished copy acts on its owner's answer") {
+    const Name owner("owner");
+    Task running = copy("t1", TaskState::running);
+    Task done = copy("t1", TaskState::succeeded);
+    Task elsewhere = copy("t1", TaskState::succeeded);
+    elsewhere.owner = Name("other");  // a copy the asked member holds for someone else
+    struct Row {
+        uint16_t status;
+        const char* code;
+        std::optional<Task> task;
+        CopyCheck then;
+    };
+    const Row rows[] = {
+        {200, "", running, CopyCheck::wait},
+        {200, "", done, CopyCheck::update},
+        {200, "", elsewhere, CopyCheck::wait},
+        {404, "unknown_task", std::nullopt, CopyCheck::take_over},
+        {410, "task_declined", std::nullopt, CopyCheck::drop},
+        {503, "journal_unavailable", std::nullopt, CopyCheck::wait},
+        {410, "something_else", std::nullopt, CopyCheck::wait},
+    };
+    for (const Row& r : rows) {
+        CAPTURE(r.status, r.code);
+        REQUIRE(judge_copy(owner, r.status, r.code, r.task) == r.then);
+    }
+}
