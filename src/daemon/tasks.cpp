@@ -698,19 +698,28 @@ void TaskService::check_copies() {
     if (!orphans_.empty()) place_orphans();
     // Each unfinished copy that was unfinished at the last check too is asked about, at most
     // kCopyChecksMax per round (the rest wait for the next), and only while its owner is
-    // alive: a dead owner's copies are taken over by member_changed, a suspect one may be
-    // back shortly.
+    // alive; a suspect one may be back shortly. A dead owner's copies are taken over by
+    // member_changed, but a holder that restarted after the owner died (or joined after it
+    // was reaped) hears no such event: once this node is in a cluster, a copy whose owner it
+    // holds dead, left or not a member at all is taken over here.
+    const bool joined = agent_.node().members().count(MemberState::alive) > 1;
     std::set<std::string, std::less<>> unfinished;
     std::vector<std::pair<std::string, Name>> ask;  // asked after the walk, which they may change
+    std::vector<std::string> ownerless;
     copies_.for_each([&](const Task& t) {
         const std::string& id = t.spec.id;
         if (is_finished(t.state)) return;
         unfinished.insert(id);
         if (!unfinished_copies_.contains(id) || ask.size() >= kCopyChecksMax) return;
         const Member* m = agent_.node().members().find(t.owner);
-        if (m == nullptr || m->state != MemberState::alive) return;
+        if (m == nullptr || is_gone(m->state)) {
+            if (joined) ownerless.push_back(id);
+            return;
+        }
+        if (m->state != MemberState::alive) return;
         ask.emplace_back(id, t.owner);
     });
+    if (!ownerless.empty()) take_over(ownerless);
     for (const auto& [id, owner] : ask) {
         request(owner, TaskQuery{0, id, false, {}}, options_.forward_timeout,
                 [this, id = id, owner = owner](Result<TaskReply> r) {

@@ -1153,3 +1153,41 @@ TEST_CASE("a task whose holders do not answer is unavailable, naming them, not u
     const auto none = c.call(third, "GET", "/v1/tasks/" + id.substr(0, 17) + "nobody");
     REQUIRE(none.status == 503);  // the silent two may hold it: still not a 404
 }
+
+TEST_CASE("a holder that restarts after the owner died takes its copies over") {
+    TempDir d;
+    daemon::TaskOptions o;
+    o.data_dir = d.path;
+    o.copy_check = milliseconds(100);
+    Cluster c(3, o);
+    const auto r =
+        c.submit(0, {{"key", "orphan"}, {"type", "sleep"}, {"payload", {{"ms", 60'000}}}});
+    REQUIRE(r.status == 202);
+    const std::string id = r.body["id"];
+    const size_t owner = c.index_of(r.body["owner"]);
+    const size_t holder = c.holder_of(id);
+    const size_t third = 3 - owner - holder;
+    const Name owner_name = c.members[owner]->agent->node().self().name;
+    // The holder's task service is down (its process restarting) while the owner dies for
+    // good: the member event that would have made it take the task over goes nowhere.
+    c.members[holder]->api.reset();
+    c.members[holder]->tasks.reset();
+    c.members[owner].reset();
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const chorus::Member* m = c.members[holder]->agent->node().members().find(owner_name);
+            const chorus::Member* t = c.members[third]->agent->node().members().find(owner_name);
+            return m != nullptr && is_gone(m->state) && t != nullptr && is_gone(t->state);
+        },
+        30'000));
+    c.start_tasks(*c.members[holder]);  // back, with the copy from its journal
+    c.members[holder]->api->attach(c.members[holder]->server.get());
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const Task* t = c.members[holder]->tasks->board().find(id);
+            return t != nullptr && t->state == TaskState::running;
+        },
+        10'000));
+    REQUIRE(c.members[holder]->tasks->copy(id) == nullptr);
+    REQUIRE(c.call(third, "DELETE", "/v1/tasks/" + id).status == 200);
+}
