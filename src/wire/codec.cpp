@@ -208,9 +208,8 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                         gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
                             .Union()};
             } else if constexpr (std::is_same_v<T, TaskCopy>) {
-                return {
-                    gen::Message::TaskCopy,
-                    gen::CreateTaskCopy(b, x.request, task_status(b, x.task), x.drop).Union()};
+                return {gen::Message::TaskCopy,
+                        gen::CreateTaskCopy(b, x.request, task_status(b, x.task), x.drop).Union()};
             } else {
                 const auto status = x.task ? task_status(b, *x.task) : 0;
                 return {

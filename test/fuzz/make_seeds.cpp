@@ -166,16 +166,16 @@ int main(int argc, char** argv) {
             task(spec("user:42", "s1", "echo", R"({"hello":1})"), TaskState::succeeded), 2}));
     frames.emplace_back(
         "task_copy",
-        task_frame(TaskCopy{17, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),
-                                 false}));
+        task_frame(
+            TaskCopy{17, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued), false}));
     frames.emplace_back(
         "task_copy_outcome",
-        task_frame(TaskCopy{0, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::failed),
-                                 false}));
+        task_frame(
+            TaskCopy{0, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::failed), false}));
     frames.emplace_back(
         "task_copy_drop",
-        task_frame(TaskCopy{18, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued),
-                                 true}));
+        task_frame(
+            TaskCopy{18, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued), true}));
 
     for (const auto& [name, bytes] : frames) {
         write(fr, name, bytes);
