@@ -35,6 +35,8 @@ constexpr size_t kWaitersMax = 4096;
 // Ids of tasks refused at submission remembered (kept in memory only), so that a copy whose
 // drop was lost is dropped when its holder asks, not run: a few minutes' worth at full rate.
 constexpr size_t kDeclinedMax = 16384;
+// The longest an asker may say it waits for a submission's answer (TaskSubmit.budget_ms).
+constexpr Duration kBudgetMax = seconds(60);
 
 // Whether a submission repeats the task already under its id (a client's retry).
 bool same_task(const TaskSpec& a, const TaskSpec& b) {
@@ -321,6 +323,8 @@ void TaskService::accept(TaskSpec spec, Duration budget, Done done) {
     // and one slow copy has the task accepted, and run, by two owners: a quarter of its
     // budget is left for the answer's way back (half of ours when it did not say).
     const Time now = agent_.now();
+    // The asker's word is bounded: a peer cannot hold a pending task's place for long.
+    budget = std::min(budget, kBudgetMax);
     const Duration ours =
         budget > Duration::zero() ? budget - budget / 4 : options_.forward_timeout / 2;
     const std::string id = spec.id;

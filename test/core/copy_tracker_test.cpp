@@ -302,3 +302,14 @@ TEST_CASE("the copy settings are checked") {
     REQUIRE_FALSE(c.validate().ok());
     REQUIRE(strict().validate().ok());
 }
+
+TEST_CASE("a task added twice is tracked once, with the copies it has") {
+    Owner o(strict());
+    o.tracker.add("t1", 7, t0 + seconds(1), t0);
+    REQUIRE(o.sent_to() == std::vector<std::string>{"b"});
+    o.tracker.add("t1", 7, t0 + seconds(2), t0 + milliseconds(1));
+    REQUIRE(o.take().sends.empty());  // the copy to b is still on its way
+    REQUIRE(o.tracker.size() == 1);
+    o.tracker.answered("t1", Name("b"), true, t0 + milliseconds(2));
+    REQUIRE(o.take().verdicts.size() == 1);
+}
