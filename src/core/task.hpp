@@ -19,6 +19,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "core/name.hpp"
@@ -144,6 +145,9 @@ struct TaskCopy {
     Task task;
     bool drop = false;
 };
+
+// Any of the frames above.
+using TaskMessage = std::variant<TaskSubmit, TaskQuery, TaskReply, TaskCopy>;
 
 // Tasks (or anything) by task id, found by a std::string or a string_view without a copy.
 // Hashed rather than ordered: nothing walks them in id order, and a lookup is one hash instead

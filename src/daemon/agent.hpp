@@ -83,6 +83,8 @@ class Agent {
     void set_load(uint32_t load_milli) { node_->set_load(load_milli); }
 
     const Node& node() const { return *node_; }
+    // The task layer's: it reads membership and sets the load (gossiped at the next tick).
+    Node& node() { return *node_; }
     // Joined (or started alone) and not leaving: what /v1/health reports.
     bool ready() const { return (options_.seeds.empty() || node_->joined()) && !node_->leaving(); }
     const AgentStats& stats() const { return stats_; }

@@ -162,7 +162,7 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
             p.agent_ = std::move(*agent);
             p.tasks_ =
                 std::make_unique<TaskService>(&loop, *p.agent_, settings.tasks, http_post(&loop));
-            p.tasks_->on_journal_state = [&log](const std::optional<Error>& failing) {
+            p.tasks_->set_on_journal_state([&log](const std::optional<Error>& failing) {
                 if (failing) {
                     log.log(Level::error,
                             "the task journal cannot commit; refusing tasks until it can",
@@ -170,7 +170,7 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                 } else {
                     log.log(Level::info, "the task journal commits again; taking tasks");
                 }
-            };
+            });
             auto front = make_front(p);
             if (!front) {
                 log.log(Level::error, "could not start the HTTP API",

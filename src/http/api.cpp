@@ -77,14 +77,15 @@ std::optional<Duration> parse_wait(std::string_view text) {
 Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
     : loop_(loop), agent_(agent), info_(std::move(info)) {
     if (info_.tasks != nullptr) {
-        info_.tasks->on_forwarded = [this](Duration d) { forward_latency_.observe(to_seconds(d)); };
+        info_.tasks->set_on_forwarded(
+            [this](Duration d) { forward_latency_.observe(to_seconds(d)); });
     }
 }
 
 Api::~Api() {
     if (info_.tasks != nullptr) {
-        info_.tasks->on_forwarded = nullptr;
-        info_.tasks->client_present = nullptr;
+        info_.tasks->set_on_forwarded(nullptr);
+        info_.tasks->set_client_present(nullptr);
     }
     *alive_ = nullptr;  // the server may outlive us (or go first): its callback checks this
     for (auto& w : waiters_)
@@ -261,10 +262,10 @@ void Api::attach(Server* server) {
         if (auto api = alive.lock(); api && *api != nullptr) (*api)->client_gone(conn);
     };
     if (info_.tasks != nullptr) {
-        info_.tasks->client_present = [this](uint64_t conn) {
+        info_.tasks->set_client_present([this](uint64_t conn) {
             const Server* s = this->server();
             return s != nullptr && s->open(conn);
-        };
+        });
     }
 }
 

@@ -44,7 +44,7 @@ json task_json(const Task& t, bool with_payload) {
     return j;
 }
 
-Response answer_response(const daemon::TaskAnswer& a, bool with_payload) {
+Response answer_response(const TaskAnswer& a, bool with_payload) {
     if (!a.code.empty() || !a.task) {
         Response r = error_response(a.status, a.code.empty() ? "error" : a.code, a.message);
         if (a.retry_after > Duration::zero()) {
@@ -132,7 +132,7 @@ void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
         wait = std::min(*w, kTaskWaitMax);
     }
     const auto answered = [this, route, started, reply](bool with_payload) {
-        return [this, route, started, reply, with_payload](daemon::TaskAnswer a) {
+        return [this, route, started, reply, with_payload](TaskAnswer a) {
             finish(route, started, reply, answer_response(a, with_payload));
         };
     };
@@ -252,7 +252,7 @@ void Api::task_metrics(Exposition& out) const {
               static_cast<double>(t.board().kept()));
     out.counter("chorus_tasks_evicted_total", "Finished tasks dropped by the retention limits.",
                 b.evicted);
-    const daemon::TaskServiceStats& s = t.stats();
+    const daemon::TaskServiceStats s = t.stats();
     out.family("chorus_task_routing_total", "counter",
                "Tasks this node placed from its clients, by where they went.");
     out.sample("chorus_task_routing_total", static_cast<double>(s.local), {{"placed", "local"}});

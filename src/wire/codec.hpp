@@ -74,8 +74,7 @@ Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& limi
 std::vector<uint8_t> encode(const PushPull& p);
 Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits& limits);
 
-// Task frames travel on the same streams as push-pulls.
-using TaskMessage = std::variant<TaskSubmit, TaskQuery, TaskReply, TaskCopy>;
+// Task frames (core/task.hpp's TaskMessage) travel on the same streams as push-pulls.
 std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const TaskMessage& m);
 
 // Any stream frame: a push-pull or a task message, from `sender`.

@@ -23,7 +23,7 @@ std::vector<uint8_t> encode(const wire::Limits& l, const wire::Frame& f) {
             if constexpr (std::is_same_v<T, PushPull>) {
                 return wire::encode(m);
             } else {
-                return wire::encode(l.cluster, f.sender, wire::TaskMessage(m));
+                return wire::encode(l.cluster, f.sender, TaskMessage(m));
             }
         },
         f.message);

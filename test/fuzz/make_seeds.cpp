@@ -14,9 +14,7 @@
 #include <vector>
 
 #include "wire/codec.hpp"
-
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "wire/key_hash.hpp"
 
 using namespace chorus;
 namespace fs = std::filesystem;
@@ -64,7 +62,7 @@ AliveUpdate alive(std::string name, uint32_t incarnation, Tags tags = {}) {
 
 TaskSpec spec(std::string key, std::string suffix, std::string type, std::string payload) {
     TaskSpec s;
-    s.id = make_task_id(XXH3_64bits(key.data(), key.size()), suffix);
+    s.id = make_task_id(wire::key_hash(key), suffix);
     s.key = std::move(key);
     s.type = std::move(type);
     s.payload = std::move(payload);
@@ -145,7 +143,7 @@ int main(int argc, char** argv) {
     full.members.push_back(member("node-e", "127.0.0.1:7904", MemberState::left));
     frames.emplace_back("push_pull_members", wire::encode(full));
 
-    const auto task_frame = [](const wire::TaskMessage& m) {
+    const auto task_frame = [](const TaskMessage& m) {
         return wire::encode(kCluster, Name("node-b"), m);
     };
     frames.emplace_back("task_submit_echo",

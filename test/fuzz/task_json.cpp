@@ -64,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     submit.spec.id = make_task_id(agent.tasks().lookup(submit.spec.key).key_hash, serial);
     submit.spec.type = "echo";
     submit.spec.payload = std::string(input);
-    const auto frame = wire::encode(agent.cluster(), Name("peer"), wire::TaskMessage(submit));
+    const auto frame = wire::encode(agent.cluster(), Name("peer"), TaskMessage(submit));
     agent.frames(framed(frame), {.half_close = false, .complete = has_frame});
     agent.http(request("GET", "/v1/tasks/" + submit.spec.id + "?wait=1s", ""),
                {.half_close = false});

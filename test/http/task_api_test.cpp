@@ -601,7 +601,7 @@ TEST_CASE("a copy not stored in time goes to the next member, and the task stays
     REQUIRE(r.status == 202);
     // b answered before a gave up on it: a never tried another owner, so none other has it.
     REQUIRE(r.body["owner"] == "b");
-    const daemon::TaskServiceStats& entry = c.members[0]->tasks->stats();
+    const daemon::TaskServiceStats entry = c.members[0]->tasks->stats();
     REQUIRE(entry.forward_timeouts == 0);
     REQUIRE(entry.retries == 0);
     // c never answered the copy: after copy_timeout it went to a, the next member of the key.
