@@ -100,6 +100,14 @@ std::vector<Name> CopyTracker::forget(std::string_view id) {
     return told;
 }
 
+std::vector<Name> CopyTracker::holding(std::string_view id) const {
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return {};
+    std::vector<Name> told = it->second.holders;
+    if (it->second.sending) told.push_back(*it->second.sending);
+    return told;
+}
+
 void CopyTracker::tick(Time now) {
     while (!due_.empty() && due_.begin()->first <= now) {
         const std::string id = due_.begin()->second;

@@ -17,6 +17,8 @@
 // restart or taken over from a dead owner, which leaves its holders unknown) is copied again
 // in the background until it has them all, waiting repair_backoff between rounds in which no
 // member took one. under_replicated() counts those tasks (HDFS's under-replicated blocks).
+// A finished task stays tracked while this node keeps its result, so the outcome a client
+// reads survives a holder's loss as the task did.
 #pragma once
 
 #include <cstdint>
@@ -109,10 +111,14 @@ class CopyTracker {
     void answered(std::string_view id, const Name& from, bool stored, Time now);
     // A member died or left: the copies it held are gone, and one it was sent is given up.
     void member_gone(const Name& name, Time now);
-    // The task needs no more copies (it finished, was cancelled or handed over, or its journal
-    // refused it) and leaves the tracker. Returns the members that hold a copy or were sent
-    // one: the driver tells them the outcome, or to drop it. A verdict still due is not given.
+    // The task leaves this node (the retention limits dropped its result, it was handed over,
+    // or its journal refused it) and the tracker. Returns the members that hold a copy or were
+    // sent one: the driver tells them to drop it, if it must. A verdict still due is not given.
     std::vector<Name> forget(std::string_view id);
+    // The members that hold a copy of the task or were sent one: when the task ends, the
+    // driver tells them its outcome (on the same links, after the copy). Its entry stays: the
+    // outcome is kept on `replicas` members too, and repaired, while this node keeps it.
+    std::vector<Name> holding(std::string_view id) const;
     void tick(Time now);
     // When tick() has something to do next; Time::max() if nothing waits.
     Time next_deadline() const;

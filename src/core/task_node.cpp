@@ -540,7 +540,7 @@ void TaskNode::drop_copy(const Task& t) {
 void TaskNode::promote(const Name& gone, Time now) {
     std::vector<std::string> ids;
     copies_.for_each([&](const Task& t) {
-        if (t.owner == gone && !is_finished(t.state)) ids.push_back(t.spec.id);
+        if (t.owner == gone) ids.push_back(t.spec.id);
     });
     take_over(ids, now);
 }
@@ -554,7 +554,16 @@ void TaskNode::take_over(const std::vector<std::string>& ids, Time now) {
     std::vector<std::string> taken_here;
     for (const std::string& id : ids) {
         const Task* r = copies_.find(id);
-        if (r == nullptr || is_finished(r->state)) continue;
+        if (r == nullptr) continue;
+        if (is_finished(r->state)) {
+            // A result: this node keeps it for readers now, and has it copied again.
+            Task t = *copies_.take(id);
+            t.owner = self();
+            board_.restore(std::move(t), now);
+            record(id);
+            taken_here.push_back(id);
+            continue;
+        }
         if (!has_room()) {
             // Beyond this node's capacity: the copy stays here until room frees up or another
             // candidate of its key takes the task (place_orphans). Never dropped, never run
@@ -576,8 +585,7 @@ void TaskNode::take_over(const std::vector<std::string>& ids, Time now) {
     start_ready(now);
     report_load(now);
     for (const std::string& id : taken_here) {  // new copies elsewhere: its holder was this node
-        if (const Task* t = board_.find(id); t != nullptr && !is_finished(t->state))
-            tracker_.adopt(id, hash_(t->spec.key), {}, now);
+        if (const Task* t = board_.find(id)) tracker_.adopt(id, hash_(t->spec.key), {}, now);
     }
     pump(now);
     place_orphans(now);
@@ -654,11 +662,15 @@ void TaskNode::check_copies(Time now) {
     std::vector<std::string> ownerless;
     copies_.for_each([&](const Task& t) {
         const std::string& id = t.spec.id;
-        if (is_finished(t.state)) return;
+        const Member* m = node_.members().find(t.owner);
+        const bool owner_gone = m == nullptr || is_gone(m->state);
+        if (is_finished(t.state)) {
+            if (owner_gone && joined) ownerless.push_back(id);  // a result only this node keeps
+            return;
+        }
         unfinished.insert(id);
         if (!unfinished_copies_.contains(id) || ask.size() >= kCopyChecksMax) return;
-        const Member* m = node_.members().find(t.owner);
-        if (m == nullptr || is_gone(m->state)) {
+        if (owner_gone) {
             if (joined) ownerless.push_back(id);
             return;
         }
@@ -696,12 +708,12 @@ void TaskNode::check_copies(Time now) {
 }
 
 void TaskNode::tell_copies(const std::string& id) {
-    // The copies learn how the task ended, so the result outlives this node too; the task
-    // leaves the tracker, as nothing more will change.
+    // The copies learn how the task ended, so the result outlives this node too. The task
+    // stays tracked while the board keeps it: a holder lost later is replaced for the result.
     const Task* t = board_.find(id);
-    for (const Name& h : tracker_.forget(id)) {
-        if (t != nullptr) notify(h, TaskCopy{0, *t, false});
-    }
+    if (t == nullptr) return;
+    for (const Name& h : tracker_.holding(id))
+        notify(h, TaskCopy{0, *t, false});
 }
 
 void TaskNode::record(const std::string& id) {
@@ -712,7 +724,10 @@ void TaskNode::record(const std::string& id) {
 }
 
 void TaskNode::record_evictions() {
+    // Results the retention limits dropped: no longer kept, so no longer copied (each holder's
+    // own limits let its copy go).
     for (std::string& id : board_.take_evicted()) {
+        tracker_.forget(id);
         if (journaled_) stage({JournalChange::Kind::remove, std::move(id), std::nullopt});
     }
 }
@@ -725,12 +740,10 @@ void TaskNode::restore(std::vector<Task> tasks, Time now) {
             copies_.restore(std::move(t));
             continue;
         }
-        if (!is_finished(t.state)) {
-            ++stats_.requeued;
-            // Where its copy was is not known after a restart: it is made again (and the
-            // holder of the old one takes it as an update).
-            tracker_.adopt(t.spec.id, hash_(t.spec.key), {}, now);
-        }
+        if (!is_finished(t.state)) ++stats_.requeued;
+        // Where its copy was is not known after a restart: it is made again (and the holder of
+        // the old one takes it as an update), for a result as for a task still to run.
+        tracker_.adopt(t.spec.id, hash_(t.spec.key), {}, now);
         board_.restore(std::move(t), now);
     }
     record_evictions();

@@ -292,8 +292,8 @@ void Api::task_metrics(Exposition& out) const {
                 "restarted or took the task over, or it was acknowledged under min_replicas.",
                 c.repaired);
     out.gauge("chorus_tasks_under_replicated",
-              "Unfinished tasks of this node stored on fewer members than tasks.replicas; "
-              "copied again in the background.",
+              "Tasks of this node (unfinished, or finished and kept for readers) stored on "
+              "fewer members than tasks.replicas; copied again in the background.",
               static_cast<double>(t.under_replicated()));
     out.counter("chorus_tasks_not_replicated_total",
                 "Tasks refused with 503 not_replicated: fewer than min_replicas members stored "

@@ -760,6 +760,40 @@ TEST_CASE("when the holder of a copy dies, the owner copies its unfinished task 
     REQUIRE(c.call(third, "DELETE", "/v1/tasks/" + id).status == 200);
 }
 
+TEST_CASE("a finished result outlives its owner and then the holder that kept it") {
+    Cluster c(3);
+    const auto r = c.submit(0, {{"key", "kept"}, {"type", "echo"}, {"payload", 41}}, "?wait=5s");
+    REQUIRE(r.body["state"] == "succeeded");
+    const std::string id = r.body["id"];
+    const size_t owner = c.index_of(r.body["owner"]);
+    const size_t holder = c.holder_of(id);
+    REQUIRE(holder != owner);
+    const size_t third = 3 - owner - holder;
+
+    // The owner is lost: the holder keeps the result as its own and has it copied again, so
+    // two members keep it, as when the task was acknowledged.
+    c.members[owner].reset();
+    const daemon::TaskService& kept = *c.members[holder]->tasks;
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const Task* t = kept.board().find(id);
+            return t != nullptr && c.members[third]->tasks->copy(id) != nullptr &&
+                   kept.under_replicated() == 0;
+        },
+        30'000));
+    REQUIRE(kept.copy(id) == nullptr);
+    REQUIRE(kept.stats().promoted == 0);  // nothing ran again
+
+    // Then that holder is lost too: the third member still has the result.
+    c.members[holder].reset();
+    REQUIRE(c.loop.run_until(
+        [&] {
+            const auto f = c.call(third, "GET", "/v1/tasks/" + id);
+            return f.status == 200 && f.body["state"] == "succeeded" && f.body["result"] == 41;
+        },
+        30'000));
+}
+
 // Where a task's copy is, is kept in memory only: an owner that restarts runs its unfinished
 // tasks again and copies them again, and the holders of copies ask the owner of any they hold
 // unfinished how its task stands.
@@ -795,8 +829,9 @@ TEST_CASE("a copy whose owner restarted learns how the task stands") {
                 return copy != nullptr && copy->state == TaskState::succeeded;
             },
             10'000));
-        // Told by the owner, which copied the task again, or by asking it (copy_check).
-        REQUIRE(restarted.under_replicated() == 0);
+        // Told by the owner, which copies the task (and then its result) again, or by asking
+        // it (copy_check); the result is kept on two members again.
+        REQUIRE(c.loop.run_until([&] { return restarted.under_replicated() == 0; }, 10'000));
         REQUIRE_THAT(c.call(owner, "GET", "/metrics").raw,
                      Catch::Contains("\nchorus_tasks_under_replicated 0\n"));
         REQUIRE(held->stats().promoted == 0);
