@@ -54,6 +54,25 @@ nlohmann::json to_json(const Report& r) {
         {"invariant_violations", r.violations},
         {"wall_s", r.wall_s},
         {"peak_rss_mb", r.peak_rss_mb},
+        {"tasks_per_s", o.tasks_per_s},
+        {"replicas", o.replicas},
+        {"data_loss", o.data_loss},
+        {"tasks_submitted", r.tasks_submitted},
+        {"tasks_acked", r.tasks_acked},
+        {"tasks_refused", r.tasks_refused},
+        {"tasks_unanswered", r.tasks_unanswered},
+        {"tasks_lost", r.tasks_lost},
+        {"tasks_unfinished", r.tasks_unfinished},
+        {"tasks_ran_twice", r.tasks_ran_twice},
+        {"under_replicated_max", r.under_replicated_max},
+        {"under_replicated_end", r.under_replicated_end},
+        {"lookups", r.lookups},
+        {"lookups_wrong", r.lookups_wrong},
+        {"ack_p50_ms", opt(r.ack_p50_ms)},
+        {"ack_p99_ms", opt(r.ack_p99_ms)},
+        {"ack_max_ms", opt(r.ack_max_ms)},
+        {"task_frames", r.task_frames},
+        {"task_bytes", r.task_bytes},
     };
 }
 
@@ -91,6 +110,23 @@ void print_summary(const Report& r) {
         r.msgs_per_node_per_s, r.bytes_per_node_per_s, r.steady_msgs_per_node_per_s,
         r.steady_bytes_per_node_per_s);
     fmt::print("  views converged at the end: {}\n", r.converged_at_end ? "yes" : "no");
+    if (o.tasks_per_s > 0) {
+        fmt::print(
+            "  tasks: {} submitted at {}/s, {} acknowledged, {} refused, {} unanswered "
+            "(replicas {}, {} disk(s) lost)\n",
+            r.tasks_submitted, o.tasks_per_s, r.tasks_acked, r.tasks_refused, r.tasks_unanswered,
+            o.replicas, o.data_loss);
+        fmt::print(
+            "  acknowledged: {} lost, {} unfinished, {} ran twice; under-replicated at "
+            "most {}, {} at the end\n",
+            r.tasks_lost, r.tasks_unfinished, r.tasks_ran_twice, r.under_replicated_max,
+            r.under_replicated_end);
+        fmt::print("  acknowledgement: p50 {} ms, p99 {} ms, max {} ms; lookups: {} of {} wrong\n",
+                   r.ack_p50_ms ? fmt::format("{:.1f}", *r.ack_p50_ms) : "n/a",
+                   r.ack_p99_ms ? fmt::format("{:.1f}", *r.ack_p99_ms) : "n/a",
+                   r.ack_max_ms ? fmt::format("{:.1f}", *r.ack_max_ms) : "n/a", r.lookups_wrong,
+                   r.lookups);
+    }
     fmt::print("  wall time {:.2f}s, peak RSS {:.0f} MiB\n", r.wall_s, r.peak_rss_mb);
     for (const auto& v : r.violations)
         fmt::print("  INVARIANT BROKEN: {}\n", v);
@@ -102,8 +138,9 @@ int main(int argc, char** argv) {
     Options o;
     bool json = false;
     bool no_lifeguard = false;
-    double partition_at = -1, heal_at = -1, restart_after = -1;
-    CLI::App app{"chorus-sim: a deterministic simulation of a Chorus cluster's membership"};
+    double partition_at = -1, heal_at = -1, restart_after = -1, tasks_until = -1;
+    CLI::App app{
+        "chorus-sim: a deterministic simulation of a Chorus cluster's membership and tasks"};
     app.add_option("--nodes", o.nodes, "number of nodes")->capture_default_str();
     app.add_option("--seed", o.seed, "seed; the same seed replays the same run")
         ->capture_default_str();
@@ -118,6 +155,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--crash-at", o.crash_at_s, "when they crash, in seconds")
         ->capture_default_str();
+    app.add_option("--crash-every", o.crash_every_s,
+                   "seconds between one crash and the next (0: all at --crash-at)")
+        ->capture_default_str();
     app.add_option("--restart-after", restart_after,
                    "restart crashed nodes this many seconds later");
     app.add_option("--slow", o.slow, "nodes that handle every message late")->capture_default_str();
@@ -129,6 +169,24 @@ int main(int argc, char** argv) {
     app.add_option("--heal-at", heal_at, "heal the partition at this time");
     app.add_option("--join-window", o.join_window_s, "nodes start within this many seconds")
         ->capture_default_str();
+    app.add_option("--tasks-per-s", o.tasks_per_s,
+                   "task workload: tasks clients submit a second to random live nodes (0: none)")
+        ->capture_default_str();
+    app.add_option("--task-ms", o.task_ms, "how long each task runs (±50%)")->capture_default_str();
+    app.add_option("--replicas", o.replicas, "members storing each task (1 or 2)")
+        ->capture_default_str();
+    app.add_option("--min-replicas", o.min_replicas,
+                   "fewest members a task may be acknowledged on (0: replicas)")
+        ->capture_default_str();
+    app.add_option("--data-loss", o.data_loss,
+                   "of the crashed nodes, how many lose their disks (journal)")
+        ->capture_default_str();
+    app.add_option("--commit-ms", o.commit_ms, "how long a journal commit takes")
+        ->capture_default_str();
+    app.add_option("--tasks-from", o.tasks_from_s, "when clients start submitting, in seconds")
+        ->capture_default_str();
+    app.add_option("--tasks-until", tasks_until,
+                   "when clients stop submitting (default: 60 s before the end)");
     app.add_flag("--json", json, "print one JSON object instead of a summary");
     app.add_flag("--progress", o.progress, "report progress on stderr every 10 virtual seconds");
     try {
@@ -141,6 +199,7 @@ int main(int argc, char** argv) {
     if (partition_at >= 0) o.partition_at_s = partition_at;
     if (heal_at >= 0) o.heal_at_s = heal_at;
     if (restart_after >= 0) o.restart_after_s = restart_after;
+    if (tasks_until >= 0) o.tasks_until_s = tasks_until;
     if (auto s = chorus::sim::validate(o); !s) {
         fmt::print(stderr, "chorus-sim: {}\n", s.error().message);
         return 2;

@@ -12,10 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/assert.hpp"
-#include "core/node.hpp"
-#include "core/rng.hpp"
-#include "sim/network.hpp"
-#include "wire/codec.hpp"
+#include "sim/simulation.hpp"
 
 namespace chorus::sim {
 
@@ -34,6 +31,7 @@ Status validate(const Options& o) {
         need(o.crash + o.slow < o.nodes || (o.crash == 0 && o.slow == 0), "--crash/--slow",
              "crashed plus slow nodes must leave node 0 and one other untouched"),
         need(o.crash_at_s >= 0, "--crash-at", "must not be negative"),
+        need(o.crash_every_s >= 0, "--crash-every", "must not be negative"),
         need(!o.restart_after_s || *o.restart_after_s > 0, "--restart-after", "must be positive"),
         need(o.slow_ms >= 0, "--slow-ms", "must not be negative"),
         need(o.partition_at_s.has_value() == o.heal_at_s.has_value(), "--partition-at/--heal-at",
@@ -41,14 +39,22 @@ Status validate(const Options& o) {
         need(!o.partition_at_s || *o.heal_at_s > *o.partition_at_s, "--heal-at",
              "must come after --partition-at"),
         need(o.join_window_s > 0, "--join-window", "must be positive"),
+        need(o.tasks_per_s >= 0 && o.tasks_per_s <= 100000, "--tasks-per-s",
+             "must lie within [0, 100000]"),
+        need(o.task_ms > 0 && o.task_ms <= 600000, "--task-ms", "must lie within (0, 600000]"),
+        need(o.replicas >= 1 && o.replicas <= 2, "--replicas", "must be 1 or 2"),
+        need(o.min_replicas <= o.replicas, "--min-replicas", "must be 0 (replicas) to replicas"),
+        need(o.data_loss <= o.crash, "--data-loss", "must be at most --crash"),
+        need(o.commit_ms >= 0 && o.commit_ms <= 10000, "--commit-ms", "must lie within [0, 10000]"),
+        need(o.tasks_from_s >= 0, "--tasks-from", "must not be negative"),
+        need(!o.tasks_until_s || *o.tasks_until_s > o.tasks_from_s, "--tasks-until",
+             "must come after --tasks-from"),
     };
     for (const auto& s : checks) {
         if (!s) return s;
     }
     return Ok{};
 }
-
-namespace {
 
 std::string node_name(uint32_t i) {
     return fmt::format("n{}", i);
@@ -73,110 +79,6 @@ double peak_rss_mb() {
     getrusage(RUSAGE_SELF, &ru);
     return static_cast<double>(ru.ru_maxrss) / 1024.0;
 }
-
-class Simulation {
-  public:
-    explicit Simulation(const Options& o)
-        : o_(o),
-          rng_(o.seed),
-          net_(NetworkOptions{o.loss, from_seconds(o.latency_ms / 1000)}, rng_.fork()),
-          nodes_(o.nodes) {
-        config_ = Config::profile(o.profile).value();
-        config_.lifeguard = o.lifeguard;
-        limits_ = wire::limits_for(config_);
-        report_.options = o;
-    }
-
-    Report run();
-
-  private:
-    enum class Kind : uint8_t {
-        start,
-        wake,
-        packet,
-        pp_request,
-        pp_response,
-        pp_failed,
-        crash,
-        restart,
-        partition,
-        heal
-    };
-    struct Event {
-        Time at;
-        uint64_t order;
-        Kind kind;
-        uint32_t node = 0;
-        uint32_t peer = 0;
-        uint64_t token = 0;  // wake token, or the epoch of the node that opened a push-pull
-        std::vector<uint8_t> bytes;
-        bool operator>(const Event& o) const { return at != o.at ? at > o.at : order > o.order; }
-    };
-    struct Slot {
-        std::unique_ptr<Node> node;
-        bool up = false;
-        bool slow = false;
-        bool crashed_ever = false;
-        uint64_t epoch = 0;  // bumps on crash and restart; stale push-pull answers are dropped
-        uint64_t wake_token = 0;
-        Time wake_at = Time::max();
-        // For detection: when it crashed, how many live nodes see it gone, when the first did.
-        Time crashed_at{};
-        uint32_t seen_gone_by = 0;
-        std::optional<Time> first_seen_gone;
-        std::optional<Time> all_seen_gone;
-        // For convergence: how many live nodes this node sees alive.
-        uint32_t sees_alive = 0;
-    };
-
-    void push(Event e) {
-        e.order = order_++;
-        queue_.push(std::move(e));
-    }
-    Time at(double s) const { return Time{} + from_seconds(s); }
-    Address addr(uint32_t i) const { return Address{node_name(i)}; }
-
-    void start_node(uint32_t i, Time now);
-    void crash_node(uint32_t i, Time now);
-    void drain(uint32_t i, Time now);
-    void on_event(const Event& e);
-    void on_member_event(uint32_t observer, const MemberEvent& ev);
-    void check_self(uint32_t i);
-    void recount(Time now);
-    void set_sees_alive(uint32_t i, uint32_t value);
-    bool in_partition_window(Time now) const;
-    void note_convergence(Time now);
-    void violation(std::string what);
-    void check_no_live_member_gone();
-
-    Options o_;
-    Config config_;
-    wire::Limits limits_;
-    Rng rng_;
-    Network net_;
-    std::vector<Slot> nodes_;
-    std::priority_queue<Event, std::vector<Event>, std::greater<>> queue_;
-    uint64_t order_ = 0;
-    Report report_;
-
-    uint32_t live_ = 0;
-    uint32_t full_views_ = 0;  // live nodes that see every live node alive
-    uint64_t msgs_ = 0;
-    uint64_t bytes_ = 0;
-    uint64_t steady_msgs_ = 0;
-    uint64_t steady_bytes_ = 0;
-    Time steady_from_{};
-    void count_sent(size_t bytes, Time now) {
-        ++msgs_;
-        bytes_ += bytes;
-        if (now >= steady_from_) {
-            ++steady_msgs_;
-            steady_bytes_ += bytes;
-        }
-    }
-    std::vector<uint32_t> crashed_;
-    Time last_fault_{};
-};
 
 void Simulation::violation(std::string what) {
     if (report_.violations.size() < 100) report_.violations.push_back(std::move(what));
@@ -339,6 +241,13 @@ void Simulation::drain(uint32_t i, Time now) {
     }
     for (const MemberEvent& ev : out.events)
         on_member_event(i, ev);
+    if (s.tasks) {
+        // Moved out first: the task layer's effects may call back into this node.
+        std::vector<MemberEvent> events = std::move(out.events);
+        out.clear();
+        for (const MemberEvent& ev : events)
+            task_member_changed(i, ev, now);
+    }
     out.clear();
     check_self(i);
     const Time next = s.node->next_deadline();
@@ -366,6 +275,7 @@ void Simulation::start_node(uint32_t i, Time now) {
     }
     if (i != 0) s.node->join({addr(0)}, now);
     drain(i, now);
+    if (tasks_on()) start_tasks(i, now);
     // A restart changes who is live in ways the incremental counters do not follow.
     if (s.crashed_ever) recount(now);
 }
@@ -376,6 +286,7 @@ void Simulation::crash_node(uint32_t i, Time now) {
     s.up = false;
     s.crashed_ever = true;
     ++s.epoch;
+    if (s.tasks) crash_tasks(i, now);  // before the Node its TaskNode reads
     s.node.reset();
     s.crashed_at = now;
     s.first_seen_gone.reset();
@@ -465,6 +376,15 @@ void Simulation::on_event(const Event& e) {
             drain(e.node, now);
             break;
         }
+        case Kind::submit:
+        case Kind::task_wake:
+        case Kind::task_frame:
+        case Kind::link_broken:
+        case Kind::committed:
+        case Kind::handler_end:
+        case Kind::lookups:
+            on_task_event(e);
+            break;
         case Kind::pp_failed: {
             if (!s.up || e.token != s.epoch) return;
             s.node->push_pull_failed(addr(e.peer), now);
@@ -496,9 +416,10 @@ Report Simulation::run() {
     for (uint32_t k = 0; k < o_.crash; ++k) {
         const uint32_t c = candidates[k];
         crashed_.push_back(c);
-        push(Event{at(o_.crash_at_s), 0, Kind::crash, c, 0, 0, {}});
+        const double when = o_.crash_at_s + k * o_.crash_every_s;
+        push(Event{at(when), 0, Kind::crash, c, 0, 0, {}});
         if (o_.restart_after_s) {
-            push(Event{at(o_.crash_at_s + *o_.restart_after_s), 0, Kind::restart, c, 0, 0, {}});
+            push(Event{at(when + *o_.restart_after_s), 0, Kind::restart, c, 0, 0, {}});
         }
     }
     for (uint32_t k = 0; k < o_.slow; ++k)
@@ -507,6 +428,7 @@ Report Simulation::run() {
         push(Event{at(*o_.partition_at_s), 0, Kind::partition, 0, 0, 0, {}});
         push(Event{at(*o_.heal_at_s), 0, Kind::heal, 0, 0, 0, {}});
     }
+    if (tasks_on()) schedule_tasks();
 
     const Time end = at(o_.duration_s);
     steady_from_ = at(o_.duration_s / 2);
@@ -524,10 +446,12 @@ Report Simulation::run() {
                        peak_rss_mb());
             next_progress += seconds(10);
         }
+        now_ = e.at;
         on_event(e);
     }
 
     // ---- results
+    if (tasks_on()) finish_tasks();
     std::vector<double> first, all;
     for (uint32_t c : crashed_) {
         const Slot& s = nodes_[c];
@@ -571,8 +495,6 @@ Report Simulation::run() {
     report_.peak_rss_mb = peak_rss_mb();
     return report_;
 }
-
-}  // namespace
 
 Report run(const Options& o) {
     CHORUS_ASSERT(validate(o).ok());

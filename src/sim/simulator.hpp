@@ -26,6 +26,7 @@ struct Options {
     double latency_ms = 1;
     uint32_t crash = 0;  // nodes crashed at crash_at_s (never node 0, the join seed)
     double crash_at_s = 30;
+    double crash_every_s = 0;  // the k-th crash comes at crash_at_s + k * crash_every_s
     std::optional<double> restart_after_s;  // crashed nodes come back this long after
     uint32_t slow = 0;                      // nodes whose inbound messages are all delayed
     double slow_ms = 1500;
@@ -34,6 +35,19 @@ struct Options {
     std::optional<double> heal_at_s;
     double join_window_s = 1;  // nodes start at random times in [0, join_window_s)
     bool progress = false;     // a line on stderr every 10 virtual seconds
+
+    // The task workload (0: none): clients submit this many tasks a second, each to a random
+    // live node, from tasks_from_s until tasks_until_s (default: 60 s before the end, so that
+    // the faults' effects settle before the checks).
+    double tasks_per_s = 0;
+    double task_ms = 200;  // how long a task's handler runs (±50%)
+    uint32_t replicas = 2;
+    uint32_t min_replicas = 0;  // 0: replicas
+    // Of the crashed nodes, this many lose their disks: a restart finds the journal empty.
+    uint32_t data_loss = 0;
+    double commit_ms = 2;  // how long a journal commit takes
+    double tasks_from_s = 5;
+    std::optional<double> tasks_until_s;
 };
 
 struct Report {
@@ -59,6 +73,27 @@ struct Report {
     double wall_s = 0;
     double peak_rss_mb = 0;
     size_t member_records = 0;  // member records held across all nodes at the end
+
+    // The task workload's outcome (all zero without one).
+    uint64_t tasks_submitted = 0;
+    uint64_t tasks_acked = 0;       // answered 202 (or 200): the client was told it is kept
+    uint64_t tasks_refused = 0;     // answered 503 or another error: the client knows to retry
+    uint64_t tasks_unanswered = 0;  // the entry node crashed before it answered
+    // Acknowledged tasks no live node holds at the end (lost), and ones held but not finished.
+    uint64_t tasks_lost = 0;
+    uint64_t tasks_unfinished = 0;
+    uint64_t tasks_ran_twice = 0;       // acknowledged tasks whose handler started more than once
+    uint64_t under_replicated_max = 0;  // the sum over live nodes, its highest sample
+    uint64_t under_replicated_end = 0;
+    // Lookups of finished tasks sent from every live node at the end, and those that did not
+    // come back 200 succeeded.
+    uint64_t lookups = 0;
+    uint64_t lookups_wrong = 0;
+    std::optional<double> ack_p50_ms;
+    std::optional<double> ack_p99_ms;
+    std::optional<double> ack_max_ms;
+    uint64_t task_frames = 0;
+    uint64_t task_bytes = 0;
 };
 
 // Validates options; an error names the flag that is wrong.

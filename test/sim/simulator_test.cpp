@@ -33,9 +33,14 @@ void for_each_seed(Options o, Check check, std::span<const uint64_t> seeds = kSe
         if (o.loss > 0) flags += fmt::format(" --loss {}", o.loss);
         if (o.crash > 0) flags += fmt::format(" --crash {} --crash-at {}", o.crash, o.crash_at_s);
         if (o.restart_after_s) flags += fmt::format(" --restart-after {}", *o.restart_after_s);
+        if (o.crash_every_s > 0) flags += fmt::format(" --crash-every {}", o.crash_every_s);
         if (o.partition_at_s)
             flags +=
                 fmt::format(" --partition-at {} --heal-at {}", *o.partition_at_s, *o.heal_at_s);
+        if (o.tasks_per_s > 0) {
+            flags += fmt::format(" --tasks-per-s {} --replicas {} --data-loss {}", o.tasks_per_s,
+                                 o.replicas, o.data_loss);
+        }
         INFO("replay: chorus-sim " << flags << " :: " << why(r));
         REQUIRE(r.violations.empty());
         REQUIRE(r.packets_rejected == 0);
@@ -160,4 +165,88 @@ TEST_CASE("bad options are refused with the flag named") {
     o = Options{};
     o.partition_at_s = 10;
     REQUIRE_THAT(validate(o).error().message, Catch::StartsWith("--partition-at/--heal-at"));
+}
+
+// ---- the task workload: the real TaskNode on every node
+
+namespace {
+
+Options tasks(uint32_t nodes, double duration_s) {
+    Options o;
+    o.nodes = nodes;
+    o.duration_s = duration_s;
+    o.tasks_per_s = 100;
+    o.replicas = 2;
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("acknowledged tasks survive a crash and a lost disk, and every live node finds them") {
+    Options o = tasks(12, 120);
+    o.crash = 2;
+    o.crash_at_s = 25;
+    o.restart_after_s = 10;
+    o.data_loss = 1;  // one comes back with its journal, the other with an empty disk
+    for_each_seed(o, [](const Report& r) {
+        INFO("acked " << r.tasks_acked << " of " << r.tasks_submitted << ", ran twice "
+                      << r.tasks_ran_twice);
+        REQUIRE(r.tasks_acked > r.tasks_submitted * 9 / 10);
+        REQUIRE(r.tasks_lost == 0);
+        REQUIRE(r.tasks_unfinished == 0);
+        REQUIRE(r.under_replicated_max > 0);   // the faults took copies away...
+        REQUIRE(r.under_replicated_end == 0);  // ...and they were made again
+        REQUIRE(r.lookups > 0);
+        REQUIRE(r.lookups_wrong == 0);
+    });
+}
+
+TEST_CASE("hosts lost for good one after another lose no task and no result") {
+    Options o = tasks(12, 150);
+    o.crash = 2;
+    o.crash_at_s = 25;
+    o.crash_every_s = 35;  // the copies the first took are remade before the second goes
+    for_each_seed(o, [](const Report& r) {
+        REQUIRE(r.tasks_lost == 0);
+        REQUIRE(r.tasks_unfinished == 0);
+        REQUIRE(r.under_replicated_end == 0);
+        REQUIRE(r.lookups_wrong == 0);
+    });
+}
+
+TEST_CASE("a partition refuses or delays tasks, and loses none") {
+    Options o = tasks(12, 120);
+    o.partition_at_s = 20;
+    o.heal_at_s = 35;
+    for_each_seed(o, [](const Report& r) {
+        REQUIRE(r.tasks_lost == 0);
+        REQUIRE(r.tasks_unfinished == 0);
+        REQUIRE(r.lookups_wrong == 0);
+    });
+}
+
+TEST_CASE("with one replica a lost disk loses the tasks it held, and the simulator says so") {
+    Options o = tasks(12, 100);
+    o.seed = 2;
+    o.replicas = 1;
+    o.crash = 1;
+    o.crash_at_s = 25;
+    o.data_loss = 1;
+    const Report r = run(o);
+    REQUIRE(r.tasks_acked > 0);
+    REQUIRE(r.tasks_lost > 0);      // the promise is replicas 1: no copy elsewhere
+    REQUIRE(r.violations.empty());  // and that is within it
+}
+
+TEST_CASE("one seed replays the same task run") {
+    Options o = tasks(10, 80);
+    o.seed = 4;
+    o.crash = 1;
+    o.crash_at_s = 20;
+    o.restart_after_s = 5;
+    const Report a = run(o), b = run(o);
+    REQUIRE(a.tasks_acked == b.tasks_acked);
+    REQUIRE(a.tasks_ran_twice == b.tasks_ran_twice);
+    REQUIRE(a.ack_p99_ms == b.ack_p99_ms);
+    REQUIRE(a.task_bytes == b.task_bytes);
 }
