@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -17,6 +18,13 @@ namespace {
 constexpr Duration kWaitSlice = seconds(5);
 // Owners asked about stale copies per check_copies() round.
 constexpr size_t kCopyChecksMax = 256;
+// Copies verified with an owner that came back under a new incarnation, per round, and how
+// soon the next round comes while some are left.
+constexpr size_t kVerifyMax = 1024;
+constexpr Duration kVerifyEvery = seconds(1);
+// An incarnation this far above the last one seen means a restart, not a refutation (which
+// adds one; a refutation missed in between makes two, and costs a needless verification).
+constexpr uint64_t kRestartJump = 2;
 // What a 503 asks the client to wait before trying again.
 constexpr Duration kRetryAfter = seconds(1);
 // Queries held waiting for a task to finish, at most; beyond it they answer at once.
@@ -518,11 +526,30 @@ void TaskNode::member_changed(const MemberEvent& e, Time now) {
     now_ = now;
     ring_stale_ = true;
     if (!e.current) peers_.erase(e.name);  // reaped: bounded by the member table
-    if (e.current && is_gone(*e.current) && e.name != self()) {
+    if (e.name == self() || !e.current) return;
+    if (is_gone(*e.current)) {
         promote(e.name, now);
         tracker_.member_gone(e.name, now);  // the copies it held are made again
         pump(now);
+        return;
     }
+    // Alive again under an incarnation well above the last one, without having been declared
+    // dead: it restarted before anyone noticed (a member starts at the clock's seconds, while a
+    // refuted suspicion adds one), and a restart may have come back with an empty disk. What
+    // it held is copied again (to it, if it is still first in line: a copy it has already is
+    // an update); a lost disk would otherwise leave those tasks one loss from gone.
+    const bool restarted = e.previous && !is_gone(*e.previous) &&
+                           *e.current == MemberState::alive &&
+                           e.incarnation.value >= e.previous_incarnation.value + kRestartJump;
+    if (!restarted) return;
+    tracker_.member_gone(e.name, now);
+    pump(now);
+    // And if it owns copies held here, it may have lost those tasks and results: each is
+    // verified with it (check_copies), and what it no longer has is taken over here.
+    copies_.for_each([&](const Task& t) {
+        if (t.owner == e.name) verify_.insert(t.spec.id);
+    });
+    if (!verify_.empty()) next_check_ = std::min(next_check_, now + kVerifyEvery);
 }
 
 void TaskNode::drop_copy(const Task& t) {
@@ -655,11 +682,29 @@ void TaskNode::check_copies(Time now) {
     // alive; a suspect one may be back shortly. A dead owner's copies are taken over by
     // member_changed, but a holder that restarted after the owner died (or joined after it
     // was reaped) hears no such event: once this node is in a cluster, a copy whose owner it
-    // holds dead, left or not a member at all is taken over here.
+    // holds dead, left or not a member at all is taken over here. Copies whose owner came
+    // back under a new incarnation (verify_), finished ones too, are asked about first, up to
+    // kVerifyMax a round, and the rounds come every second until all have been answered.
     const bool joined = node_.members().count(MemberState::alive) > 1;
     std::set<std::string, std::less<>> unfinished;
-    std::vector<std::pair<std::string, Name>> ask;  // asked after the walk, which they may change
+    // Asked after the walk, which they may change; `true`: a verification.
+    std::vector<std::tuple<std::string, Name, bool>> ask;
     std::vector<std::string> ownerless;
+    size_t verifying = 0;
+    for (auto it = verify_.begin(); it != verify_.end() && verifying < kVerifyMax;) {
+        const Task* t = copies_.find(*it);
+        const Member* m = t != nullptr ? node_.members().find(t->owner) : nullptr;
+        if (m == nullptr || is_gone(m->state)) {  // settled meanwhile, or taken over below
+            it = verify_.erase(it);
+            continue;
+        }
+        if (m->state == MemberState::alive) {
+            ask.emplace_back(*it, t->owner, true);
+            ++verifying;
+        }
+        ++it;
+    }
+    size_t checking = 0;
     copies_.for_each([&](const Task& t) {
         const std::string& id = t.spec.id;
         const Member* m = node_.members().find(t.owner);
@@ -669,24 +714,31 @@ void TaskNode::check_copies(Time now) {
             return;
         }
         unfinished.insert(id);
-        if (!unfinished_copies_.contains(id) || ask.size() >= kCopyChecksMax) return;
+        if (!unfinished_copies_.contains(id) || checking >= kCopyChecksMax) return;
         if (owner_gone) {
             if (joined) ownerless.push_back(id);
             return;
         }
-        if (m->state != MemberState::alive) return;
-        ask.emplace_back(id, t.owner);
+        if (m->state != MemberState::alive || verify_.contains(id)) return;
+        ask.emplace_back(id, t.owner, false);
+        ++checking;
     });
     if (!ownerless.empty()) take_over(ownerless, now);
-    for (const auto& [id, owner] : ask) {
+    for (const auto& [id, owner, verification] : ask) {
         request(
             owner, TaskQuery{0, id, false, {}}, config_.forward_timeout,
-            [this, id = id, owner = owner](Result<TaskReply> r) {
+            [this, id = id, owner = owner, verification = verification](Result<TaskReply> r) {
                 const Task* copy = copies_.find(id);
-                if (!r || copy == nullptr || copy->owner != owner || is_finished(copy->state)) {
-                    return;  // no answer (asked again next round), or settled meanwhile
+                if (copy == nullptr || copy->owner != owner) {
+                    verify_.erase(id);  // settled meanwhile
+                    return;
                 }
-                switch (judge_copy(owner, r->status, r->code, r->task)) {
+                if (!r) return;  // no answer: asked again next round
+                const CopyCheck verdict = judge_copy(owner, r->status, r->code, r->task);
+                // The owner has the task (or said what to do with the copy): verified.
+                if (r->status == 200 || verdict != CopyCheck::wait) verify_.erase(id);
+                if (is_finished(copy->state) && !verification) return;  // told meanwhile
+                switch (verdict) {
                     case CopyCheck::update:
                         ++stats_.caught_up;
                         keep_copy(
@@ -705,6 +757,7 @@ void TaskNode::check_copies(Time now) {
             now);
     }
     unfinished_copies_ = std::move(unfinished);
+    if (!verify_.empty()) next_check_ = std::min(next_check_, now + kVerifyEvery);
 }
 
 void TaskNode::tell_copies(const std::string& id) {

@@ -400,7 +400,10 @@ class TaskNode {
     std::set<std::string, std::less<>> unfinished_copies_;
     std::set<std::string, std::less<>> orphans_;   // ids in copies_, waiting for an owner
     std::set<std::string, std::less<>> offering_;  // orphans offered to another candidate now
-    Time next_check_ = Time::max();                // the next check_copies()
+    // Copies whose owner came back under a new incarnation (it may have lost its disk): asked
+    // about at the next check rounds, finished ones too, until the owner has answered.
+    std::set<std::string, std::less<>> verify_;
+    Time next_check_ = Time::max();  // the next check_copies()
 
     std::map<Name, PeerLoad> peers_;
     std::map<uint64_t, Request> requests_;

@@ -259,8 +259,12 @@ void Simulation::drain(uint32_t i, Time now) {
 
 void Simulation::start_node(uint32_t i, Time now) {
     Slot& s = nodes_[i];
+    // As the daemon does, a node starts at the clock's whole seconds: a restart outranks its
+    // previous life, and the others see it come back under a new incarnation.
+    const auto incarnation = static_cast<uint64_t>(to_seconds(now.time_since_epoch()));
     s.node = std::make_unique<Node>(
-        config_, Identity{node_name(i), addr(i), {}, {}, Incarnation{0}}, rng_.fork(), now);
+        config_, Identity{node_name(i), addr(i), {}, {}, Incarnation{incarnation}}, rng_.fork(),
+        now);
     s.up = true;
     ++s.epoch;
     s.wake_at = Time::max();
