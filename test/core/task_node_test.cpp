@@ -1,0 +1,259 @@
+// TaskNode's contract with its driver, on virtual time: what it asks for, in which order, and
+// what waits for what. The protocol's runs under faults are the simulator's (test/sim).
+#include "core/task_node.hpp"
+
+#include <functional>
+#include <map>
+#include <memory>
+
+#include <xxhash.h>
+#include <catch2/catch.hpp>
+
+#include "harness.hpp"
+
+using namespace chorus;
+
+namespace {
+
+uint64_t hash(std::string_view s) {
+    return XXH3_64bits(s.data(), s.size());
+}
+
+const char* const kNames[] = {"a", "b", "c"};
+
+// Members a, b and c, joined on the core harness, each with a journaled TaskNode over its
+// Node. Nothing moves unless the test says so: frames wait for deliver(), commits for
+// commit(), handlers for finish(), time for advance().
+struct Tasks {
+    struct Frame {
+        std::string from;
+        std::string to;
+        TaskMessage message;
+    };
+
+    test::Cluster members;
+    std::map<std::string, std::unique_ptr<TaskNode>> nodes;
+    std::map<std::string, uint64_t> staged;  // journal changes each asked for (its numbering)
+    std::map<std::string, std::vector<JournalChange>> journal;
+    std::map<std::string, std::vector<std::string>> started;
+    std::vector<Frame> frames;  // sent, not delivered yet
+    std::vector<std::pair<std::string, uint64_t>> abandoned;
+
+    explicit Tasks(TaskNodeConfig config = {}) {
+        members.add("a");
+        members.add("b", {"a"});
+        members.add("c", {"a"});
+        members.run_for(seconds(3));
+        for (const char* n : kNames) {
+            nodes[n] =
+                std::make_unique<TaskNode>(config, members[n], hash, std::set<std::string>{"work"},
+                                           true, std::nullopt, 1, members.now);
+        }
+    }
+
+    Time now() const { return members.now; }
+    TaskNode& operator[](const std::string& n) { return *nodes.at(n); }
+
+    static uint64_t link_of(const std::string& n) { return static_cast<uint64_t>(n[0]); }
+
+    // Takes what every node asked for.
+    void drain() {
+        for (auto& [n, node] : nodes) {
+            TaskOutbox out = std::move(node->outbox());
+            node->outbox() = {};
+            for (JournalChange& c : out.journal) {
+                if (c.kind != JournalChange::Kind::unstage) ++staged[n];
+                journal[n].push_back(std::move(c));
+            }
+            for (std::string& id : out.starts)
+                started[n].push_back(std::move(id));
+            for (TaskSend& s : out.sends)
+                frames.push_back({n, s.to.str(), std::move(s.message)});
+            for (TaskReplyOut& r : out.replies)
+                frames.push_back({n, std::string(1, static_cast<char>(r.link)), r.reply});
+            for (auto& a : out.abandoned)
+                abandoned.emplace_back(a.first.str(), a.second);
+        }
+    }
+
+    // Hands every waiting frame over, and what they cause, until none is left; `lost` frames
+    // vanish instead. Returns how many were delivered.
+    size_t deliver(const std::function<bool(const Frame&)>& lost = nullptr) {
+        size_t delivered = 0;
+        drain();
+        while (!frames.empty()) {
+            std::vector<Frame> now_due = std::move(frames);
+            frames.clear();
+            for (Frame& f : now_due) {
+                if (lost && lost(f)) continue;
+                nodes.at(f.to)->on_message(Name(f.from), link_of(f.from), std::move(f.message),
+                                           now());
+                ++delivered;
+            }
+            drain();
+        }
+        return delivered;
+    }
+
+    // `n`'s journal commits everything it staged.
+    void commit(const std::string& n) {
+        drain();
+        nodes.at(n)->committed(staged[n], Ok{}, now());
+        drain();
+    }
+
+    // Virtual time passes (membership runs on), each node ticking when its deadline comes.
+    void advance(Duration d, const std::function<bool(const Frame&)>& lost = nullptr) {
+        const Time end = now() + d;
+        while (now() < end) {
+            members.run_for(milliseconds(10));
+            for (auto& [n, node] : nodes) {
+                if (node->next_deadline() <= now()) node->tick(now());
+            }
+            deliver(lost);
+        }
+    }
+
+    // A key `owner` is the router's choice for, with every member idle.
+    std::string key_owned_by(const std::string& owner) {
+        for (int i = 0; i < 1000; ++i) {
+            const std::string key = "k" + std::to_string(i);
+            const auto l = nodes.at(owner)->lookup(key, now());
+            if (l.choice && l.candidates[*l.choice].name == owner) return key;
+        }
+        FAIL("no key owned by " << owner);
+        return {};
+    }
+};
+
+TaskSpec work(std::string key) {
+    TaskSpec s;
+    s.key = std::move(key);
+    s.type = "work";
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("a task runs and is acknowledged only once its journal commit and its copy are done") {
+    Tasks t;
+    std::optional<TaskAnswer> answer;
+    t["a"].submit(
+        work(t.key_owned_by("a")), {}, [&](TaskAnswer a) { answer = std::move(a); }, 0, t.now());
+    t.drain();
+    // Two things at once: the record is staged with a commit asked for, and a copy goes out.
+    REQUIRE(t.staged["a"] == 1);
+    REQUIRE(t.journal["a"][0].kind == JournalChange::Kind::put);
+    REQUIRE(t.frames.size() == 1);
+    REQUIRE(std::holds_alternative<TaskCopy>(t.frames[0].message));
+    const std::string holder = t.frames[0].to;
+    REQUIRE(holder != "a");
+
+    SECTION("the copy first, then the owner's commit") {
+        t.deliver();
+        // The holder stages the copy; its answer waits for its own commit.
+        REQUIRE(t.staged[holder] == 1);
+        REQUIRE(t["a"].tracker().holders(t.journal["a"][0].id)->empty());
+        t.commit(holder);
+        t.deliver();
+        REQUIRE_FALSE(answer);  // stored on two members, but not yet in a's journal
+        REQUIRE(t.started["a"].empty());
+        t.commit("a");
+    }
+    SECTION("the owner's commit, then the copy") {
+        t.commit("a");
+        REQUIRE_FALSE(answer);
+        REQUIRE(t.started["a"].empty());
+        t.deliver();
+        t.commit(holder);
+        t.deliver();
+    }
+    REQUIRE(answer);
+    REQUIRE(answer->status == 202);
+    REQUIRE(answer->replicas == 2);
+    REQUIRE(t.started["a"].size() == 1);
+    REQUIRE(t["a"].tracker().under_replicated() == 0);
+}
+
+TEST_CASE("a task no member copies in time is refused, leaves nothing behind, and never runs") {
+    TaskNodeConfig config;
+    config.candidates = 1;  // a alone may own the key: the answer is a's own
+    Tasks t(config);
+    std::optional<TaskAnswer> answer;
+    t["a"].submit(
+        work(t.key_owned_by("a")), {}, [&](TaskAnswer a) { answer = std::move(a); }, 0, t.now());
+    t.commit("a");
+    size_t drops = 0;  // copies lost on the way, and the drops that follow them
+    const auto copies_lost = [&](const Tasks::Frame& f) {
+        const auto* c = std::get_if<TaskCopy>(&f.message);
+        if (c != nullptr && c->drop) ++drops;
+        return c != nullptr;
+    };
+    t.advance(config.forward_timeout + milliseconds(50), copies_lost);
+    REQUIRE(answer);
+    REQUIRE(answer->status == 503);
+    REQUIRE(answer->code == "not_replicated");
+    REQUIRE(t["a"].board().kept() == 0);
+    REQUIRE(t.started["a"].empty());
+    // Its record goes from the journal too, or a restart would bring it back.
+    REQUIRE(t.journal["a"].back().kind == JournalChange::Kind::remove);
+    // Both members tried were given up on after copy_timeout, and told to drop what they may
+    // store late.
+    REQUIRE(t["a"].tracker().stats().timeouts == 2);
+    REQUIRE(drops == 2);
+    REQUIRE(t["a"].requests() == 0);
+}
+
+TEST_CASE("a request never answered fails at its deadline, and its frame is abandoned") {
+    Tasks t;
+    const std::string key = t.key_owned_by("b");
+    std::optional<TaskAnswer> answer;
+    t["a"].submit(
+        work(key), {}, [&](TaskAnswer a) { answer = std::move(a); }, 0, t.now());
+    t.drain();
+    REQUIRE(t.frames.size() == 1);
+    REQUIRE(t.frames[0].to == "b");  // forwarded to b, which never answers
+    const auto from_a_to_b = [](const Tasks::Frame& f) { return f.from == "a" && f.to == "b"; };
+    t.advance(TaskNodeConfig{}.forward_timeout + milliseconds(20), from_a_to_b);
+    REQUIRE(t.abandoned.size() >= 1);
+    REQUIRE(t.abandoned[0].first == "b");
+    // The next candidate was tried.
+    REQUIRE(t["a"].stats().forward_timeouts == 1);
+    REQUIRE(t["a"].stats().retries == 1);
+}
+
+TEST_CASE("a client's wait ends at its deadline with the task as it stands, or when it ends") {
+    TaskNodeConfig config;
+    config.task_replicas = 1;  // no copies: the owner alone
+    Tasks t(config);
+    std::optional<TaskAnswer> accepted;
+    t["a"].submit(
+        work(t.key_owned_by("a")), {}, [&](TaskAnswer a) { accepted = std::move(a); }, 0, t.now());
+    t.commit("a");
+    REQUIRE(accepted);
+    REQUIRE(accepted->status == 202);
+    const std::string id = accepted->task->spec.id;
+    REQUIRE(t.started["a"] == std::vector<std::string>{id});
+
+    std::optional<TaskAnswer> waited;
+    t["a"].query(
+        id, seconds(1), false, [&](TaskAnswer a) { waited = std::move(a); }, 0, t.now());
+    REQUIRE_FALSE(waited);
+    REQUIRE(t["a"].waiting() == 1);
+    t.advance(milliseconds(990));
+    REQUIRE_FALSE(waited);
+    t.advance(milliseconds(30));
+    REQUIRE(waited);
+    REQUIRE(waited->status == 200);
+    REQUIRE(waited->task->state == TaskState::running);
+
+    waited.reset();
+    t["a"].query(
+        id, seconds(30), false, [&](TaskAnswer a) { waited = std::move(a); }, 0, t.now());
+    TaskOutcome done;
+    done.result = "42";
+    t["a"].finished(id, done, t.now());
+    REQUIRE(waited);
+    REQUIRE(waited->task->state == TaskState::succeeded);
+    REQUIRE(t["a"].waiting() == 0);
+}
