@@ -26,7 +26,8 @@ endif()
 # the fuzzer is guided by, and checks, the code the input reaches; only the fuzz executables
 # link libFuzzer itself (-fsanitize=fuzzer), which brings its own main(). libFuzzer ships with
 # clang (Debian: libclang-rt-dev), not with GCC. -O1 keeps the sanitizers' reports readable
-# and executions fast. Every check is on whatever the build type: assert() in the libraries'
+# and executions fast; line tables (not full debug information) keep every report's file and
+# line, and build faster. Every check is on whatever the build type: assert() in the libraries'
 # headers (nlohmann_json's, flatbuffers'), and _GLIBCXX_ASSERTIONS, which bounds-checks the
 # standard containers, catching reads ASan cannot see (inside a std::string's own buffer). Use a
 # separate build directory.
@@ -37,7 +38,7 @@ if(CHORUS_FUZZ)
                         "directory with -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++")
   endif()
   add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
-                      -fno-omit-frame-pointer -g -O1 -UNDEBUG -D_GLIBCXX_ASSERTIONS)
+                      -fno-omit-frame-pointer -gline-tables-only -O1 -UNDEBUG -D_GLIBCXX_ASSERTIONS)
   add_link_options(-fsanitize=address,undefined)
 endif()
 
