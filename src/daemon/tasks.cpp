@@ -183,8 +183,8 @@ void TaskService::drain() {
     if (draining_) return;
     draining_ = true;
     while (!node_.outbox().empty()) {
-        TaskOutbox out = std::move(node_.outbox());
-        node_.outbox() = {};
+        std::swap(taken_, node_.outbox());
+        TaskOutbox& out = taken_;
         for (JournalChange& c : out.journal) {
             switch (c.kind) {
                 case JournalChange::Kind::put:
@@ -224,13 +224,17 @@ void TaskService::drain() {
             c->send(
                 wire::encode(agent_.node().config().cluster, agent_.node().self().name, r.reply));
         }
+        out.clear();
     }
     draining_ = false;
     arm();
 }
 
 void TaskService::arm() {
+    // Most inputs leave the earliest deadline where it was: the timer is set only when it moves.
     const Time next = node_.next_deadline();
+    if (next == armed_for_) return;
+    armed_for_ = next;
     if (next == Time::max()) {
         uv_timer_stop(timer_.get());
         return;
@@ -240,6 +244,7 @@ void TaskService::arm() {
         [](uv_timer_t* t) {
             auto* self = static_cast<TaskService*>(t->data);
             if (self == nullptr) return;
+            self->armed_for_ = Time::max();  // fired: a one-shot timer is no longer set
             self->node_.tick(self->agent_.now());
             self->drain();
         },

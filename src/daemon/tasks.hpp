@@ -132,7 +132,9 @@ class TaskService : public FrameChannel {
     std::deque<std::pair<uint64_t, uint64_t>> changes_;  // (journal's, node's)
     uint64_t node_changes_ = 0;
     bool draining_ = false;
-    net::Handle<uv_timer_t> timer_;         // the node's next deadline
+    TaskOutbox taken_;               // what drain() is carrying out, swapped with the node's outbox
+    net::Handle<uv_timer_t> timer_;  // the node's next deadline
+    Time armed_for_ = Time::max();   // what the timer is set for (max: not set)
     net::Handle<uv_check_t> commit_check_;  // wakes the writer at the end of this iteration
 
     struct Peer {
