@@ -34,12 +34,10 @@ CopyTracker::CopyTracker(CopyTrackerConfig config, Targets targets)
 
 void CopyTracker::add(std::string id, uint64_t key_hash, Time ack_by, Time now) {
     // A task added twice is the same task: it waits for the later deadline, with the copies
-    // it has (never an assertion: ids come from the network).
+    // it has, and gets a verdict whether or not one was given before (never an assertion: ids
+    // come from the network).
     auto [it, fresh] = entries_.emplace(std::move(id), Entry{});
-    if (!fresh && !it->second.ack_by) {
-        advance(it->first, it->second, now);  // acknowledged already: nothing to wait for
-        return;
-    }
+    if (!fresh && it->second.ack_by) ack_by = std::max(ack_by, *it->second.ack_by);
     it->second.key_hash = key_hash;
     it->second.ack_by = ack_by;
     it->second.attempt = std::max(std::min(config_.copy_timeout, (ack_by - now) / 2), Duration{1});

@@ -171,6 +171,7 @@ Time TaskNode::next_deadline() const {
     Time t = std::min(next_check_, tracker_.next_deadline());
     if (!deadlines_.empty()) t = std::min(t, deadlines_.begin()->first);
     if (!waiter_deadlines_.empty()) t = std::min(t, waiter_deadlines_.begin()->first);
+    t = std::min(t, next_verify_);
     if (journal_failing_ && !journal_failing_->retried) t = std::min(t, journal_failing_->retry_at);
     if (drained_) t = std::min(t, drain_until_);
     return t;
@@ -204,6 +205,7 @@ void TaskNode::tick(Time now) {
         next_check_ = now + config_.copy_check;
         check_copies(now);
     }
+    if (next_verify_ <= now) verify_copies(now);
     check_drained(now);
 }
 
@@ -277,13 +279,6 @@ void TaskNode::accept(TaskSpec spec, Duration budget, Done done, Time now) {
     // the id with another task is a conflict.
     const auto pending = pending_.find(spec.id);
     const Task* existing = pending != pending_.end() ? &pending->second.task : board_.find(spec.id);
-    if (existing == nullptr) {
-        // A leaving owner hands over a task we hold a copy of: it becomes ours, not a copy
-        // (so it is not taken over a second time when the owner is gone).
-        if (const Task* r = copies_.find(spec.id); r != nullptr && same_task(r->spec, spec)) {
-            copies_.erase(spec.id);
-        }
-    }
     if (existing != nullptr) {
         if (!same_task(existing->spec, spec)) {
             done(conflict(spec.id));
@@ -324,7 +319,8 @@ void TaskNode::accept(TaskSpec spec, Duration budget, Done done, Time now) {
     p.done = std::move(done);
     p.committed = !journaled_;
     if (journaled_) {
-        staged_.emplace_back(stage({JournalChange::Kind::put, id, p.task}), id);
+        p.change = stage({JournalChange::Kind::put, id, p.task});
+        staged_.emplace_back(p.change, id);
         outbox_.commit = true;
     }
     tracker_.add(id, key_hash, now + ours, now);
@@ -342,8 +338,10 @@ void TaskNode::committed(uint64_t upto, const Status& st, Time now) {
     // Everything staged up to `upto` is stored now, or failed together.
     std::vector<std::string> settled;
     while (!staged_.empty() && staged_.front().first <= upto) {
-        settled.push_back(std::move(staged_.front().second));
+        auto [change, id] = std::move(staged_.front());
         staged_.pop_front();
+        auto p = pending_.find(id);
+        if (p != pending_.end() && p->second.change == change) settled.push_back(std::move(id));
     }
     std::vector<std::function<void(const Status&)>> after;
     while (!after_commit_.empty() && after_commit_.front().first <= upto) {
@@ -352,8 +350,8 @@ void TaskNode::committed(uint64_t upto, const Status& st, Time now) {
     }
     for (auto& a : after)
         a(st);
-    // Ids no longer pending were refused meanwhile (too few copies); their removal is staged.
-    std::erase_if(settled, [&](const std::string& id) { return !pending_.contains(id); });
+    // Only a pending task's own change settles it: an id refused meanwhile (too few copies;
+    // its removal is staged) and submitted again has a later change of its own.
     if (!st) {
         journal_failed(st.error(), now);
         // Nothing of this batch is stored: refuse its new tasks (the router tries another
@@ -418,6 +416,11 @@ void TaskNode::admit_if_stored(const std::string& id, Time now) {
     auto it = pending_.find(id);
     if (it == pending_.end() || !it->second.committed || !it->second.replicas) return;
     Pending p = std::move(pending_.extract(it).mapped());
+    // A leaving owner handed over a task this node holds a copy of: now stored as ours (its
+    // journal record, under the same id, replaced the copy's), it is no longer a copy, or it
+    // would be taken over a second time when the owner is gone.
+    if (const Task* r = copies_.find(id); r != nullptr && same_task(r->spec, p.task.spec))
+        copies_.erase(id);
     // Its place was held while it was pending: a take-over takes only the room left beside
     // the pending tasks, and admit() does not check the limits again.
     auto t = board_.admit(p.task.spec, p.task.owner, p.task.created);
@@ -493,10 +496,13 @@ void TaskNode::pump(Time now) {
 
 void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time now) {
     const std::string id = t.spec.id;
-    if (t.owner == self() || board_.find(id) != nullptr) {
-        stored(true);  // ours already (taken over earlier): the owner's copy adds nothing
+    if (t.owner == self() || owned(id) != nullptr) {
+        stored(true);  // ours already (taken over, or handed over): a copy adds nothing
         return;
     }
+    // A finished record says when it finished; one that does not (hostile, or from an older
+    // build) is dated now, so retention and the board can order it.
+    if (is_finished(t.state) && !t.finished) t.finished = now;
     // A leaving node keeps no new copies (it is about to go), nor one a failing journal
     // cannot store; the owner tries the next member.
     const bool fresh = copies_.find(id) == nullptr;
@@ -540,16 +546,16 @@ void TaskNode::member_changed(const MemberEvent& e, Time now) {
     // an update); a lost disk would otherwise leave those tasks one loss from gone.
     const bool restarted = e.previous && !is_gone(*e.previous) &&
                            *e.current == MemberState::alive &&
-                           e.incarnation.value >= e.previous_incarnation.value + kRestartJump;
+                           e.incarnation.value > e.previous_incarnation.value &&
+                           e.incarnation.value - e.previous_incarnation.value >= kRestartJump;
     if (!restarted) return;
     tracker_.member_gone(e.name, now);
     pump(now);
     // And if it owns copies held here, it may have lost those tasks and results: each is
     // verified with it (check_copies), and what it no longer has is taken over here.
     copies_.for_each([&](const Task& t) {
-        if (t.owner == e.name) verify_.insert(t.spec.id);
+        if (t.owner == e.name) verify_later(t.spec.id, now);
     });
-    if (!verify_.empty()) next_check_ = std::min(next_check_, now + kVerifyEvery);
 }
 
 void TaskNode::drop_copy(const Task& t) {
@@ -582,10 +588,15 @@ void TaskNode::take_over(const std::vector<std::string>& ids, Time now) {
     for (const std::string& id : ids) {
         const Task* r = copies_.find(id);
         if (r == nullptr) continue;
+        if (owned(id) != nullptr) {  // ours already, pending or on the board: not a second one
+            copies_.erase(id);
+            continue;
+        }
         if (is_finished(r->state)) {
             // A result: this node keeps it for readers now, and has it copied again.
             Task t = *copies_.take(id);
             t.owner = self();
+            if (!t.finished) t.finished = now;  // as keep_copy does (a copy restored from disk)
             board_.restore(std::move(t), now);
             record(id);
             taken_here.push_back(id);
@@ -604,6 +615,7 @@ void TaskNode::take_over(const std::vector<std::string>& ids, Time now) {
         // A copy is sent before its task starts and hears of it only when it ends: the dead
         // owner may have run it, and `attempts` counts that run as one.
         t.attempts = std::max<uint32_t>(t.attempts, 1);
+        t.spec.timeout = std::min(t.spec.timeout, config_.limits.timeout_max);
         ++stats_.promoted;
         board_.restore(std::move(t), now);
         record(id);
@@ -682,29 +694,11 @@ void TaskNode::check_copies(Time now) {
     // alive; a suspect one may be back shortly. A dead owner's copies are taken over by
     // member_changed, but a holder that restarted after the owner died (or joined after it
     // was reaped) hears no such event: once this node is in a cluster, a copy whose owner it
-    // holds dead, left or not a member at all is taken over here. Copies whose owner came
-    // back under a new incarnation (verify_), finished ones too, are asked about first, up to
-    // kVerifyMax a round, and the rounds come every second until all have been answered.
+    // holds dead, left or not a member at all is taken over here, a result as a task.
     const bool joined = node_.members().count(MemberState::alive) > 1;
     std::set<std::string, std::less<>> unfinished;
-    // Asked after the walk, which they may change; `true`: a verification.
-    std::vector<std::tuple<std::string, Name, bool>> ask;
+    std::vector<std::pair<std::string, Name>> ask;  // asked after the walk, which they may change
     std::vector<std::string> ownerless;
-    size_t verifying = 0;
-    for (auto it = verify_.begin(); it != verify_.end() && verifying < kVerifyMax;) {
-        const Task* t = copies_.find(*it);
-        const Member* m = t != nullptr ? node_.members().find(t->owner) : nullptr;
-        if (m == nullptr || is_gone(m->state)) {  // settled meanwhile, or taken over below
-            it = verify_.erase(it);
-            continue;
-        }
-        if (m->state == MemberState::alive) {
-            ask.emplace_back(*it, t->owner, true);
-            ++verifying;
-        }
-        ++it;
-    }
-    size_t checking = 0;
     copies_.for_each([&](const Task& t) {
         const std::string& id = t.spec.id;
         const Member* m = node_.members().find(t.owner);
@@ -714,50 +708,86 @@ void TaskNode::check_copies(Time now) {
             return;
         }
         unfinished.insert(id);
-        if (!unfinished_copies_.contains(id) || checking >= kCopyChecksMax) return;
+        if (!unfinished_copies_.contains(id) || ask.size() >= kCopyChecksMax) return;
         if (owner_gone) {
             if (joined) ownerless.push_back(id);
             return;
         }
         if (m->state != MemberState::alive || verify_.contains(id)) return;
-        ask.emplace_back(id, t.owner, false);
-        ++checking;
+        ask.emplace_back(id, t.owner);
     });
     if (!ownerless.empty()) take_over(ownerless, now);
-    for (const auto& [id, owner, verification] : ask) {
-        request(
-            owner, TaskQuery{0, id, false, {}}, config_.forward_timeout,
-            [this, id = id, owner = owner, verification = verification](Result<TaskReply> r) {
-                const Task* copy = copies_.find(id);
-                if (copy == nullptr || copy->owner != owner) {
-                    verify_.erase(id);  // settled meanwhile
-                    return;
-                }
-                if (!r) return;  // no answer: asked again next round
-                const CopyCheck verdict = judge_copy(owner, r->status, r->code, r->task);
-                // The owner has the task (or said what to do with the copy): verified.
-                if (r->status == 200 || verdict != CopyCheck::wait) verify_.erase(id);
-                if (is_finished(copy->state) && !verification) return;  // told meanwhile
-                switch (verdict) {
-                    case CopyCheck::update:
-                        ++stats_.caught_up;
-                        keep_copy(
-                            std::move(*r->task), [](bool) {}, now_);
-                        break;
-                    case CopyCheck::take_over:
-                        take_over({id}, now_);
-                        break;
-                    case CopyCheck::drop:
-                        drop_copy(Task(*copy));  // a copy: drop_copy erases it
-                        break;
-                    case CopyCheck::wait:
-                        break;
-                }
-            },
-            now);
-    }
+    for (const auto& [id, owner] : ask)
+        ask_owner(id, owner, false, now);
     unfinished_copies_ = std::move(unfinished);
-    if (!verify_.empty()) next_check_ = std::min(next_check_, now + kVerifyEvery);
+}
+
+void TaskNode::verify_copies(Time now) {
+    // Copies whose owner may have lost them (it came back under a new incarnation, or this
+    // node restarted and cannot tell), finished ones too: each is asked about once its owner
+    // is alive, kVerifyMax at a time and never twice at once, in turn from where the last
+    // round stopped, until every owner has answered. A copy whose owner is gone is left to
+    // check_copies, which takes it over.
+    const bool joined = node_.members().count(MemberState::alive) > 1;
+    size_t asked = 0;
+    auto it = verify_.upper_bound(verify_cursor_);
+    for (size_t seen = 0, n = verify_.size(); seen < n && asked < kVerifyMax; ++seen) {
+        if (verify_.empty()) break;
+        if (it == verify_.end()) it = verify_.begin();
+        const Task* t = copies_.find(*it);
+        const Member* m = t != nullptr ? node_.members().find(t->owner) : nullptr;
+        if (t == nullptr || (joined && (m == nullptr || is_gone(m->state)))) {
+            it = verify_.erase(it);
+            continue;
+        }
+        const std::string id = *it++;
+        if (m == nullptr || m->state != MemberState::alive || !verifying_.insert(id).second)
+            continue;
+        verify_cursor_ = id;
+        ++asked;
+        ask_owner(id, t->owner, true, now);
+    }
+    next_verify_ = verify_.empty() ? Time::max() : now + kVerifyEvery;
+}
+
+void TaskNode::ask_owner(const std::string& id, const Name& owner, bool verification, Time now) {
+    request(
+        owner, TaskQuery{0, id, false, {}}, config_.forward_timeout,
+        [this, id, owner, verification](Result<TaskReply> r) {
+            if (verification) verifying_.erase(id);
+            const Task* copy = copies_.find(id);
+            if (copy == nullptr || copy->owner != owner) {
+                verify_.erase(id);  // settled meanwhile
+                return;
+            }
+            if (!r) return;  // no answer: asked again next round
+            const CopyCheck verdict = judge_copy(owner, r->status, r->code, r->task);
+            // The owner has the task (or said what to do with the copy): verified.
+            if (r->status == 200 || verdict != CopyCheck::wait) verify_.erase(id);
+            if (is_finished(copy->state) && !verification) return;  // told meanwhile
+            switch (verdict) {
+                case CopyCheck::update:
+                    if (r->task->spec.id != id) return;  // not the task asked about
+                    ++stats_.caught_up;
+                    keep_copy(
+                        std::move(*r->task), [](bool) {}, now_);
+                    break;
+                case CopyCheck::take_over:
+                    take_over({id}, now_);
+                    break;
+                case CopyCheck::drop:
+                    drop_copy(Task(*copy));  // a copy: drop_copy erases it
+                    break;
+                case CopyCheck::wait:
+                    break;
+            }
+        },
+        now);
+}
+
+void TaskNode::verify_later(const std::string& id, Time now) {
+    verify_.insert(id);
+    next_verify_ = std::min(next_verify_, now + kVerifyEvery);
 }
 
 void TaskNode::tell_copies(const std::string& id) {
@@ -770,9 +800,9 @@ void TaskNode::tell_copies(const std::string& id) {
 }
 
 void TaskNode::record(const std::string& id) {
+    record_evictions();  // journal or not: the tracker lets go of what the board dropped
     if (!journaled_) return;
     if (const Task* t = board_.find(id)) stage({JournalChange::Kind::put, id, *t});
-    record_evictions();
     outbox_.commit = true;
 }
 
@@ -790,6 +820,9 @@ void TaskNode::restore(std::vector<Task> tasks, Time now) {
     for (Task& t : tasks) {
         ++stats_.recovered;
         if (t.owner != self()) {  // a copy of another node's task
+            // Its owner may have lost it while this node was down (a disk lost, and back
+            // before anyone here saw it gone): asked once the owner is alive.
+            verify_later(t.spec.id, now);
             copies_.restore(std::move(t));
             continue;
         }
@@ -1368,7 +1401,7 @@ void TaskNode::on_message(const Name& from, uint64_t link, TaskMessage m, Time n
     on_request(from, link, std::move(m), now);
 }
 
-void TaskNode::on_request(const Name& /*from*/, uint64_t link, TaskMessage m, Time now) {
+void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time now) {
     if (auto* submit = std::get_if<TaskSubmit>(&m)) {
         const uint64_t request = submit->request;
         const auto answer = [this, link, request](TaskAnswer a) {
@@ -1386,6 +1419,24 @@ void TaskNode::on_request(const Name& /*from*/, uint64_t link, TaskMessage m, Ti
         }
     } else if (auto* copy = std::get_if<TaskCopy>(&m)) {
         const uint64_t request = copy->request;
+        if (copy->task.owner != from) {
+            // Only a task's owner sends its copy, its outcome or its drop: another member's
+            // word would plant, overwrite or drop copies of tasks that are not its own.
+            ++stats_.copies_not_owner;
+            if (request != 0) {
+                reply(link,
+                      TaskReply{request,
+                                403,
+                                "not_owner",
+                                "a copy comes from its task's owner only",
+                                0,
+                                0,
+                                {},
+                                0},
+                      now);
+            }
+            return;
+        }
         if (copy->drop) {
             drop_copy(copy->task);
             if (request != 0) reply(link, TaskReply{request, 200, "", "", 0, 0, {}, 0}, now);

@@ -117,6 +117,7 @@ struct TaskNodeStats {
     uint64_t caught_up = 0;       // copies that missed their task's outcome and were told on asking
     uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
     uint64_t copies_refused = 0;  // copies refused: the unfinished copies held hit their limits
+    uint64_t copies_not_owner = 0;  // copy frames refused: sent by a member not the task's owner
 };
 
 // A journal change, in the order the driver stages them.
@@ -294,6 +295,7 @@ class TaskNode {
         Done done;
         std::vector<Done> retries;         // the same task submitted again meanwhile
         bool committed = false;            // in the journal (or there is none)
+        uint64_t change = 0;               // its journal change (0: none): what commits it
         std::optional<uint32_t> replicas;  // the copies' verdict: accepted, on this many members
     };
     // Load as last heard from a peer in a reply, and the tasks sent to it since.
@@ -340,6 +342,10 @@ class TaskNode {
     void offer_orphan(const std::string& id, std::vector<Name> to, size_t next, Time now);
     bool has_room() const;  // running + queued + pending below capacity + queue_max
     void check_copies(Time now);
+    void verify_copies(Time now);
+    void verify_later(const std::string& id, Time now);  // to verify with its owner
+    // Asks the owner of a copy how its task stands and acts on the answer (judge_copy).
+    void ask_owner(const std::string& id, const Name& owner, bool verification, Time now);
     void start_ready(Time now);
     void report_load(Time now);
     bool refusing_tasks(Time now) const;  // the journal failed and its retry is not due yet
@@ -413,7 +419,10 @@ class TaskNode {
     // Copies whose owner came back under a new incarnation (it may have lost its disk): asked
     // about at the next check rounds, finished ones too, until the owner has answered.
     std::set<std::string, std::less<>> verify_;
-    Time next_check_ = Time::max();  // the next check_copies()
+    std::set<std::string, std::less<>> verifying_;  // of those, asked and not answered yet
+    std::string verify_cursor_;                     // the last asked: the next round goes on
+    Time next_verify_ = Time::max();                // the next verify_copies()
+    Time next_check_ = Time::max();                 // the next check_copies()
 
     std::map<Name, PeerLoad> peers_;
     std::map<uint64_t, Request> requests_;

@@ -323,6 +323,9 @@ void Api::task_metrics(Exposition& out) const {
                 "Copies other nodes sent that this node refused: its unfinished copies were at "
                 "copies_max or copies_bytes_max.",
                 s.copies_refused);
+    out.counter("chorus_task_copies_not_owner_total",
+                "Copy frames refused because the member that sent them is not the task's owner.",
+                s.copies_not_owner);
     out.gauge("chorus_task_copies_unfinished_bytes",
               "Bytes of the unfinished copies held here (limit: copies_bytes_max).",
               static_cast<double>(t.copies().unfinished_bytes()));

@@ -107,6 +107,11 @@ struct Tasks {
         const Time end = now() + d;
         while (now() < end) {
             members.run_for(milliseconds(10));
+            // Membership's news reaches each member's task layer, as the drivers pass it on.
+            for (auto& [observer, e] : std::exchange(members.events, {})) {
+                if (auto n = nodes.find(observer); n != nodes.end())
+                    n->second->member_changed(e, now());
+            }
             for (auto& [n, node] : nodes) {
                 if (node->next_deadline() <= now()) node->tick(now());
             }
@@ -153,7 +158,9 @@ TEST_CASE("a task runs and is acknowledged only once its journal commit and its 
         t.deliver();
         // The holder stages the copy; its answer waits for its own commit.
         REQUIRE(t.staged[holder] == 1);
-        REQUIRE(t["a"].tracker().holders(t.journal["a"][0].id)->empty());
+        const auto* holders = t["a"].tracker().holders(t.journal["a"][0].id);
+        REQUIRE(holders != nullptr);
+        REQUIRE(holders->empty());
         t.commit(holder);
         t.deliver();
         REQUIRE_FALSE(answer);  // stored on two members, but not yet in a's journal
@@ -214,7 +221,10 @@ TEST_CASE("a request never answered fails at its deadline, and its frame is aban
     REQUIRE(t.frames.size() == 1);
     REQUIRE(t.frames[0].to == "b");  // forwarded to b, which never answers
     const auto from_a_to_b = [](const Tasks::Frame& f) { return f.from == "a" && f.to == "b"; };
-    t.advance(TaskNodeConfig{}.forward_timeout + milliseconds(20), from_a_to_b);
+    t.advance(TaskNodeConfig{}.forward_timeout - milliseconds(20), from_a_to_b);
+    REQUIRE(t.abandoned.empty());  // not before its deadline
+    REQUIRE(t["a"].stats().forward_timeouts == 0);
+    t.advance(milliseconds(40), from_a_to_b);
     REQUIRE(t.abandoned.size() >= 1);
     REQUIRE(t.abandoned[0].first == "b");
     // The next candidate was tried.
@@ -256,4 +266,43 @@ TEST_CASE("a client's wait ends at its deadline with the task as it stands, or w
     REQUIRE(waited);
     REQUIRE(waited->task->state == TaskState::succeeded);
     REQUIRE(t["a"].waiting() == 0);
+}
+
+TEST_CASE("a copy is taken only from its task's owner") {
+    Tasks t;
+    Task forged;
+    forged.spec = work("k1");
+    forged.spec.id = make_task_id(hash("k1"), "forged");
+    forged.owner = Name("c");  // b claims c's task
+    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{7, forged, false}, t.now());
+    t.drain();
+    REQUIRE(t["a"].copies().size() == 0);
+    REQUIRE(t["a"].stats().copies_not_owner == 1);
+    REQUIRE(t.frames.size() == 1);
+    const auto* r = std::get_if<TaskReply>(&t.frames[0].message);
+    REQUIRE(r != nullptr);
+    REQUIRE(r->status == 403);
+    REQUIRE(r->code == "not_owner");
+}
+
+TEST_CASE("a finished copy that says not when it finished is taken over without harm") {
+    Tasks t;
+    Task done;
+    done.spec = work("k2");
+    done.spec.id = make_task_id(hash("k2"), "undated");
+    done.owner = Name("c");
+    done.state = TaskState::succeeded;  // and no `finished`: a peer's word, not to be trusted
+    done.result = "1";
+    t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{0, done, false}, t.now());
+    t.commit("a");
+    REQUIRE(t["a"].copies().find(done.spec.id) != nullptr);
+    REQUIRE(t["a"].copies().find(done.spec.id)->finished.has_value());
+    // Its owner dies: the result becomes a's own, and the board orders it by when it finished.
+    t.members.crash("c");
+    t.nodes.erase("c");
+    t.advance(seconds(20));
+    const Task* kept = t["a"].board().find(done.spec.id);
+    REQUIRE(kept != nullptr);
+    REQUIRE(kept->owner == Name("a"));
+    REQUIRE(kept->finished.has_value());
 }
