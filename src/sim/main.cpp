@@ -63,11 +63,16 @@ nlohmann::json to_json(const Report& r) {
         {"tasks_unanswered", r.tasks_unanswered},
         {"tasks_lost", r.tasks_lost},
         {"tasks_unfinished", r.tasks_unfinished},
+        {"tasks_short", r.tasks_short},
+        {"disks_lost", r.disks_lost},
         {"tasks_ran_twice", r.tasks_ran_twice},
         {"under_replicated_max", r.under_replicated_max},
         {"under_replicated_end", r.under_replicated_end},
         {"lookups", r.lookups},
+        {"lookups_unanswered", r.lookups_unanswered},
         {"lookups_wrong", r.lookups_wrong},
+        {"task_checks_skipped", r.task_checks_skipped},
+        {"replay", chorus::sim::to_flags(o)},
         {"ack_p50_ms", opt(r.ack_p50_ms)},
         {"ack_p99_ms", opt(r.ack_p99_ms)},
         {"ack_max_ms", opt(r.ack_max_ms)},
@@ -115,21 +120,26 @@ void print_summary(const Report& r) {
             "  tasks: {} submitted at {}/s, {} acknowledged, {} refused, {} unanswered "
             "(replicas {}, {} disk(s) lost)\n",
             r.tasks_submitted, o.tasks_per_s, r.tasks_acked, r.tasks_refused, r.tasks_unanswered,
-            o.replicas, o.data_loss);
+            o.replicas, r.disks_lost);
         fmt::print(
-            "  acknowledged: {} lost, {} unfinished, {} ran twice; under-replicated at "
-            "most {}, {} at the end\n",
-            r.tasks_lost, r.tasks_unfinished, r.tasks_ran_twice, r.under_replicated_max,
-            r.under_replicated_end);
-        fmt::print("  acknowledgement: p50 {} ms, p99 {} ms, max {} ms; lookups: {} of {} wrong\n",
-                   r.ack_p50_ms ? fmt::format("{:.1f}", *r.ack_p50_ms) : "n/a",
-                   r.ack_p99_ms ? fmt::format("{:.1f}", *r.ack_p99_ms) : "n/a",
-                   r.ack_max_ms ? fmt::format("{:.1f}", *r.ack_max_ms) : "n/a", r.lookups_wrong,
-                   r.lookups);
+            "  acknowledged: {} lost, {} unfinished, {} short of copies, {} ran twice; "
+            "under-replicated at most {}, {} at the end\n",
+            r.tasks_lost, r.tasks_unfinished, r.tasks_short, r.tasks_ran_twice,
+            r.under_replicated_max, r.under_replicated_end);
+        if (!r.task_checks_skipped.empty())
+            fmt::print("  task checks skipped: {}\n", r.task_checks_skipped);
+        fmt::print(
+            "  acknowledgement: p50 {} ms, p99 {} ms, max {} ms; lookups: {} of {} wrong, {} "
+            "unanswered\n",
+            r.ack_p50_ms ? fmt::format("{:.1f}", *r.ack_p50_ms) : "n/a",
+            r.ack_p99_ms ? fmt::format("{:.1f}", *r.ack_p99_ms) : "n/a",
+            r.ack_max_ms ? fmt::format("{:.1f}", *r.ack_max_ms) : "n/a", r.lookups_wrong, r.lookups,
+            r.lookups_unanswered);
     }
     fmt::print("  wall time {:.2f}s, peak RSS {:.0f} MiB\n", r.wall_s, r.peak_rss_mb);
     for (const auto& v : r.violations)
         fmt::print("  INVARIANT BROKEN: {}\n", v);
+    if (!r.violations.empty()) fmt::print("  replay: chorus-sim {}\n", chorus::sim::to_flags(o));
 }
 
 }  // namespace

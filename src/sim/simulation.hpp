@@ -22,6 +22,8 @@
 namespace chorus::sim {
 
 std::string node_name(uint32_t i);
+// When clients stop submitting: --tasks-until, or 60 s before the end.
+double tasks_until(const Options& o);
 std::optional<uint32_t> node_index(std::string_view name);
 double median(std::vector<double> v);
 double peak_rss_mb();
@@ -38,6 +40,7 @@ struct TaskHost {
     bool commit_wanted = false;
     uint64_t wake_token = 0;
     Time wake_at = Time::max();
+    bool disk_lost = false;  // its last crash took the disk
     struct Run {
         std::string id;
         bool stopped = false;
@@ -144,9 +147,13 @@ class Simulation {
     void schedule_tasks();
     void submit_task(Time now);
     void send_frame(uint32_t from, uint32_t to, uint64_t to_epoch, const TaskMessage& m, Time now);
+    void deliver(Event frame, Time now);  // a task frame on its link, in order
     void commit(uint32_t i, Time now);
     void sample_under_replicated();
+    void heal_tasks(Time now);
     void finish_tasks();
+    // The most disks lost within a repair window of each other, as it happened.
+    uint32_t disks_lost_at_once() const;
 
     Options o_;
     Config config_;
@@ -178,16 +185,26 @@ class Simulation {
 
     // The task workload's clients and what they were told.
     TaskNodeConfig task_config_;
-    struct Acked {
-        Time at;
+    struct Asked {  // a submission
         uint32_t entry = 0;
+        uint64_t epoch = 0;  // the entry node's, when it was asked
+        bool answered = false;
     };
-    std::map<std::string, Acked> acked_;
+    std::vector<Asked> asked_;
+    std::vector<std::string> acked_;                    // ids acknowledged, in that order
     std::unordered_map<std::string, uint32_t> starts_;  // handler starts by task id
     std::vector<double> ack_ms_;
-    uint32_t disks_lost_ = 0;
-    std::map<std::pair<uint32_t, uint32_t>, Time> last_frame_;  // per link: streams keep order
-    std::vector<std::string> lookup_errors_;  // the first few, for the violation's message
+    std::vector<double> disk_losses_s_;  // when a crash took a disk with it
+    struct Lookup {                      // a lookup of an acknowledged task at the end
+        std::string id;
+        uint32_t from = 0;
+        bool answered = false;
+        std::string wrong;  // what was wrong with the answer; empty if it was right
+    };
+    std::vector<Lookup> lookups_;
+    using Link = std::pair<uint32_t, uint32_t>;  // (from, to)
+    std::map<Link, Time> last_frame_;            // per link: streams keep order
+    std::map<Link, std::vector<Event>> held_;    // frames sent across a partition
     Time now_{};          // the event being handled: when the answers it brings come
     Time next_sample_{};  // of under-replicated tasks
 };

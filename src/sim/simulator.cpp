@@ -47,13 +47,62 @@ Status validate(const Options& o) {
         need(o.data_loss <= o.crash, "--data-loss", "must be at most --crash"),
         need(o.commit_ms >= 0 && o.commit_ms <= 10000, "--commit-ms", "must lie within [0, 10000]"),
         need(o.tasks_from_s >= 0, "--tasks-from", "must not be negative"),
-        need(!o.tasks_until_s || *o.tasks_until_s > o.tasks_from_s, "--tasks-until",
-             "must come after --tasks-from"),
+        need(o.crash == 0 || o.crash_at_s + (o.crash - 1) * o.crash_every_s < o.duration_s,
+             "--crash-at/--crash-every", "every crash must come before the end"),
     };
     for (const auto& s : checks) {
         if (!s) return s;
     }
+    if (o.tasks_per_s == 0) return Ok{};
+    const double until = tasks_until(o);
+    const uint32_t least = o.min_replicas != 0 ? o.min_replicas : o.replicas;
+    const Status task_checks[] = {
+        need(until > o.tasks_from_s, "--tasks-until",
+             "must come after --tasks-from (default: 60 s before the end)"),
+        need(until <= o.duration_s - 55, "--tasks-until",
+             "must come at least 55 s before the end: the final checks need the time"),
+        need(o.nodes >= least, "--nodes",
+             "must be at least the members a task is acknowledged on (--min-replicas, else "
+             "--replicas)"),
+        need(o.tasks_per_s * (until - o.tasks_from_s) <= 1e7, "--tasks-per-s",
+             "at most 10 million submissions a run"),
+    };
+    for (const auto& s : task_checks) {
+        if (!s) return s;
+    }
     return Ok{};
+}
+
+std::string to_flags(const Options& o) {
+    const Options d;
+    std::string f =
+        fmt::format("--nodes {} --duration {} --seed {}", o.nodes, o.duration_s, o.seed);
+    const auto add = [&](bool differs, std::string text) {
+        if (differs) f += " " + text;
+    };
+    add(o.profile != d.profile, fmt::format("--profile {}", o.profile));
+    add(o.loss != d.loss, fmt::format("--loss {}", o.loss));
+    add(o.latency_ms != d.latency_ms, fmt::format("--latency-ms {}", o.latency_ms));
+    add(o.crash > 0, fmt::format("--crash {} --crash-at {}", o.crash, o.crash_at_s));
+    add(o.crash_every_s != d.crash_every_s, fmt::format("--crash-every {}", o.crash_every_s));
+    add(o.restart_after_s.has_value(),
+        fmt::format("--restart-after {}", o.restart_after_s.value_or(0)));
+    add(o.data_loss != d.data_loss, fmt::format("--data-loss {}", o.data_loss));
+    add(o.slow > 0, fmt::format("--slow {} --slow-ms {}", o.slow, o.slow_ms));
+    add(!o.lifeguard, "--no-lifeguard");
+    add(o.partition_at_s.has_value(),
+        fmt::format("--partition-at {} --heal-at {}", o.partition_at_s.value_or(0),
+                    o.heal_at_s.value_or(0)));
+    add(o.join_window_s != d.join_window_s, fmt::format("--join-window {}", o.join_window_s));
+    if (o.tasks_per_s > 0) {
+        f += fmt::format(" --tasks-per-s {} --replicas {}", o.tasks_per_s, o.replicas);
+        add(o.task_ms != d.task_ms, fmt::format("--task-ms {}", o.task_ms));
+        add(o.min_replicas != d.min_replicas, fmt::format("--min-replicas {}", o.min_replicas));
+        add(o.commit_ms != d.commit_ms, fmt::format("--commit-ms {}", o.commit_ms));
+        add(o.tasks_from_s != d.tasks_from_s, fmt::format("--tasks-from {}", o.tasks_from_s));
+        add(o.tasks_until_s.has_value(), fmt::format("--tasks-until {}", tasks_until(o)));
+    }
+    return f;
 }
 
 std::string node_name(uint32_t i) {
@@ -321,6 +370,7 @@ void Simulation::on_event(const Event& e) {
             break;
         case Kind::heal:
             net_.heal();
+            if (tasks_on()) heal_tasks(now);
             last_fault_ = now;
             note_convergence(now);
             break;

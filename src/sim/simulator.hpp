@@ -82,13 +82,18 @@ struct Report {
     // Acknowledged tasks no live node holds at the end (lost), and ones held but not finished.
     uint64_t tasks_lost = 0;
     uint64_t tasks_unfinished = 0;
-    uint64_t tasks_ran_twice = 0;       // acknowledged tasks whose handler started more than once
+    uint64_t tasks_short = 0;      // held by fewer live members than replicas (or live) at the end
+    uint64_t tasks_ran_twice = 0;  // acknowledged tasks whose handler started more than once
     uint64_t under_replicated_max = 0;  // the sum over live nodes, its highest sample
     uint64_t under_replicated_end = 0;
     // Lookups of finished tasks sent from every live node at the end, and those that did not
     // come back 200 succeeded.
     uint64_t lookups = 0;
-    uint64_t lookups_wrong = 0;
+    uint64_t lookups_unanswered = 0;
+    uint64_t lookups_wrong = 0;  // a live task not found finished (a lost one's is not counted)
+    uint64_t disks_lost = 0;     // crashes that took their disk (--data-loss)
+    // Why the checks that need the faults' effects to settle were skipped (empty: they ran).
+    std::string task_checks_skipped;
     std::optional<double> ack_p50_ms;
     std::optional<double> ack_p99_ms;
     std::optional<double> ack_max_ms;
@@ -98,6 +103,9 @@ struct Report {
 
 // Validates options; an error names the flag that is wrong.
 Status validate(const Options& o);
+
+// The chorus-sim flags that replay `o` (those that differ from the defaults).
+std::string to_flags(const Options& o);
 
 Report run(const Options& o);
 
