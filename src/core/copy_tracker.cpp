@@ -139,9 +139,9 @@ const std::vector<Name>* CopyTracker::holders(std::string_view id) const {
 
 void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
     if (stored_on(e) >= config_.replicas) {
+        e.attempt = config_.copy_timeout;  // the next repair starts afresh
         if (e.ack_by) {
             e.ack_by.reset();
-            e.attempt = config_.copy_timeout;
             outbox_.verdicts.push_back(
                 CopyVerdict{.id = id, .accepted = true, .replicas = stored_on(e), .why = {}});
         }
@@ -169,7 +169,7 @@ void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
         if (has(e.holders, to) || has(e.passed, to)) continue;
         e.sending = to;
         e.sending_until = now + e.attempt;
-        outbox_.sends.push_back(CopySend{.id = id, .to = std::move(to)});
+        outbox_.sends.push_back(CopySend{.id = id, .to = std::move(to), .within = e.attempt});
         schedule(id, e, wake());
         return;
     }
@@ -178,7 +178,11 @@ void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
         decide(id, e, now);
         return;
     }
+    // Every member was silent or refused: the next round gives each twice as long (TCP's
+    // retransmission backoff), so a member that answers late, or this node when it is the slow
+    // one, stores the copy in the end instead of being given up on every time.
     e.passed.clear();
+    e.attempt = std::min(e.attempt * 2, config_.copy_timeout * kAttemptGrowthMax);
     e.backoff_until = now + config_.repair_backoff;
     schedule(id, e, e.backoff_until);
 }

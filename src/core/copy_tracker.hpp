@@ -47,7 +47,8 @@ struct CopyTrackerConfig {
     uint32_t min_replicas = 2;
     // How long one member has to store a copy before the next one is tried. For a task waiting
     // to be acknowledged, at most half the time it has: a silent member always leaves another
-    // its chance before the deadline.
+    // its chance before the deadline. A repair round that stores nothing doubles it for the
+    // next, up to kAttemptGrowthMax times.
     Duration copy_timeout = milliseconds(500);
     // How long an under-replicated task waits after a round in which no member stored it.
     Duration repair_backoff = seconds(1);
@@ -58,6 +59,7 @@ struct CopyTrackerConfig {
 struct CopySend {  // send the task's copy to `to`; answer with answered()
     std::string id;
     Name to;
+    Duration within{};  // how long `to` has: the tracker gives up on it then
 };
 struct CopyDrop {  // `to` must forget its copy of the task, if it holds one
     std::string id;
@@ -93,6 +95,8 @@ struct CopyTrackerStats {
 
 class CopyTracker {
   public:
+    // A repair's attempts grow to at most this many times copy_timeout.
+    static constexpr int kAttemptGrowthMax = 16;
     // The alive members that may hold a copy of a task with this key hash, in the key's
     // preference order, this node excluded.
     using Targets = std::function<std::vector<Name>(uint64_t key_hash)>;

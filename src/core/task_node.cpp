@@ -480,7 +480,7 @@ void TaskNode::pump(Time now) {
         if (t == nullptr) continue;  // settled by an earlier answer of this batch
         // The tracker keeps the time; the request's own deadline only cleans up after it.
         request(
-            send.to, TaskCopy{0, *t, false}, config_.copy_timeout * 2,
+            send.to, TaskCopy{0, *t, false}, send.within * 2,
             [this, id = send.id, to = send.to](Result<TaskReply> r) {
                 tracker_.answered(id, to, r && r->status == 200, now_);
                 pump(now_);
@@ -494,6 +494,17 @@ void TaskNode::pump(Time now) {
         settle(v, now);
 }
 
+namespace {
+// Whether `a` is further along than `b`: an outcome over a run over a queue, then more runs.
+bool further_along(const Task& a, const Task& b) {
+    const auto rank = [](const Task& t) {
+        const int stage = is_finished(t.state) ? 2 : t.state == TaskState::running ? 1 : 0;
+        return std::pair{stage, t.attempts};
+    };
+    return rank(a) > rank(b);
+}
+}  // namespace
+
 void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time now) {
     const std::string id = t.spec.id;
     if (t.owner == self() || owned(id) != nullptr) {
@@ -503,6 +514,16 @@ void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time n
     // A finished record says when it finished; one that does not (hostile, or from an older
     // build) is dated now, so retention and the board can order it.
     if (is_finished(t.state) && !t.finished) t.finished = now;
+    // Two owners' copies of one task: a member took it over from an owner it wrongly declared
+    // dead, and that owner is still sending. The record further along is the later owner's;
+    // the earlier one's would overwrite it, and its drop would then erase it, leaving the
+    // later owner counting a copy that is gone. The task is held here either way.
+    if (const Task* held = copies_.find(id);
+        held != nullptr && held->owner != t.owner && further_along(*held, t)) {
+        ++stats_.copies_stale;
+        stored(true);
+        return;
+    }
     // A leaving node keeps no new copies (it is about to go), nor one a failing journal
     // cannot store; the owner tries the next member.
     const bool fresh = copies_.find(id) == nullptr;

@@ -118,6 +118,7 @@ struct TaskNodeStats {
     uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
     uint64_t copies_refused = 0;  // copies refused: the unfinished copies held hit their limits
     uint64_t copies_not_owner = 0;  // copy frames refused: sent by a member not the task's owner
+    uint64_t copies_stale = 0;  // copies ignored: a later owner's record of the task is held here
 };
 
 // A journal change, in the order the driver stages them.

@@ -326,6 +326,10 @@ void Api::task_metrics(Exposition& out) const {
     out.counter("chorus_task_copies_not_owner_total",
                 "Copy frames refused because the member that sent them is not the task's owner.",
                 s.copies_not_owner);
+    out.counter("chorus_task_copies_stale_total",
+                "Copies ignored because this node holds a later owner's record of the task (one "
+                "that took it over from an owner wrongly declared dead).",
+                s.copies_stale);
     out.gauge("chorus_task_copies_unfinished_bytes",
               "Bytes of the unfinished copies held here (limit: copies_bytes_max).",
               static_cast<double>(t.copies().unfinished_bytes()));

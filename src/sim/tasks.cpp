@@ -442,29 +442,7 @@ void Simulation::finish_tasks() {
             lost.insert(id);
         } else {
             if (!finished) ++report_.tasks_unfinished;
-            if (holders < wanted) {
-                ++report_.tasks_short;
-                if (getenv("SIMDEBUG") && report_.tasks_short < 6) {
-                    for (uint32_t i = 0; i < nodes_.size(); ++i) {
-                        const Slot& s = nodes_[i];
-                        if (!s.up || !s.tasks || !s.tasks->node) continue;
-                        const TaskNode& t = *s.tasks->node;
-                        if (const Task* b = t.board().find(id)) {
-                            const auto* hs = t.tracker().holders(id);
-                            fprintf(stderr,
-                                    "short %s: board n%u state %s owner %s attempts %u tracked %d "
-                                    "holders %s\n",
-                                    id.c_str(), i, std::string(to_string(b->state)).c_str(),
-                                    b->owner.str().c_str(), b->attempts, hs != nullptr,
-                                    hs ? fmt::format("{}", fmt::join(*hs, ",")).c_str() : "-");
-                        }
-                        if (const Task* c = t.copies().find(id))
-                            fprintf(stderr, "short %s: copy n%u state %s owner %s\n", id.c_str(), i,
-                                    std::string(to_string(c->state)).c_str(),
-                                    c->owner.str().c_str());
-                    }
-                }
-            }
+            if (holders < wanted) ++report_.tasks_short;
         }
         if (auto it = starts_.find(id); it != starts_.end() && it->second > 1)
             ++report_.tasks_ran_twice;

@@ -253,6 +253,36 @@ TEST_CASE("a task recovered or taken over is copied in the background, rounds ap
     REQUIRE(o.tracker.under_replicated() == 0);
 }
 
+TEST_CASE("a repair round nobody answers in time gives each member twice as long the next") {
+    // Members that answer late (or an owner that reads their answers late: it is the slow
+    // one) would otherwise be given up on in every round, for good.
+    Owner o(strict(), {Name("b")});
+    o.tracker.adopt("t1", 7, {}, t0);
+    Time now = t0;
+    Duration expected = milliseconds(500);
+    for (int round = 0; round < 7; ++round) {
+        CopyOutbox out = o.take();
+        REQUIRE(out.sends.size() == 1);
+        REQUIRE(out.sends[0].within == expected);
+        now += expected;
+        o.tracker.tick(now);  // silent: given up, and dropped
+        REQUIRE(o.take().drops.size() == 1);
+        now = o.tracker.next_deadline();  // the round's backoff
+        o.tracker.tick(now);
+        expected =
+            std::min<Duration>(expected * 2, milliseconds(500) * CopyTracker::kAttemptGrowthMax);
+    }
+    REQUIRE(expected == seconds(8));  // the growth stopped at its cap
+    REQUIRE(o.take().sends.at(0).within == seconds(8));
+    // Stored at last: the next repair of this task starts from copy_timeout again.
+    o.tracker.answered("t1", Name("b"), true, now + seconds(2));
+    REQUIRE(o.tracker.under_replicated() == 0);
+    o.tracker.member_gone(Name("b"), now + seconds(3));
+    o.alive = {Name("c")};
+    o.tracker.tick(now + seconds(3));
+    REQUIRE(o.take().sends.at(0).within == milliseconds(500));
+}
+
 TEST_CASE("a task adopted with a known holder needs no copy") {
     Owner o(strict());
     o.tracker.adopt("t1", 7, {Name("c")}, t0);

@@ -138,6 +138,17 @@ TaskSpec work(std::string key) {
     return s;
 }
 
+// A record of `owner`'s task named `name`, as a copy frame carries it.
+Task record_of(const std::string& key, const std::string& name, const std::string& owner,
+               TaskState state = TaskState::queued) {
+    Task t;
+    t.spec = work(key);
+    t.spec.id = make_task_id(hash(key), name);
+    t.owner = Name(owner);
+    t.state = state;
+    return t;
+}
+
 }  // namespace
 
 TEST_CASE("a task runs and is acknowledged only once its journal commit and its copy are done") {
@@ -270,10 +281,7 @@ TEST_CASE("a client's wait ends at its deadline with the task as it stands, or w
 
 TEST_CASE("a copy is taken only from its task's owner") {
     Tasks t;
-    Task forged;
-    forged.spec = work("k1");
-    forged.spec.id = make_task_id(hash("k1"), "forged");
-    forged.owner = Name("c");  // b claims c's task
+    const Task forged = record_of("k1", "forged", "c");  // b claims c's task
     t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{7, forged, false}, t.now());
     t.drain();
     REQUIRE(t["a"].copies().size() == 0);
@@ -287,11 +295,8 @@ TEST_CASE("a copy is taken only from its task's owner") {
 
 TEST_CASE("a finished copy that says not when it finished is taken over without harm") {
     Tasks t;
-    Task done;
-    done.spec = work("k2");
-    done.spec.id = make_task_id(hash("k2"), "undated");
-    done.owner = Name("c");
-    done.state = TaskState::succeeded;  // and no `finished`: a peer's word, not to be trusted
+    // And no `finished`: a peer's word, not to be trusted.
+    Task done = record_of("k2", "undated", "c", TaskState::succeeded);
     done.result = "1";
     t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{0, done, false}, t.now());
     t.commit("a");
@@ -305,4 +310,35 @@ TEST_CASE("a finished copy that says not when it finished is taken over without 
     REQUIRE(kept != nullptr);
     REQUIRE(kept->owner == Name("a"));
     REQUIRE(kept->finished.has_value());
+}
+
+TEST_CASE("a copy from an owner a task was taken from neither overwrites nor drops the taker's") {
+    // b took the task over from c, wrongly declared dead, and ran it; c, still up, sends its
+    // older record and then, refusing the task, its drop.
+    Tasks t;
+    Task taken = record_of("k3", "taken", "b", TaskState::running);
+    taken.attempts = 2;
+    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{1, taken, false}, t.now());
+    t.commit("a");
+    Task stale = taken;
+    stale.owner = Name("c");
+    stale.state = TaskState::queued;
+    stale.attempts = 0;
+    t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{2, stale, false}, t.now());
+    t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{0, stale, true}, t.now());
+    t.drain();
+    const Task* held = t["a"].copies().find(taken.spec.id);
+    REQUIRE(held != nullptr);
+    REQUIRE(held->owner == Name("b"));
+    REQUIRE(held->state == TaskState::running);
+    REQUIRE(t["a"].stats().copies_stale == 1);
+    REQUIRE(t["a"].stats().dropped == 0);
+
+    // The taker's own later word still lands.
+    Task done = taken;
+    done.state = TaskState::succeeded;
+    done.result = "7";
+    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{3, done, false}, t.now());
+    t.commit("a");
+    REQUIRE(t["a"].copies().find(taken.spec.id)->state == TaskState::succeeded);
 }
