@@ -104,16 +104,17 @@ TEST_CASE("an agent that leaves is seen as left, and its leave completes") {
 
 TEST_CASE("an agent whose seed is not up yet keeps retrying and joins when it comes") {
     Cluster c;
-    // Reserve a port for the seed by starting it, noting the address, and stopping it.
-    c.start("a");
-    const std::string seed = c.seed_addr;
-    c.agents.erase("a");
-    // uv_close has closed the sockets, so the port is free; one turn runs their close callbacks.
-    uv_run(c.loop.get(), UV_RUN_NOWAIT);
+    // The seed's address, held by a host that does not answer yet: the port stays taken (no
+    // other test's agent can bind it and be joined by mistake) until the seed starts on it.
+    auto down = std::make_unique<test::BlackHole>();
+    REQUIRE(down->ok());
+    const std::string seed = down->addr();
+    c.seed_addr = seed;
     c.start("b");
     REQUIRE(c.loop.run_until([&] { return c.agents.at("b")->stats().join_attempts >= 2; }, 10'000));
     REQUIRE_FALSE(c.agents.at("b")->node().joined());
-    // The seed comes up on its old address.
+    // The seed comes up on that address.
+    down.reset();
     AgentOptions o = local("a");
     o.bind = net::Endpoint::parse(seed).value();
     auto a = Agent::start(c.loop.get(), std::move(o));
