@@ -816,8 +816,25 @@ void TaskNode::tell_copies(const std::string& id) {
     // stays tracked while the board keeps it: a holder lost later is replaced for the result.
     const Task* t = board_.find(id);
     if (t == nullptr) return;
-    for (const Name& h : tracker_.holding(id))
-        notify(h, TaskCopy{0, *t, false});
+    ++telling_;  // held across the loop: an answer that comes at once does not end the drain
+    for (const Name& h : tracker_.holding(id)) {
+        if (!handing_off_) {
+            notify(h, TaskCopy{0, *t, false});
+            continue;
+        }
+        // Leaving: a holder must have the outcome before it hears of the leave (gossip may
+        // overtake this frame), or it takes the task over and runs it again. The drain waits
+        // for the holders' answers, up to its deadline (check_drained).
+        ++telling_;
+        request(
+            h, TaskCopy{0, *t, false}, config_.copy_timeout * 2,
+            [this](const Result<TaskReply>&) {
+                --telling_;
+                check_drained(now_);
+            },
+            now_);
+    }
+    --telling_;
 }
 
 void TaskNode::record(const std::string& id) {
@@ -856,6 +873,7 @@ void TaskNode::restore(std::vector<Task> tasks, Time now) {
     record_evictions();
     start_ready(now);
     report_load(now);
+    pump(now);  // the copies adopt() asked for go out now, not at the next input
 }
 
 void TaskNode::hand_off(Duration drain, std::function<void(size_t, size_t)> done, Time now) {
@@ -926,7 +944,7 @@ void TaskNode::hand_off(Duration drain, std::function<void(size_t, size_t)> done
 }
 
 void TaskNode::check_drained(Time now) {
-    if (!drained_ || (board_.running() > 0 && now < drain_until_)) return;
+    if (!drained_ || ((board_.running() > 0 || telling_ > 0) && now < drain_until_)) return;
     drain_until_ = Time::max();
     std::exchange(drained_, nullptr)();
 }

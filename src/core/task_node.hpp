@@ -405,6 +405,7 @@ class TaskNode {
     bool handing_off_ = false;  // leaving: queued tasks are handed over, not started
     Time drain_until_ = Time::max();
     std::function<void()> drained_;  // what waits for the running tasks to end
+    size_t telling_ = 0;             // outcomes sent to holders while leaving, not answered yet
 
     CopyStore copies_;     // other nodes' tasks; owner = theirs
     CopyTracker tracker_;  // our unfinished tasks' copies

@@ -268,13 +268,17 @@ void TaskService::schedule_commit() {
 
 Status TaskService::send_to(const Name& peer, const TaskMessage& m) {
     const uint64_t request = std::visit([](const auto& x) { return x.request; }, m);
-    Peer& p = peers_[peer];
     net::FrameHub& hub = agent_.hub();
-    if (p.conn == 0 || hub.find(p.conn) == nullptr) {
+    auto known = peers_.find(peer);
+    if (known == peers_.end() || known->second.conn == 0 ||
+        hub.find(known->second.conn) == nullptr) {
+        // A peer gets an entry once it has an address: a name that is not a member leaves none.
         const Member* member = agent_.node().members().find(peer);
         auto to = member ? net::Endpoint::parse(member->addr.value.view())
                          : Result<net::Endpoint>(Error{"unknown", ""});
         if (!to) return Error{"unreachable", fmt::format("{} has no usable address", peer.str())};
+        if (known == peers_.end()) known = peers_.emplace(peer, Peer{}).first;
+        Peer& p = known->second;
         p.conn = hub.connect(*to);
         p.connected = false;
         p.backlog.clear();
@@ -284,6 +288,7 @@ Status TaskService::send_to(const Name& peer, const TaskMessage& m) {
             return Error{"unreachable", fmt::format("could not connect to {}", peer.str())};
         }
     }
+    Peer& p = known->second;
     auto bytes = wire::encode(agent_.node().config().cluster, agent_.node().self().name, m);
     if (p.connected) {
         hub.find(p.conn)->send(bytes);

@@ -342,3 +342,38 @@ TEST_CASE("a copy from an owner a task was taken from neither overwrites nor dro
     t.commit("a");
     REQUIRE(t["a"].copies().find(taken.spec.id)->state == TaskState::succeeded);
 }
+
+TEST_CASE("a leaving node's drain ends once the holders have stored the outcomes") {
+    // Its leave is gossip and may overtake the outcome's frame: a holder that hears of the
+    // leave first would take the finished task over and run it again.
+    Tasks t;
+    std::optional<TaskAnswer> accepted;
+    t["a"].submit(
+        work(t.key_owned_by("a")), {}, [&](TaskAnswer a) { accepted = std::move(a); }, 0, t.now());
+    t.commit("a");
+    t.deliver();
+    for (const char* n : {"b", "c"})
+        t.commit(n);
+    t.deliver();
+    REQUIRE(accepted);
+    REQUIRE(accepted->status == 202);
+    const std::string id = accepted->task->spec.id;
+    const auto holders = t["a"].tracker().holding(id);
+    REQUIRE(holders.size() == 1);
+    const std::string holder = holders[0].str();
+
+    std::optional<std::pair<size_t, size_t>> drained;
+    t["a"].hand_off(
+        seconds(5), [&](size_t handed, size_t kept) { drained.emplace(handed, kept); }, t.now());
+    REQUIRE_FALSE(drained);  // its task still runs
+    TaskOutcome done;
+    done.result = "1";
+    t["a"].finished(id, done, t.now());
+    t.deliver();
+    REQUIRE_FALSE(drained);  // the outcome is on its way to the holder's journal
+    REQUIRE(t[holder].copies().find(id)->state == TaskState::succeeded);
+    t.commit(holder);
+    t.deliver();
+    REQUIRE(drained);
+    REQUIRE(*drained == std::pair<size_t, size_t>{0, 0});
+}

@@ -901,6 +901,7 @@ TEST_CASE("a leaving node hands its queued tasks to other candidates; none runs 
             },
             30'000));
         const auto r = c.call(other, "GET", "/v1/tasks/" + id);
+        INFO(r.body.dump());
         REQUIRE(r.body["attempts"] == 1);
     }
 }
