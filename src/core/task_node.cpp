@@ -116,6 +116,10 @@ struct TaskNode::Search {
     bool answered = false;
     // A copy's answer, held until the owner's own has had its chance (a copy may lag it).
     std::optional<std::pair<Name, TaskAnswer>> copy;
+    // A member that holds the task pending (accepted, not stored yet), and what to do about
+    // it instead of answering 503: a named retry joins the first submission there.
+    std::optional<Name> pending_at;
+    std::function<void(const Name&)> on_pending;
 };
 
 TaskNode::TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std::string> handlers,
@@ -514,15 +518,22 @@ void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time n
     // A finished record says when it finished; one that does not (hostile, or from an older
     // build) is dated now, so retention and the board can order it.
     if (is_finished(t.state) && !t.finished) t.finished = now;
-    // Two owners' copies of one task: a member took it over from an owner it wrongly declared
-    // dead, and that owner is still sending. The record further along is the later owner's;
-    // the earlier one's would overwrite it, and its drop would then erase it, leaving the
-    // later owner counting a copy that is gone. The task is held here either way.
-    if (const Task* held = copies_.find(id);
-        held != nullptr && held->owner != t.owner && further_along(*held, t)) {
-        ++stats_.copies_stale;
-        stored(true);
-        return;
+    // Two owners' records of one task: a member took it over from an owner it wrongly
+    // declared dead, or a slow owner about to refuse it still sends while the next candidate
+    // has accepted it. Each owner drops only its own record (drop_copy), so one owner's copy
+    // must never replace another's unless it is further along: the first one's drop would
+    // erase it, and the other owner would count a copy that is gone.
+    if (const Task* held = copies_.find(id); held != nullptr && held->owner != t.owner) {
+        if (further_along(*held, t)) {  // the later owner's is here: the task is held
+            ++stats_.copies_stale;
+            stored(true);
+            return;
+        }
+        if (!further_along(t, *held)) {  // as far along: this owner stores its copy elsewhere
+            ++stats_.copies_stale;
+            stored(false);
+            return;
+        }
     }
     // A leaving node keeps no new copies (it is about to go), nor one a failing journal
     // cannot store; the owner tries the next member.
@@ -1014,6 +1025,13 @@ TaskAnswer TaskNode::answer_query(const std::string& id, bool cancel, Time now) 
             a.task = *r;
             return a;
         }
+        if (pending_.contains(id)) {
+            // Not acknowledged yet, and not unknown either: a named retry that heard 404 here
+            // would place the task a second time, perhaps on another candidate.
+            return TaskAnswer::error(
+                503, "pending",
+                fmt::format("task {} is being stored on its copies; ask again shortly", id));
+        }
         if (declined_.contains(id)) {
             return TaskAnswer::error(
                 410, "task_declined",
@@ -1150,23 +1168,32 @@ void TaskNode::submit(TaskSpec spec, Duration wait, Done done, uint64_t client, 
     // A client that names its task may be retrying: if any member holds the id, answer with
     // that task (or a conflict) instead of placing a second one, which the router might put
     // on another candidate.
-    const std::string id = p->spec.id;
-    query(
-        id, {}, false,
-        [this, p](TaskAnswer found) mutable {
-            const Time at = now_;
-            if (found.status != 200 || !found.task) {
-                place(std::move(p), at);
-                return;
-            }
-            if (!same_task(found.task->spec, p->spec)) {
-                p->done(conflict(p->spec.id));
-                return;
-            }
-            const Name holder = found.task->owner;
-            follow(holder, std::move(found), at + p->wait, true, std::move(p->done), p->client, at);
-        },
-        0, now);
+    auto s = std::make_shared<Search>();
+    s->id = p->spec.id;
+    s->key_hash = key_hash;
+    // Held there, not stored yet: the retry goes to that member and hears what the first
+    // submission hears (accept() keeps the two together).
+    s->on_pending = [this, p](const Name& at) { try_owner(p, at, now_); };
+    s->done = [this, p](TaskAnswer found) mutable {
+        const Time at = now_;
+        if (found.status == 404 || found.status == 410) {  // nobody has it: place it
+            place(std::move(p), at);
+            return;
+        }
+        if (found.status != 200 || !found.task) {
+            // Some member did not answer: it may hold the task, and placing it now could make
+            // a second one. The client asks again (Retry-After).
+            p->done(std::move(found));
+            return;
+        }
+        if (!same_task(found.task->spec, p->spec)) {
+            p->done(conflict(p->spec.id));
+            return;
+        }
+        const Name holder = found.task->owner;
+        follow(holder, std::move(found), at + p->wait, true, std::move(p->done), p->client, at);
+    };
+    search(std::move(s), now);
 }
 
 void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
@@ -1179,7 +1206,10 @@ void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
         p->done(TaskAnswer::error(503, std::move(end->code), std::move(end->message)));
         return;
     }
-    const Name owner = std::get<Placement::Try>(next).owner;
+    try_owner(std::move(p), std::get<Placement::Try>(next).owner, now);
+}
+
+void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time now) {
     if (owner == self()) {
         accept(
             p->spec, config_.forward_timeout,
@@ -1304,6 +1334,10 @@ void TaskNode::search(std::shared_ptr<Search> s, Time now) {
             search(std::move(s), now);
             return;
         }
+        if (s->pending_at && s->on_pending) {
+            std::exchange(s->on_pending, nullptr)(*s->pending_at);
+            return;
+        }
         if (!s->silent.empty()) {
             // Not found among those that answered; those that did not may hold it.
             s->done(TaskAnswer::error(
@@ -1349,6 +1383,8 @@ void TaskNode::search(std::shared_ptr<Search> s, Time now) {
         s->asked.insert(t);
         if (t == self()) {
             TaskAnswer a = answer_query(s->id, s->cancel, now);
+            if (a.status != 200 && a.status != 404 && a.status != 410) s->silent.push_back(t.str());
+            if (a.code == "pending") s->pending_at = t;
             found(t, a.status == 200 ? std::optional<TaskAnswer>(std::move(a)) : std::nullopt);
             continue;
         }
@@ -1359,6 +1395,7 @@ void TaskNode::search(std::shared_ptr<Search> s, Time now) {
                 if (!r || r->status != 200 || !r->task) {
                     // A 404 is an answer; no answer, or a refusal, leaves the question open.
                     if (!r || (r->status != 404 && r->status != 410)) s->silent.push_back(t.str());
+                    if (r && r->code == "pending") s->pending_at = t;
                     found(t, std::nullopt);
                     return;
                 }

@@ -361,6 +361,8 @@ class TaskNode {
 
     RouteCandidate candidate(const Name& name, Time now);
     void place(std::shared_ptr<Submission> p, Time now);
+    // Submits to `owner` (this node, or a frame); a refusal or silence places it anew.
+    void try_owner(std::shared_ptr<Submission> p, const Name& owner, Time now);
     void search(std::shared_ptr<Search> s, Time now);
     // Answers with `current` once its task has finished or `deadline` passed, asking `holder`
     // (this node or another) as the task runs. `submitted`: 202 while unfinished, else 200.

@@ -377,3 +377,75 @@ TEST_CASE("a leaving node's drain ends once the holders have stored the outcomes
     REQUIRE(drained);
     REQUIRE(*drained == std::pair<size_t, size_t>{0, 0});
 }
+
+TEST_CASE("a named task asked for before it is stored is not unknown, and a retry joins it") {
+    Tasks t;
+    TaskSpec named = work(t.key_owned_by("b"));
+    named.id = "again";
+    std::optional<TaskAnswer> first, second, looked;
+    t["a"].submit(
+        named, {}, [&](TaskAnswer a) { first = std::move(a); }, 0, t.now());
+    // a asks the key's candidates whether the name is taken, then forwards to b, which
+    // stages the task and sends its copy; the copy is held up, so b holds the task pending and
+    // nobody else has it.
+    std::vector<Tasks::Frame> held;
+    const auto hold_copies = [&](const Tasks::Frame& f) {
+        if (!std::holds_alternative<TaskCopy>(f.message)) return false;
+        held.push_back(f);
+        return true;
+    };
+    t.deliver(hold_copies);
+    REQUIRE(held.size() == 1);
+    REQUIRE(t["b"].requests() > 0);
+    REQUIRE_FALSE(first);
+    const std::string id = make_task_id(hash(named.key), "again");
+    REQUIRE(t["b"].board().find(id) == nullptr);
+
+    // Looked up meanwhile: b says it holds the task unacknowledged; that is not a 404.
+    t["c"].query(
+        id, {}, false, [&](TaskAnswer a) { looked = std::move(a); }, 0, t.now());
+    t.deliver(hold_copies);
+    REQUIRE(looked);
+    REQUIRE(looked->status == 503);
+    // And the client's retry through c joins the first submission at b.
+    t["c"].submit(
+        named, {}, [&](TaskAnswer a) { second = std::move(a); }, 0, t.now());
+    t.deliver(hold_copies);
+    REQUIRE_FALSE(second);
+    REQUIRE(held.size() == 1);
+    t.frames = std::move(held);  // the copy arrives
+    t.deliver();
+    for (const char* n : {"a", "b", "c"})
+        t.commit(n);
+    t.deliver();
+    REQUIRE(first);
+    REQUIRE(second);
+    REQUIRE(first->status == 202);
+    REQUIRE(second->status == 202);
+    REQUIRE(second->task->spec.id == id);
+    REQUIRE(t["b"].board().stats().accepted == 1);
+    REQUIRE(t["a"].board().find(id) == nullptr);
+    REQUIRE(t["c"].board().find(id) == nullptr);
+}
+
+TEST_CASE("two owners' records of a task as far along: the one held stays, the other is refused") {
+    // c, slow, still copies a task it is about to refuse; b, the next candidate, accepted it
+    // and its copy is here. c's copy must not replace b's, or c's drop would erase it.
+    Tasks t;
+    const Task accepted_by_b = record_of("k4", "both", "b");
+    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{1, accepted_by_b, false}, t.now());
+    t.commit("a");
+    t.frames.clear();
+    const Task late_from_c = record_of("k4", "both", "c");
+    t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{2, late_from_c, false}, t.now());
+    t.drain();
+    REQUIRE(t.frames.size() == 1);
+    const auto* r = std::get_if<TaskReply>(&t.frames[0].message);
+    REQUIRE(r != nullptr);
+    REQUIRE(r->status == 503);  // refused: c tries another member
+    t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{0, late_from_c, true}, t.now());
+    const Task* held = t["a"].copies().find(accepted_by_b.spec.id);
+    REQUIRE(held != nullptr);
+    REQUIRE(held->owner == Name("b"));
+    REQUIRE(t["a"].stats().copies_stale == 1);
+}
