@@ -529,7 +529,11 @@ void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time n
             stored(true);
             return;
         }
-        if (!further_along(t, *held)) {  // as far along: this owner stores its copy elsewhere
+        const Member* first = node_.members().find(held->owner);
+        const bool first_up = first != nullptr && !is_gone(first->state);
+        // As far along, while the first owner is up: this owner stores its copy elsewhere.
+        // (A gone owner's record gives way: its task has a new owner, an orphan placed.)
+        if (first_up && !further_along(t, *held)) {
             ++stats_.copies_stale;
             stored(false);
             return;
@@ -708,7 +712,9 @@ void TaskNode::offer_orphan(const std::string& id, std::vector<Name> to, size_t 
                 offering_.erase(id);
                 orphans_.erase(id);
                 ++stats_.orphans_placed;
-                if (copies_.erase(id) && journaled_) {
+                // Unless the copy here is the new owner's own by now.
+                const Task* kept = copies_.find(id);
+                if (kept != nullptr && kept->owner != to[next] && copies_.erase(id) && journaled_) {
                     stage({JournalChange::Kind::remove, id, std::nullopt});
                     outbox_.commit = true;
                 }
@@ -1232,6 +1238,10 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
         owner, TaskSubmit{0, p->spec, config_.forward_timeout}, config_.forward_timeout,
         [this, p, owner, sent_at = now](Result<TaskReply> r) mutable {
             const Time at = now_;
+            if (r && r->code == "held_elsewhere") {  // it has an owner: placed no further
+                p->done(TaskAnswer::error(503, std::move(r->code), std::move(r->message)));
+                return;
+            }
             if (!r || r->status == 503) {
                 if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
                 p->search.refused(owner, r ? r->code : r.error().code,
@@ -1487,8 +1497,22 @@ void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time n
                             std::move(a.task), a.replicas},
                   now_);
         };
+        const Task* held = copies_.find(submit->spec.id);
+        const Member* owner = held != nullptr ? node_.members().find(held->owner) : nullptr;
         if (task_key_hash(submit->spec.id) != hash_(submit->spec.key)) {
             answer(TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash"));
+        } else if (owner != nullptr && held->owner != from && !is_gone(owner->state) &&
+                   same_task(held->spec, submit->spec)) {
+            // Its copy is here, and its owner is up: the node that sent it gave up on that
+            // owner too soon (slow, or the answer late) and tries the next candidate. Taken
+            // here, it would have two owners and run twice; nor is it acknowledged because a
+            // copy exists (its owner may yet refuse it). The sender answers its client 503.
+            // (From the copy's owner itself it is a hand-off, and this node takes the task.)
+            ++stats_.copies_stale;
+            answer(TaskAnswer::error(
+                503, "held_elsewhere",
+                fmt::format("task {} is {}'s, and {} holds its copy; ask again shortly",
+                            submit->spec.id, held->owner.str(), self().str())));
         } else {
             submit->spec.timeout = std::min(submit->spec.timeout, config_.limits.timeout_max);
             accept(std::move(submit->spec), submit->budget, answer, now);

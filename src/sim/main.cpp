@@ -66,6 +66,7 @@ nlohmann::json to_json(const Report& r) {
         {"tasks_short", r.tasks_short},
         {"disks_lost", r.disks_lost},
         {"tasks_ran_twice", r.tasks_ran_twice},
+        {"tasks_ran_twice_unexplained", r.tasks_ran_twice_unexplained},
         {"under_replicated_max", r.under_replicated_max},
         {"under_replicated_end", r.under_replicated_end},
         {"lookups", r.lookups},
@@ -122,10 +123,10 @@ void print_summary(const Report& r) {
             r.tasks_submitted, o.tasks_per_s, r.tasks_acked, r.tasks_refused, r.tasks_unanswered,
             o.replicas, r.disks_lost);
         fmt::print(
-            "  acknowledged: {} lost, {} unfinished, {} short of copies, {} ran twice; "
-            "under-replicated at most {}, {} at the end\n",
+            "  acknowledged: {} lost, {} unfinished, {} short of copies, {} ran twice ({} "
+            "unexplained); under-replicated at most {}, {} at the end\n",
             r.tasks_lost, r.tasks_unfinished, r.tasks_short, r.tasks_ran_twice,
-            r.under_replicated_max, r.under_replicated_end);
+            r.tasks_ran_twice_unexplained, r.under_replicated_max, r.under_replicated_end);
         if (!r.task_checks_skipped.empty())
             fmt::print("  task checks skipped: {}\n", r.task_checks_skipped);
         fmt::print(

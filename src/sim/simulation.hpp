@@ -111,6 +111,10 @@ class Simulation {
         std::optional<Time> all_seen_gone;
         // For convergence: how many live nodes this node sees alive.
         uint32_t sees_alive = 0;
+        // While some member saw it gone (dead or left), crashed or not: what lets a holder run
+        // its tasks. Spans by the members' own times; an open one ends at Time::max().
+        uint32_t gone_to = 0;  // members that see it gone now
+        std::vector<std::pair<Time, Time>> gone_spans;
         // With a task workload: its TaskNode, journal and handlers (tasks.cpp).
         std::unique_ptr<TaskHost> tasks;
     };
@@ -191,8 +195,20 @@ class Simulation {
         bool answered = false;
     };
     std::vector<Asked> asked_;
-    std::vector<std::string> acked_;                    // ids acknowledged, in that order
-    std::unordered_map<std::string, uint32_t> starts_;  // handler starts by task id
+    std::vector<std::string> acked_;  // ids acknowledged, in that order
+    struct Starts {                   // a task's handler starts, and where
+        struct Run {
+            uint32_t node = 0;
+            uint64_t epoch = 0;  // the node's, when it started the task
+            Time at{};
+        };
+        Time created{};
+        std::vector<Run> runs;
+        std::vector<Run> owners;  // the nodes that sent its copy as its owner, first time each
+    };
+    std::unordered_map<std::string, Starts> starts_;
+    // Whether a task that ran more than once has a fault to explain it (finish_tasks).
+    bool rerun_explained(const Starts& s) const;
     std::vector<double> ack_ms_;
     std::vector<double> disk_losses_s_;  // when a crash took a disk with it
     struct Lookup {                      // a lookup of an acknowledged task at the end

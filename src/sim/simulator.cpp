@@ -201,6 +201,18 @@ void Simulation::on_member_event(uint32_t observer, const MemberEvent& ev) {
                               ev.previous_incarnation.value, ev.incarnation.value));
     }
     Slot& target = nodes_[*j];
+    {
+        // Reaped: the observer forgets it, and sees it gone no longer.
+        const bool was_gone = ev.previous && is_gone(*ev.previous);
+        const bool now_gone = ev.current && is_gone(*ev.current);
+        if (!was_gone && now_gone && target.gone_to++ == 0) {
+            target.gone_spans.emplace_back(now, Time::max());
+        } else if (!was_gone && now_gone) {  // members' times come in no set order
+            target.gone_spans.back().first = std::min(target.gone_spans.back().first, now);
+        } else if (was_gone && !now_gone && target.gone_to > 0 && --target.gone_to == 0) {
+            target.gone_spans.back().second = now;
+        }
+    }
     const bool was_alive = ev.previous == MemberState::alive;
     const bool is_alive = ev.current == MemberState::alive;
     if (target.up && was_alive != is_alive) {

@@ -210,12 +210,25 @@ void Simulation::drain_tasks(uint32_t i, Time now) {
         }
         for (std::string& id : out.starts) {
             const uint64_t run = h.next_run++;
-            ++starts_[id];
+            Starts& st = starts_[id];
+            if (st.runs.empty() && st.owners.empty()) {
+                const Task* t = h.node->board().find(id);
+                st.created = t != nullptr ? t->created : now;
+            }
+            st.runs.push_back({i, s.epoch, now});
             h.runs[run] = TaskHost::Run{std::move(id), false};
             const Duration d = scale(from_seconds(o_.task_ms / 1000), 0.5 + rng_.unit());
             push(Event{now + d, 0, Kind::handler_end, i, 0, s.epoch, {}, run});
         }
         for (TaskSend& m : out.sends) {
+            if (const auto* c = std::get_if<TaskCopy>(&m.message); c != nullptr && !c->drop) {
+                // This node owns the task, if only for now: its failure may explain a rerun.
+                Starts& st = starts_[c->task.spec.id];
+                if (st.runs.empty() && st.owners.empty()) st.created = c->task.created;
+                if (std::none_of(st.owners.begin(), st.owners.end(),
+                                 [&](const Starts::Run& o) { return o.node == i; }))
+                    st.owners.push_back({i, s.epoch, now});
+            }
             const auto to = node_index(m.to.view());
             CHORUS_ASSERT(to && *to < nodes_.size());
             send_frame(i, *to, nodes_[*to].epoch, m.message, now);
@@ -417,6 +430,23 @@ uint32_t Simulation::disks_lost_at_once() const {
     return most;
 }
 
+bool Simulation::rerun_explained(const Starts& s) const {
+    // A task runs again only when a node that owned or ran it crashed, restarted, is slow, or
+    // was seen gone by some member during the task's life: whoever then ran it had a reason.
+    const Time last = s.runs.back().at;
+    std::vector<Starts::Run> involved = s.runs;
+    involved.insert(involved.end(), s.owners.begin(), s.owners.end());
+    for (const Starts::Run& r : involved) {
+        const Slot& n = nodes_[r.node];
+        if (n.epoch != r.epoch) return true;  // it crashed (and perhaps restarted) since
+        if (n.slow) return true;  // its answers came late: the node it asked tried another
+        for (const auto& [from, to] : n.gone_spans) {
+            if (from <= last && to >= s.created) return true;
+        }
+    }
+    return false;
+}
+
 void Simulation::finish_tasks() {
     sample_under_replicated();
     report_.tasks_acked = acked_.size();
@@ -444,8 +474,10 @@ void Simulation::finish_tasks() {
             if (!finished) ++report_.tasks_unfinished;
             if (holders < wanted) ++report_.tasks_short;
         }
-        if (auto it = starts_.find(id); it != starts_.end() && it->second > 1)
+        if (auto it = starts_.find(id); it != starts_.end() && it->second.runs.size() > 1) {
             ++report_.tasks_ran_twice;
+            if (!rerun_explained(it->second)) ++report_.tasks_ran_twice_unexplained;
+        }
     }
     uint64_t unanswered_live = 0;  // asked of a node that is still up, in the same life
     for (const Asked& a : asked_) {
@@ -484,6 +516,12 @@ void Simulation::finish_tasks() {
             fmt::format("{} acknowledged tasks are held by no live node ({} disk(s) lost "
                         "at once)",
                         report_.tasks_lost, gone));
+    }
+    if (report_.tasks_ran_twice_unexplained > 0) {
+        violation(
+            fmt::format("{} acknowledged tasks ran more than once, and no node that ran them "
+                        "crashed or was declared gone meanwhile",
+                        report_.tasks_ran_twice_unexplained));
     }
     // The rest holds whatever was lost, once the faults are over: failure detection, a copy
     // check round and repair.

@@ -449,3 +449,35 @@ TEST_CASE("two owners' records of a task as far along: the one held stays, the o
     REQUIRE(held->owner == Name("b"));
     REQUIRE(t["a"].stats().copies_stale == 1);
 }
+
+TEST_CASE("a task sent to a member holding its copy is refused there unless its owner hands it") {
+    // a gave up on b, the owner, too soon and tries c, which holds b's copy: taking it would
+    // make a second owner that runs it again. From b itself it is a hand-off, and c takes it.
+    Tasks t;
+    const Task of_b = record_of("k5", "held", "b");
+    t["c"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{1, of_b, false}, t.now());
+    t.commit("c");
+    t.frames.clear();
+    t["c"].on_message(Name("a"), Tasks::link_of("a"), TaskSubmit{2, of_b.spec, seconds(1)},
+                      t.now());
+    t.drain();
+    REQUIRE(t.frames.size() == 1);
+    const auto* r = std::get_if<TaskReply>(&t.frames[0].message);
+    REQUIRE(r != nullptr);
+    REQUIRE(r->status == 503);
+    REQUIRE(r->code == "held_elsewhere");
+    REQUIRE(t["c"].board().find(of_b.spec.id) == nullptr);
+    REQUIRE(t["c"].copies().find(of_b.spec.id)->owner == Name("b"));
+
+    t.frames.clear();
+    t["c"].on_message(Name("b"), Tasks::link_of("b"), TaskSubmit{3, of_b.spec, seconds(1)},
+                      t.now());
+    t.deliver();
+    t.commit("c");
+    t.deliver();
+    for (const char* n : {"a", "b"})
+        t.commit(n);
+    t.deliver();
+    REQUIRE(t["c"].board().find(of_b.spec.id) != nullptr);
+    REQUIRE(t["c"].copies().find(of_b.spec.id) == nullptr);  // its own task now, not a copy
+}

@@ -192,6 +192,7 @@ void require_tasks_kept(const Report& r) {
     REQUIRE(r.tasks_lost == 0);
     REQUIRE(r.tasks_unfinished == 0);
     REQUIRE(r.tasks_short == 0);
+    REQUIRE(r.tasks_ran_twice_unexplained == 0);  // every second run follows a fault
     REQUIRE(r.under_replicated_end == 0);
     REQUIRE(r.lookups > 0);
     REQUIRE(r.lookups_unanswered == 0);
