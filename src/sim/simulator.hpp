@@ -85,7 +85,8 @@ struct Report {
     uint64_t tasks_short = 0;      // held by fewer live members than replicas (or live) at the end
     uint64_t tasks_ran_twice = 0;  // acknowledged tasks whose handler started more than once
     // Of those, the ones no fault explains: no node that owned or ran them crashed after it
-    // did, is slow, or was seen gone between the task's creation and its last start.
+    // did, is slow, or was seen gone between the task's creation and its last start, and no
+    // partition fell in that time.
     uint64_t tasks_ran_twice_unexplained = 0;
     uint64_t under_replicated_max = 0;  // the sum over live nodes, its highest sample
     uint64_t under_replicated_end = 0;

@@ -432,8 +432,14 @@ uint32_t Simulation::disks_lost_at_once() const {
 
 bool Simulation::rerun_explained(const Starts& s) const {
     // A task runs again only when a node that owned or ran it crashed, restarted, is slow, or
-    // was seen gone by some member during the task's life: whoever then ran it had a reason.
+    // was seen gone by some member during the task's life, or a partition cut the cluster
+    // meanwhile: whoever then ran it had a reason.
     const Time last = s.runs.back().at;
+    // A partition during its life: an entry cut off from the owner's answer tries another.
+    if (o_.partition_at_s && at(*o_.partition_at_s) <= last &&
+        (!o_.heal_at_s || at(*o_.heal_at_s) >= s.created)) {
+        return true;
+    }
     std::vector<Starts::Run> involved = s.runs;
     involved.insert(involved.end(), s.owners.begin(), s.owners.end());
     for (const Starts::Run& r : involved) {
