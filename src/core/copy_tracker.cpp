@@ -116,6 +116,7 @@ void CopyTracker::tick(Time now) {
         e.due = Time::max();
         if (e.sending && now >= e.sending_until) {
             ++stats_.timeouts;
+            e.silent_round = true;
             give_up_sending(id, e);
         }
         advance(id, e, now);
@@ -140,6 +141,7 @@ const std::vector<Name>* CopyTracker::holders(std::string_view id) const {
 void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
     if (stored_on(e) >= config_.replicas) {
         e.attempt = config_.copy_timeout;  // the next repair starts afresh
+        e.silent_round = false;
         if (e.ack_by) {
             e.ack_by.reset();
             outbox_.verdicts.push_back(
@@ -178,11 +180,12 @@ void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
         decide(id, e, now);
         return;
     }
-    // Every member was silent or refused: the next round gives each twice as long (TCP's
-    // retransmission backoff), so a member that answers late, or this node when it is the slow
-    // one, stores the copy in the end instead of being given up on every time.
+    // Every member refused or was silent. After a silence the next round gives each twice as
+    // long (TCP's retransmission backoff), so a member that answers late, or this node when it
+    // is the slow one, stores the copy in the end instead of being given up on every time.
     e.passed.clear();
-    e.attempt = std::min(e.attempt * 2, config_.copy_timeout * kAttemptGrowthMax);
+    if (std::exchange(e.silent_round, false))
+        e.attempt = std::min(e.attempt * 2, config_.copy_timeout * kAttemptGrowthMax);
     e.backoff_until = now + config_.repair_backoff;
     schedule(id, e, e.backoff_until);
 }

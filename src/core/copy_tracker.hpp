@@ -47,8 +47,8 @@ struct CopyTrackerConfig {
     uint32_t min_replicas = 2;
     // How long one member has to store a copy before the next one is tried. For a task waiting
     // to be acknowledged, at most half the time it has: a silent member always leaves another
-    // its chance before the deadline. A repair round that stores nothing doubles it for the
-    // next, up to kAttemptGrowthMax times.
+    // its chance before the deadline. A repair round that stores nothing, and in which a member
+    // was silent, doubles it for the next, up to kAttemptGrowthMax times.
     Duration copy_timeout = milliseconds(500);
     // How long an under-replicated task waits after a round in which no member stored it.
     Duration repair_backoff = seconds(1);
@@ -149,6 +149,7 @@ class CopyTracker {
         std::optional<Time> ack_by;   // waiting to be acknowledged
         Duration attempt{};           // how long each member has to answer
         Time backoff_until{};         // a repair round found nobody: the next waits till then
+        bool silent_round = false;    // a member was given up on for silence this round
         Time due = Time::max();       // when tick() looks at it next (in due_)
     };
 

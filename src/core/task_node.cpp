@@ -120,6 +120,9 @@ struct TaskNode::Search {
     // it instead of answering 503: a named retry joins the first submission there.
     std::optional<Name> pending_at;
     std::function<void(const Name&)> on_pending;
+    // For a named submission: the members that may hold the task (its key's candidates and
+    // the members after them, where copies go); silence elsewhere does not hold it up.
+    std::optional<std::set<Name>> may_hold;
 };
 
 TaskNode::TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std::string> handlers,
@@ -520,20 +523,14 @@ void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time n
     if (is_finished(t.state) && !t.finished) t.finished = now;
     // Two owners' records of one task: a member took it over from an owner it wrongly
     // declared dead, or a slow owner about to refuse it still sends while the next candidate
-    // has accepted it. Each owner drops only its own record (drop_copy), so one owner's copy
-    // must never replace another's unless it is further along: the first one's drop would
-    // erase it, and the other owner would count a copy that is gone.
+    // has accepted it. Each owner drops only its own record (drop_copy), so while the first
+    // owner is up another's record replaces it only when further along (the later owner's),
+    // and otherwise is refused: that owner stores its copy elsewhere, and counts only what
+    // holds its own record. A gone owner's record gives way: its task has a new owner (an
+    // orphan placed, a task taken over).
     if (const Task* held = copies_.find(id); held != nullptr && held->owner != t.owner) {
-        if (further_along(*held, t)) {  // the later owner's is here: the task is held
-            ++stats_.copies_stale;
-            stored(true);
-            return;
-        }
         const Member* first = node_.members().find(held->owner);
-        const bool first_up = first != nullptr && !is_gone(first->state);
-        // As far along, while the first owner is up: this owner stores its copy elsewhere.
-        // (A gone owner's record gives way: its task has a new owner, an orphan placed.)
-        if (first_up && !further_along(t, *held)) {
+        if (first != nullptr && !is_gone(first->state) && !further_along(t, *held)) {
             ++stats_.copies_stale;
             stored(false);
             return;
@@ -1177,6 +1174,8 @@ void TaskNode::submit(TaskSpec spec, Duration wait, Done done, uint64_t client, 
     auto s = std::make_shared<Search>();
     s->id = p->spec.id;
     s->key_hash = key_hash;
+    const auto near = ring().preference_at(key_hash, config_.candidates + config_.task_replicas);
+    s->may_hold.emplace(near.begin(), near.end());
     // Held there, not stored yet: the retry goes to that member and hears what the first
     // submission hears (accept() keeps the two together).
     s->on_pending = [this, p](const Name& at) { try_owner(p, at, now_); };
@@ -1215,8 +1214,29 @@ void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
     try_owner(std::move(p), std::get<Placement::Try>(next).owner, now);
 }
 
+std::optional<TaskAnswer> TaskNode::held_elsewhere(const TaskSpec& spec, const Name& from) {
+    // Its copy is here, and its owner is up: the node placing it gave up on that owner too
+    // soon (slow, or the answer late) and tries the next candidate, this one. Taken here, the
+    // task would have two owners and run twice; nor is it acknowledged because a copy exists
+    // (its owner may yet refuse it). The entry answers its client 503. (From the copy's owner
+    // itself it is a hand-off, and this node takes the task.)
+    const Task* held = copies_.find(spec.id);
+    if (held == nullptr || held->owner == from || !same_task(held->spec, spec)) return std::nullopt;
+    const Member* owner = node_.members().find(held->owner);
+    if (owner == nullptr || is_gone(owner->state)) return std::nullopt;
+    ++stats_.held_elsewhere;
+    return TaskAnswer::error(
+        503, "held_elsewhere",
+        fmt::format("task {} is {}'s, and {} holds its copy; ask again shortly", spec.id,
+                    held->owner.str(), self().str()));
+}
+
 void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time now) {
     if (owner == self()) {
+        if (auto elsewhere = held_elsewhere(p->spec, self())) {
+            p->done(std::move(*elsewhere));
+            return;
+        }
         accept(
             p->spec, config_.forward_timeout,
             [this, p, owner](TaskAnswer a) mutable {
@@ -1348,6 +1368,10 @@ void TaskNode::search(std::shared_ptr<Search> s, Time now) {
             std::exchange(s->on_pending, nullptr)(*s->pending_at);
             return;
         }
+        if (s->may_hold) {
+            std::erase_if(s->silent,
+                          [&](const std::string& n) { return !s->may_hold->contains(Name(n)); });
+        }
         if (!s->silent.empty()) {
             // Not found among those that answered; those that did not may hold it.
             s->done(TaskAnswer::error(
@@ -1375,6 +1399,13 @@ void TaskNode::search(std::shared_ptr<Search> s, Time now) {
             a.reset();
         }
         Name from = holder;
+        if (!a && s->outstanding == 0 && s->pending_at && s->on_pending) {
+            // A member holds it pending: a copy found elsewhere is of a task not acknowledged
+            // yet, which its owner may still refuse. The retry joins it there.
+            s->answered = true;
+            std::exchange(s->on_pending, nullptr)(*s->pending_at);
+            return;
+        }
         if (!a && s->outstanding == 0 && s->copy) {
             from = s->copy->first;
             a = std::move(s->copy->second);
@@ -1497,22 +1528,10 @@ void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time n
                             std::move(a.task), a.replicas},
                   now_);
         };
-        const Task* held = copies_.find(submit->spec.id);
-        const Member* owner = held != nullptr ? node_.members().find(held->owner) : nullptr;
         if (task_key_hash(submit->spec.id) != hash_(submit->spec.key)) {
             answer(TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash"));
-        } else if (owner != nullptr && held->owner != from && !is_gone(owner->state) &&
-                   same_task(held->spec, submit->spec)) {
-            // Its copy is here, and its owner is up: the node that sent it gave up on that
-            // owner too soon (slow, or the answer late) and tries the next candidate. Taken
-            // here, it would have two owners and run twice; nor is it acknowledged because a
-            // copy exists (its owner may yet refuse it). The sender answers its client 503.
-            // (From the copy's owner itself it is a hand-off, and this node takes the task.)
-            ++stats_.copies_stale;
-            answer(TaskAnswer::error(
-                503, "held_elsewhere",
-                fmt::format("task {} is {}'s, and {} holds its copy; ask again shortly",
-                            submit->spec.id, held->owner.str(), self().str())));
+        } else if (auto elsewhere = held_elsewhere(submit->spec, from)) {
+            answer(std::move(*elsewhere));
         } else {
             submit->spec.timeout = std::min(submit->spec.timeout, config_.limits.timeout_max);
             accept(std::move(submit->spec), submit->budget, answer, now);

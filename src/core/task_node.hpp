@@ -118,7 +118,9 @@ struct TaskNodeStats {
     uint64_t orphans_placed = 0;  // taken-over tasks this node had no room for, placed elsewhere
     uint64_t copies_refused = 0;  // copies refused: the unfinished copies held hit their limits
     uint64_t copies_not_owner = 0;  // copy frames refused: sent by a member not the task's owner
-    uint64_t copies_stale = 0;  // copies ignored: a later owner's record of the task is held here
+    uint64_t copies_stale = 0;      // copies refused: another owner's record of the task, as far
+                                    // along or further, is held here and that owner is up
+    uint64_t held_elsewhere = 0;    // tasks refused: their copy is here, and their owner is up
 };
 
 // A journal change, in the order the driver stages them.
@@ -363,6 +365,9 @@ class TaskNode {
     void place(std::shared_ptr<Submission> p, Time now);
     // Submits to `owner` (this node, or a frame); a refusal or silence places it anew.
     void try_owner(std::shared_ptr<Submission> p, const Name& owner, Time now);
+    // 503 held_elsewhere when this node holds the task's copy from an owner that is up and is
+    // not `from`.
+    std::optional<TaskAnswer> held_elsewhere(const TaskSpec& spec, const Name& from);
     void search(std::shared_ptr<Search> s, Time now);
     // Answers with `current` once its task has finished or `deadline` passed, asking `holder`
     // (this node or another) as the task runs. `submitted`: 202 while unfinished, else 200.

@@ -327,9 +327,14 @@ void Api::task_metrics(Exposition& out) const {
                 "Copy frames refused because the member that sent them is not the task's owner.",
                 s.copies_not_owner);
     out.counter("chorus_task_copies_stale_total",
-                "Copies ignored because this node holds a later owner's record of the task (one "
-                "that took it over from an owner wrongly declared dead).",
+                "Copies refused because this node holds another owner's record of the task, as "
+                "far along or further, and that owner is up (a task taken over from an owner "
+                "wrongly declared dead, or offered by a slow owner about to refuse it).",
                 s.copies_stale);
+    out.counter("chorus_task_held_elsewhere_total",
+                "Tasks refused with 503 held_elsewhere: this node holds their copy, and their "
+                "owner is up (the node that sent them gave up on that owner too soon).",
+                s.held_elsewhere);
     out.gauge("chorus_task_copies_unfinished_bytes",
               "Bytes of the unfinished copies held here (limit: copies_bytes_max).",
               static_cast<double>(t.copies().unfinished_bytes()));

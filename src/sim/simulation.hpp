@@ -115,6 +115,7 @@ class Simulation {
         // its tasks. Spans by the members' own times; an open one ends at Time::max().
         uint32_t gone_to = 0;  // members that see it gone now
         std::vector<std::pair<Time, Time>> gone_spans;
+        std::vector<Time> crashes;
         // With a task workload: its TaskNode, journal and handlers (tasks.cpp).
         std::unique_ptr<TaskHost> tasks;
     };

@@ -352,6 +352,14 @@ void Simulation::crash_node(uint32_t i, Time now) {
     s.crashed_ever = true;
     ++s.epoch;
     if (s.tasks) crash_tasks(i, now);  // before the Node its TaskNode reads
+    // What it saw gone it sees no longer: its view goes with it.
+    s.node->members().for_each([&](const Member& m) {
+        const auto j = node_index(m.name.view());
+        if (!is_gone(m.state) || !j || *j >= nodes_.size()) return;
+        Slot& target = nodes_[*j];
+        if (target.gone_to > 0 && --target.gone_to == 0) target.gone_spans.back().second = now;
+    });
+    s.crashes.push_back(now);
     s.node.reset();
     s.crashed_at = now;
     s.first_seen_gone.reset();

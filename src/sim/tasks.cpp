@@ -444,7 +444,9 @@ bool Simulation::rerun_explained(const Starts& s) const {
     involved.insert(involved.end(), s.owners.begin(), s.owners.end());
     for (const Starts::Run& r : involved) {
         const Slot& n = nodes_[r.node];
-        if (n.epoch != r.epoch) return true;  // it crashed (and perhaps restarted) since
+        for (const Time c : n.crashes) {  // it crashed between its part and the last run
+            if (c >= r.at && c <= last) return true;
+        }
         if (n.slow) return true;  // its answers came late: the node it asked tried another
         for (const auto& [from, to] : n.gone_spans) {
             if (from <= last && to >= s.created) return true;

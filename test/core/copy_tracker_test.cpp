@@ -248,7 +248,10 @@ TEST_CASE("a task recovered or taken over is copied in the background, rounds ap
     REQUIRE(out.verdicts.empty());  // adopted tasks were acknowledged long ago
     REQUIRE(o.tracker.next_deadline() == t0 + seconds(1));
     o.tracker.tick(t0 + seconds(1));
-    REQUIRE(o.sent_to() == std::vector<std::string>{"b"});
+    out = o.take();
+    REQUIRE(out.sends.size() == 1);
+    REQUIRE(out.sends[0].to == Name("b"));
+    REQUIRE(out.sends[0].within == milliseconds(500));  // refusals are quick: no longer wait
     o.tracker.answered("t1", Name("b"), true, t0 + seconds(1));
     REQUIRE(o.tracker.under_replicated() == 0);
 }

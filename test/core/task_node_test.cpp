@@ -481,3 +481,28 @@ TEST_CASE("a task sent to a member holding its copy is refused there unless its 
     REQUIRE(t["c"].board().find(of_b.spec.id) != nullptr);
     REQUIRE(t["c"].copies().find(of_b.spec.id) == nullptr);  // its own task now, not a copy
 }
+
+TEST_CASE("a named retry joins the pending first submission even when a copy is found first") {
+    // The copy is stored before its owner acknowledges the task, which its owner may still
+    // refuse: the retry must hear the owner's verdict, not the copy's word.
+    Tasks t;
+    TaskSpec named = work(t.key_owned_by("b"));
+    named.id = "copied";
+    std::optional<TaskAnswer> first, second;
+    t["a"].submit(
+        named, {}, [&](TaskAnswer a) { first = std::move(a); }, 0, t.now());
+    t.deliver();  // b stages it and its copy reaches its holder, which stages it too
+    REQUIRE_FALSE(first);
+    t["c"].submit(
+        named, {}, [&](TaskAnswer a) { second = std::move(a); }, 0, t.now());
+    t.deliver();
+    REQUIRE_FALSE(second);  // joined at b: nothing is answered before b's verdict
+    for (const char* n : {"a", "b", "c"})
+        t.commit(n);
+    t.deliver();
+    REQUIRE(first);
+    REQUIRE(second);
+    REQUIRE(first->status == 202);
+    REQUIRE(second->status == 202);
+    REQUIRE(t["b"].board().stats().accepted == 1);
+}
