@@ -1364,8 +1364,15 @@ void TaskNode::search(std::shared_ptr<Search> s, Time now) {
             search(std::move(s), now);
             return;
         }
-        if (s->pending_at && s->on_pending) {
-            std::exchange(s->on_pending, nullptr)(*s->pending_at);
+        if (s->pending_at) {
+            if (s->on_pending) {
+                std::exchange(s->on_pending, nullptr)(*s->pending_at);
+            } else {  // it answered, and said so: not "did not answer"
+                s->done(TaskAnswer::error(
+                    503, "pending",
+                    fmt::format("task {} is being stored by {}; ask again shortly", s->id,
+                                s->pending_at->str())));
+            }
             return;
         }
         if (s->may_hold) {

@@ -119,6 +119,21 @@ struct Tasks {
         }
     }
 
+    // `at` holds `t`'s copy, sent by its owner and committed; nothing is left to deliver.
+    void hold_copy(const std::string& at, const Task& t) {
+        nodes.at(at)->on_message(t.owner, link_of(t.owner.str()), TaskCopy{1, t, false}, now());
+        commit(at);
+        frames.clear();
+    }
+    // The one frame sent since the last look, a reply.
+    const TaskReply& only_reply() {
+        drain();
+        REQUIRE(frames.size() == 1);
+        const auto* r = std::get_if<TaskReply>(&frames[0].message);
+        REQUIRE(r != nullptr);
+        return *r;
+    }
+
     // A key `owner` is the router's choice for, with every member idle.
     std::string key_owned_by(const std::string& owner) {
         for (int i = 0; i < 1000; ++i) {
@@ -318,13 +333,14 @@ TEST_CASE("a copy from an owner a task was taken from neither overwrites nor dro
     Tasks t;
     Task taken = record_of("k3", "taken", "b", TaskState::running);
     taken.attempts = 2;
-    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{1, taken, false}, t.now());
-    t.commit("a");
+    t.hold_copy("a", taken);
     Task stale = taken;
     stale.owner = Name("c");
     stale.state = TaskState::queued;
     stale.attempts = 0;
     t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{2, stale, false}, t.now());
+    REQUIRE(t.only_reply().status == 503);  // not stored: c counts no copy here
+    t.frames.clear();
     t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{0, stale, true}, t.now());
     t.drain();
     const Task* held = t["a"].copies().find(taken.spec.id);
@@ -407,6 +423,7 @@ TEST_CASE("a named task asked for before it is stored is not unknown, and a retr
     t.deliver(hold_copies);
     REQUIRE(looked);
     REQUIRE(looked->status == 503);
+    REQUIRE(looked->code == "pending");
     // And the client's retry through c joins the first submission at b.
     t["c"].submit(
         named, {}, [&](TaskAnswer a) { second = std::move(a); }, 0, t.now());
@@ -433,16 +450,10 @@ TEST_CASE("two owners' records of a task as far along: the one held stays, the o
     // and its copy is here. c's copy must not replace b's, or c's drop would erase it.
     Tasks t;
     const Task accepted_by_b = record_of("k4", "both", "b");
-    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{1, accepted_by_b, false}, t.now());
-    t.commit("a");
-    t.frames.clear();
+    t.hold_copy("a", accepted_by_b);
     const Task late_from_c = record_of("k4", "both", "c");
     t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{2, late_from_c, false}, t.now());
-    t.drain();
-    REQUIRE(t.frames.size() == 1);
-    const auto* r = std::get_if<TaskReply>(&t.frames[0].message);
-    REQUIRE(r != nullptr);
-    REQUIRE(r->status == 503);  // refused: c tries another member
+    REQUIRE(t.only_reply().status == 503);  // refused: c tries another member
     t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskCopy{0, late_from_c, true}, t.now());
     const Task* held = t["a"].copies().find(accepted_by_b.spec.id);
     REQUIRE(held != nullptr);
@@ -455,17 +466,12 @@ TEST_CASE("a task sent to a member holding its copy is refused there unless its 
     // make a second owner that runs it again. From b itself it is a hand-off, and c takes it.
     Tasks t;
     const Task of_b = record_of("k5", "held", "b");
-    t["c"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{1, of_b, false}, t.now());
-    t.commit("c");
-    t.frames.clear();
+    t.hold_copy("c", of_b);
     t["c"].on_message(Name("a"), Tasks::link_of("a"), TaskSubmit{2, of_b.spec, seconds(1)},
                       t.now());
-    t.drain();
-    REQUIRE(t.frames.size() == 1);
-    const auto* r = std::get_if<TaskReply>(&t.frames[0].message);
-    REQUIRE(r != nullptr);
-    REQUIRE(r->status == 503);
-    REQUIRE(r->code == "held_elsewhere");
+    const TaskReply& r = t.only_reply();
+    REQUIRE(r.status == 503);
+    REQUIRE(r.code == "held_elsewhere");
     REQUIRE(t["c"].board().find(of_b.spec.id) == nullptr);
     REQUIRE(t["c"].copies().find(of_b.spec.id)->owner == Name("b"));
 
