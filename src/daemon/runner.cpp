@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/json.hpp"
+#include "net/write.hpp"
 
 extern char** environ;
 
@@ -366,21 +367,12 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     }
     run.arm(timeout_ms);
 
-    // The payload goes to stdin, which is then closed so the command sees its end. The
-    // requests own their memory: the run may be gone before libuv is done with them. A command
-    // that does not read its stdin makes the write fail with EPIPE; that is its business.
-    struct Write {
-        uv_write_t req;
-        std::string bytes;
-    };
-    auto* w = new Write{{}, spec.payload + "\n"};
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+    // The payload goes to stdin, which is then closed so the command sees its end. What the
+    // pipe does not take at once waits in a request that owns its bytes: the run may be gone
+    // before libuv is done with it. A command that does not read its stdin makes the write fail
+    // with EPIPE; that is its business.
     auto* in = reinterpret_cast<uv_stream_t*>(run.in.get());
-    if (uv_write(&w->req, in, &buf, 1,
-                 [](uv_write_t* req, int) { delete static_cast<Write*>(req->data); }) != 0) {
-        delete w;
-    }
+    (void)net::write_bytes(in, spec.payload + "\n", [](uv_stream_t*, int) {});
     auto* shut = new uv_shutdown_t{};
     if (uv_shutdown(shut, in, [](uv_shutdown_t* req, int) {
             auto* r = static_cast<Run*>(req->handle->data);

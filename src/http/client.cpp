@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "net/handle.hpp"
+#include "net/write.hpp"
 
 namespace chorus::http {
 
@@ -166,17 +167,8 @@ void send_request(Exchange* x, int status) {
                            x->request.body.size());
     out += "\r\n";
     out += x->request.body;
-    struct Write {
-        uv_write_t req;
-        std::string bytes;
-    };
-    auto* w = new Write{{}, std::move(out)};
-    w->req.data = w;
-    uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
     auto* stream = reinterpret_cast<uv_stream_t*>(x->tcp.get());
-    if (uv_write(&w->req, stream, &b, 1,
-                 [](uv_write_t* r, int) { delete static_cast<Write*>(r->data); }) != 0) {
-        delete w;
+    if (!net::write_bytes(stream, std::move(out), [](uv_stream_t*, int) {})) {
         x->fail("io_error", "could not send the request");
         return;
     }

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/json.hpp"
+#include "net/write.hpp"
 
 namespace chorus::http {
 
@@ -98,11 +99,6 @@ std::string head(const Response& r, std::string_view framing, std::string_view n
     out += "\r\n";
     return out;
 }
-
-struct WriteRequest {
-    uv_write_t req;
-    std::string bytes;
-};
 
 }  // namespace
 
@@ -441,23 +437,31 @@ void Server::write(Conn& c, const Response& r, bool keep_alive) {
 }
 
 void Server::send_bytes(Conn& c, std::string bytes) {
-    auto* w = new WriteRequest{{}, std::move(bytes)};
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
-    ++c.writes;
-    const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c.tcp.get()), &buf, 1,
-                            [](uv_write_t* req, int status) {
-                                auto* cn = static_cast<Conn*>(req->handle->data);
-                                delete static_cast<WriteRequest*>(req->data);
-                                if (cn == nullptr) return;
-                                --cn->writes;
-                                if (status < 0 || (cn->close_when_written && cn->writes == 0))
-                                    cn->server.close(cn->id);
-                            });
-    if (rc != 0) {
-        delete w;
-        close(c.id);
+    auto written =
+        net::write_bytes(reinterpret_cast<uv_stream_t*>(c.tcp.get()), std::move(bytes),
+                         [](uv_stream_t* s, int status) {
+                             auto* cn = static_cast<Conn*>(s->data);
+                             if (cn == nullptr) return;
+                             --cn->writes;
+                             if (status < 0 || (cn->close_when_written && cn->writes == 0)) {
+                                 cn->server.close(cn->id);
+                             }
+                         });
+    if (written && *written == net::Written::queued) {
+        ++c.writes;
+    } else if (!written || (c.close_when_written && c.writes == 0)) {
+        close_soon(c);
     }
+}
+
+void Server::close_soon(Conn& c) {
+    // From the loop, not here: the caller may still be using the connection.
+    uv_timer_start(
+        c.timer.get(),
+        [](uv_timer_t* t) {
+            if (auto* conn = static_cast<Conn*>(t->data)) conn->server.close(conn->id);
+        },
+        0, 0);
 }
 
 Server::Conn* Server::find(uint64_t conn) {

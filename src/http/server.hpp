@@ -171,7 +171,8 @@ class Server {
     bool stream_write(uint64_t conn, std::string_view bytes);
     void close(uint64_t conn);
     void arm(Conn& c, uint64_t ms);
-    void release(Conn& c);  // the request's body and JSON, once the handler has them
+    void close_soon(Conn& c);  // on the loop's next turn, for a caller still holding `c`
+    void release(Conn& c);     // the request's body and JSON, once the handler has them
 
     uv_loop_t* loop_;
     Limits limits_;

@@ -2,17 +2,14 @@
 
 #include <fmt/format.h>
 
+#include "net/write.hpp"
+
 namespace chorus::net {
 
 namespace {
 
 constexpr size_t kHeaderBytes = 4;
 constexpr size_t kReadChunk = 64 * 1024;
-
-struct WriteRequest {
-    uv_write_t req;
-    std::vector<uint8_t> bytes;  // header and body, alive until the write completes
-};
 
 uint32_t read_be32(const uint8_t* p) {
     return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -296,31 +293,30 @@ void FrameConn::flush() {
                                           queued, hub_.limits_.write_queue_bytes_max)});
         return;
     }
-    auto* w = new WriteRequest{};
-    w->bytes = std::exchange(outbox_, {});
-    w->req.data = w;
-    uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(w->bytes.data()),
-                               static_cast<unsigned>(w->bytes.size()));
-    const int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp_.get()), &buf, 1,
-                            [](uv_write_t* r, int status) {
-                                // The request is freed here, so read its handle first.
-                                auto* self = static_cast<FrameConn*>(r->handle->data);
-                                delete static_cast<WriteRequest*>(r->data);
-                                if (self == nullptr || self->closing_) return;
-                                --self->writes_pending_;
-                                if (status < 0) {
-                                    self->hub_.close(self->id_, uv_error("write", status));
-                                } else if (self->close_when_written_ &&
-                                           self->writes_pending_ == 0 && self->outbox_.empty()) {
-                                    self->hub_.close(self->id_);
-                                }
-                            });
-    if (rc != 0) {
-        delete w;
-        hub_.close(id_, uv_error("write", rc));
+    auto written = write_bytes(reinterpret_cast<uv_stream_t*>(tcp_.get()),
+                               std::exchange(outbox_, {}), [](uv_stream_t* s, int status) {
+                                   auto* self = static_cast<FrameConn*>(s->data);
+                                   if (self == nullptr || self->closing_) return;
+                                   --self->writes_pending_;
+                                   if (status < 0) {
+                                       self->hub_.close(self->id_, uv_error("write", status));
+                                   } else {
+                                       self->close_if_written();
+                                   }
+                               });
+    if (!written) {
+        hub_.close(id_, written.error());
         return;
     }
-    ++writes_pending_;
+    if (*written == Written::queued) {
+        ++writes_pending_;
+    } else {
+        close_if_written();
+    }
+}
+
+void FrameConn::close_if_written() {
+    if (close_when_written_ && writes_pending_ == 0 && outbox_.empty()) hub_.close(id_);
 }
 
 void FrameConn::close_after_write() {

@@ -68,6 +68,7 @@ class FrameConn {
     void arm_timer(uint64_t ms);  // the idle (or connect) deadline, from now
     void on_bytes(const char* data, size_t n);
     void flush();
+    void close_if_written();  // after close_after_write(), once nothing waits to go out
 
     FrameHub& hub_;
     uint64_t id_;
