@@ -10,7 +10,7 @@ export CHORUS_RUN_ID="$$.$(date +%s%N)"
 CHORUS_PACKAGES=(
   cmake ninja-build g++ pkg-config
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
-  catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev
+  catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev libssl-dev
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
@@ -79,7 +79,7 @@ check_no_strays() {
 # that brings up loopback in the fuzzers' network namespace (unshare is util-linux's).
 CHORUS_FUZZ_PACKAGES=(clang libclang-rt-dev llvm iproute2)
 # Every target in test/fuzz/CMakeLists.txt, without its fuzz_ prefix.
-CHORUS_FUZZ_TARGETS=(packet frame config http task_json stream)
+CHORUS_FUZZ_TARGETS=(packet frame config http task_json stream seal)
 
 # Configures build-fuzz (clang, CHORUS_FUZZ; the test suite is not built there) and builds the
 # fuzz targets.

@@ -6,6 +6,7 @@
 //   chorus submit --key K --type T  post a task to any node; it runs on the key's owner
 //   chorus task ID                  a task's status and result (--cancel cancels it)
 //   chorus ring [--key K]           the ring's shares, or a key's candidates and owner
+//   chorus keygen                   a new random key for --encrypt
 //
 // Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
 // 2 for bad flags or configuration (nothing was done).
@@ -21,6 +22,7 @@
 
 #include "cli/commands.hpp"
 #include "daemon/settings.hpp"
+#include "net/seal.hpp"
 
 namespace {
 
@@ -117,6 +119,9 @@ int main(int argc, char** argv) {
     ring->add_option("--key", ring_key, "show this key's candidates and the owner picked now");
     ring->add_flag("--json", ring_json, "print the agent's JSON answer");
 
+    auto* keygen = app.add_subcommand(
+        "keygen", "print a new random key for --encrypt (AES-256, base64): give every member it");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -128,6 +133,10 @@ int main(int argc, char** argv) {
     if (submit->parsed()) return cli::run_submit(submit_options);
     if (task->parsed()) return cli::run_task(task_http, task_id, task_options);
     if (ring->parsed()) return cli::run_ring(ring_http, ring_key, ring_json);
+    if (keygen->parsed()) {
+        fmt::print("{}\n", net::key_to_base64(net::new_key()));
+        return 0;
+    }
 
     // Defaults, then the config file, then the flags that were given.
     Settings s;

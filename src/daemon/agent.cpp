@@ -16,6 +16,10 @@ int64_t wall_clock_us() {
         .count();
 }
 
+// What an operator most often did when nothing from a peer opens.
+constexpr const char* kUnsealedHint =
+    "; does the sender have another key, or none? every member needs the same --encrypt key";
+
 uint64_t ceil_ms(Duration d) {
     if (d <= Duration::zero()) return 0;
     return static_cast<uint64_t>((d.count() + 999) / 1000);
@@ -29,7 +33,12 @@ Agent::Agent(uv_loop_t* loop, AgentOptions options)
       limits_(wire::limits_for(options_.config, options_.task_limits)),
       start_ns_(uv_hrtime()),
       start_wall_us_(wall_clock_us()),
-      retry_delay_(options_.retry_join_min) {}
+      retry_delay_(options_.retry_join_min) {
+    if (options_.keyring) {
+        envelope_ = std::make_unique<net::Envelope>(*options_.keyring, options_.config.cluster,
+                                                    options_.envelope);
+    }
+}
 
 Agent::~Agent() {
     // The handles close as their members go; nothing of ours is reachable from them after that.
@@ -55,6 +64,7 @@ Status Agent::bind() {
             [this](net::FrameConn& c, std::vector<uint8_t> f) { on_frame(c, std::move(f)); },
             [this](net::FrameConn& c) { on_connected(c); },
             [this](uint64_t id, std::optional<Error> why) { on_closed(id, std::move(why)); }});
+    hub_->set_envelope(envelope_.get());
     return hub_->listen(udp_->local());
 }
 
@@ -90,7 +100,12 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
         *t = std::move(*h);
     }
     const uint64_t seed = o.rng_seed != 0 ? o.rng_seed : uv_hrtime();
-    a->node_ = std::make_unique<Node>(o.config, o.identity, seed, a->now());
+    // Sealing adds kSealOverhead to every datagram: the node builds packets that much smaller,
+    // so they still fit; what it takes in keeps the full size (a member not yet sealing, while
+    // a cluster moves to encryption, sends packets of the full size).
+    Config node_config = o.config;
+    if (a->envelope_) node_config.packet_bytes_max -= net::kSealOverhead;
+    a->node_ = std::make_unique<Node>(node_config, o.identity, seed, a->now());
     a->join();
     a->after_input();
     return a;
@@ -100,6 +115,17 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
 // Inputs
 
 void Agent::on_datagram(std::span<const uint8_t> bytes) {
+    std::vector<uint8_t> opened;
+    if (envelope_) {
+        auto o = envelope_->unwrap({bytes.begin(), bytes.end()});
+        if (!o) {
+            rejected(
+                {wire::DecodeError::unsealed, "a datagram: " + o.error().message + kUnsealedHint});
+            return;
+        }
+        opened = std::move(*o);
+        bytes = opened;
+    }
     auto p = wire::decode_packet(bytes, limits_);
     if (!p) {
         rejected(p.error());
@@ -169,7 +195,10 @@ void Agent::on_connected(net::FrameConn& conn) {
 }
 
 void Agent::on_closed(uint64_t id, std::optional<Error> why) {
-    (void)why;
+    // Counted and logged with the datagrams no key opened: an operator sees one figure.
+    if (why && why->code == "unsealed") {
+        rejected({wire::DecodeError::unsealed, why->message + kUnsealedHint});
+    }
     auto it = pulls_.find(id);
     if (it == pulls_.end()) {
         if (channel_ != nullptr) channel_->on_closed(id);
@@ -313,7 +342,11 @@ void Agent::drain() {
             ++stats_.unroutable;
             continue;
         }
-        udp_->send(*to, wire::encode(p.packet));
+        if (envelope_ && envelope_->seals()) {
+            udp_->send(*to, envelope_->seal(wire::encode(p.packet)));
+        } else {
+            udp_->send(*to, wire::encode(p.packet));
+        }
     }
     for (OutPushPull& pp : out.push_pulls) {
         auto to = net::Endpoint::parse(pp.to.value.view());

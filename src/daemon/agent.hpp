@@ -47,6 +47,11 @@ struct AgentOptions {
     uint32_t retry_join_attempts = 0;
     uint64_t rng_seed = 0;  // 0: from the clock
     net::FrameLimits frame_limits{};
+    // Set: every datagram and frame is sealed with the keyring's primary key and opened with
+    // any of its keys (net/seal.hpp); `envelope` says whether clear ones are still sent or
+    // taken, for a cluster moving to encryption. Unset: everything goes in clear.
+    std::optional<net::Keyring> keyring;
+    net::EnvelopeOptions envelope{};
     // Bounds on task frames' fields (the task service's limits).
     TaskLimits task_limits{};
     // Called for every membership change this node sees (logs now; the API's streams later).
@@ -90,6 +95,7 @@ class Agent {
     const AgentStats& stats() const { return stats_; }
     const net::UdpSocket& udp() const { return *udp_; }
     const net::FrameHub& streams() const { return *hub_; }
+    const net::Envelope* envelope() const { return envelope_.get(); }
     net::Endpoint bound() const { return udp_->local(); }
     Time now() const;  // monotonic, anchored to the wall clock at start
 
@@ -120,6 +126,7 @@ class Agent {
     uint64_t start_ns_;
     int64_t start_wall_us_;
     std::unique_ptr<Node> node_;
+    std::unique_ptr<net::Envelope> envelope_;  // before the hub, which uses it: it goes after
     std::unique_ptr<net::UdpSocket> udp_;
     std::unique_ptr<net::FrameHub> hub_;
     FrameChannel* channel_ = nullptr;

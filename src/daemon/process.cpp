@@ -204,7 +204,18 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                      {"advertise", p.agent_->node().self().addr.value.str()},
                      {"http", p.front_->address()},
                      {"cluster", settings.cluster},
-                     {"profile", settings.profile}});
+                     {"profile", settings.profile},
+                     {"encryption", settings.encrypt.empty()            ? "off"
+                                    : !settings.encrypt_verify_outgoing ? "taken, not sent"
+                                    : !settings.encrypt_verify_incoming ? "sent, clear taken too"
+                                                                        : "on"}});
+            if (settings.encrypt.empty() && !p.agent_->bound().is_loopback()) {
+                log.log(Level::warn,
+                        "gossip is open to the network without encryption: anyone who reaches "
+                        "this address can join, forge membership and run tasks; give every "
+                        "member --encrypt with a key from `chorus keygen`",
+                        {{"bind", p.agent_->bound().str()}});
+            }
             uv_run(&loop, UV_RUN_DEFAULT);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);

@@ -64,6 +64,17 @@ const SettingSpec kSettings[] = {
     {"log_level", "--log-level", "debug, info, warn or error", Text{&field<&S::log_level>}},
     {"log_format", "--log-format", "text or json (one object per line)",
      Text{&field<&S::log_format>}},
+    {"encrypt", "--encrypt",
+     "base64 key (chorus keygen) sealing gossip and task frames with AES-256-GCM; every member "
+     "needs it, and one without it cannot join",
+     Text{&field<&S::encrypt>}},
+    {"encrypt_verify_incoming", "--encrypt-verify-incoming",
+     "with --encrypt, refuse what comes in clear; false while a cluster moves to encryption",
+     Switch{&field<&S::encrypt_verify_incoming>}},
+    {"encrypt_verify_outgoing", "--encrypt-verify-outgoing",
+     "with --encrypt, seal what is sent; false (with incoming false too) for the first step of "
+     "a move to encryption",
+     Switch{&field<&S::encrypt_verify_outgoing>}},
     {"leave_timeout_ms", "--leave-timeout-ms", "how long a graceful leave may take, ms",
      Millis{&field<&S::leave_timeout>}},
     {"data_dir", "--data-dir",
@@ -175,6 +186,9 @@ Status apply_value(Settings& s, const SettingSpec& spec, const nlohmann::json& v
                                f.unit_ms == 1 ? "milliseconds" : "seconds");
                 if (!n) return n.error();
                 f.at(s) = milliseconds(*n * f.unit_ms);
+            } else if constexpr (std::is_same_v<F, Switch>) {
+                if (!v.is_boolean()) return bad(name, "must be true or false");
+                f.at(s) = v.get<bool>();
             } else {
                 if (!v.is_number() || !(v.get<double>() >= 0)) {
                     return bad(name, "must be a non-negative number");
@@ -257,6 +271,11 @@ Status apply_flag(Settings& s, const SettingSpec& spec, const std::vector<std::s
                 return apply_value(s, spec, nlohmann::json(values), name);
             } else if constexpr (std::is_same_v<F, Text>) {
                 return apply_value(s, spec, nlohmann::json(values.back()), name);
+            } else if constexpr (std::is_same_v<F, Switch>) {
+                const std::string& t = values.back();
+                if (t != "true" && t != "false")
+                    return bad(name, fmt::format("'{}' is not true or false", t));
+                return apply_value(s, spec, nlohmann::json(t == "true"), name);
             } else {
                 // Numbers: the whole text must be one.
                 auto v = parse_json(values.back());
@@ -281,6 +300,8 @@ std::string default_text(const SettingSpec& spec) {
                 return std::to_string(ms_of(f.at(s)) / f.unit_ms);
             } else if constexpr (std::is_same_v<F, Real>) {
                 return fmt::format("{}", f.at(s));
+            } else if constexpr (std::is_same_v<F, Switch>) {
+                return f.at(s) ? "true" : "false";
             } else {
                 return std::to_string(f.at(s));
             }
@@ -390,7 +411,8 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
         const AliveUpdate self{p.sender,          p.sender_addr,
                                Name(http->str()), Incarnation{UINT64_MAX},
                                o.identity.tags,   kProtocolVersion};
-        const size_t needed = encoded_size_bound(p) + encoded_size_bound(Update(self));
+        const size_t needed = encoded_size_bound(p) + encoded_size_bound(Update(self)) +
+                              (s.encrypt.empty() ? 0 : net::kSealOverhead);
         if (needed > o.config.packet_bytes_max) {
             return bad("tag", fmt::format("the name, tags and addresses take {} bytes in a packet, "
                                           "over the packet limit of {}: use fewer or shorter tags",
@@ -403,6 +425,18 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
     }
     if (s.log_format != "text" && s.log_format != "json") {
         return bad("log_format", "must be text or json");
+    }
+    if (!s.encrypt.empty()) {
+        auto key = net::key_from_base64(s.encrypt);
+        if (!key) return bad("encrypt", key.error().message);
+        o.keyring = net::Keyring::make({*key}).value();
+        o.envelope = {s.encrypt_verify_incoming, s.encrypt_verify_outgoing};
+        if (s.encrypt_verify_incoming && !s.encrypt_verify_outgoing) {
+            return bad("encrypt_verify_incoming",
+                       "true with encrypt_verify_outgoing false: this member would refuse what "
+                       "comes in clear while sending in clear itself. The steps are both false, "
+                       "then outgoing true, then both true");
+        }
     }
     o.identity.name = Name(s.name);
     o.identity.http = Name(http->str());

@@ -32,6 +32,11 @@ struct Settings {
     std::string log_level = "info";
     std::string log_format = "text";
     Duration leave_timeout = seconds(5);
+    // Sealed gossip and frames (net/seal.hpp): a base64 key from `chorus keygen`, and the two
+    // switches a running cluster turns on in turn to move to encryption without downtime.
+    std::string encrypt;
+    bool encrypt_verify_incoming = true;
+    bool encrypt_verify_outgoing = true;
     // Task routing and execution: the "tasks" and "handlers" objects of the config file.
     TaskOptions tasks;
 };
@@ -69,7 +74,10 @@ struct Millis {  // a duration given in whole milliseconds, or whole seconds (un
 struct Real {  // a non-negative number
     double& (*at)(Settings&);
 };
-using Field = std::variant<Text, Texts, TagMap, Whole32, Count, Bytes, Millis, Real>;
+struct Switch {  // true or false (a flag's text too)
+    bool& (*at)(Settings&);
+};
+using Field = std::variant<Text, Texts, TagMap, Whole32, Count, Bytes, Millis, Real, Switch>;
 }  // namespace setting
 
 struct SettingSpec {

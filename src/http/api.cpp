@@ -444,13 +444,14 @@ Response Api::metrics_text() const {
               static_cast<double>(agent_.streams().inbox_bytes()));
     out.family("chorus_stream_errors_total", "counter",
                "Gossip TCP connections ended by an error, by reason: a timeout, a frame over the "
-               "size limit, a peer that read too slowly, a frame this node refused, an I/O "
-               "error.");
+               "size limit, a peer that read too slowly, a frame this node refused, a frame no "
+               "installed key opened, an I/O error.");
     for (const auto& [reason, v] : {std::pair{"timeout", tcp.timeouts},
                                     {"too_large", tcp.oversize},
                                     {"slow_peer", tcp.slow},
                                     {"bad_frame", tcp.bad_frames},
                                     {"inbox_full", tcp.inbox_full},
+                                    {"unsealed", tcp.unsealed},
                                     {"io_error", tcp.io_errors}})
         out.sample("chorus_stream_errors_total", static_cast<double>(v), {{"reason", reason}});
     out.counter("chorus_join_attempts_total", "Join attempts through the seeds.",

@@ -60,6 +60,15 @@ Result<Endpoint> Endpoint::parse(std::string_view text) {
                              text)};
 }
 
+bool Endpoint::is_loopback() const {
+    if (addr_.ss_family == AF_INET6) {
+        const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr_);
+        return IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
+    }
+    const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr_);
+    return (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
+}
+
 Endpoint Endpoint::from(const sockaddr* sa) {
     Endpoint e;
     const size_t len = sa->sa_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);

@@ -29,6 +29,8 @@ class Endpoint {
     const sockaddr* sa() const { return reinterpret_cast<const sockaddr*>(&addr_); }
     uint16_t port() const;
     std::string str() const;
+    // 127.0.0.0/8 or ::1: reachable from this host only.
+    bool is_loopback() const;
     bool operator==(const Endpoint& o) const { return str() == o.str(); }
 
   private:

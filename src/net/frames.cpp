@@ -31,6 +31,8 @@ void FrameHub::Stats::count_close(std::string_view reason) {
         ++bad_frames;
     } else if (reason == "inbox_full") {
         ++inbox_full;
+    } else if (reason == "unsealed") {
+        ++unsealed;
     } else {
         ++io_errors;
     }
@@ -257,6 +259,16 @@ void FrameConn::on_bytes(const char* data, size_t n) {
                                    inbox_.begin() + at + kHeaderBytes + len);
         at += kHeaderBytes + len;
         ++hub.stats_.frames_in;
+        if (hub.envelope_ != nullptr) {
+            auto opened = hub.envelope_->unwrap(std::move(frame));
+            if (!opened) {
+                // A peer without our key, or bytes changed on the way: nothing it sends here
+                // can be trusted, so the connection goes.
+                hub.close(id, Error{"unsealed", "a frame: " + opened.error().message});
+                return;
+            }
+            frame = std::move(*opened);
+        }
         arm_timer(hub.limits_.idle_timeout_ms);
         if (hub.callbacks_.on_frame) hub.callbacks_.on_frame(*this, std::move(frame));
         if (hub.find(id) != this) return;  // closed (and deleted) by the callback
@@ -270,7 +282,13 @@ void FrameConn::on_bytes(const char* data, size_t n) {
 }
 
 bool FrameConn::send(std::span<const uint8_t> frame) {
-    if (closing_ || !connected_ || frame.size() > hub_.limits_.frame_bytes_max) return false;
+    if (closing_ || !connected_) return false;
+    std::vector<uint8_t> sealed;
+    if (hub_.envelope_ != nullptr && hub_.envelope_->seals()) {
+        sealed = hub_.envelope_->seal(frame);
+        frame = sealed;
+    }
+    if (frame.size() > hub_.limits_.frame_bytes_max) return false;
     if (outbox_.empty()) hub_.flush_later(id_);
     const auto len = static_cast<uint32_t>(frame.size());
     const uint8_t header[kHeaderBytes] = {

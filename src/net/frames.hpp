@@ -24,6 +24,7 @@
 #include "core/result.hpp"
 #include "net/endpoint.hpp"
 #include "net/handle.hpp"
+#include "net/seal.hpp"
 
 namespace chorus::net {
 
@@ -107,6 +108,7 @@ class FrameHub {
         uint64_t slow = 0;        // slow_peer: write_queue_bytes_max queued for the peer
         uint64_t bad_frames = 0;  // bad_frame: the owner refused what the peer sent
         uint64_t inbox_full = 0;  // inbox_full: inbox_bytes_max held over all connections
+        uint64_t unsealed = 0;    // unsealed: a frame no installed key opens (seal.hpp)
         uint64_t io_errors = 0;   // anything else: accept, connect, read or write failed
         void count_close(std::string_view reason);
     };
@@ -117,6 +119,9 @@ class FrameHub {
     FrameHub& operator=(const FrameHub&) = delete;
 
     Status listen(const Endpoint& at);
+    // Frames are sealed and opened through `e` from now on (null: sent and taken in clear).
+    // It must outlive the hub, or be reset first.
+    void set_envelope(Envelope* e) { envelope_ = e; }
     std::optional<Endpoint> listening() const;
     // Dials `to`; the outcome arrives through on_connected or on_closed. Returns the id, or 0
     // (counted as refused) when outbound_max are open already.
@@ -141,6 +146,7 @@ class FrameHub {
     uv_loop_t* loop_;
     FrameLimits limits_;
     Callbacks callbacks_;
+    Envelope* envelope_ = nullptr;
     Handle<uv_tcp_t> server_;
     std::map<uint64_t, std::unique_ptr<FrameConn>> conns_;
     Handle<uv_check_t> flush_;        // runs once per iteration while frames wait

@@ -27,6 +27,8 @@ std::string_view to_string(DecodeError e) {
             return "bad_field";
         case DecodeError::bad_encoding:
             return "bad_encoding";
+        case DecodeError::unsealed:
+            return "unsealed";
     }
     return "unknown";
 }

@@ -34,8 +34,12 @@ enum class DecodeError : uint8_t {
     // A name, address, tag, task key, id, type or owner that is not valid UTF-8 or holds a
     // control character (core/text.hpp): it could not be shown as JSON or logged safely.
     bad_encoding,
+    // Sealed under a key this node does not have, or changed on the way, or in clear where
+    // only sealed messages are taken (net/seal.hpp). Counted here, though the wire codec never
+    // sees it, so every rejected datagram is counted in one place.
+    unsealed,
 };
-inline constexpr size_t kDecodeErrors = 6;
+inline constexpr size_t kDecodeErrors = 7;
 std::string_view to_string(DecodeError e);
 
 struct DecodeFailure {

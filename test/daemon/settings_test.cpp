@@ -249,3 +249,54 @@ TEST_CASE("an unknown key's error lists the known ones of its section, from the 
     REQUIRE(default_text(*find_setting("tasks.capacity")) == std::to_string(TaskLimits{}.capacity));
     REQUIRE(default_text(*find_setting("tasks.results_ttl_s")) == "3600");
 }
+
+TEST_CASE(
+    "the encrypt setting takes a key from chorus keygen, and the steps of a move to encryption") {
+    const std::string key = net::key_to_base64(net::new_key());
+    Settings s = valid();
+    REQUIRE_FALSE(to_agent_options(s)->keyring.has_value());  // no key: everything in clear
+
+    REQUIRE(apply_flag(s, *find_setting("encrypt"), {key}).ok());
+    auto o = to_agent_options(s);
+    REQUIRE(o.ok());
+    REQUIRE(o->keyring.has_value());
+    REQUIRE(net::key_to_base64(o->keyring->primary()) == key);
+    REQUIRE(o->envelope.incoming);
+    REQUIRE(o->envelope.outgoing);
+
+    // The file says the same with booleans; a flag says true or false.
+    Settings f = valid();
+    REQUIRE(apply_config_json(f, fmt::format(R"({{"encrypt": "{}", "encrypt_verify_incoming": false,
+                                                 "encrypt_verify_outgoing": false}})",
+                                             key))
+                .ok());
+    o = to_agent_options(f);
+    REQUIRE(o.ok());
+    REQUIRE_FALSE(o->envelope.incoming);
+    REQUIRE_FALSE(o->envelope.outgoing);
+    REQUIRE(apply_flag(f, *find_setting("encrypt_verify_outgoing"), {"true"}).ok());
+    REQUIRE(to_agent_options(f)->envelope.outgoing);
+    const auto not_bool = apply_flag(f, *find_setting("encrypt_verify_outgoing"), {"yes"});
+    REQUIRE_THAT(not_bool.error().message, Catch::StartsWith("--encrypt-verify-outgoing:"));
+    REQUIRE_FALSE(apply_config_json(f, R"({"encrypt_verify_incoming": "false"})").ok());
+
+    SECTION("refusing clear messages while sending them is refused") {
+        f.encrypt_verify_incoming = true;
+        f.encrypt_verify_outgoing = false;
+        auto r = to_agent_options(f);
+        REQUIRE_FALSE(r.ok());
+        REQUIRE_THAT(r.error().message, Catch::StartsWith("encrypt_verify_incoming:"));
+    }
+    SECTION("a key that is not 32 bytes of base64 is refused, saying how to make one") {
+        for (const std::string& bad :
+             std::vector<std::string>{"short", std::string(44, 'A'), key.substr(1)}) {
+            Settings b = valid();
+            b.encrypt = bad;
+            auto r = to_agent_options(b);
+            CAPTURE(bad);
+            REQUIRE_FALSE(r.ok());
+            REQUIRE_THAT(r.error().message,
+                         Catch::StartsWith("encrypt:") && Catch::Contains("chorus keygen"));
+        }
+    }
+}

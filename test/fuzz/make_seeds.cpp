@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "net/seal.hpp"
 #include "wire/codec.hpp"
 #include "wire/key_hash.hpp"
 
@@ -199,5 +200,15 @@ int main(int argc, char** argv) {
     write(out / "http", "post_then_get_by_id", {conversation.begin(), conversation.end()});
 
     std::printf("seeds written under %s\n", out.c_str());
+    // ---- sealed: a datagram and a frame as an agent with --encrypt sends them, under the key
+    // fuzz_seal opens with (the bytes 0 to 31). The salt is random: each run writes other bytes.
+    net::Key key{};
+    for (size_t i = 0; i < key.size(); ++i)
+        key[i] = static_cast<uint8_t>(i);
+    net::Sealer sealer(net::Keyring::make({key}).value());
+    const fs::path se = out / "seal";
+    write(se, "ping", sealer.seal(kCluster, wire::encode(packet(Ping{1, "node-b"}))));
+    write(se, "task_submit_echo", sealer.seal(kCluster, frame("task_submit_echo")));
+    write(se, "empty", sealer.seal(kCluster, {}));
     return 0;
 }

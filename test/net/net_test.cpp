@@ -11,6 +11,7 @@
 #include "net/endpoint.hpp"
 #include "net/frames.hpp"
 #include "net/loop.hpp"
+#include "net/seal.hpp"
 #include "net/udp.hpp"
 
 using namespace chorus;
@@ -115,9 +116,9 @@ struct Pair {
 };
 }  // namespace
 
-TEST_CASE("a frame crosses whole, however the stream splits it, and the reply comes back") {
-    Pair p;
-    const auto request = bytes(300 * 1024, 7);  // several reads' worth
+namespace {
+// The client sends `request`; the server answers with it reversed and closes.
+void exchange_reversed(Pair& p, const std::vector<uint8_t>& request) {
     p.server_reply = [](FrameConn& c, std::vector<uint8_t> f) {
         std::reverse(f.begin(), f.end());
         c.send(f);
@@ -126,6 +127,13 @@ TEST_CASE("a frame crosses whole, however the stream splits it, and the reply co
     p.client_on_connect = [&](FrameConn& c) { REQUIRE(c.send(request)); };
     p.client.connect(p.at());
     REQUIRE(p.loop.run_until([&] { return !p.client_closed.empty() && !p.server_closed.empty(); }));
+}
+}  // namespace
+
+TEST_CASE("a frame crosses whole, however the stream splits it, and the reply comes back") {
+    Pair p;
+    const auto request = bytes(300 * 1024, 7);  // several reads' worth
+    exchange_reversed(p, request);
     REQUIRE(p.server_frames.size() == 1);
     REQUIRE(p.server_frames[0] == request);
     REQUIRE(p.client_frames.size() == 1);
@@ -328,4 +336,100 @@ TEST_CASE("a peer that does not read is cut off once the queue for it reaches th
     REQUIRE(closed[0]->code == "slow_peer");
     REQUIRE(client.stats().slow == 1);
     REQUIRE(client.connections() == 0);
+}
+
+namespace {
+Envelope envelope_for(const Key& k, EnvelopeOptions o = {}) {
+    return Envelope(Keyring::make({k}).value(), "c", o);
+}
+}  // namespace
+
+TEST_CASE("sealed frames cross between hubs that share a key") {
+    const Key k = new_key();
+    Pair p;
+    Envelope server_env = envelope_for(k);
+    Envelope client_env = envelope_for(k);
+    p.server.set_envelope(&server_env);
+    p.client.set_envelope(&client_env);
+    const auto request = bytes(100 * 1024, 3);
+    exchange_reversed(p, request);
+    REQUIRE(p.server_frames == std::vector<std::vector<uint8_t>>{request});
+    REQUIRE(p.client_frames.size() == 1);
+    REQUIRE(p.client_frames[0] == std::vector<uint8_t>(request.rbegin(), request.rend()));
+    REQUIRE(server_env.sealer().stats().opened == 1);
+    REQUIRE(client_env.sealer().stats().opened == 1);
+    REQUIRE_FALSE(p.server_closed[0].has_value());
+}
+
+TEST_CASE("a frame from a hub with another key, or none, closes its connection as unsealed") {
+    Pair p;
+    Envelope server_env = envelope_for(new_key());
+    p.server.set_envelope(&server_env);
+    std::optional<Envelope> client_env;
+    SECTION("another key") {
+        client_env.emplace(Keyring::make({new_key()}).value(), "c", EnvelopeOptions{});
+    }
+    SECTION("no key") {}
+    if (client_env) p.client.set_envelope(&*client_env);
+    p.client_on_connect = [&](FrameConn& c) { REQUIRE(c.send(bytes(64))); };
+    p.client.connect(p.at());
+    REQUIRE(p.loop.run_until([&] { return !p.server_closed.empty() && !p.client_closed.empty(); }));
+    REQUIRE(p.server_frames.empty());
+    REQUIRE(p.server_closed[0]->code == "unsealed");
+    REQUIRE(p.server.stats().unsealed == 1);
+    REQUIRE(server_env.sealer().stats().refused == 1);
+}
+
+TEST_CASE(
+    "while a cluster moves to encryption, clear frames are taken until incoming is verified") {
+    const Key k = new_key();
+    Pair p;
+    // Step 1 on the server (a key, nothing verified); the client has not moved yet.
+    Envelope server_env = envelope_for(k, {false, false});
+    p.server.set_envelope(&server_env);
+    p.server_reply = [](FrameConn& c, std::vector<uint8_t> f) { c.send(f); };
+    const auto clear = bytes(200, 9);
+    p.client_on_connect = [&](FrameConn& c) { REQUIRE(c.send(clear)); };
+    p.client.connect(p.at());
+    REQUIRE(p.loop.run_until([&] { return p.client_frames.size() == 1; }));
+    REQUIRE(p.server_frames == std::vector<std::vector<uint8_t>>{clear});
+    REQUIRE(p.client_frames[0] == clear);  // the answer went in clear: outgoing is off
+    REQUIRE(server_env.clear_taken() == 1);
+    REQUIRE(p.server_closed.empty());
+}
+
+TEST_CASE("a sealed frame shows nothing of its bytes on the wire") {
+    TestLoop loop;
+    // A plain socket listens and reads what a sealing hub sends it.
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+    REQUIRE(::listen(listener, 1) == 0);
+    socklen_t len = sizeof(a);
+    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+    const auto to = loopback(ntohs(a.sin_port));
+
+    Envelope env = envelope_for(new_key());
+    FrameHub hub(loop.get(), {},
+                 {nullptr, [](FrameConn& c) { c.send(std::vector<uint8_t>(512, 'Q')); }, nullptr});
+    hub.set_envelope(&env);
+    hub.connect(to);
+    REQUIRE(loop.run_until([&] { return hub.stats().frames_out == 1; }));
+    const int peer = ::accept(listener, nullptr, nullptr);
+    REQUIRE(peer >= 0);
+    std::vector<uint8_t> wire;
+    const size_t expected = 4 + 512 + kSealOverhead;
+    REQUIRE(loop.run_until([&] {
+        uint8_t buf[4096];
+        const ssize_t n = ::recv(peer, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n > 0) wire.insert(wire.end(), buf, buf + n);
+        return wire.size() >= expected;
+    }));
+    REQUIRE(wire.size() == expected);
+    const std::string run(8, 'Q');  // any 8 bytes of the frame in clear
+    REQUIRE(std::search(wire.begin(), wire.end(), run.begin(), run.end()) == wire.end());
+    ::close(peer);
+    ::close(listener);
 }
