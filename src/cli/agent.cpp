@@ -48,7 +48,10 @@ class HttpFront : public FrontEnd {
             http::Api::Info{
                 p.settings().profile, "0.1.0",
                 [&p](std::function<void()> left) { p.leave("POST /v1/leave", std::move(left)); },
-                &p.tasks()});
+                &p.tasks(),
+                [&p](wire::KeyringOp op, auto done) {
+                    p.agent().keyring_everywhere(op, seconds(5), std::move(done));
+                }});
         http::Limits limits;
         // A task's body is its payload plus a few short fields; the payload limit itself is
         // checked once the body is parsed, so both ends give a 413.

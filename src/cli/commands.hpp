@@ -44,6 +44,18 @@ int run_submit(const SubmitOptions& options);
 int run_task(const std::string& http, const std::string& id, const TaskOutputOptions& options);
 int run_ring(const std::string& http, const std::string& key, bool json);
 
+// chorus keys: list the keyring of every member (the default), or install, use or remove one key
+// on every alive member.
+struct KeysOptions {
+    std::string http = kDefaultHttp;
+    std::string install, use, remove;  // at most one is set
+    bool json = false;
+};
+int run_keys(const KeysOptions& options);
+// GET /v1/keyring as a table: each key, how many members hold it, how many seal with it; then
+// each member that did not answer, or refused.
+std::string keyring_table(const nlohmann::json& keyring);
+
 // A task as `chorus submit` and `chorus task` print it: one field a line.
 std::string task_summary(const nlohmann::json& task);
 // GET /v1/ring as a table of members' shares and loads.

@@ -7,6 +7,7 @@
 //   chorus task ID                  a task's status and result (--cancel cancels it)
 //   chorus ring [--key K]           the ring's shares, or a key's candidates and owner
 //   chorus keygen                   a new random key for --encrypt
+//   chorus keys [--install|--use|--remove KEY]  the keyring on every member
 //
 // Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
 // 2 for bad flags or configuration (nothing was done).
@@ -122,6 +123,30 @@ int main(int argc, char** argv) {
     auto* keygen = app.add_subcommand(
         "keygen", "print a new random key for --encrypt (AES-256, base64): give every member it");
 
+    cli::KeysOptions keys_options;
+    keys_options.http = http_default;
+    auto* keys = app.add_subcommand(
+        "keys",
+        "list every member's encryption keys, or install, use or remove one everywhere "
+        "(rotate: install the new key, use it, then remove the old one)");
+    keys->add_option("--http", keys_options.http, "the agent's HTTP API address")
+        ->capture_default_str();
+    auto* install = keys->add_option("--install", keys_options.install,
+                                     "add a key (from chorus keygen) to every member's keyring");
+    auto* use = keys->add_option("--use", keys_options.use,
+                                 "seal with this installed key from now on, on every member");
+    auto* remove = keys->add_option("--remove", keys_options.remove,
+                                    "remove a key that is no longer used from every member");
+    install->excludes(use)->excludes(remove);
+    use->excludes(remove);
+    bool keys_list = false;  // the default: the flag is there for those who say it
+    keys->add_flag("--list", keys_list,
+                   "list every member's keys (what it does without the others)")
+        ->excludes(install)
+        ->excludes(use)
+        ->excludes(remove);
+    keys->add_flag("--json", keys_options.json, "print the agent's JSON answer");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -133,6 +158,7 @@ int main(int argc, char** argv) {
     if (submit->parsed()) return cli::run_submit(submit_options);
     if (task->parsed()) return cli::run_task(task_http, task_id, task_options);
     if (ring->parsed()) return cli::run_ring(ring_http, ring_key, ring_json);
+    if (keys->parsed()) return cli::run_keys(keys_options);
     if (keygen->parsed()) {
         fmt::print("{}\n", net::key_to_base64(net::new_key()));
         return 0;

@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -148,6 +149,11 @@ struct TaskCopy {
 
 // Any of the frames above.
 using TaskMessage = std::variant<TaskSubmit, TaskQuery, TaskReply, TaskCopy>;
+// Whether M is one of TaskMessage's alternatives (a stream frame may carry other messages).
+template <typename M>
+inline constexpr bool kIsTaskMessage =
+    std::is_same_v<M, TaskSubmit> || std::is_same_v<M, TaskQuery> || std::is_same_v<M, TaskReply> ||
+    std::is_same_v<M, TaskCopy>;
 
 // Tasks (or anything) by task id, found by a std::string or a string_view without a copy.
 // Hashed rather than ordered: nothing walks them in id order, and a lookup is one hash instead

@@ -1,5 +1,7 @@
 #include "daemon/agent.hpp"
 
+#include "daemon/keyring.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <utility>
@@ -33,12 +35,7 @@ Agent::Agent(uv_loop_t* loop, AgentOptions options)
       limits_(wire::limits_for(options_.config, options_.task_limits)),
       start_ns_(uv_hrtime()),
       start_wall_us_(wall_clock_us()),
-      retry_delay_(options_.retry_join_min) {
-    if (options_.keyring) {
-        envelope_ = std::make_unique<net::Envelope>(*options_.keyring, options_.config.cluster,
-                                                    options_.envelope);
-    }
-}
+      retry_delay_(options_.retry_join_min) {}
 
 Agent::~Agent() {
     // The handles close as their members go; nothing of ours is reachable from them after that.
@@ -73,6 +70,29 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
     if (options.identity.name.empty()) return Error{"bad_config", "name: must not be empty"};
     std::unique_ptr<Agent> a(new Agent(loop, std::move(options)));
     AgentOptions& o = a->options_;
+    if (o.keyring) {
+        // The kept keyring wins over the flag: `chorus keys` may have rotated the flag's key
+        // out since the agent was configured, and putting a removed key back would let it in
+        // again.
+        if (!o.keyring_file.empty()) {
+            auto kept = load_keyring(o.keyring_file);
+            if (!kept) return kept.error();
+            if (*kept) {
+                const net::Key given = o.keyring->primary();
+                o.keyring = std::move(**kept);
+                const auto& keys = o.keyring->keys();
+                a->keyring_note_ = fmt::format(
+                    "using the keyring kept in {} ({} keys){}", o.keyring_file, keys.size(),
+                    std::find(keys.begin(), keys.end(), given) == keys.end()
+                        ? "; the --encrypt key is not in it (rotated out by chorus keys?) and "
+                          "is not used"
+                        : "");
+            } else if (auto st = save_keyring(o.keyring_file, *o.keyring); !st) {
+                return st.error();
+            }
+        }
+        a->envelope_ = std::make_unique<net::Envelope>(*o.keyring, o.config.cluster, o.envelope);
+    }
 
     // With port 0 the kernel picks the UDP port and streams listen on the same one; another
     // process may hold that TCP port, so an ephemeral bind tries again with a fresh port.
@@ -138,6 +158,21 @@ void Agent::on_datagram(std::span<const uint8_t> bytes) {
 void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> bytes) {
     const uint64_t id = conn.id();
     auto frame = wire::decode_frame(bytes, limits_);
+    if (frame) {
+        if (const auto* op = std::get_if<wire::KeyringOp>(&frame->message)) {
+            on_keyring_op(conn, *op);
+            return;
+        }
+        if (auto* reply = std::get_if<wire::KeyringReply>(&frame->message)) {
+            if (keyring_calls_.contains(id)) {
+                keyring_answered(id, std::move(*reply), "");
+                hub_->close(id);
+            } else {
+                hub_->close(id, Error{"bad_frame", "a keyring reply nobody asked for"});
+            }
+            return;
+        }
+    }
     if (frame && !std::holds_alternative<PushPull>(frame->message)) {
         if (channel_ != nullptr) {
             channel_->on_task_frame(conn, std::move(*frame));
@@ -184,6 +219,10 @@ void Agent::rejected(const wire::DecodeFailure& f) {
 }
 
 void Agent::on_connected(net::FrameConn& conn) {
+    if (auto k = keyring_calls_.find(conn.id()); k != keyring_calls_.end()) {
+        conn.send(std::exchange(k->second.frame, {}));
+        return;
+    }
     auto it = pulls_.find(conn.id());
     if (it == pulls_.end()) {
         if (channel_ != nullptr) channel_->on_connected(conn);
@@ -198,6 +237,11 @@ void Agent::on_closed(uint64_t id, std::optional<Error> why) {
     // Counted and logged with the datagrams no key opened: an operator sees one figure.
     if (why && why->code == "unsealed") {
         rejected({wire::DecodeError::unsealed, why->message + kUnsealedHint});
+    }
+    if (keyring_calls_.contains(id)) {
+        keyring_answered(id, std::nullopt,
+                         why ? why->message : "the connection closed without an answer");
+        return;
     }
     auto it = pulls_.find(id);
     if (it == pulls_.end()) {
@@ -217,6 +261,117 @@ void Agent::on_timer(uv_timer_t* t) {
     if (self == nullptr) return;
     self->node_->tick(self->now());
     self->after_input();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyring
+
+void Agent::on_keyring_op(net::FrameConn& conn, const wire::KeyringOp& op) {
+    wire::KeyringReply reply;
+    reply.request = op.request;
+    if (!envelope_) {
+        // Without a key every frame is in clear: a key sent here would have crossed the wire in
+        // clear, and anyone could change the keyring.
+        reply.code = "encryption_off";
+        reply.message = "this member has no key (--encrypt); a keyring op is refused in clear";
+    } else if (!envelope_->options().incoming) {
+        reply.code = "encryption_unverified";
+        reply.message =
+            "this member still takes messages in clear (encrypt_verify_incoming false), so "
+            "this op may have come in clear: finish the move to encryption first";
+    } else {
+        reply = apply_keyring_op(envelope_->sealer().keyring(), options_.keyring_file, op);
+    }
+    conn.send(
+        wire::encode(options_.config.cluster, node_->self().name, wire::KeyringMessage(reply)));
+    conn.close_after_write();
+}
+
+void Agent::keyring_everywhere(wire::KeyringOp op, Duration timeout,
+                               std::function<void(std::vector<KeyringAnswer>)> done) {
+    const uint64_t id = next_keyring_batch_++;
+    KeyringBatch& batch = keyring_batches_[id];
+    batch.done = std::move(done);
+    // This member first, directly; then every other alive one over a connection of its own.
+    {
+        wire::KeyringReply self;
+        if (!envelope_) {
+            self.code = "encryption_off";
+            self.message =
+                "this agent has no key: start every agent with --encrypt first (a key installed "
+                "on a cluster in clear would cross the wire in clear)";
+        } else {
+            self = apply_keyring_op(envelope_->sealer().keyring(), options_.keyring_file, op);
+        }
+        batch.answers.push_back({node_->self().name, std::move(self), ""});
+    }
+    const bool refused_here = !batch.answers[0].reply->code.empty();
+    std::vector<std::pair<Name, Address>> others;
+    node_->members().for_each([&](const Member& m) {
+        if (m.name != node_->self().name && m.state == MemberState::alive) {
+            others.emplace_back(m.name, m.addr);
+        }
+    });
+    for (const auto& [name, addr] : refused_here ? decltype(others){} : others) {
+        batch.answers.push_back(KeyringAnswer{name, std::nullopt, ""});
+        auto to = net::Endpoint::parse(addr.value.view());
+        const uint64_t conn = to ? hub_->connect(*to) : 0;
+        if (conn == 0 || hub_->find(conn) == nullptr) {
+            batch.answers.back().error = fmt::format("could not connect to {}", addr.value.str());
+            continue;
+        }
+        op.request = conn;
+        keyring_calls_[conn] = KeyringCall{
+            id, batch.answers.size() - 1,
+            wire::encode(options_.config.cluster, node_->self().name, wire::KeyringMessage(op))};
+        ++batch.waiting;
+    }
+    if (batch.waiting == 0) {
+        keyring_batch_done(id);
+        return;
+    }
+    batch.agent = this;
+    batch.id = id;
+    batch.deadline = net::make_timer(loop_, &batch).value();
+    uv_timer_start(
+        batch.deadline.get(),
+        [](uv_timer_t* t) {
+            if (auto* b = static_cast<KeyringBatch*>(t->data)) b->agent->keyring_batch_done(b->id);
+        },
+        ceil_ms(timeout), 0);
+}
+
+void Agent::keyring_answered(uint64_t conn, std::optional<wire::KeyringReply> reply,
+                             std::string error) {
+    auto it = keyring_calls_.find(conn);
+    if (it == keyring_calls_.end()) return;
+    const KeyringCall call = std::move(it->second);
+    keyring_calls_.erase(it);
+    auto b = keyring_batches_.find(call.batch);
+    if (b == keyring_batches_.end()) return;
+    KeyringAnswer& a = b->second.answers[call.index];
+    a.reply = std::move(reply);
+    a.error = std::move(error);
+    if (--b->second.waiting == 0) keyring_batch_done(call.batch);
+}
+
+void Agent::keyring_batch_done(uint64_t batch) {
+    auto b = keyring_batches_.find(batch);
+    if (b == keyring_batches_.end()) return;
+    KeyringBatch done = std::move(b->second);
+    keyring_batches_.erase(b);
+    // Calls still open are abandoned: their members did not answer in time.
+    for (auto it = keyring_calls_.begin(); it != keyring_calls_.end();) {
+        if (it->second.batch != batch) {
+            ++it;
+            continue;
+        }
+        done.answers[it->second.index].error = "no answer in time";
+        const uint64_t conn = it->first;
+        it = keyring_calls_.erase(it);
+        hub_->close(conn);
+    }
+    done.done(std::move(done.answers));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ struct AgentOptions {
     // taken, for a cluster moving to encryption. Unset: everything goes in clear.
     std::optional<net::Keyring> keyring;
     net::EnvelopeOptions envelope{};
+    // Where the keyring is kept (DATA_DIR/keyring.json; empty: not kept). A keyring found there
+    // at start is the one used, with `keyring`'s key installed in it if it is missing.
+    std::string keyring_file;
     // Bounds on task frames' fields (the task service's limits).
     TaskLimits task_limits{};
     // Called for every membership change this node sees (logs now; the API's streams later).
@@ -77,6 +80,16 @@ class Agent {
     Agent(const Agent&) = delete;
     Agent& operator=(const Agent&) = delete;
 
+    // A keyring op on every alive member, this one included (`chorus keys`). Each member's
+    // answer, or why there is none, goes to `done` once all have answered or `timeout` passed.
+    struct KeyringAnswer {
+        Name member;
+        std::optional<wire::KeyringReply> reply;  // none: `error` says why
+        std::string error;
+    };
+    void keyring_everywhere(wire::KeyringOp op, Duration timeout,
+                            std::function<void(std::vector<KeyringAnswer>)> done);
+
     // Announces the leave; calls `done` once it has spread or `timeout` passed. Called again
     // while leaving, it only adds `done` (the first call's timeout stands).
     void leave(Duration timeout, std::function<void()> done);
@@ -96,6 +109,8 @@ class Agent {
     const net::UdpSocket& udp() const { return *udp_; }
     const net::FrameHub& streams() const { return *hub_; }
     const net::Envelope* envelope() const { return envelope_.get(); }
+    // Set when a keyring kept in the data dir was used instead of the --encrypt key alone.
+    const std::string& keyring_note() const { return keyring_note_; }
     net::Endpoint bound() const { return udp_->local(); }
     Time now() const;  // monotonic, anchored to the wall clock at start
 
@@ -127,6 +142,7 @@ class Agent {
     int64_t start_wall_us_;
     std::unique_ptr<Node> node_;
     std::unique_ptr<net::Envelope> envelope_;  // before the hub, which uses it: it goes after
+    std::string keyring_note_;
     std::unique_ptr<net::UdpSocket> udp_;
     std::unique_ptr<net::FrameHub> hub_;
     FrameChannel* channel_ = nullptr;
@@ -139,6 +155,26 @@ class Agent {
         bool answered = false;
     };
     std::map<uint64_t, Outgoing> pulls_;  // push-pulls we opened, by connection id
+    void on_keyring_op(net::FrameConn& conn, const wire::KeyringOp& op);
+    void keyring_answered(uint64_t conn, std::optional<wire::KeyringReply> reply,
+                          std::string error);
+    struct KeyringCall {  // one member's part of a keyring_everywhere, by connection id
+        uint64_t batch = 0;
+        size_t index = 0;  // in the batch's answers
+        std::vector<uint8_t> frame;
+    };
+    struct KeyringBatch {
+        Agent* agent = nullptr;
+        uint64_t id = 0;
+        std::vector<KeyringAnswer> answers;
+        size_t waiting = 0;
+        std::function<void(std::vector<KeyringAnswer>)> done;
+        net::Handle<uv_timer_t> deadline;
+    };
+    void keyring_batch_done(uint64_t batch);
+    std::map<uint64_t, KeyringCall> keyring_calls_;
+    std::map<uint64_t, KeyringBatch> keyring_batches_;
+    uint64_t next_keyring_batch_ = 1;
     Duration retry_delay_;
     uint32_t join_attempts_ = 0;
     std::vector<Address> resolved_;  // this attempt's seed addresses

@@ -66,19 +66,23 @@ Status Journal::exec(const char* sql) {
     return Ok{};
 }
 
-Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
-    // Parents too, as an operator expects of a --data-dir under /var/lib that is not there yet.
-    // The journal holds every task's payload and result: the folder we create is the agent
-    // user's alone (0700), and so is the file (0600; SQLite gives its WAL the file's mode).
+Status make_data_dir(const std::string& dir) {
     namespace fs = std::filesystem;
     std::error_code ec;
     const bool existed = fs::exists(dir, ec);
     fs::create_directories(dir, ec);
     if (!ec && !existed) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
     if (ec) {
-        return Error{"journal_unavailable",
+        return Error{"data_dir",
                      fmt::format("cannot create the data dir {}: {}", dir, ec.message())};
     }
+    return Ok{};
+}
+
+Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
+    // The file is the agent user's alone, as the folder is (0600; SQLite gives its WAL the
+    // file's mode).
+    if (auto st = make_data_dir(dir); !st) return Error{"journal_unavailable", st.error().message};
     const std::string path = dir + "/tasks.db";
     if (const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600); fd >= 0) {
         ::fchmod(fd, 0600);  // an older file made with the umask's mode is narrowed too

@@ -46,6 +46,11 @@ struct sqlite3_stmt;
 
 namespace chorus::daemon {
 
+// Creates the agent's --data-dir, parents too (as an operator expects of a folder under
+// /var/lib that is not there yet); one it creates is the agent user's alone (0700): it holds
+// every task's payload and result, and the keyring.
+Status make_data_dir(const std::string& dir);
+
 class Journal {
   public:
     // Opens (or creates) `dir`/tasks.db. Errors name the file and what to do: an unwritable

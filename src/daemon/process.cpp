@@ -209,6 +209,7 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                                     : !settings.encrypt_verify_outgoing ? "taken, not sent"
                                     : !settings.encrypt_verify_incoming ? "sent, clear taken too"
                                                                         : "on"}});
+            if (!p.agent_->keyring_note().empty()) log.log(Level::info, p.agent_->keyring_note());
             if (settings.encrypt.empty() && !p.agent_->bound().is_loopback()) {
                 log.log(Level::warn,
                         "gossip is open to the network without encryption: anyone who reaches "

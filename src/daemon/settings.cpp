@@ -431,6 +431,7 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
         if (!key) return bad("encrypt", key.error().message);
         o.keyring = net::Keyring::make({*key}).value();
         o.envelope = {s.encrypt_verify_incoming, s.encrypt_verify_outgoing};
+        if (!s.tasks.data_dir.empty()) o.keyring_file = s.tasks.data_dir + "/keyring.json";
         if (s.encrypt_verify_incoming && !s.encrypt_verify_outgoing) {
             return bad("encrypt_verify_incoming",
                        "true with encrypt_verify_outgoing false: this member would refuse what "

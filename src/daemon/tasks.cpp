@@ -140,7 +140,7 @@ void TaskService::on_task_frame(net::FrameConn& conn, wire::Frame frame) {
     std::visit(
         [&](auto& m) {
             using M = std::decay_t<decltype(m)>;
-            if constexpr (!std::is_same_v<M, PushPull>) {
+            if constexpr (kIsTaskMessage<M>) {
                 node_.on_message(frame.sender, conn.id(), std::move(m), agent_.now());
             }
         },

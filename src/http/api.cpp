@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -191,6 +192,8 @@ void Api::handle(const Request& req, Reply reply) {
         tasks(req, reply, started);
     } else if (req.path == "/v1/ring" || req.path == "/v1/ring/lookup") {
         if (allowed("GET")) ring_view(req, reply, started);
+    } else if (req.path == "/v1/keyring") {
+        if (req.method == "GET" || allowed("POST")) keyring_call(req, reply, started);
     } else if (req.path == "/metrics") {
         if (allowed("GET")) finish(metrics, started, reply, metrics_text());
     } else {
@@ -198,8 +201,92 @@ void Api::handle(const Request& req, Reply reply) {
                error_response(404, "not_found",
                               "no such endpoint: " + req.path +
                                   " (see /v1/members, /v1/members/stream, /v1/self, "
-                                  "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /metrics)"));
+                                  "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /v1/keyring, "
+                                  "/metrics)"));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyring
+
+void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
+    if (!info_.keyring) {
+        finish(keyring, started, reply,
+               error_response(503, "not_supported", "this server has no keyring"));
+        return;
+    }
+    wire::KeyringOp op;
+    if (req.method == "POST") {
+        const nlohmann::json& j = req.json;
+        const auto text = [&](const char* k) {
+            return j.is_object() && j.contains(k) && j[k].is_string() ? j[k].get<std::string>()
+                                                                      : std::string();
+        };
+        const std::string kind = text("op");
+        if (kind == "install") {
+            op.kind = wire::KeyringOp::Kind::install;
+        } else if (kind == "use") {
+            op.kind = wire::KeyringOp::Kind::use;
+        } else if (kind == "remove") {
+            op.kind = wire::KeyringOp::Kind::remove;
+        } else {
+            finish(keyring, started, reply,
+                   error_response(400, "bad_op",
+                                  R"(the body must be {"op": "install", "use" or "remove", )"
+                                  R"("key": "base64 key"})"));
+            return;
+        }
+        auto key = net::key_from_base64(text("key"));
+        if (!key) {
+            finish(keyring, started, reply, error_response(400, "bad_key", key.error().message));
+            return;
+        }
+        op.key = *key;
+    }
+    info_.keyring(op, [this, reply, started,
+                       kind = op.kind](std::vector<daemon::Agent::KeyringAnswer> answers) {
+        // Every key's count of members holding it, and of members sealing with it.
+        std::map<std::string, std::pair<size_t, size_t>> keys;
+        nlohmann::json errors = nlohmann::json::array();
+        size_t answered = 0;
+        for (const auto& a : answers) {
+            if (!a.reply || !a.reply->code.empty()) {
+                errors.push_back({{"member", a.member.str()},
+                                  {"code", a.reply ? a.reply->code : "no_answer"},
+                                  {"message", a.reply ? a.reply->message : a.error}});
+                continue;
+            }
+            ++answered;
+            for (size_t i = 0; i < a.reply->keys.size(); ++i) {
+                auto& [holding, sealing] = keys[net::key_to_base64(a.reply->keys[i])];
+                ++holding;
+                if (i == a.reply->primary) ++sealing;
+            }
+        }
+        nlohmann::json out;
+        out["members"] = answers.size();
+        out["answered"] = answered;
+        out["keys"] = nlohmann::json::array();
+        for (const auto& [k, n] : keys)
+            out["keys"].push_back({{"key", k}, {"members", n.first}, {"primary", n.second}});
+        out["errors"] = errors;
+        Response r;
+        if (!answers.empty() && answers[0].reply && !answers[0].reply->code.empty()) {
+            // Refused here first (no key, not installed, the primary): nothing was asked of
+            // the others.
+            r = error_response(409, answers[0].reply->code, answers[0].reply->message);
+        } else if (!errors.empty() && kind != wire::KeyringOp::Kind::list) {
+            r.status = 503;
+            out["error"] = {{"code", "partial"},
+                            {"message", fmt::format("done on {} of {} members; run it again "
+                                                    "once they answer",
+                                                    answered, answers.size())}};
+            r.body = daemon::dump_json(out);
+        } else {
+            r.body = daemon::dump_json(out);
+        }
+        finish(keyring, started, reply, std::move(r));
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

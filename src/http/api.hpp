@@ -9,6 +9,8 @@
 //   GET  /v1/tasks/{id}      a task's status and result, from any node; DELETE cancels it
 //   GET  /v1/ring            members' shares of the ring and its checksum
 //   GET  /v1/ring/lookup?key=K  the key's candidates, their load and φ, and the router's pick
+//   GET  /v1/keyring         every member's keys; POST {"op": "install"|"use"|"remove", "key"}
+//                            changes them on every alive member (`chorus keys`)
 //   GET  /metrics            Prometheus text format
 // Unknown paths get 404 and wrong methods 405, as JSON errors.
 #pragma once
@@ -60,6 +62,11 @@ class Api {
         std::function<void(std::function<void()> left)> leave;
         // Task routing and execution; null: the task and ring endpoints answer 503.
         daemon::TaskService* tasks = nullptr;
+        // GET and POST /v1/keyring: a keyring op on every alive member, each member's answer
+        // to `done` (daemon::Agent::keyring_everywhere). Unset: the endpoint answers 503.
+        std::function<void(wire::KeyringOp,
+                           std::function<void(std::vector<daemon::Agent::KeyringAnswer>)> done)>
+            keyring = {};
         Limits limits = {};
     };
 
@@ -95,14 +102,16 @@ class Api {
         task_get,
         task_cancel,
         ring,
+        keyring,
         other
     };
-    static constexpr std::array<const char*, 11> kRouteNames = {
-        "members",     "members_blocking", "self",        "health", "leave", "metrics",
-        "task_submit", "task_get",         "task_cancel", "ring",   "other"};
+    static constexpr std::array<const char*, 12> kRouteNames = {
+        "members",     "members_blocking", "self",        "health", "leave",   "metrics",
+        "task_submit", "task_get",         "task_cancel", "ring",   "keyring", "other"};
     struct Waiter;
 
     std::string members_json() const;
+    void keyring_call(const Request& req, Reply reply, uint64_t started);
     Response members() const;
     Response self() const;
     Response metrics_text() const;

@@ -362,7 +362,7 @@ void Simulation::on_task_event(const Event& e) {
             std::visit(
                 [&](auto& m) {
                     using M = std::decay_t<decltype(m)>;
-                    if constexpr (!std::is_same_v<M, PushPull>) {
+                    if constexpr (kIsTaskMessage<M>) {
                         t.on_message(f->sender, link_of(e.peer, e.aux), std::move(m), now);
                     }
                 },

@@ -233,6 +233,32 @@ std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const 
     return finish(b);
 }
 
+std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const KeyringMessage& m) {
+    fb::FlatBufferBuilder b(256);
+    const auto [type, value] = std::visit(
+        [&](const auto& x) -> std::pair<gen::Message, fb::Offset<void>> {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, KeyringOp>) {
+                const size_t n = x.kind == KeyringOp::Kind::list ? 0 : x.key.size();
+                const auto key = b.CreateVector(x.key.data(), n);
+                return {
+                    gen::Message::KeyringOp,
+                    gen::CreateKeyringOp(b, x.request, static_cast<uint8_t>(x.kind), key).Union()};
+            } else {
+                std::vector<uint8_t> keys;
+                for (const KeyBytes& k : x.keys)
+                    keys.insert(keys.end(), k.begin(), k.end());
+                return {gen::Message::KeyringReply,
+                        gen::CreateKeyringReply(b, x.request, str(b, x.code), str(b, x.message),
+                                                b.CreateVector(keys), x.primary)
+                            .Union()};
+            }
+        },
+        m);
+    b.Finish(gen::CreateFrame(b, kProtocolVersion, str(b, cluster), str(b, sender), type, value));
+    return finish(b);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoding
 
@@ -591,6 +617,47 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
                 r.fail("copy.task is missing");
             } else {
                 x.task = read_status(r, *m->task(), l);
+            }
+            break;
+        }
+        case gen::Message::KeyringOp: {
+            const auto* m = f->message_as_KeyringOp();
+            auto& x = out.message.emplace<KeyringOp>();
+            x.request = m->request();
+            if (m->op() > static_cast<uint8_t>(KeyringOp::Kind::remove)) {
+                r.fail(fmt::format("keyring op {} is unknown", m->op()));
+                break;
+            }
+            x.kind = static_cast<KeyringOp::Kind>(m->op());
+            const size_t n = m->key() == nullptr ? 0 : m->key()->size();
+            if (x.kind == KeyringOp::Kind::list ? n != 0 : n != x.key.size()) {
+                r.fail(fmt::format("keyring op with a key of {} bytes", n));
+                break;
+            }
+            if (n != 0) std::copy_n(m->key()->data(), n, x.key.begin());
+            break;
+        }
+        case gen::Message::KeyringReply: {
+            const auto* m = f->message_as_KeyringReply();
+            auto& x = out.message.emplace<KeyringReply>();
+            x.request = m->request();
+            x.code = r.text(m->code(), 64, "keyring.code", false);
+            x.message =
+                r.blob(m->message(), bound(l.task_text_bytes_max), "keyring.message", false);
+            const size_t n = m->keys() == nullptr ? 0 : m->keys()->size();
+            if (n % sizeof(KeyBytes) != 0 || n / sizeof(KeyBytes) > kKeyringKeysMax) {
+                r.fail(fmt::format("keyring reply with {} bytes of keys", n));
+                break;
+            }
+            for (size_t i = 0; i < n; i += sizeof(KeyBytes)) {
+                KeyBytes k{};
+                std::copy_n(m->keys()->data() + i, k.size(), k.begin());
+                x.keys.push_back(k);
+            }
+            x.primary = m->primary();
+            if (!x.keys.empty() && x.primary >= x.keys.size()) {
+                r.fail(
+                    fmt::format("keyring reply's primary {} of {} keys", x.primary, x.keys.size()));
             }
             break;
         }

@@ -81,10 +81,30 @@ Decoded<PushPull> decode_push_pull(std::span<const uint8_t> bytes, const Limits&
 // Task frames (core/task.hpp's TaskMessage) travel on the same streams as push-pulls.
 std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const TaskMessage& m);
 
-// Any stream frame: a push-pull or a task message, from `sender`.
+// Keyring frames (net/seal.hpp's keyring, changed cluster-wide by `chorus keys`). A key is 32
+// bytes; a reply with a `code` is a refusal, and then its keys are empty.
+using KeyBytes = std::array<uint8_t, 32>;
+struct KeyringOp {
+    enum class Kind : uint8_t { list, install, use, remove };
+    uint64_t request = 0;
+    Kind kind = Kind::list;
+    KeyBytes key{};  // unused for a list
+};
+struct KeyringReply {
+    uint64_t request = 0;
+    std::string code, message;
+    std::vector<KeyBytes> keys;
+    uint32_t primary = 0;
+};
+using KeyringMessage = std::variant<KeyringOp, KeyringReply>;
+std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const KeyringMessage& m);
+inline constexpr size_t kKeyringKeysMax = 64;  // keys a reply may carry
+
+// Any stream frame: a push-pull, a task message or a keyring message, from `sender`.
 struct Frame {
     Name sender;
-    std::variant<PushPull, TaskSubmit, TaskQuery, TaskReply, TaskCopy> message;
+    std::variant<PushPull, TaskSubmit, TaskQuery, TaskReply, TaskCopy, KeyringOp, KeyringReply>
+        message;
 };
 Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& limits);
 

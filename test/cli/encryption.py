@@ -6,7 +6,12 @@ to encryption without downtime.
      joins, neither is seen by any member, and a counts what it could not open
      (chorus_packets_rejected_total{reason="unsealed"}).
   3. A frame in clear sent straight to a's gossip port is not answered: a closes it.
-  4. p, q, r start in clear and move to encryption one agent at a time, in the three steps of
+  4. The keys rotate under steady task traffic: `chorus keys --install` a new key through one
+     agent, `--use` it through another, `--remove` the old one through the third. Every
+     acknowledged task finishes, nobody is marked dead or suspect, every member holds only the
+     new key, and b, restarted with its old --encrypt key, rejoins with the keyring it kept in
+     its data dir (and does not take the removed key back).
+  5. p, q, r start in clear and move to encryption one agent at a time, in the three steps of
      net/seal.hpp (a key with nothing verified, then sealing what they send, then refusing
      what comes in clear), each agent restarted with its new settings. After every restart all
      three are alive in every view, and nothing was refused on the way.
@@ -16,12 +21,15 @@ to encryption without downtime.
 Bounded: each wait has a deadline; the run takes about a minute. Only the processes it
 started are ended, by PID, however the test ends.
 """
+import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -95,9 +103,10 @@ try:
         fail("chorus keygen printed the same key twice")
 
     step("a, b, c with one key")
-    start("a", ["--encrypt", key])
-    start("b", ["--encrypt", key, "--seed", gossip["a"]])
-    start("c", ["--encrypt", key, "--seed", gossip["a"]])
+    data = {n: os.path.join(work, f"data-{n}") for n in ("a", "b", "c")}
+    start("a", ["--encrypt", key, "--data-dir", data["a"]])
+    start("b", ["--encrypt", key, "--seed", gossip["a"], "--data-dir", data["b"]])
+    start("c", ["--encrypt", key, "--seed", gossip["a"], "--data-dir", data["c"]])
     until(lambda: alive_everywhere(["a", "b", "c"]), 30, "a, b, c did not all see each other")
     s, t, _ = call(http_at["b"], "POST", "/v1/tasks?wait=10s",
                    {"key": "k1", "type": "echo", "payload": {"n": 1}}, timeout=15)
@@ -137,6 +146,86 @@ try:
             fail(f"a answered a frame in clear: {answer[:40]!r}")
     for n in ("x", "y"):
         stop_gracefully(n)
+
+    step("rotate the keys under steady task traffic")
+    abc = ["a", "b", "c"]
+    log_sizes = {n: os.path.getsize(os.path.join(work, f"{n}.log")) for n in abc}
+    acked, refused, stop_traffic = [], [], threading.Event()
+
+    def traffic():
+        i = 0
+        while not stop_traffic.is_set() and i < 2000:  # about 40/s, bounded
+            i += 1
+            try:
+                s, t, _ = call(http_at[random.choice(abc)], "POST", "/v1/tasks",
+                               {"key": f"r{i}", "type": "echo", "payload": i})
+                (acked if s in (200, 201, 202) else refused).append(t["id"] if t else s)
+            except OSError as e:
+                refused.append(str(e))
+            time.sleep(0.025)
+
+    poster = threading.Thread(target=traffic)
+    poster.start()
+    new_key = keygen()
+
+    def keys(via, *args):
+        r = subprocess.run([CHORUS, "keys", "--http", http_at[via], "--json", *args],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            fail(f"chorus keys {' '.join(args)} through {via}: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def more_acked(n):  # traffic flowing: n more tasks acknowledged than now
+        target = len(acked) + n
+        until(lambda: len(acked) >= target or not poster.is_alive(), 30,
+              f"fewer than {n} tasks were acknowledged in 30 s")
+
+    try:
+        more_acked(20)
+        keys("a", "--install", new_key)
+        more_acked(10)
+        keys("b", "--use", new_key)
+        more_acked(10)
+        keys("c", "--remove", key)
+        more_acked(20)
+    finally:
+        stop_traffic.set()
+        poster.join()
+    listed = keys("a", "--list")
+    if [(k["key"], k["members"], k["primary"]) for k in listed["keys"]] != [(new_key, 3, 3)] \
+            or listed["errors"]:
+        fail(f"after the rotation the keyring is not the new key alone everywhere: {listed}")
+    if refused or len(acked) < 20:
+        fail(f"{len(refused)} posts refused during the rotation ({refused[:3]}), "
+             f"{len(acked)} acknowledged")
+
+    def finished(task_id):
+        s, t, _ = call(http_at[random.choice(abc)], "GET", f"/v1/tasks/{task_id}?wait=5s",
+                       timeout=10)
+        return s == 200 and t["state"] == "succeeded"
+
+    lost = [t for t in acked if not finished(t)]
+    if lost:
+        fail(f"{len(lost)} of {len(acked)} acknowledged tasks did not succeed: {lost[:5]}")
+    for n in abc:
+        with open(os.path.join(work, f"{n}.log")) as f:
+            f.seek(log_sizes[n])
+            changes = [ln for ln in f if " member dead" in ln or " member suspect" in ln]
+        if changes:
+            fail(f"{n} saw members fail during the rotation: {changes[:3]}")
+    step(f"rotated: {len(acked)} tasks acknowledged and finished, nobody suspected")
+
+    stop_gracefully("b")
+    start("b", ["--encrypt", key, "--seed", gossip["a"], "--data-dir", data["b"]])
+    until(lambda: alive_everywhere(abc), 30, "b did not rejoin with the keyring it kept")
+    listed = keys("c", "--list")
+    if [(k["key"], k["members"]) for k in listed["keys"]] != [(new_key, 3)]:
+        fail(f"b took the removed key back at its restart: {listed}")
+    with open(os.path.join(data["b"], "keyring.json")) as f:
+        if key in f.read():
+            fail("b's kept keyring still holds the removed key")
+    if os.stat(os.path.join(data["b"], "keyring.json")).st_mode & 0o077:
+        fail("the kept keyring is readable by others than the agent's user")
 
     step("p, q, r move from clear to sealed, one agent and one step at a time")
     start("p", [])

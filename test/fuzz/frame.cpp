@@ -22,8 +22,10 @@ std::vector<uint8_t> encode(const wire::Limits& l, const wire::Frame& f) {
             using T = std::decay_t<decltype(m)>;
             if constexpr (std::is_same_v<T, PushPull>) {
                 return wire::encode(m);
-            } else {
+            } else if constexpr (kIsTaskMessage<T>) {
                 return wire::encode(l.cluster, f.sender, TaskMessage(m));
+            } else {
+                return wire::encode(l.cluster, f.sender, wire::KeyringMessage(m));
             }
         },
         f.message);

@@ -176,6 +176,19 @@ int main(int argc, char** argv) {
         task_frame(
             TaskCopy{18, task(spec("doc-7", "s3", "echo", "[1,2]"), TaskState::queued), true}));
 
+    wire::KeyBytes key{};
+    for (size_t i = 0; i < key.size(); ++i)
+        key[i] = static_cast<uint8_t>(i);
+    const auto keyring_frame = [](const wire::KeyringMessage& m) {
+        return wire::encode(kCluster, Name("node-a"), m);
+    };
+    frames.emplace_back("keyring_list", keyring_frame(wire::KeyringOp{19, {}, {}}));
+    frames.emplace_back("keyring_install",
+                        keyring_frame(wire::KeyringOp{20, wire::KeyringOp::Kind::install, key}));
+    frames.emplace_back("keyring_reply", keyring_frame(wire::KeyringReply{21, "", "", {key}, 0}));
+    frames.emplace_back("keyring_refused", keyring_frame(wire::KeyringReply{
+                                               22, "unknown_key", "not installed", {}, 0}));
+
     for (const auto& [name, bytes] : frames) {
         write(fr, name, bytes);
         write(st, name, framed({bytes}));
@@ -202,9 +215,6 @@ int main(int argc, char** argv) {
     std::printf("seeds written under %s\n", out.c_str());
     // ---- sealed: a datagram and a frame as an agent with --encrypt sends them, under the key
     // fuzz_seal opens with (the bytes 0 to 31). The salt is random: each run writes other bytes.
-    net::Key key{};
-    for (size_t i = 0; i < key.size(); ++i)
-        key[i] = static_cast<uint8_t>(i);
     net::Sealer sealer(net::Keyring::make({key}).value());
     const fs::path se = out / "seal";
     write(se, "ping", sealer.seal(kCluster, wire::encode(packet(Ping{1, "node-b"}))));

@@ -320,3 +320,33 @@ TEST_CASE(
     third.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return third.count("event: snapshot") == 1; }));
 }
+
+TEST_CASE("/v1/keyring refuses what it cannot do, with codes") {
+    Node1* self = nullptr;
+    http::Api::Info info{"local", "test", {}};
+    info.keyring = [&](wire::KeyringOp op, auto done) {
+        self->agent->keyring_everywhere(op, seconds(2), std::move(done));
+    };
+    Node1 n({}, std::move(info));
+    self = &n;
+    const auto post = [&](const std::string& body) {
+        RawClient c(n.loop.get(), n.server->local());
+        c.send(
+            fmt::format("POST /v1/keyring HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+                        body.size(), body));
+        REQUIRE(n.loop.run_until([&] { return c.closed; }));
+        return c.received;
+    };
+    // This agent has no key: a key sent to it, or through it, would cross the wire in clear.
+    REQUIRE_THAT(n.get("/v1/keyring"),
+                 Catch::StartsWith("HTTP/1.1 409 ") && Catch::Contains("encryption_off"));
+    const std::string key = net::key_to_base64(net::new_key());
+    REQUIRE_THAT(post(R"({"op": "install", "key": ")" + key + R"("})"),
+                 Catch::StartsWith("HTTP/1.1 409 ") && Catch::Contains("encryption_off"));
+    REQUIRE_THAT(post(R"({"op": "rotate", "key": ")" + key + R"("})"),
+                 Catch::StartsWith("HTTP/1.1 400 ") && Catch::Contains("bad_op"));
+    REQUIRE_THAT(post(R"({"op": "use", "key": "abc"})"),
+                 Catch::StartsWith("HTTP/1.1 400 ") && Catch::Contains("bad_key"));
+    REQUIRE_THAT(n.get("/v1/keyring", "DELETE"), Catch::StartsWith("HTTP/1.1 405 "));
+}

@@ -628,3 +628,41 @@ TEST_CASE("every message decodes from the bytes an earlier build wrote (golden e
         REQUIRE(rep.task.owner == "node-2");
     }
 }
+
+TEST_CASE("keyring frames survive a round trip, and malformed ones are rejected") {
+    KeyBytes k1{}, k2{};
+    for (size_t i = 0; i < k1.size(); ++i) {
+        k1[i] = static_cast<uint8_t>(i);
+        k2[i] = static_cast<uint8_t>(255 - i);
+    }
+    SECTION("ops") {
+        for (auto kind : {KeyringOp::Kind::list, KeyringOp::Kind::install, KeyringOp::Kind::use,
+                          KeyringOp::Kind::remove}) {
+            KeyringOp op{9, kind, kind == KeyringOp::Kind::list ? KeyBytes{} : k1};
+            auto d = decode_frame(encode("test", Name("n1"), KeyringMessage(op)), limits());
+            REQUIRE(d.ok());
+            const auto& back = std::get<KeyringOp>(d->message);
+            REQUIRE(back.request == 9);
+            REQUIRE(back.kind == kind);
+            REQUIRE(back.key == op.key);
+        }
+    }
+    SECTION("replies") {
+        KeyringReply r{10, "", "", {k1, k2}, 1};
+        auto d = decode_frame(encode("test", Name("n1"), KeyringMessage(r)), limits());
+        REQUIRE(d.ok());
+        const auto& back = std::get<KeyringReply>(d->message);
+        REQUIRE(back.keys == std::vector<KeyBytes>{k1, k2});
+        REQUIRE(back.primary == 1);
+        KeyringReply refused{11, "unknown_key", "that key is not installed", {}, 0};
+        d = decode_frame(encode("test", Name("n1"), KeyringMessage(refused)), limits());
+        REQUIRE(d.ok());
+        REQUIRE(std::get<KeyringReply>(d->message).code == "unknown_key");
+    }
+    SECTION("a primary beyond the keys is rejected") {
+        KeyringReply r{10, "", "", {k1}, 1};
+        auto d = decode_frame(encode("test", Name("n1"), KeyringMessage(r)), limits());
+        REQUIRE_FALSE(d.ok());
+        REQUIRE(d.error().reason == DecodeError::bad_field);
+    }
+}

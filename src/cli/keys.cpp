@@ -1,0 +1,66 @@
+// chorus keys: the cluster's keyring through any agent (GET and POST /v1/keyring), as Serf's
+// `serf keys` does it: install a new key everywhere, use it, then remove the old one.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/call.hpp"
+#include "cli/commands.hpp"
+
+namespace chorus::cli {
+
+std::string keyring_table(const nlohmann::json& j) {
+    std::vector<std::vector<std::string>> rows = {{"KEY", "MEMBERS", "PRIMARY ON"}};
+    const size_t answered = j.at("answered").get<size_t>();
+    for (const auto& k : j.at("keys")) {
+        rows.push_back({k.at("key").get<std::string>(),
+                        fmt::format("{}/{}", k.at("members").get<size_t>(), answered),
+                        std::to_string(k.at("primary").get<size_t>())});
+    }
+    std::string out = format_table(rows);
+    for (const auto& e : j.at("errors")) {
+        out += fmt::format("{}: {} ({})\n", e.at("member").get<std::string>(),
+                           e.at("message").get<std::string>(), e.at("code").get<std::string>());
+    }
+    return out;
+}
+
+int run_keys(const KeysOptions& o) try {
+    http::ClientRequest req;
+    req.target = "/v1/keyring";
+    const std::pair<const char*, const std::string*> ops[] = {
+        {"install", &o.install}, {"use", &o.use}, {"remove", &o.remove}};
+    for (const auto& [op, key] : ops) {
+        if (key->empty()) continue;
+        req.method = "POST";
+        req.body = nlohmann::json{{"op", op}, {"key", *key}}.dump();
+    }
+    auto to = http::resolve(o.http);
+    if (!to) {
+        fmt::print(stderr, "chorus keys: --http {}: {}\n", o.http, to.error().message);
+        return 1;
+    }
+    Loop loop;
+    auto r = http::fetch(loop.get(), *to, std::move(req));
+    if (!r) {
+        fmt::print(stderr, "chorus keys: cannot reach the agent at {}: {}\n", o.http,
+                   r.error().message);
+        return 1;
+    }
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    const bool table = j.is_object() && j.contains("keys") && j.contains("errors");
+    if (o.json && j.is_object()) {
+        fmt::print("{}\n", j.dump(2));
+    } else if (table) {
+        fmt::print("{}", keyring_table(j));
+    }
+    if (r->status < 200 || r->status > 299) {
+        fmt::print(stderr, "chorus keys: the agent answered: {}\n", describe_error(*r));
+        return 1;
+    }
+    return 0;
+} catch (const nlohmann::json::exception& e) {
+    fmt::print(stderr, "chorus keys: unexpected answer from the agent: {}\n", e.what());
+    return 1;
+}
+
+}  // namespace chorus::cli
