@@ -124,7 +124,15 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
     // so they still fit; what it takes in keeps the full size (a member not yet sealing, while
     // a cluster moves to encryption, sends packets of the full size).
     Config node_config = o.config;
-    if (a->envelope_) node_config.packet_bytes_max -= net::kSealOverhead;
+    if (a->envelope_) {
+        if (node_config.packet_bytes_max < 512 + net::kSealOverhead) {
+            return Error{"bad_config",
+                         fmt::format("packet_bytes_max {} leaves no room for the seal's {} bytes "
+                                     "and a 512-byte packet",
+                                     node_config.packet_bytes_max, net::kSealOverhead)};
+        }
+        node_config.packet_bytes_max -= net::kSealOverhead;
+    }
     a->node_ = std::make_unique<Node>(node_config, o.identity, seed, a->now());
     a->join();
     a->after_input();
@@ -160,12 +168,12 @@ void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> bytes) {
     auto frame = wire::decode_frame(bytes, limits_);
     if (frame) {
         if (const auto* op = std::get_if<wire::KeyringOp>(&frame->message)) {
-            on_keyring_op(conn, *op);
+            on_keyring_op(conn, frame->sender, *op);
             return;
         }
         if (auto* reply = std::get_if<wire::KeyringReply>(&frame->message)) {
             if (keyring_calls_.contains(id)) {
-                keyring_answered(id, std::move(*reply), "");
+                keyring_answered(id, &frame->sender, std::move(*reply), "");
                 hub_->close(id);
             } else {
                 hub_->close(id, Error{"bad_frame", "a keyring reply nobody asked for"});
@@ -239,7 +247,7 @@ void Agent::on_closed(uint64_t id, std::optional<Error> why) {
         rejected({wire::DecodeError::unsealed, why->message + kUnsealedHint});
     }
     if (keyring_calls_.contains(id)) {
-        keyring_answered(id, std::nullopt,
+        keyring_answered(id, nullptr, std::nullopt,
                          why ? why->message : "the connection closed without an answer");
         return;
     }
@@ -266,22 +274,69 @@ void Agent::on_timer(uv_timer_t* t) {
 // ---------------------------------------------------------------------------------------------
 // Keyring
 
-void Agent::on_keyring_op(net::FrameConn& conn, const wire::KeyringOp& op) {
-    wire::KeyringReply reply;
-    reply.request = op.request;
+std::optional<Error> Agent::keyring_refusal() const {
+    // Every keyring op travels sealed, both ways, or not at all: a key must never cross the wire
+    // in clear, and an op that may have come in clear could be anyone's.
     if (!envelope_) {
-        // Without a key every frame is in clear: a key sent here would have crossed the wire in
-        // clear, and anyone could change the keyring.
-        reply.code = "encryption_off";
-        reply.message = "this member has no key (--encrypt); a keyring op is refused in clear";
-    } else if (!envelope_->options().incoming) {
-        reply.code = "encryption_unverified";
-        reply.message =
-            "this member still takes messages in clear (encrypt_verify_incoming false), so "
-            "this op may have come in clear: finish the move to encryption first";
+        return Error{"encryption_off",
+                     "this member has no key (--encrypt): keyring ops are refused on a cluster in "
+                     "clear, where a key would cross the wire in clear"};
+    }
+    if (!envelope_->options().incoming || !envelope_->seals()) {
+        return Error{"encryption_unverified",
+                     "this member still sends or takes messages in clear (the "
+                     "encrypt_verify_* switches): finish the move to encryption first"};
+    }
+    return std::nullopt;
+}
+
+namespace {
+constexpr auto kKeyringOpFreshFor = std::chrono::seconds(30);
+constexpr size_t kKeyringSeenMax = 4096;  // ops remembered within kKeyringOpFreshFor
+constexpr size_t kKeyringDialsMax = 16;   // members asked at once, of outbound_max
+
+uint64_t wall_ms() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
+}  // namespace
+
+std::optional<Error> Agent::stale_or_replayed(const Name& sender, const wire::KeyringOp& op) {
+    const uint64_t now = wall_ms();
+    const auto fresh_ms = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(kKeyringOpFreshFor).count());
+    while (!keyring_seen_.empty() && keyring_seen_.front().at_ms + 2 * fresh_ms < now)
+        keyring_seen_.pop_front();
+    if (op.issued_ms + fresh_ms < now || op.issued_ms > now + fresh_ms) {
+        return Error{"stale_op",
+                     fmt::format("issued {} ms from this member's clock, more than {} s: a "
+                                 "recorded op, or clocks too far apart",
+                                 static_cast<int64_t>(now - op.issued_ms), fresh_ms / 1000)};
+    }
+    for (const Seen& s : keyring_seen_) {
+        if (s.nonce == op.nonce && s.sender == sender) {
+            return Error{"replayed_op", "this op was already done here"};
+        }
+    }
+    if (keyring_seen_.size() >= kKeyringSeenMax) {
+        return Error{"busy", "too many keyring ops within 60 s; try again later"};
+    }
+    keyring_seen_.push_back(Seen{sender, op.nonce, now});
+    return std::nullopt;
+}
+
+void Agent::on_keyring_op(net::FrameConn& conn, const Name& sender, const wire::KeyringOp& op) {
+    wire::KeyringReply reply;
+    std::optional<Error> refused = keyring_refusal();
+    if (!refused) refused = stale_or_replayed(sender, op);
+    if (refused) {
+        reply.code = refused->code;
+        reply.message = refused->message;
     } else {
         reply = apply_keyring_op(envelope_->sealer().keyring(), options_.keyring_file, op);
     }
+    reply.request = op.request;
     conn.send(
         wire::encode(options_.config.cluster, node_->self().name, wire::KeyringMessage(reply)));
     conn.close_after_write();
@@ -290,48 +345,33 @@ void Agent::on_keyring_op(net::FrameConn& conn, const wire::KeyringOp& op) {
 void Agent::keyring_everywhere(wire::KeyringOp op, Duration timeout,
                                std::function<void(std::vector<KeyringAnswer>)> done) {
     const uint64_t id = next_keyring_batch_++;
-    KeyringBatch& batch = keyring_batches_[id];
-    batch.done = std::move(done);
-    // This member first, directly; then every other alive one over a connection of its own.
-    {
-        wire::KeyringReply self;
-        if (!envelope_) {
-            self.code = "encryption_off";
-            self.message =
-                "this agent has no key: start every agent with --encrypt first (a key installed "
-                "on a cluster in clear would cross the wire in clear)";
-        } else {
-            self = apply_keyring_op(envelope_->sealer().keyring(), options_.keyring_file, op);
-        }
-        batch.answers.push_back({node_->self().name, std::move(self), ""});
-    }
-    const bool refused_here = !batch.answers[0].reply->code.empty();
-    std::vector<std::pair<Name, Address>> others;
-    node_->members().for_each([&](const Member& m) {
-        if (m.name != node_->self().name && m.state == MemberState::alive) {
-            others.emplace_back(m.name, m.addr);
-        }
-    });
-    for (const auto& [name, addr] : refused_here ? decltype(others){} : others) {
-        batch.answers.push_back(KeyringAnswer{name, std::nullopt, ""});
-        auto to = net::Endpoint::parse(addr.value.view());
-        const uint64_t conn = to ? hub_->connect(*to) : 0;
-        if (conn == 0 || hub_->find(conn) == nullptr) {
-            batch.answers.back().error = fmt::format("could not connect to {}", addr.value.str());
-            continue;
-        }
-        op.request = conn;
-        keyring_calls_[conn] = KeyringCall{
-            id, batch.answers.size() - 1,
-            wire::encode(options_.config.cluster, node_->self().name, wire::KeyringMessage(op))};
-        ++batch.waiting;
-    }
-    if (batch.waiting == 0) {
-        keyring_batch_done(id);
-        return;
-    }
+    auto owned = std::make_unique<KeyringBatch>();
+    KeyringBatch& batch = *owned;
+    keyring_batches_.emplace(id, std::move(owned));
     batch.agent = this;
     batch.id = id;
+    batch.done = std::move(done);
+    op.issued_ms = wall_ms();
+    op.nonce = net::random_u64();
+    batch.op = op;
+    // This member first, directly; then every other member not known to be gone, each over a
+    // connection of its own, a few at a time.
+    wire::KeyringReply self;
+    if (auto refused = keyring_refusal()) {
+        self.code = refused->code;
+        self.message = refused->message;
+    } else {
+        self = apply_keyring_op(envelope_->sealer().keyring(), options_.keyring_file, op);
+    }
+    const bool refused_here = !self.code.empty();
+    batch.answers.push_back({node_->self().name, std::move(self), ""});
+    if (!refused_here) {
+        node_->members().for_each([&](const Member& m) {
+            if (m.name == node_->self().name || is_gone(m.state)) return;
+            batch.answers.push_back(KeyringAnswer{m.name, std::nullopt, ""});
+            batch.to_dial.emplace_back(batch.answers.size() - 1, m.addr);
+        });
+    }
     batch.deadline = net::make_timer(loop_, &batch).value();
     uv_timer_start(
         batch.deadline.get(),
@@ -339,39 +379,72 @@ void Agent::keyring_everywhere(wire::KeyringOp op, Duration timeout,
             if (auto* b = static_cast<KeyringBatch*>(t->data)) b->agent->keyring_batch_done(b->id);
         },
         ceil_ms(timeout), 0);
+    keyring_dial(id);
 }
 
-void Agent::keyring_answered(uint64_t conn, std::optional<wire::KeyringReply> reply,
-                             std::string error) {
+void Agent::keyring_dial(uint64_t batch) {
+    auto b = keyring_batches_.find(batch);
+    if (b == keyring_batches_.end()) return;
+    KeyringBatch& k = *b->second;
+    while (k.open < kKeyringDialsMax && k.next_dial < k.to_dial.size()) {
+        const auto& [index, addr] = k.to_dial[k.next_dial++];
+        auto to = net::Endpoint::parse(addr.value.view());
+        const uint64_t conn = to ? hub_->connect(*to) : 0;
+        if (conn == 0 || hub_->find(conn) == nullptr) {
+            k.answers[index].error = fmt::format("could not connect to {}", addr.value.str());
+            continue;
+        }
+        wire::KeyringOp op = k.op;
+        op.request = net::random_u64();
+        keyring_calls_[conn] = KeyringCall{
+            batch, index, op.request,
+            wire::encode(options_.config.cluster, node_->self().name, wire::KeyringMessage(op))};
+        ++k.open;
+    }
+    if (k.open == 0 && k.next_dial == k.to_dial.size()) keyring_batch_done(batch);
+}
+
+void Agent::keyring_answered(uint64_t conn, const Name* sender,
+                             std::optional<wire::KeyringReply> reply, std::string error) {
     auto it = keyring_calls_.find(conn);
     if (it == keyring_calls_.end()) return;
     const KeyringCall call = std::move(it->second);
     keyring_calls_.erase(it);
     auto b = keyring_batches_.find(call.batch);
     if (b == keyring_batches_.end()) return;
-    KeyringAnswer& a = b->second.answers[call.index];
+    KeyringBatch& k = *b->second;
+    KeyringAnswer& a = k.answers[call.index];
+    if (reply && (reply->request != call.request || sender == nullptr || *sender != a.member)) {
+        // Not the answer to what was asked on this connection (an old reply played back).
+        reply.reset();
+        error = "an answer that does not match the op sent";
+    }
     a.reply = std::move(reply);
     a.error = std::move(error);
-    if (--b->second.waiting == 0) keyring_batch_done(call.batch);
+    --k.open;
+    keyring_dial(call.batch);
 }
 
 void Agent::keyring_batch_done(uint64_t batch) {
     auto b = keyring_batches_.find(batch);
     if (b == keyring_batches_.end()) return;
-    KeyringBatch done = std::move(b->second);
+    std::unique_ptr<KeyringBatch> done = std::move(b->second);
     keyring_batches_.erase(b);
-    // Calls still open are abandoned: their members did not answer in time.
+    // Calls still open are abandoned, and members never dialled are named: neither answered in
+    // time.
     for (auto it = keyring_calls_.begin(); it != keyring_calls_.end();) {
         if (it->second.batch != batch) {
             ++it;
             continue;
         }
-        done.answers[it->second.index].error = "no answer in time";
+        done->answers[it->second.index].error = "no answer in time";
         const uint64_t conn = it->first;
         it = keyring_calls_.erase(it);
         hub_->close(conn);
     }
-    done.done(std::move(done.answers));
+    for (size_t i = done->next_dial; i < done->to_dial.size(); ++i)
+        done->answers[done->to_dial[i].first].error = "no answer in time";
+    done->done(std::move(done->answers));
 }
 
 // ---------------------------------------------------------------------------------------------

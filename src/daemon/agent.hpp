@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -53,7 +54,8 @@ struct AgentOptions {
     std::optional<net::Keyring> keyring;
     net::EnvelopeOptions envelope{};
     // Where the keyring is kept (DATA_DIR/keyring.json; empty: not kept). A keyring found there
-    // at start is the one used, with `keyring`'s key installed in it if it is missing.
+    // at start is the one used, as `chorus keys` left it; `keyring`'s key is not added to it (it
+    // may have been rotated out), and the agent's keyring_note() says so.
     std::string keyring_file;
     // Bounds on task frames' fields (the task service's limits).
     TaskLimits task_limits{};
@@ -80,8 +82,10 @@ class Agent {
     Agent(const Agent&) = delete;
     Agent& operator=(const Agent&) = delete;
 
-    // A keyring op on every alive member, this one included (`chorus keys`). Each member's
-    // answer, or why there is none, goes to `done` once all have answered or `timeout` passed.
+    // A keyring op on every member not known to be gone, this one included (`chorus keys`), at
+    // most kKeyringDialsMax at once. Each member's answer, or why there is none, goes to `done`
+    // once all have answered or `timeout` passed. Refused here (no key, or a switch still
+    // letting messages go or come in clear): nobody else is asked.
     struct KeyringAnswer {
         Name member;
         std::optional<wire::KeyringReply> reply;  // none: `error` says why
@@ -155,25 +159,39 @@ class Agent {
         bool answered = false;
     };
     std::map<uint64_t, Outgoing> pulls_;  // push-pulls we opened, by connection id
-    void on_keyring_op(net::FrameConn& conn, const wire::KeyringOp& op);
-    void keyring_answered(uint64_t conn, std::optional<wire::KeyringReply> reply,
-                          std::string error);
+    std::optional<Error> keyring_refusal() const;
+    std::optional<Error> stale_or_replayed(const Name& sender, const wire::KeyringOp& op);
+    void on_keyring_op(net::FrameConn& conn, const Name& sender, const wire::KeyringOp& op);
+    // A member's answer (`sender` set) or why there is none.
+    void keyring_answered(uint64_t conn, const Name* sender,
+                          std::optional<wire::KeyringReply> reply, std::string error);
+    void keyring_dial(uint64_t batch);  // opens calls up to the cap; ends the batch when done
     struct KeyringCall {  // one member's part of a keyring_everywhere, by connection id
         uint64_t batch = 0;
-        size_t index = 0;  // in the batch's answers
+        size_t index = 0;      // in the batch's answers
+        uint64_t request = 0;  // random: the reply must carry it back
         std::vector<uint8_t> frame;
     };
     struct KeyringBatch {
         Agent* agent = nullptr;
         uint64_t id = 0;
+        wire::KeyringOp op;
         std::vector<KeyringAnswer> answers;
-        size_t waiting = 0;
+        std::vector<std::pair<size_t, Address>> to_dial;  // answer index, address
+        size_t next_dial = 0;
+        size_t open = 0;
         std::function<void(std::vector<KeyringAnswer>)> done;
-        net::Handle<uv_timer_t> deadline;
+        net::Handle<uv_timer_t> deadline;  // its data is the batch, whose address is stable
     };
     void keyring_batch_done(uint64_t batch);
     std::map<uint64_t, KeyringCall> keyring_calls_;
-    std::map<uint64_t, KeyringBatch> keyring_batches_;
+    std::map<uint64_t, std::unique_ptr<KeyringBatch>> keyring_batches_;
+    struct Seen {  // keyring ops done here, for refusing one played back
+        Name sender;
+        uint64_t nonce = 0;
+        uint64_t at_ms = 0;
+    };
+    std::deque<Seen> keyring_seen_;
     uint64_t next_keyring_batch_ = 1;
     Duration retry_delay_;
     uint32_t join_attempts_ = 0;

@@ -3,6 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -71,6 +74,7 @@ Status save_keyring(const std::string& path, const net::Keyring& ring) {
     const std::string tmp = path + ".tmp";
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) return io_error("cannot create", tmp);
+    ::fchmod(fd, 0600);  // a leftover temporary file keeps its mode through O_CREAT
     const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     const bool synced = written && ::fsync(fd) == 0;
     ::close(fd);
@@ -110,7 +114,12 @@ wire::KeyringReply apply_keyring_op(net::Keyring& ring, const std::string& path,
             st = changed.use(op.key);
             break;
         case wire::KeyringOp::Kind::remove:
-            st = changed.remove(op.key);
+            // A key already gone is removed: a remove run again after some members missed it
+            // must still reach them.
+            if (std::find(changed.keys().begin(), changed.keys().end(), op.key) !=
+                changed.keys().end()) {
+                st = changed.remove(op.key);
+            }
             break;
     }
     if (st && !path.empty() &&

@@ -21,8 +21,10 @@ Result<std::optional<net::Keyring>> load_keyring(const std::string& path);
 Status save_keyring(const std::string& path, const net::Keyring& ring);
 
 // Applies `op` to this member's keyring and keeps it (`path` empty: in memory only). The reply
-// holds the keyring after the op, or why it was refused: `unknown_key`, `primary_key` (see
-// net::Keyring), `keyring_unsaved` (the file could not be written: nothing changed).
+// holds the keyring after the op, or why it was refused: `unknown_key` (use of a key not
+// installed), `primary_key` (see net::Keyring), `keyring_full`, `keyring_unsaved` (the file could
+// not be written: nothing changed). Installing a key that is there, or removing one that is not,
+// changes nothing and succeeds, so an op run again after a partial failure reaches every member.
 wire::KeyringReply apply_keyring_op(net::Keyring& ring, const std::string& path,
                                     const wire::KeyringOp& op);
 

@@ -438,6 +438,11 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
                        "comes in clear while sending in clear itself. The steps are both false, "
                        "then outgoing true, then both true");
         }
+    } else if (!s.encrypt_verify_incoming || !s.encrypt_verify_outgoing) {
+        return bad(
+            s.encrypt_verify_incoming ? "encrypt_verify_outgoing" : "encrypt_verify_incoming",
+            "false has no meaning without encrypt: give the key too (the switches are "
+            "for moving a running cluster to encryption)");
     }
     o.identity.name = Name(s.name);
     o.identity.http = Name(http->str());

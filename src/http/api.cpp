@@ -1,10 +1,12 @@
 #include "http/api.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "daemon/json.hpp"
@@ -243,6 +245,36 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
         }
         op.key = *key;
     }
+    if (op.kind == wire::KeyringOp::Kind::use) {
+        // A member made to seal with a key that another lacks is cut off from it: every member
+        // must hold the key first, as a list says.
+        wire::KeyringOp list;
+        info_.keyring(list, [this, reply, started,
+                             op](std::vector<daemon::Agent::KeyringAnswer> answers) {
+            std::vector<std::string> lacking;
+            for (const auto& a : answers) {
+                const bool holds = a.reply && a.reply->code.empty() &&
+                                   std::find(a.reply->keys.begin(), a.reply->keys.end(), op.key) !=
+                                       a.reply->keys.end();
+                if (!holds) lacking.push_back(a.member.str());
+            }
+            if (!lacking.empty()) {
+                finish(keyring, started, reply,
+                       error_response(
+                           409, "not_everywhere",
+                           fmt::format("{} of {} members do not hold that key, or did not say "
+                                       "({}): install it everywhere first, then use it",
+                                       lacking.size(), answers.size(), fmt::join(lacking, ", "))));
+                return;
+            }
+            keyring_apply(op, reply, started);
+        });
+        return;
+    }
+    keyring_apply(op, reply, started);
+}
+
+void Api::keyring_apply(const wire::KeyringOp& op, Reply reply, uint64_t started) {
     info_.keyring(op, [this, reply, started,
                        kind = op.kind](std::vector<daemon::Agent::KeyringAnswer> answers) {
         // Every key's count of members holding it, and of members sealing with it.
@@ -274,7 +306,9 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
         if (!answers.empty() && answers[0].reply && !answers[0].reply->code.empty()) {
             // Refused here first (no key, not installed, the primary): nothing was asked of
             // the others.
-            r = error_response(409, answers[0].reply->code, answers[0].reply->message);
+            const std::string& code = answers[0].reply->code;
+            r = error_response(code == "keyring_unsaved" ? 500 : 409, code,
+                               answers[0].reply->message);
         } else if (!errors.empty() && kind != wire::KeyringOp::Kind::list) {
             r.status = 503;
             out["error"] = {{"code", "partial"},

@@ -112,6 +112,7 @@ class Api {
 
     std::string members_json() const;
     void keyring_call(const Request& req, Reply reply, uint64_t started);
+    void keyring_apply(const wire::KeyringOp& op, Reply reply, uint64_t started);
     Response members() const;
     Response self() const;
     Response metrics_text() const;

@@ -32,8 +32,12 @@ Key derive(const Key& key, std::span<const uint8_t> salt) {
     msg.insert(msg.end(), salt.begin(), salt.end());
     Key out{};
     unsigned len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), msg.data(), msg.size(), out.data(),
-         &len);
+    if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), msg.data(), msg.size(),
+             out.data(), &len) == nullptr ||
+        len != out.size()) {
+        // An all-zero subkey would be a key anyone knows: stop rather than seal with it.
+        throw std::runtime_error("OpenSSL's HMAC-SHA256 failed");
+    }
     return out;
 }
 
@@ -86,6 +90,12 @@ Key new_key() {
     Key k{};
     random_bytes(k.data(), k.size());
     return k;
+}
+
+uint64_t random_u64() {
+    uint64_t v = 0;
+    random_bytes(reinterpret_cast<uint8_t*>(&v), sizeof(v));
+    return v;
 }
 
 std::string key_to_base64(const Key& k) {

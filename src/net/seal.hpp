@@ -18,7 +18,8 @@
 // keeps it (a bounded cache of subkeys that opened a message: a forger's salts never enter it).
 //
 // Not here: replay. A recorded message opens again until its key is removed; the protocols above
-// tolerate repeats (incarnations order membership updates, task ids make submissions idempotent).
+// tolerate repeats (incarnations order membership updates, task ids make submissions idempotent),
+// and keyring ops, which would not, carry their own time and nonce (schemas/chorus.fbs).
 #pragma once
 
 #include <array>
@@ -41,6 +42,7 @@ using Key = std::array<uint8_t, 32>;
 // A new random key (OpenSSL's CSPRNG), and keys as operators write them: standard base64 of the
 // 32 bytes (44 characters), as `chorus keygen` prints and memberlist/Serf take theirs.
 Key new_key();
+uint64_t random_u64();  // from the same generator: ids an attacker must not guess
 std::string key_to_base64(const Key& k);
 Result<Key> key_from_base64(std::string_view text);
 

@@ -241,9 +241,10 @@ std::vector<uint8_t> encode(std::string_view cluster, const Name& sender, const 
             if constexpr (std::is_same_v<T, KeyringOp>) {
                 const size_t n = x.kind == KeyringOp::Kind::list ? 0 : x.key.size();
                 const auto key = b.CreateVector(x.key.data(), n);
-                return {
-                    gen::Message::KeyringOp,
-                    gen::CreateKeyringOp(b, x.request, static_cast<uint8_t>(x.kind), key).Union()};
+                return {gen::Message::KeyringOp,
+                        gen::CreateKeyringOp(b, x.request, static_cast<uint8_t>(x.kind), key,
+                                             x.issued_ms, x.nonce)
+                            .Union()};
             } else {
                 std::vector<uint8_t> keys;
                 for (const KeyBytes& k : x.keys)
@@ -635,6 +636,8 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
                 break;
             }
             if (n != 0) std::copy_n(m->key()->data(), n, x.key.begin());
+            x.issued_ms = m->issued_ms();
+            x.nonce = m->nonce();
             break;
         }
         case gen::Message::KeyringReply: {

@@ -89,6 +89,8 @@ struct KeyringOp {
     uint64_t request = 0;
     Kind kind = Kind::list;
     KeyBytes key{};  // unused for a list
+    uint64_t issued_ms = 0;
+    uint64_t nonce = 0;
 };
 struct KeyringReply {
     uint64_t request = 0;

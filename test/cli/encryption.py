@@ -182,6 +182,11 @@ try:
 
     try:
         more_acked(20)
+        early = subprocess.run([CHORUS, "keys", "--http", http_at["a"], "--use", new_key],
+                               capture_output=True, text=True, timeout=30)
+        if early.returncode == 0 or "not_everywhere" not in early.stderr + early.stdout \
+                and "install it everywhere first" not in early.stderr:
+            fail(f"--use of a key no member holds was not refused: {early.stderr.strip()}")
         keys("a", "--install", new_key)
         more_acked(10)
         keys("b", "--use", new_key)

@@ -6,6 +6,7 @@
 
 #include "net/black_hole.hpp"
 #include "net/loop.hpp"
+#include "net/seal.hpp"
 
 using namespace chorus;
 using namespace chorus::daemon;
@@ -203,4 +204,75 @@ TEST_CASE("a seed that never answers a SYN costs a join attempt the connect time
     auto d = Agent::start(c.loop.get(), std::move(o2));
     REQUIRE(d.ok());
     REQUIRE(c.loop.run_until([&] { return (*d)->node().joined(); }, 5'000));
+}
+
+namespace {
+// A sealed connection to `agent`, as another member would open: sends `op` and returns the reply.
+std::optional<wire::KeyringReply> ask(TestLoop& loop, Agent& agent, const net::Key& key,
+                                      const wire::KeyringOp& op) {
+    net::Envelope env(net::Keyring::make({key}).value(), "chorus", {});
+    std::optional<wire::KeyringReply> reply;
+    bool closed = false;
+    const auto limits = wire::limits_for(Config::local());
+    net::FrameHub hub(loop.get(), {},
+                      {[&](net::FrameConn&, std::vector<uint8_t> f) {
+                           auto d = wire::decode_frame(f, limits);
+                           REQUIRE(d.ok());
+                           reply = std::get<wire::KeyringReply>(d->message);
+                       },
+                       [&](net::FrameConn& c) {
+                           c.send(wire::encode("chorus", Name("x"), wire::KeyringMessage(op)));
+                       },
+                       [&](uint64_t, std::optional<Error>) { closed = true; }});
+    hub.set_envelope(&env);
+    hub.connect(agent.bound());
+    REQUIRE(loop.run_until([&] { return closed; }));
+    return reply;
+}
+uint64_t wall_ms_now() {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+}
+}  // namespace
+
+TEST_CASE("a keyring op is done once, fresh, and never on an agent that takes clear messages") {
+    TestLoop loop;
+    const net::Key key = net::new_key(), added = net::new_key();
+    AgentOptions o = local("a");
+    o.keyring = net::Keyring::make({key}).value();
+    auto a = Agent::start(loop.get(), std::move(o));
+    REQUIRE(a.ok());
+
+    wire::KeyringOp op{7, wire::KeyringOp::Kind::install, added, wall_ms_now(), 42};
+    auto r = ask(loop, **a, key, op);
+    REQUIRE(r.has_value());
+    REQUIRE(r->code.empty());
+    REQUIRE(r->request == 7);
+    REQUIRE(r->keys.size() == 2);
+    REQUIRE((*a)->envelope()->sealer().keyring().keys().size() == 2);
+
+    // The same op played back (a recorded frame) is refused, and so is one issued long ago.
+    r = ask(loop, **a, key, op);
+    REQUIRE(r->code == "replayed_op");
+    op.nonce = 43;
+    op.issued_ms = wall_ms_now() - 60'000;
+    op.kind = wire::KeyringOp::Kind::use;
+    r = ask(loop, **a, key, op);
+    REQUIRE(r->code == "stale_op");
+    REQUIRE((*a)->envelope()->sealer().keyring().primary() == key);
+
+    SECTION("an agent that still takes clear messages refuses every op") {
+        AgentOptions t = local("t");
+        t.keyring = net::Keyring::make({key}).value();
+        t.envelope = {false, true};
+        auto b = Agent::start(loop.get(), std::move(t));
+        REQUIRE(b.ok());
+        op.issued_ms = wall_ms_now();
+        op.nonce = 44;
+        op.kind = wire::KeyringOp::Kind::install;
+        r = ask(loop, **b, key, op);
+        REQUIRE(r->code == "encryption_unverified");
+        REQUIRE((*b)->envelope()->sealer().keyring().keys().size() == 1);
+    }
 }

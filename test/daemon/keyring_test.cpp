@@ -60,6 +60,13 @@ TEST_CASE("a keyring op changes the keyring and the file, or neither") {
         REQUIRE(r.code == "keyring_unsaved");
         REQUIRE(ring.keys().size() == 1);
     }
+    SECTION("installing a key that is there, or removing one that is not, changes nothing") {
+        r = apply_keyring_op(ring, path, op(wire::KeyringOp::Kind::remove, first));
+        REQUIRE(r.code.empty());  // run again after a partial failure: it still succeeds here
+        r = apply_keyring_op(ring, path, op(wire::KeyringOp::Kind::install, second));
+        REQUIRE(r.code.empty());
+        REQUIRE(r.keys == std::vector<wire::KeyBytes>{second});
+    }
     SECTION("a list changes nothing") {
         r = apply_keyring_op(ring, path, op(wire::KeyringOp::Kind::list));
         REQUIRE(r.code.empty());

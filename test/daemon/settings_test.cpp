@@ -255,6 +255,10 @@ TEST_CASE(
     const std::string key = net::key_to_base64(net::new_key());
     Settings s = valid();
     REQUIRE_FALSE(to_agent_options(s)->keyring.has_value());  // no key: everything in clear
+    s.encrypt_verify_incoming = false;  // a switch without a key means nothing: refused
+    REQUIRE_THAT(to_agent_options(s).error().message,
+                 Catch::StartsWith("encrypt_verify_incoming:"));
+    s.encrypt_verify_incoming = true;
 
     REQUIRE(apply_flag(s, *find_setting("encrypt"), {key}).ok());
     auto o = to_agent_options(s);
