@@ -24,6 +24,7 @@ started are ended, by PID, however the test ends.
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -258,3 +259,5 @@ try:
     step("ok")
 finally:
     stop(procs)
+    if os.environ.get("KEEP") is None:  # KEEP=1 keeps the agents' logs and data dirs
+        shutil.rmtree(work, ignore_errors=True)
