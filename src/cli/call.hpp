@@ -32,9 +32,12 @@ class Loop {
 std::string describe_error(const http::ClientResponse& r);
 
 // Connects and sends; a 2xx answer is returned. Otherwise prints why to stderr, naming the
-// command and the address, and returns nullopt.
+// command and the address, and returns nullopt. With `any_status`, an answer with another
+// status is returned too (its body may say more than its error), and only a failure to reach
+// the agent is printed.
 std::optional<http::ClientResponse> call(const char* command, const std::string& http,
-                                         uv_loop_t* loop, http::ClientRequest request);
+                                         uv_loop_t* loop, http::ClientRequest request,
+                                         bool any_status = false);
 
 // Rows of cells as columns aligned two spaces apart, the first row a header; trailing
 // blanks trimmed.

@@ -1,12 +1,12 @@
 #include "daemon/agent.hpp"
 
-#include "daemon/keyring.hpp"
-
 #include <algorithm>
 #include <chrono>
 #include <utility>
 
 #include <fmt/format.h>
+
+#include "daemon/keyring.hpp"
 
 namespace chorus::daemon {
 
@@ -145,7 +145,7 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
 void Agent::on_datagram(std::span<const uint8_t> bytes) {
     std::vector<uint8_t> opened;
     if (envelope_) {
-        auto o = envelope_->unwrap({bytes.begin(), bytes.end()});
+        auto o = envelope_->unwrap(bytes);
         if (!o) {
             rejected(
                 {wire::DecodeError::unsealed, "a datagram: " + o.error().message + kUnsealedHint});
@@ -308,11 +308,14 @@ std::optional<Error> Agent::stale_or_replayed(const Name& sender, const wire::Ke
         std::chrono::duration_cast<std::chrono::milliseconds>(kKeyringOpFreshFor).count());
     while (!keyring_seen_.empty() && keyring_seen_.front().at_ms + 2 * fresh_ms < now)
         keyring_seen_.pop_front();
-    if (op.issued_ms + fresh_ms < now || op.issued_ms > now + fresh_ms) {
-        return Error{"stale_op",
-                     fmt::format("issued {} ms from this member's clock, more than {} s: a "
-                                 "recorded op, or clocks too far apart",
-                                 static_cast<int64_t>(now - op.issued_ms), fresh_ms / 1000)};
+    // Differences, not sums: issued_ms comes from the wire and may be anything.
+    const uint64_t apart = op.issued_ms > now ? op.issued_ms - now : now - op.issued_ms;
+    if (apart > fresh_ms) {
+        return Error{
+            "stale_op",
+            fmt::format("issued {} ms {} this member's clock, more than {} s: a "
+                        "recorded op, or clocks too far apart",
+                        apart, op.issued_ms > now ? "ahead of" : "behind", fresh_ms / 1000)};
     }
     for (const Seen& s : keyring_seen_) {
         if (s.nonce == op.nonce && s.sender == sender) {
@@ -344,6 +347,7 @@ void Agent::on_keyring_op(net::FrameConn& conn, const Name& sender, const wire::
 
 void Agent::keyring_everywhere(wire::KeyringOp op, Duration timeout,
                                std::function<void(std::vector<KeyringAnswer>)> done) {
+    const bool busy = !keyring_batches_.empty();
     const uint64_t id = next_keyring_batch_++;
     auto owned = std::make_unique<KeyringBatch>();
     KeyringBatch& batch = *owned;
@@ -360,6 +364,11 @@ void Agent::keyring_everywhere(wire::KeyringOp op, Duration timeout,
     if (auto refused = keyring_refusal()) {
         self.code = refused->code;
         self.message = refused->message;
+    } else if (busy) {
+        // One op at a time: each dials up to kKeyringDialsMax members, and two ops crossing
+        // (a use and a remove) would leave members in either order.
+        self.code = "busy";
+        self.message = "another keyring op is under way on this agent: run this one after it";
     } else {
         self = apply_keyring_op(envelope_->sealer().keyring(), options_.keyring_file, op);
     }

@@ -85,7 +85,8 @@ class Agent {
     // A keyring op on every member not known to be gone, this one included (`chorus keys`), at
     // most kKeyringDialsMax at once. Each member's answer, or why there is none, goes to `done`
     // once all have answered or `timeout` passed. Refused here (no key, or a switch still
-    // letting messages go or come in clear): nobody else is asked.
+    // letting messages go or come in clear, or another op under way: `busy`): nobody else is
+    // asked.
     struct KeyringAnswer {
         Name member;
         std::optional<wire::KeyringReply> reply;  // none: `error` says why

@@ -46,6 +46,11 @@ Result<std::optional<net::Keyring>> load_keyring(const std::string& path) {
     if (!j->is_object() || !(*j)["keys"].is_array() || !(*j)["primary"].is_string()) {
         return bad(R"(it must hold {"keys": [...], "primary": "..."})");
     }
+    if ((*j)["keys"].size() > wire::kKeyringKeysMax) {
+        // More than a reply can carry: every member's list of this one would be refused.
+        return bad(fmt::format("{} keys, over the {} a keyring holds", (*j)["keys"].size(),
+                               wire::kKeyringKeysMax));
+    }
     std::vector<net::Key> keys;
     for (const auto& k : (*j)["keys"]) {
         if (!k.is_string()) return bad("a key that is not a string");
@@ -95,7 +100,6 @@ Status save_keyring(const std::string& path, const net::Keyring& ring) {
 wire::KeyringReply apply_keyring_op(net::Keyring& ring, const std::string& path,
                                     const wire::KeyringOp& op) {
     wire::KeyringReply reply;
-    reply.request = op.request;
     net::Keyring changed = ring;
     Status st = Ok{};
     switch (op.kind) {

@@ -251,8 +251,11 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
         wire::KeyringOp list;
         info_.keyring(list, [this, reply, started,
                              op](std::vector<daemon::Agent::KeyringAnswer> answers) {
+            // Refused here (no key, another op): the use is refused the same way below.
+            const bool refused_here = answers[0].reply && !answers[0].reply->code.empty();
             std::vector<std::string> lacking;
-            for (const auto& a : answers) {
+            for (size_t i = 0; i < answers.size() && !refused_here; ++i) {
+                const auto& a = answers[i];
                 const bool holds = a.reply && a.reply->code.empty() &&
                                    std::find(a.reply->keys.begin(), a.reply->keys.end(), op.key) !=
                                        a.reply->keys.end();
@@ -304,11 +307,14 @@ void Api::keyring_apply(const wire::KeyringOp& op, Reply reply, uint64_t started
         out["errors"] = errors;
         Response r;
         if (!answers.empty() && answers[0].reply && !answers[0].reply->code.empty()) {
-            // Refused here first (no key, not installed, the primary): nothing was asked of
-            // the others.
+            // Refused here first (no key, not installed, the primary, another op under way):
+            // nothing was asked of the others.
             const std::string& code = answers[0].reply->code;
-            r = error_response(code == "keyring_unsaved" ? 500 : 409, code,
-                               answers[0].reply->message);
+            r = error_response(code == "keyring_unsaved" ? 500
+                               : code == "busy"          ? 503
+                                                         : 409,
+                               code, answers[0].reply->message);
+            if (code == "busy") r.headers.emplace_back("Retry-After", "5");
         } else if (!errors.empty() && kind != wire::KeyringOp::Kind::list) {
             r.status = 503;
             out["error"] = {{"code", "partial"},

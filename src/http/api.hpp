@@ -10,7 +10,7 @@
 //   GET  /v1/ring            members' shares of the ring and its checksum
 //   GET  /v1/ring/lookup?key=K  the key's candidates, their load and φ, and the router's pick
 //   GET  /v1/keyring         every member's keys; POST {"op": "install"|"use"|"remove", "key"}
-//                            changes them on every alive member (`chorus keys`)
+//                            changes them on every member not known to be gone (`chorus keys`)
 //   GET  /metrics            Prometheus text format
 // Unknown paths get 404 and wrong methods 405, as JSON errors.
 #pragma once
@@ -62,7 +62,7 @@ class Api {
         std::function<void(std::function<void()> left)> leave;
         // Task routing and execution; null: the task and ring endpoints answer 503.
         daemon::TaskService* tasks = nullptr;
-        // GET and POST /v1/keyring: a keyring op on every alive member, each member's answer
+        // GET and POST /v1/keyring: a keyring op on every member, each member's answer
         // to `done` (daemon::Agent::keyring_everywhere). Unset: the endpoint answers 503.
         std::function<void(wire::KeyringOp,
                            std::function<void(std::vector<daemon::Agent::KeyringAnswer>)> done)>

@@ -132,7 +132,8 @@ struct Server::Conn {
     std::vector<char> buffer = std::vector<char>(16 * 1024);
     size_t writes = 0;
     bool close_when_written = false;
-    bool streaming = false;  // the answer is an open Stream; input is ignored
+    bool closing_soon = false;  // the timer closes it on the loop's next turn: not re-armed
+    bool streaming = false;     // the answer is an open Stream; input is ignored
 };
 
 namespace {
@@ -209,7 +210,12 @@ net::Endpoint Server::local() const {
     return net::Endpoint::from(reinterpret_cast<sockaddr*>(&ss));
 }
 
+void Server::disarm(Conn& c) {
+    if (!c.closing_soon) uv_timer_stop(c.timer.get());
+}
+
 void Server::arm(Conn& c, uint64_t ms) {
+    if (c.closing_soon) return;
     uv_timer_start(
         c.timer.get(),
         [](uv_timer_t* t) {
@@ -373,7 +379,7 @@ void Server::feed(Conn& c, const char* data, size_t n) {
         const char* stop = llhttp_get_error_pos(&c.parser);
         if (stop != nullptr && stop < data + n) c.held.assign(stop, data + n - stop);
         if (!c.held.empty()) uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
-        uv_timer_stop(c.timer.get());
+        disarm(c);
         ++stats_.requests;
         const Reply reply(self_, c.id, c.request_id);
         if (auto refused = check_body(c.req)) {
@@ -456,6 +462,7 @@ void Server::send_bytes(Conn& c, std::string bytes) {
 
 void Server::close_soon(Conn& c) {
     // From the loop, not here: the caller may still be using the connection.
+    c.closing_soon = true;
     uv_timer_start(
         c.timer.get(),
         [](uv_timer_t* t) {
@@ -548,7 +555,7 @@ Stream Reply::stream(const Response& first) const {
     s.send_bytes(*c, head(first, "Transfer-Encoding: chunked\r\nCache-Control: no-cache",
                           s.node_name_, false));
     // Reading goes on only to notice the client leaving; the timer stays off.
-    uv_timer_stop(c->timer.get());
+    s.disarm(*c);
     s.start_reading(*c);
     return Stream(server_, conn_);
 }

@@ -170,7 +170,10 @@ class Server {
     Conn* awaiting(uint64_t conn, uint64_t request);
     bool stream_write(uint64_t conn, std::string_view bytes);
     void close(uint64_t conn);
+    // The connection's one timer: its idle deadline, or its close_soon(), which neither arm()
+    // nor disarm() then undoes.
     void arm(Conn& c, uint64_t ms);
+    void disarm(Conn& c);
     void close_soon(Conn& c);  // on the loop's next turn, for a caller still holding `c`
     void release(Conn& c);     // the request's body and JSON, once the handler has them
 

@@ -255,12 +255,15 @@ void FrameConn::on_bytes(const char* data, size_t n) {
             return;
         }
         if (inbox_.size() - at < kHeaderBytes + len) break;
-        std::vector<uint8_t> frame(inbox_.begin() + at + kHeaderBytes,
-                                   inbox_.begin() + at + kHeaderBytes + len);
+        const std::span<const uint8_t> body(inbox_.data() + at + kHeaderBytes, len);
         at += kHeaderBytes + len;
         ++hub.stats_.frames_in;
-        if (hub.envelope_ != nullptr) {
-            auto opened = hub.envelope_->unwrap(std::move(frame));
+        std::vector<uint8_t> frame;
+        if (hub.envelope_ == nullptr) {
+            frame.assign(body.begin(), body.end());
+        } else {
+            // Opened straight from the inbox: the plaintext is the one copy made.
+            auto opened = hub.envelope_->unwrap(body);
             if (!opened) {
                 // A peer without our key, or bytes changed on the way: nothing it sends here
                 // can be trusted, so the connection goes.

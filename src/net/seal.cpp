@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <stdexcept>
 
@@ -18,7 +19,6 @@ constexpr uint8_t kVersion = 1;
 constexpr size_t kSaltBytes = 16;
 constexpr size_t kIvBytes = 12;
 constexpr std::string_view kSubkeyLabel = "chorus seal 1";
-constexpr size_t kPeerSubkeysMax = 1024;  // senders remembered; a cluster's live processes
 
 void random_bytes(uint8_t* out, size_t n) {
     if (RAND_bytes(out, static_cast<int>(n)) != 1) {
@@ -212,22 +212,21 @@ std::vector<uint8_t> Sealer::seal(std::string_view cluster, std::span<const uint
     return out;
 }
 
-Sealer::Subkey* Sealer::cached(const Key& k, std::span<const uint8_t> salt) {
-    std::vector<uint8_t> id(k.begin(), k.end());
-    id.insert(id.end(), salt.begin(), salt.end());
-    auto it = peers_.find(id);
-    return it == peers_.end() ? nullptr : it->second.get();
-}
-
-void Sealer::remember(const Key& k, std::span<const uint8_t> salt, std::unique_ptr<Subkey> s) {
-    std::vector<uint8_t> id(k.begin(), k.end());
-    id.insert(id.end(), salt.begin(), salt.end());
+template <typename TryOpen>
+bool Sealer::open_with(const Key& k, std::span<const uint8_t> salt, const TryOpen& try_open) {
+    PeerId id{};
+    std::copy(k.begin(), k.end(), id.begin());
+    std::copy(salt.begin(), salt.end(), id.begin() + k.size());
+    if (auto it = peers_.find(id); it != peers_.end()) return try_open(*it->second);
+    auto s = std::make_unique<Subkey>(derive(k, salt));
+    if (!try_open(*s)) return false;  // a forger's salt is never kept
     if (peers_.size() >= kPeerSubkeysMax) {
         peers_.erase(peer_order_.front());
         peer_order_.pop_front();
     }
     peer_order_.push_back(id);
-    peers_.emplace(std::move(id), std::move(s));
+    peers_.emplace(id, std::move(s));
+    return true;
 }
 
 Result<std::vector<uint8_t>> Sealer::open(std::string_view cluster,
@@ -258,23 +257,14 @@ Result<std::vector<uint8_t>> Sealer::open(std::string_view cluster,
                EVP_DecryptFinal_ex(c, plain.data() + len, &len) == 1;
     };
     // The primary first: most messages are sealed with the key most of the cluster uses.
-    std::vector<const Key*> order{&ring_.primary()};
-    for (const Key& k : ring_.keys())
-        if (&k != &ring_.primary()) order.push_back(&k);
-    for (const Key* k : order) {
-        if (Subkey* s = cached(*k, salt)) {
-            if (try_open(*s)) {
-                ++stats_.opened;
-                return plain;
-            }
-            continue;
-        }
-        auto s = std::make_unique<Subkey>(derive(*k, salt));
-        if (try_open(*s)) {
-            remember(*k, salt, std::move(s));
-            ++stats_.opened;
-            return plain;
-        }
+    bool opened = open_with(ring_.primary(), salt, try_open);
+    for (size_t i = 0; !opened && i < ring_.keys().size(); ++i) {
+        const Key& k = ring_.keys()[i];
+        if (&k != &ring_.primary()) opened = open_with(k, salt, try_open);
+    }
+    if (opened) {
+        ++stats_.opened;
+        return plain;
     }
     ++stats_.refused;
     return Error{"unsealed", "no installed key opens it (another key or cluster, or altered)"};
@@ -283,12 +273,11 @@ Result<std::vector<uint8_t>> Sealer::open(std::string_view cluster,
 // ---------------------------------------------------------------------------------------------
 // Envelope
 
-Result<std::vector<uint8_t>> Envelope::unwrap(std::vector<uint8_t> bytes) {
+Result<std::vector<uint8_t>> Envelope::unwrap(std::span<const uint8_t> bytes) {
     auto opened = sealer_.open(cluster_, bytes);
-    if (opened) return opened;
-    if (options_.incoming) return opened.error();
+    if (opened || options_.incoming) return opened;
     ++clear_taken_;
-    return bytes;
+    return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
 }  // namespace chorus::net

@@ -66,6 +66,7 @@ class Keyring {
     Status remove(const Key& k);
 
   private:
+    Keyring() = default;  // never empty: make() is the way in
     std::vector<Key> keys_;
     size_t primary_ = 0;
 };
@@ -93,12 +94,18 @@ class Sealer {
         uint64_t refused = 0;  // bad_seal and unsealed
     };
     const Stats& stats() const { return stats_; }
+    // Senders' subkeys kept, at most kPeerSubkeysMax (a cluster's live processes, with room).
+    static constexpr size_t kPeerSubkeysMax = 1024;
+    size_t peer_subkeys() const { return peers_.size(); }
 
   private:
     struct Subkey;  // a derived key with its cipher context, ready to use
+    using PeerId = std::array<uint8_t, 32 + 16>;  // the key, then the sender's salt
     Subkey& own_subkey();
-    Subkey* cached(const Key& k, std::span<const uint8_t> salt);
-    void remember(const Key& k, std::span<const uint8_t> salt, std::unique_ptr<Subkey> s);
+    // try_open(subkey) with key `k` and the sender's `salt`: the subkey kept for them, or one
+    // derived and, if it opens the message, kept. (Defined in seal.cpp, its one user.)
+    template <typename TryOpen>
+    bool open_with(const Key& k, std::span<const uint8_t> salt, const TryOpen& try_open);
 
     Keyring ring_;
     std::array<uint8_t, 16> salt_{};
@@ -106,8 +113,8 @@ class Sealer {
     std::unique_ptr<Subkey> own_;  // for the primary key it was made for
     Key own_for_{};
     // Senders' subkeys that opened a message: (key, salt) -> subkey, oldest dropped first.
-    std::map<std::vector<uint8_t>, std::unique_ptr<Subkey>> peers_;
-    std::deque<std::vector<uint8_t>> peer_order_;
+    std::map<PeerId, std::unique_ptr<Subkey>> peers_;
+    std::deque<PeerId> peer_order_;
     Stats stats_;
 };
 
@@ -139,7 +146,7 @@ class Envelope {
     // Opened. A message no installed key opens is refused (`bad_seal`, `unsealed`: see
     // Sealer::open) unless incoming is off; then it is passed on as it came, to be decoded as a
     // message in clear (and rejected there if it is not one).
-    Result<std::vector<uint8_t>> unwrap(std::vector<uint8_t> bytes);
+    Result<std::vector<uint8_t>> unwrap(std::span<const uint8_t> bytes);
 
     Sealer& sealer() { return sealer_; }
     const Sealer& sealer() const { return sealer_; }

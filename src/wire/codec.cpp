@@ -547,6 +547,21 @@ Task read_status(Reader& r, const gen::TaskStatus& s, const Limits& l) {
     return t;
 }
 
+// Keys laid end to end, 32 bytes each, at most `max` of them.
+std::vector<KeyBytes> read_keys(Reader& r, const fb::Vector<uint8_t>* bytes, size_t max,
+                                std::string_view what) {
+    std::vector<KeyBytes> keys;
+    const size_t n = bytes == nullptr ? 0 : bytes->size();
+    if (n % sizeof(KeyBytes) != 0 || n / sizeof(KeyBytes) > max) {
+        r.fail(fmt::format("{} with {} bytes of keys", what, n));
+        return keys;
+    }
+    keys.resize(n / sizeof(KeyBytes));
+    for (size_t i = 0; i < keys.size(); ++i)
+        std::copy_n(bytes->data() + i * sizeof(KeyBytes), sizeof(KeyBytes), keys[i].begin());
+    return keys;
+}
+
 }  // namespace
 
 Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
@@ -630,12 +645,13 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
                 break;
             }
             x.kind = static_cast<KeyringOp::Kind>(m->op());
-            const size_t n = m->key() == nullptr ? 0 : m->key()->size();
-            if (x.kind == KeyringOp::Kind::list ? n != 0 : n != x.key.size()) {
-                r.fail(fmt::format("keyring op with a key of {} bytes", n));
+            const auto keys = read_keys(r, m->key(), 1, "keyring op");
+            if (keys.size() != (x.kind == KeyringOp::Kind::list ? 0u : 1u)) {
+                r.fail(x.kind == KeyringOp::Kind::list ? "a keyring list with a key"
+                                                       : "a keyring op without its key");
                 break;
             }
-            if (n != 0) std::copy_n(m->key()->data(), n, x.key.begin());
+            if (!keys.empty()) x.key = keys[0];
             x.issued_ms = m->issued_ms();
             x.nonce = m->nonce();
             break;
@@ -647,16 +663,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.code = r.text(m->code(), 64, "keyring.code", false);
             x.message =
                 r.blob(m->message(), bound(l.task_text_bytes_max), "keyring.message", false);
-            const size_t n = m->keys() == nullptr ? 0 : m->keys()->size();
-            if (n % sizeof(KeyBytes) != 0 || n / sizeof(KeyBytes) > kKeyringKeysMax) {
-                r.fail(fmt::format("keyring reply with {} bytes of keys", n));
-                break;
-            }
-            for (size_t i = 0; i < n; i += sizeof(KeyBytes)) {
-                KeyBytes k{};
-                std::copy_n(m->keys()->data() + i, k.size(), k.begin());
-                x.keys.push_back(k);
-            }
+            x.keys = read_keys(r, m->keys(), kKeyringKeysMax, "keyring reply");
             x.primary = m->primary();
             if (!x.keys.empty() && x.primary >= x.keys.size()) {
                 r.fail(

@@ -134,6 +134,7 @@ try:
             fail("a logged nothing an operator could act on about the refused joins")
 
     step("a frame in clear straight to a's gossip port gets no answer")
+    before = metric("a", UNSEALED)
     host, port = gossip["a"].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as raw:
         body = b"\x00" * 64
@@ -145,6 +146,7 @@ try:
             answer = b""
         if answer:
             fail(f"a answered a frame in clear: {answer[:40]!r}")
+    until(lambda: metric("a", UNSEALED) > before, 10, "a did not count the frame in clear")
     for n in ("x", "y"):
         stop_gracefully(n)
 

@@ -260,7 +260,32 @@ TEST_CASE("a keyring op is done once, fresh, and never on an agent that takes cl
     op.kind = wire::KeyringOp::Kind::use;
     r = ask(loop, **a, key, op);
     REQUIRE(r->code == "stale_op");
+    op.issued_ms = UINT64_MAX;  // far ahead: no sum with it may wrap into "fresh"
+    op.nonce = 45;
+    r = ask(loop, **a, key, op);
+    REQUIRE(r->code == "stale_op");
     REQUIRE((*a)->envelope()->sealer().keyring().primary() == key);
+
+    SECTION("one op at a time on the agent asked to run it") {
+        AgentOptions t = local("b", {(*a)->bound().str()});
+        t.keyring = net::Keyring::make({key}).value();
+        auto b = Agent::start(loop.get(), std::move(t));
+        REQUIRE(b.ok());
+        REQUIRE(loop.run_until([&] {
+            const Member* m = (*a)->node().members().find(Name("b"));
+            return m != nullptr && m->state == MemberState::alive;
+        }));
+        std::optional<std::vector<Agent::KeyringAnswer>> first, second;
+        (*a)->keyring_everywhere({}, seconds(5), [&](auto answers) { first = answers; });
+        (*a)->keyring_everywhere({}, seconds(5), [&](auto answers) { second = answers; });
+        REQUIRE(second.has_value());  // refused at once, nobody asked
+        REQUIRE(second->size() == 1);
+        REQUIRE(second->at(0).reply->code == "busy");
+        REQUIRE(loop.run_until([&] { return first.has_value(); }));
+        REQUIRE(first->size() == 2);
+        for (const auto& answer : *first)
+            REQUIRE(answer.reply->code.empty());
+    }
 
     SECTION("an agent that still takes clear messages refuses every op") {
         AgentOptions t = local("t");

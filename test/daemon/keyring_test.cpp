@@ -79,8 +79,12 @@ TEST_CASE("a kept keyring that is not one is refused, saying what to do") {
     const std::string path = d.path + "/keyring.json";
     REQUIRE(load_keyring(path).value() == std::nullopt);  // none kept yet
     const std::string k = net::key_to_base64(net::new_key());
+    std::string too_many = R"({"keys": [)";
+    for (size_t i = 0; i <= wire::kKeyringKeysMax; ++i)
+        too_many += (i ? ", \"" : "\"") + net::key_to_base64(net::new_key()) + "\"";
+    too_many += R"(], "primary": ")" + k + R"("})";
     for (const std::string& bad :
-         std::vector<std::string>{"{", "[]", R"({"keys": ["short"], "primary": "short"})",
+         std::vector<std::string>{"{", "[]", too_many, R"({"keys": ["short"], "primary": "short"})",
                                   R"({"keys": [], "primary": ")" + k + R"("})",
                                   R"({"keys": [")" + k + R"("], "primary": ")" +
                                       net::key_to_base64(net::new_key()) + R"("})"}) {

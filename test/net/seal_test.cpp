@@ -165,3 +165,28 @@ TEST_CASE("keys are written as base64 of 32 bytes, and anything else is refused 
         REQUIRE(r.error().message.find("chorus keygen") != std::string::npos);
     }
 }
+
+TEST_CASE("senders' subkeys are kept up to the bound, and forged salts are never kept") {
+    const Key k = new_key();
+    Sealer receiver = sealer_with({k});
+    const size_t senders = Sealer::kPeerSubkeysMax + 76;
+    std::vector<uint8_t> first;
+    for (size_t i = 0; i < senders; ++i) {
+        Sealer s = sealer_with({k});  // a new process: a new salt
+        const auto m = s.seal("c", text("hello"));
+        if (i == 0) first = m;
+        REQUIRE(receiver.open("c", m).ok());
+    }
+    REQUIRE(receiver.peer_subkeys() == Sealer::kPeerSubkeysMax);
+    // The oldest was dropped; its sender's message still opens (the subkey is derived again).
+    REQUIRE(receiver.open("c", first).ok());
+    REQUIRE(receiver.peer_subkeys() == Sealer::kPeerSubkeysMax);
+
+    Sealer fresh = sealer_with({k});
+    for (int i = 0; i < 100; ++i) {
+        auto forged = fresh.seal("c", text("x"));
+        forged[1 + (i % 16)] ^= 0xff;  // another salt: a subkey derived, nothing opened
+        REQUIRE_FALSE(fresh.open("c", forged).ok());
+    }
+    REQUIRE(fresh.peer_subkeys() == 0);
+}
