@@ -4,8 +4,11 @@
 #include <fmt/format.h>
 
 #include "cli/commands.hpp"
+#include "core/text.hpp"
 #include "daemon/process.hpp"
+#include "http/acl.hpp"
 #include "http/api.hpp"
+#include "http/audit.hpp"
 #include "http/client.hpp"
 #include "http/server.hpp"
 
@@ -40,18 +43,24 @@ HttpPost http_post(uv_loop_t* loop) {
 // The HTTP API over the process's services.
 class HttpFront : public FrontEnd {
   public:
-    static Result<std::unique_ptr<FrontEnd>> start(Process& p) {
+    static Result<std::unique_ptr<FrontEnd>> start(Process& p, http::AccessPolicy access,
+                                                   std::unique_ptr<http::AuditLog> audit) {
         auto front = std::unique_ptr<HttpFront>(new HttpFront());
         HttpFront& f = *front;
+        f.audit_ = std::move(audit);
         f.api_ = std::make_unique<http::Api>(
             p.loop(), p.agent(),
             http::Api::Info{
-                p.settings().profile, "0.1.0",
+                p.settings().profile,
+                "0.1.0",
                 [&p](std::function<void()> left) { p.leave("POST /v1/leave", std::move(left)); },
                 &p.tasks(),
                 [&p](wire::KeyringOp op, auto done) {
                     p.agent().keyring_everywhere(op, seconds(5), std::move(done));
-                }});
+                },
+                {},
+                std::move(access),
+                f.audit_.get()});
         http::Limits limits;
         // A task's body is its payload plus a few short fields; the payload limit itself is
         // checked once the body is parsed, so both ends give a 413.
@@ -66,7 +75,11 @@ class HttpFront : public FrontEnd {
         f.api_->attach(f.server_.get());
         return std::unique_ptr<FrontEnd>(std::move(front));
     }
-    ~HttpFront() override { api_.reset(); }  // before the server it answers on
+    ~HttpFront() override {
+        api_.reset();  // before the server it answers on
+        server_.reset();
+        audit_.reset();  // after both: the server's last answers are written
+    }
 
     void member_changed(const MemberEvent& e) override { api_->changed(e); }
     std::string address() const override { return server_->local().str(); }
@@ -87,11 +100,16 @@ class HttpFront : public FrontEnd {
              [&a] { return a.streams_refused(); }},
             {"http_stream_backlog", "event streams dropped: their client did not read",
              [&s] { return s.stats().stream_overflows; }},
+            {"http_access",
+             "HTTP requests refused (401, 403): no token, a bad one, or a scope, "
+             "Host or Origin the access policy refuses",
+             [&s] { return s.stats().gated; }},
         };
     }
 
   private:
     HttpFront() = default;
+    std::unique_ptr<http::AuditLog> audit_;
     std::unique_ptr<http::Server> server_;
     std::unique_ptr<http::Api> api_;
 };
@@ -99,7 +117,38 @@ class HttpFront : public FrontEnd {
 }  // namespace
 
 int run_agent(const Settings& settings) {
-    return Process::run(settings, http_post, HttpFront::start);
+    // The API's access policy and audit log are read before anything starts: a token file that
+    // does not parse stops the agent with exit status 2, as any bad setting does.
+    http::AccessPolicy access;
+    if (!settings.acl_tokens.empty()) {
+        auto acl = http::Acl::load(settings.acl_tokens);
+        if (!acl) {
+            fmt::print(stderr, "chorus agent: acl_tokens: {}\n", acl.error().message);
+            return 2;
+        }
+        access.acl = std::move(*acl);
+    }
+    for (const std::string& name : settings.http_names) {
+        if (name.empty() || !clean_text(name) || name.find_first_of(":/[] ") != std::string::npos) {
+            fmt::print(stderr, "chorus agent: http_names: {} is not a host name\n",
+                       log_quote(name));
+            return 2;
+        }
+    }
+    access.names = settings.http_names;
+    std::unique_ptr<http::AuditLog> audit;
+    if (!settings.audit_log.empty()) {
+        auto opened = http::AuditLog::open(
+            {settings.audit_log, settings.audit_log_bytes_max, settings.audit_log_files});
+        if (!opened) {
+            fmt::print(stderr, "chorus agent: {}\n", opened.error().message);
+            return 2;
+        }
+        audit = std::move(*opened);
+    }
+    return Process::run(settings, http_post, [&](Process& p) {
+        return HttpFront::start(p, std::move(access), std::move(audit));
+    });
 }
 
 }  // namespace chorus::cli

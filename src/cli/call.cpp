@@ -16,9 +16,16 @@ std::string describe_error(const http::ClientResponse& r) {
     return fmt::format("HTTP status {}", r.status);
 }
 
-std::optional<http::ClientResponse> call(const char* command, const std::string& http,
-                                         uv_loop_t* loop, http::ClientRequest request,
-                                         bool any_status) {
+std::optional<http::ClientResponse> call(const char* command, const Target& agent, uv_loop_t* loop,
+                                         http::ClientRequest request, bool any_status) {
+    const std::string& http = agent.http;
+    if (!agent.token.empty()) {
+        if (agent.token.find_first_of("\r\n") != std::string::npos) {
+            fmt::print(stderr, "chorus {}: --token: a token is one line\n", command);
+            return std::nullopt;
+        }
+        request.headers.emplace_back("Authorization", "Bearer " + agent.token);
+    }
     auto to = http::resolve(http);
     if (!to) {
         fmt::print(stderr, "chorus {}: --http {}: {}\n", command, http, to.error().message);
@@ -32,7 +39,8 @@ std::optional<http::ClientResponse> call(const char* command, const std::string&
                    command, http, r.error().message);
         return std::nullopt;
     }
-    if (!any_status && (r->status < 200 || r->status > 299)) {
+    if (r->status == 401 || r->status == 403 ||
+        (!any_status && (r->status < 200 || r->status > 299))) {
         fmt::print(stderr, "chorus {}: the agent answered: {}\n", command, describe_error(*r));
         return std::nullopt;
     }

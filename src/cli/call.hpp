@@ -12,6 +12,15 @@
 
 namespace chorus::cli {
 
+// The agent's HTTP address for client commands: --http, else $CHORUS_HTTP_ADDR, else this.
+inline constexpr const char* kDefaultHttp = "127.0.0.1:7980";
+
+// The agent a client command calls, and how it proves who it is.
+struct Target {
+    std::string http = kDefaultHttp;
+    std::string token;  // --token, else $CHORUS_HTTP_TOKEN: sent as Authorization: Bearer
+};
+
 // A loop for one command; its handles' close callbacks run before it goes.
 class Loop {
   public:
@@ -35,9 +44,8 @@ std::string describe_error(const http::ClientResponse& r);
 // command and the address, and returns nullopt. With `any_status`, an answer with another
 // status is returned too (its body may say more than its error), and only a failure to reach
 // the agent is printed.
-std::optional<http::ClientResponse> call(const char* command, const std::string& http,
-                                         uv_loop_t* loop, http::ClientRequest request,
-                                         bool any_status = false);
+std::optional<http::ClientResponse> call(const char* command, const Target& agent, uv_loop_t* loop,
+                                         http::ClientRequest request, bool any_status = false);
 
 // Rows of cells as columns aligned two spaces apart, the first row a header; trailing
 // blanks trimmed.

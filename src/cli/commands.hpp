@@ -8,22 +8,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/call.hpp"
 #include "daemon/settings.hpp"
 
 namespace chorus::cli {
 
-// The agent's HTTP address for client commands: --http, else $CHORUS_HTTP_ADDR, else this.
-inline constexpr const char* kDefaultHttp = "127.0.0.1:7980";
-
 int run_agent(const daemon::Settings& settings);
 
 struct MembersOptions {
-    std::string http = kDefaultHttp;
+    Target agent;
     bool json = false;
     bool watch = false;
 };
 int run_members(const MembersOptions& options);
-int run_leave(const std::string& http);
+int run_leave(const Target& agent);
 
 struct TaskOutputOptions {
     std::string wait;  // "10s": wait up to that long for the task to finish
@@ -31,7 +29,7 @@ struct TaskOutputOptions {
     bool cancel = false;
 };
 struct SubmitOptions {
-    std::string http = kDefaultHttp;
+    Target agent;
     std::string key;
     std::string type;
     std::string payload;       // JSON text
@@ -41,13 +39,13 @@ struct SubmitOptions {
     TaskOutputOptions out;
 };
 int run_submit(const SubmitOptions& options);
-int run_task(const std::string& http, const std::string& id, const TaskOutputOptions& options);
-int run_ring(const std::string& http, const std::string& key, bool json);
+int run_task(const Target& agent, const std::string& id, const TaskOutputOptions& options);
+int run_ring(const Target& agent, const std::string& key, bool json);
 
 // chorus keys: list the keyring of every member (the default), or install, use or remove one key
 // on every alive member.
 struct KeysOptions {
-    std::string http = kDefaultHttp;
+    Target agent;
     std::string install, use, remove;  // at most one is set
     bool json = false;
 };
@@ -58,6 +56,9 @@ std::string keyring_table(const nlohmann::json& keyring);
 
 // A task as `chorus submit` and `chorus task` print it: one field a line.
 std::string task_summary(const nlohmann::json& task);
+// chorus tokengen: a new API token's secret and its entry for the token file.
+int run_tokengen(const std::string& id, const std::string& scope);
+
 // GET /v1/ring as a table of members' shares and loads.
 std::string ring_table(const nlohmann::json& ring);
 // GET /v1/ring/lookup as the key's candidates, the router's pick starred.

@@ -1,10 +1,12 @@
 // chorus keys: the cluster's keyring through any agent (GET and POST /v1/keyring), as Serf's
-// `serf keys` does it: install a new key everywhere, use it, then remove the old one.
+// `serf keys` does it: install a new key everywhere, use it, then remove the old one. And
+// chorus tokengen, the API's other secret.
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/call.hpp"
 #include "cli/commands.hpp"
+#include "http/acl.hpp"
 
 namespace chorus::cli {
 
@@ -36,7 +38,7 @@ int run_keys(const KeysOptions& o) try {
     }
     // Any status: a partial answer's body names the members that missed the op.
     Loop loop;
-    auto r = call("keys", o.http, loop.get(), std::move(req), true);
+    auto r = call("keys", o.agent, loop.get(), std::move(req), true);
     if (!r) return 1;
     auto j = nlohmann::json::parse(r->body, nullptr, false);
     const bool table = j.is_object() && j.contains("keys") && j.contains("errors");
@@ -53,6 +55,22 @@ int run_keys(const KeysOptions& o) try {
 } catch (const nlohmann::json::exception& e) {
     fmt::print(stderr, "chorus keys: unexpected answer from the agent: {}\n", e.what());
     return 1;
+}
+
+int run_tokengen(const std::string& id, const std::string& scope_text) {
+    const auto scope = http::parse_scope(scope_text);
+    if (!scope) {
+        fmt::print(stderr, "chorus tokengen: --scope: read, write or admin\n");
+        return 2;
+    }
+    auto t = http::new_token(id, *scope);
+    if (!t) {
+        fmt::print(stderr, "chorus tokengen: {}\n", t.error().message);
+        return 2;
+    }
+    // The secret alone on the first line, for a script to take; the entry on the second.
+    fmt::print("{}\n{}\n", t->secret, t->entry);
+    return 0;
 }
 
 }  // namespace chorus::cli

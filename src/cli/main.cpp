@@ -8,6 +8,7 @@
 //   chorus ring [--key K]           the ring's shares, or a key's candidates and owner
 //   chorus keygen                   a new random key for --encrypt
 //   chorus keys [--install|--use|--remove KEY]  the keyring on every member
+//   chorus tokengen --id ID --scope S  a new API token and its entry for --acl-tokens
 //
 // Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
 // 2 for bad flags or configuration (nothing was done).
@@ -61,29 +62,37 @@ int main(int argc, char** argv) {
     }
 
     // Client commands find the agent through --http, else $CHORUS_HTTP_ADDR (as Consul's
-    // CONSUL_HTTP_ADDR), else the default.
-    const char* env_http = std::getenv("CHORUS_HTTP_ADDR");
-    const std::string http_default =
-        env_http != nullptr && *env_http != '\0' ? env_http : std::string(cli::kDefaultHttp);
+    // CONSUL_HTTP_ADDR), else the default, and send --token, else $CHORUS_HTTP_TOKEN.
+    const auto env = [](const char* name, std::string fallback) {
+        const char* v = std::getenv(name);
+        return v != nullptr && *v != '\0' ? std::string(v) : fallback;
+    };
+    const cli::Target target_default{env("CHORUS_HTTP_ADDR", cli::kDefaultHttp),
+                                     env("CHORUS_HTTP_TOKEN", "")};
+    const auto add_target = [&](CLI::App* command, cli::Target& t) {
+        t = target_default;
+        command->add_option("--http", t.http, "the agent's HTTP API address")
+            ->capture_default_str();
+        // Never shown as a default: it is a secret.
+        command->add_option("--token", t.token,
+                            "API token (chorus tokengen), when the agent has --acl-tokens; "
+                            "default $CHORUS_HTTP_TOKEN");
+    };
     cli::MembersOptions members_options;
-    members_options.http = http_default;
     auto* members = app.add_subcommand("members", "list the members a running agent sees");
-    members->add_option("--http", members_options.http, "the agent's HTTP API address")
-        ->capture_default_str();
+    add_target(members, members_options.agent);
     members->add_flag("--json", members_options.json, "print the agent's JSON view as it is");
     members->add_flag("--watch", members_options.watch,
                       "print the table, then one line per change as it happens (with --json: "
                       "one JSON event per line)");
-    std::string leave_http = http_default;
+    cli::Target leave_target;
     auto* leave = app.add_subcommand("leave", "make a running agent leave gracefully and stop");
-    leave->add_option("--http", leave_http, "the agent's HTTP API address")->capture_default_str();
+    add_target(leave, leave_target);
 
     cli::SubmitOptions submit_options;
-    submit_options.http = http_default;
     auto* submit =
         app.add_subcommand("submit", "post a task; it runs on the key's least-loaded owner");
-    submit->add_option("--http", submit_options.http, "the agent's HTTP API address")
-        ->capture_default_str();
+    add_target(submit, submit_options.agent);
     submit->add_option("--key", submit_options.key, "the task's key: it picks the owners")
         ->required();
     submit->add_option("--type", submit_options.type, "the handler: echo, sleep, or one configured")
@@ -101,22 +110,22 @@ int main(int argc, char** argv) {
     submit->add_option("--wait", submit_options.out.wait,
                        "wait up to this long (10s, 500ms, 2m) for the task to finish");
     submit->add_flag("--json", submit_options.out.json, "print the agent's JSON answer");
-    std::string task_http = http_default;
+    cli::Target task_target;
     std::string task_id;
     cli::TaskOutputOptions task_options;
     auto* task = app.add_subcommand("task", "show a task's status and result, from any node");
     task->add_option("id", task_id, "the task id, as chorus submit printed it")->required();
-    task->add_option("--http", task_http, "the agent's HTTP API address")->capture_default_str();
+    add_target(task, task_target);
     task->add_option("--wait", task_options.wait,
                      "wait up to this long (10s, 500ms, 2m) for the task to finish");
     task->add_flag("--cancel", task_options.cancel,
                    "cancel the task (a running command is killed)");
     task->add_flag("--json", task_options.json, "print the agent's JSON answer");
-    std::string ring_http = http_default;
+    cli::Target ring_target;
     std::string ring_key;
     bool ring_json = false;
     auto* ring = app.add_subcommand("ring", "show the hash ring, or where a key's tasks go");
-    ring->add_option("--http", ring_http, "the agent's HTTP API address")->capture_default_str();
+    add_target(ring, ring_target);
     ring->add_option("--key", ring_key, "show this key's candidates and the owner picked now");
     ring->add_flag("--json", ring_json, "print the agent's JSON answer");
 
@@ -124,13 +133,11 @@ int main(int argc, char** argv) {
         "keygen", "print a new random key for --encrypt (AES-256, base64): give every member it");
 
     cli::KeysOptions keys_options;
-    keys_options.http = http_default;
     auto* keys = app.add_subcommand(
         "keys",
         "list every member's encryption keys, or install, use or remove one everywhere "
         "(rotate: install the new key, use it, then remove the old one)");
-    keys->add_option("--http", keys_options.http, "the agent's HTTP API address")
-        ->capture_default_str();
+    add_target(keys, keys_options.agent);
     auto* install = keys->add_option("--install", keys_options.install,
                                      "add a key (from chorus keygen) to every member's keyring");
     auto* use = keys->add_option("--use", keys_options.use,
@@ -147,6 +154,15 @@ int main(int argc, char** argv) {
         ->excludes(remove);
     keys->add_flag("--json", keys_options.json, "print the agent's JSON answer");
 
+    std::string token_id, token_scope;
+    auto* tokengen = app.add_subcommand(
+        "tokengen",
+        "print a new API token's secret (line 1: give it to its holder) and its entry for the "
+        "--acl-tokens file (line 2: the secret's SHA-256, not the secret)");
+    tokengen->add_option("--id", token_id, "the token's name, as the audit log shows it")
+        ->required();
+    tokengen->add_option("--scope", token_scope, "read, write or admin")->required();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -154,11 +170,12 @@ int main(int argc, char** argv) {
         return rc == 0 ? 0 : 2;
     }
     if (members->parsed()) return cli::run_members(members_options);
-    if (leave->parsed()) return cli::run_leave(leave_http);
+    if (leave->parsed()) return cli::run_leave(leave_target);
     if (submit->parsed()) return cli::run_submit(submit_options);
-    if (task->parsed()) return cli::run_task(task_http, task_id, task_options);
-    if (ring->parsed()) return cli::run_ring(ring_http, ring_key, ring_json);
+    if (task->parsed()) return cli::run_task(task_target, task_id, task_options);
+    if (ring->parsed()) return cli::run_ring(ring_target, ring_key, ring_json);
     if (keys->parsed()) return cli::run_keys(keys_options);
+    if (tokengen->parsed()) return cli::run_tokengen(token_id, token_scope);
     if (keygen->parsed()) {
         fmt::print("{}\n", net::key_to_base64(net::new_key()));
         return 0;

@@ -52,7 +52,7 @@ int watch(const MembersOptions& o, uv_loop_t* loop) {
         }
         return true;
     };
-    if (!call("members", o.http, loop, std::move(req))) return 1;
+    if (!call("members", o.agent, loop, std::move(req))) return 1;
     if (bad) {
         fmt::print(stderr, "chorus members: the agent sent a malformed event\n");
         return 1;
@@ -110,7 +110,7 @@ int run_members(const MembersOptions& o) try {
     if (o.watch) return watch(o, loop.get());
     http::ClientRequest req;
     req.target = "/v1/members";
-    auto r = call("members", o.http, loop.get(), std::move(req));
+    auto r = call("members", o.agent, loop.get(), std::move(req));
     if (!r) return 1;
     auto view = nlohmann::json::parse(r->body, nullptr, false);
     if (view.is_discarded() || !view.is_object()) {
@@ -125,14 +125,14 @@ int run_members(const MembersOptions& o) try {
     return 1;
 }
 
-int run_leave(const std::string& http) {
+int run_leave(const Target& agent) {
     Loop loop;
     http::ClientRequest req;
     req.method = "POST";
     req.target = "/v1/leave";
     // The answer comes once the leave has spread, which the agent bounds by its leave timeout.
     req.timeout = seconds(60);
-    if (!call("leave", http, loop.get(), std::move(req))) return 1;
+    if (!call("leave", agent, loop.get(), std::move(req))) return 1;
     fmt::print("Graceful leave complete\n");
     return 0;
 }

@@ -134,7 +134,7 @@ int run_submit(const SubmitOptions& o) try {
     req.target = "/v1/tasks" + wait_query(o.out.wait);
     req.body = body.dump();
     req.timeout = seconds(30) + seconds(300);  // the agent bounds ?wait= at 300 s
-    auto r = call("submit", o.http, loop.get(), std::move(req));
+    auto r = call("submit", o.agent, loop.get(), std::move(req));
     if (!r) return 1;
     auto task = parse_object("submit", *r);
     return task ? print_task(o.out, *task) : 1;
@@ -143,13 +143,13 @@ int run_submit(const SubmitOptions& o) try {
     return 1;
 }
 
-int run_task(const std::string& http, const std::string& id, const TaskOutputOptions& o) try {
+int run_task(const Target& agent, const std::string& id, const TaskOutputOptions& o) try {
     Loop loop;
     http::ClientRequest req;
     req.method = o.cancel ? "DELETE" : "GET";
     req.target = "/v1/tasks/" + id + wait_query(o.wait);
     req.timeout = seconds(30) + seconds(300);
-    auto r = call("task", http, loop.get(), std::move(req));
+    auto r = call("task", agent, loop.get(), std::move(req));
     if (!r) return 1;
     auto task = parse_object("task", *r);
     return task ? print_task(o, *task) : 1;
@@ -158,11 +158,11 @@ int run_task(const std::string& http, const std::string& id, const TaskOutputOpt
     return 1;
 }
 
-int run_ring(const std::string& http, const std::string& key, bool as_json) try {
+int run_ring(const Target& agent, const std::string& key, bool as_json) try {
     Loop loop;
     http::ClientRequest req;
     req.target = key.empty() ? "/v1/ring" : "/v1/ring/lookup?key=" + http::url_encode(key);
-    auto r = call("ring", http, loop.get(), std::move(req));
+    auto r = call("ring", agent, loop.get(), std::move(req));
     if (!r) return 1;
     auto j = parse_object("ring", *r);
     if (!j) return 1;

@@ -22,14 +22,18 @@ Level Logger::parse_level(std::string_view s) {
     return Level::info;
 }
 
-void Logger::log(Level level, std::string_view msg, std::initializer_list<Field> fields) const {
-    if (!enabled(level)) return;
+std::string utc_timestamp() {
     const auto now = std::chrono::system_clock::now();
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() %
         1000;
-    const std::string ts = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
-                                       std::chrono::time_point_cast<std::chrono::seconds>(now), ms);
+    return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z",
+                       std::chrono::time_point_cast<std::chrono::seconds>(now), ms);
+}
+
+void Logger::log(Level level, std::string_view msg, std::initializer_list<Field> fields) const {
+    if (!enabled(level)) return;
+    const std::string ts = utc_timestamp();
     const auto name = kNames[static_cast<int>(level)];
     std::string line;
     if (json_) {

@@ -10,6 +10,9 @@
 
 namespace chorus::daemon {
 
+// Now in UTC, to the millisecond: "2026-12-01T04:10:00.123Z".
+std::string utc_timestamp();
+
 enum class Level { debug = 0, info = 1, warn = 2, error = 3 };
 
 class Logger {

@@ -217,6 +217,15 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                         "member --encrypt with a key from `chorus keygen`",
                         {{"bind", p.agent_->bound().str()}});
             }
+            if (settings.acl_tokens.empty()) {
+                if (auto api = net::Endpoint::parse(settings.http); api && !api->is_loopback()) {
+                    log.log(Level::warn,
+                            "the HTTP API is open to the network without tokens: anyone who "
+                            "reaches it can run tasks, read results and make this agent "
+                            "leave; give --acl-tokens a token file (chorus tokengen)",
+                            {{"http", settings.http}});
+                }
+            }
             uv_run(&loop, UV_RUN_DEFAULT);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);

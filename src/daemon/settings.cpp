@@ -75,6 +75,22 @@ const SettingSpec kSettings[] = {
      "with --encrypt, seal what is sent; false (with incoming false too) for the first step of "
      "a move to encryption",
      Switch{&field<&S::encrypt_verify_outgoing>}},
+    {"acl_tokens", "--acl-tokens",
+     "JSON file of API tokens (chorus tokengen); given, every call but /v1/health needs "
+     "Authorization: Bearer with a token of the right scope (read, write, admin)",
+     Text{&field<&S::acl_tokens>}},
+    {"http_names", "--http-name",
+     "a host name clients reach the HTTP API by (repeatable); without tokens, a Host that is "
+     "not an IP address, localhost or one of these is refused (DNS rebinding)",
+     Texts{&field<&S::http_names>}},
+    {"audit_log", "--audit-log",
+     "file getting one JSON line per mutating API call or refusal (who, from where, what, "
+     "outcome; never a secret or a payload)",
+     Text{&field<&S::audit_log>}},
+    {"audit_log_bytes_max", "", "the audit log's size before it rotates to FILE.1",
+     Bytes{&field<&S::audit_log_bytes_max>}},
+    {"audit_log_files", "", "rotated audit log files kept (FILE.1 to FILE.N)",
+     Count{&field<&S::audit_log_files>}},
     {"leave_timeout_ms", "--leave-timeout-ms", "how long a graceful leave may take, ms",
      Millis{&field<&S::leave_timeout>}},
     {"data_dir", "--data-dir",

@@ -37,6 +37,14 @@ struct Settings {
     std::string encrypt;
     bool encrypt_verify_incoming = true;
     bool encrypt_verify_outgoing = true;
+    // Who may call the HTTP API (http/acl.hpp): a token file, and the names the API is reached
+    // by besides IP addresses and localhost (the Host check without tokens).
+    std::string acl_tokens;
+    std::vector<std::string> http_names;
+    // One JSON line per mutating call or refusal (http/audit.hpp), rotated past the size.
+    std::string audit_log;
+    size_t audit_log_bytes_max = 64u << 20;
+    size_t audit_log_files = 5;
     // Task routing and execution: the "tasks" and "handlers" objects of the config file.
     TaskOptions tasks;
 };

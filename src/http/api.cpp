@@ -218,6 +218,7 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
         return;
     }
     wire::KeyringOp op;
+    std::string subject;  // for the audit log: the op and the key's fingerprint, never the key
     if (req.method == "POST") {
         const nlohmann::json& j = req.json;
         const auto text = [&](const char* k) {
@@ -244,13 +245,14 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
             return;
         }
         op.key = *key;
+        subject = fmt::format("{} {}", kind, net::key_fingerprint(op.key));
     }
     if (op.kind == wire::KeyringOp::Kind::use) {
         // A member made to seal with a key that another lacks is cut off from it: every member
         // must hold the key first, as a list says.
         wire::KeyringOp list;
-        info_.keyring(list, [this, reply, started,
-                             op](std::vector<daemon::Agent::KeyringAnswer> answers) {
+        info_.keyring(list, [this, reply, started, op,
+                             subject](std::vector<daemon::Agent::KeyringAnswer> answers) {
             // Refused here (no key, another op): the use is refused the same way below.
             const bool refused_here = answers[0].reply && !answers[0].reply->code.empty();
             std::vector<std::string> lacking;
@@ -262,24 +264,26 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
                 if (!holds) lacking.push_back(a.member.str());
             }
             if (!lacking.empty()) {
-                finish(keyring, started, reply,
-                       error_response(
-                           409, "not_everywhere",
-                           fmt::format("{} of {} members do not hold that key, or did not say "
-                                       "({}): install it everywhere first, then use it",
-                                       lacking.size(), answers.size(), fmt::join(lacking, ", "))));
+                Response r = error_response(
+                    409, "not_everywhere",
+                    fmt::format("{} of {} members do not hold that key, or did not say "
+                                "({}): install it everywhere first, then use it",
+                                lacking.size(), answers.size(), fmt::join(lacking, ", ")));
+                r.subject = subject;
+                finish(keyring, started, reply, std::move(r));
                 return;
             }
-            keyring_apply(op, reply, started);
+            keyring_apply(op, subject, reply, started);
         });
         return;
     }
-    keyring_apply(op, reply, started);
+    keyring_apply(op, subject, reply, started);
 }
 
-void Api::keyring_apply(const wire::KeyringOp& op, Reply reply, uint64_t started) {
-    info_.keyring(op, [this, reply, started,
-                       kind = op.kind](std::vector<daemon::Agent::KeyringAnswer> answers) {
+void Api::keyring_apply(const wire::KeyringOp& op, std::string subject, Reply reply,
+                        uint64_t started) {
+    info_.keyring(op, [this, reply, started, kind = op.kind, subject = std::move(subject)](
+                          std::vector<daemon::Agent::KeyringAnswer> answers) {
         // Every key's count of members holding it, and of members sealing with it.
         std::map<std::string, std::pair<size_t, size_t>> keys;
         nlohmann::json errors = nlohmann::json::array();
@@ -325,6 +329,7 @@ void Api::keyring_apply(const wire::KeyringOp& op, Reply reply, uint64_t started
         } else {
             r.body = daemon::dump_json(out);
         }
+        r.subject = subject;
         finish(keyring, started, reply, std::move(r));
     });
 }
@@ -383,8 +388,24 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
         static_cast<uint64_t>(ms(wait)), 0);
 }
 
+std::optional<Response> Api::gate(Request& req) {
+    Verdict v = check_access(info_.access, req);
+    req.caller = std::move(v.caller);
+    if (!v.refusal) return std::nullopt;
+    ++access_refused_[static_cast<size_t>(*v.refusal)];
+    return std::move(v.response);
+}
+
+void Api::answered(const Request& req, const Response& r) {
+    if (info_.audit != nullptr && AuditLog::wanted(req, r)) info_.audit->record(req, r);
+}
+
 void Api::attach(Server* server) {
     server_ = server->handle();
+    server->gate = [this](Request& req) { return gate(req); };
+    if (info_.audit != nullptr) {
+        server->on_answered = [this](const Request& req, const Response& r) { answered(req, r); };
+    }
     server->on_closed = [alive = std::weak_ptr<Api*>(alive_)](uint64_t conn) {
         if (auto api = alive.lock(); api && *api != nullptr) (*api)->client_gone(conn);
     };
@@ -607,6 +628,18 @@ Response Api::metrics_text() const {
                                         {"too_many_waiters", waiters_refused_},
                                         {"too_many_streams", streams_refused_}})
             out.sample("chorus_http_rejected_total", static_cast<double>(v), {{"reason", reason}});
+        // The access policy's refusals: 401 without a known token, 403 for a token's scope, a
+        // Host or an Origin (http/acl.hpp).
+        for (size_t i = 0; i < kRefusals; ++i) {
+            out.sample("chorus_http_rejected_total", static_cast<double>(access_refused_[i]),
+                       {{"reason", std::string(to_string(static_cast<Refusal>(i)))}});
+        }
+    }
+    if (const AuditLog* audit = info_.audit) {
+        out.counter("chorus_audit_lines_total", "Lines written to the audit log.", audit->lines());
+        out.counter("chorus_audit_failures_total",
+                    "Audit log lines that could not be written (the calls went on).",
+                    audit->failures());
     }
     out.gauge("chorus_http_streams", "Open membership event streams.",
               static_cast<double>(streams_.size()));

@@ -29,6 +29,8 @@
 #include "core/node.hpp"
 #include "daemon/agent.hpp"
 #include "daemon/tasks.hpp"
+#include "http/acl.hpp"
+#include "http/audit.hpp"
 #include "http/metrics.hpp"
 #include "http/server.hpp"
 #include "net/handle.hpp"
@@ -68,6 +70,10 @@ class Api {
                            std::function<void(std::vector<daemon::Agent::KeyringAnswer>)> done)>
             keyring = {};
         Limits limits = {};
+        // Who may call (http/acl.hpp): tokens, or without them the Host and Origin checks.
+        AccessPolicy access = {};
+        // Set: every mutating call and every refusal is written there (http/audit.hpp).
+        AuditLog* audit = nullptr;
     };
 
     Api(uv_loop_t* loop, const daemon::Agent& agent, Info info);
@@ -82,6 +88,12 @@ class Api {
     void client_gone(uint64_t conn);
 
     void handle(const Request& req, Reply reply);
+    // The server's gate: a request refused by the access policy gets its 401 or 403 here,
+    // before its body is read.
+    std::optional<Response> gate(Request& req);
+    // The server answered `req` with `r` (or refused it): the audit log's line.
+    void answered(const Request& req, const Response& r);
+    uint64_t access_refused(Refusal why) const { return access_refused_[static_cast<size_t>(why)]; }
     // A membership change: bumps the index, answers the blocking queries, tells the streams.
     void changed(const MemberEvent& e);
     uint64_t index() const { return index_; }
@@ -112,7 +124,8 @@ class Api {
 
     std::string members_json() const;
     void keyring_call(const Request& req, Reply reply, uint64_t started);
-    void keyring_apply(const wire::KeyringOp& op, Reply reply, uint64_t started);
+    void keyring_apply(const wire::KeyringOp& op, std::string subject, Reply reply,
+                       uint64_t started);
     Response members() const;
     Response self() const;
     Response metrics_text() const;
@@ -137,6 +150,7 @@ class Api {
     std::list<Waiter> waiters_;
     uint64_t waiters_refused_ = 0;
     uint64_t streams_refused_ = 0;
+    std::array<uint64_t, kRefusals> access_refused_{};
     std::vector<Stream> streams_;
     net::Handle<uv_timer_t> heartbeat_;
     std::array<Histogram, kRouteNames.size()> latency_;

@@ -162,6 +162,8 @@ void send_request(Exchange* x, int status) {
         "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: chorus-cli\r\n"
         "Accept: */*\r\nConnection: close\r\n",
         x->request.method, x->request.target, x->host);
+    for (const auto& [name, value] : x->request.headers)
+        out += fmt::format("{}: {}\r\n", name, value);
     if (!x->request.body.empty() || x->request.method == "POST")
         out += fmt::format("Content-Type: application/json\r\nContent-Length: {}\r\n",
                            x->request.body.size());

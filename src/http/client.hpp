@@ -27,6 +27,8 @@ struct ClientRequest {
     std::string method = "GET";
     std::string target = "/";
     std::string body;
+    // More header fields, sent as they are (no CR or LF in them: call() checks).
+    std::vector<std::pair<std::string, std::string>> headers;
     Duration timeout = seconds(10);  // connect to complete response (to the head for streams)
     // Set for a stream: called with body bytes as they arrive instead of collecting them;
     // returning false ends the exchange.

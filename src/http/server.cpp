@@ -116,6 +116,7 @@ struct Server::Conn {
     Server& server;
     uint64_t id;
     std::string client;  // the peer's address without its port; empty until accepted
+    std::string peer;    // and with it
     net::Handle<uv_tcp_t> tcp;
     net::Handle<uv_timer_t> timer;
     llhttp_t parser{};
@@ -123,7 +124,8 @@ struct Server::Conn {
     std::string field, value;
     bool in_value = false;
     size_t header_bytes = 0;
-    std::optional<Response> refusal;  // set by a callback that hit a limit
+    std::optional<Response> refusal;  // set by a callback that hit a limit, or the gate
+    bool gated = false;               // the gate's refusal
     uint64_t request_id = 0;
     uint64_t begun = 0;     // requests whose parsing has started (the next may be under way)
     bool awaiting = false;  // the handler has the request
@@ -238,12 +240,13 @@ void Server::on_connection(uv_stream_t* listener, int status) {
         ++s->stats_.refused;
         return;  // closed as `tcp` goes
     }
-    std::string client;
-    sockaddr_storage peer{};
-    int peer_len = sizeof(peer);
-    if (uv_tcp_getpeername(tcp->get(), reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) {
-        const std::string at = net::Endpoint::from(reinterpret_cast<sockaddr*>(&peer)).str();
+    std::string client, peer;
+    sockaddr_storage addr{};
+    int addr_len = sizeof(addr);
+    if (uv_tcp_getpeername(tcp->get(), reinterpret_cast<sockaddr*>(&addr), &addr_len) == 0) {
+        const std::string at = net::Endpoint::from(reinterpret_cast<sockaddr*>(&addr)).str();
         client = at.substr(0, at.rfind(':'));
+        peer = at;
     }
     if (s->per_client_[client] >= s->limits_.connections_per_client_max) {
         ++s->stats_.refused_per_client;
@@ -254,6 +257,7 @@ void Server::on_connection(uv_stream_t* listener, int status) {
     const uint64_t id = s->next_id_++;
     auto c = std::make_unique<Conn>(*s, id);
     c->client = std::move(client);
+    c->peer = std::move(peer);
     ++s->per_client_[c->client];
     c->tcp = std::move(*tcp);
     c->timer = std::move(*timer);
@@ -268,6 +272,7 @@ void Server::on_connection(uv_stream_t* listener, int status) {
             cn.server.release(cn);
             ++cn.begun;
             cn.req = Request{};
+            cn.req.peer = cn.peer;
             cn.header_bytes = 0;
             cn.field.clear();
             cn.value.clear();
@@ -296,6 +301,13 @@ void Server::on_connection(uv_stream_t* listener, int status) {
             commit_header(cn);
             cn.req.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
             split_target(cn.req);
+            if (cn.server.gate) {
+                if (auto refused = cn.server.gate(cn.req)) {
+                    cn.refusal = std::move(*refused);
+                    cn.gated = true;
+                    return -1;
+                }
+            }
             const Limits& l = cn.server.limits_;
             if ((p->flags & F_CONTENT_LENGTH) != 0 && p->content_length > l.body_bytes_max) {
                 cn.refusal = error_response(413, "body_too_large",
@@ -397,7 +409,9 @@ void Server::feed(Conn& c, const char* data, size_t n) {
     }
     if (c.refusal) {
         Response r = std::move(*c.refusal);
-        (r.status == 431   ? stats_.headers_too_large
+        if (c.gated && on_answered) on_answered(c.req, r);
+        (c.gated           ? stats_.gated
+         : r.status == 431 ? stats_.headers_too_large
          : r.status == 503 ? stats_.busy
                            : stats_.bodies_too_large)++;
         fail(c, std::move(r));
@@ -500,6 +514,7 @@ void Server::answer(uint64_t conn, uint64_t request, Response r) {
     if (found == nullptr) return;
     Conn& c = *found;
     c.awaiting = false;
+    if (on_answered) on_answered(c.req, r);
     write(c, r, c.keep_alive);
     if (!c.keep_alive) return;
     // Ready for the next request: the idle clock runs, and whatever arrived meanwhile is parsed.

@@ -59,6 +59,8 @@ struct Request {
     std::string path;
     std::map<std::string, std::string> query;    // decoded
     std::map<std::string, std::string> headers;  // names lower-cased
+    std::string peer;                            // the client's address and port
+    std::string caller;  // who the gate let in (a token's id), for the audit log
     std::string body;
     // The body parsed, when there is one: the server answers 415 to a body that is not
     // application/json and 400 to one that does not parse, before a handler sees either.
@@ -70,6 +72,7 @@ struct Response {
     std::string body;
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;
+    std::string subject;  // what the call acted on (a task's id), for the audit log; not sent
 };
 
 // {"error": {"code": ..., "message": ...}} with the given status (the API in README.md).
@@ -133,6 +136,7 @@ class Server {
         uint64_t timeouts = 0;
         uint64_t streams = 0;
         uint64_t stream_overflows = 0;  // stream clients dropped for not reading
+        uint64_t gated = 0;             // refused by the gate (counted by its owner too)
     };
 
     static Result<std::unique_ptr<Server>> listen(uv_loop_t* loop, const net::Endpoint& at,
@@ -151,6 +155,13 @@ class Server {
     std::weak_ptr<Server*> handle() const { return self_; }
     // Called with a connection's id when it closes, for whatever waits to answer on it.
     std::function<void(uint64_t conn)> on_closed;
+    // Called once a request's headers have arrived, before its body is read: a response
+    // refuses the request (answered at once, then the connection closes, the body unread); it
+    // may set the request's `caller`.
+    std::function<std::optional<Response>(Request& req)> gate;
+    // Called with each request and the response it gets, as it is sent (the gate's refusals
+    // too; not the 400s and 413s of requests that never reached a handler, nor a stream).
+    std::function<void(const Request& req, const Response& r)> on_answered;
 
     struct Conn;  // one client connection; defined in server.cpp
 

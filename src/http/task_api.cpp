@@ -62,6 +62,7 @@ Response answer_response(const TaskAnswer& a, bool with_payload) {
     Response r;
     r.status = a.status;
     r.body = daemon::dump_json(j);
+    r.subject = a.task->spec.id;
     return r;
 }
 

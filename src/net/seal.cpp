@@ -98,6 +98,27 @@ uint64_t random_u64() {
     return v;
 }
 
+Digest sha256(std::string_view bytes) {
+    Digest d{};
+    unsigned int n = 0;
+    // SHA-256 of bytes in memory cannot fail short of a broken library.
+    EVP_Digest(bytes.data(), bytes.size(), d.data(), &n, EVP_sha256(), nullptr);
+    return d;
+}
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+    std::string out;
+    out.reserve(2 * bytes.size());
+    for (uint8_t b : bytes)
+        out += fmt::format("{:02x}", b);
+    return out;
+}
+
+std::string key_fingerprint(const Key& k) {
+    const Digest d = sha256(std::string_view(reinterpret_cast<const char*>(k.data()), k.size()));
+    return "sha256:" + to_hex(std::span(d).first(4));
+}
+
 std::string key_to_base64(const Key& k) {
     std::array<unsigned char, 4 * ((32 + 2) / 3) + 1> out{};
     const int n = EVP_EncodeBlock(out.data(), k.data(), static_cast<int>(k.size()));

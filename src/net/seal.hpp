@@ -46,6 +46,12 @@ uint64_t random_u64();  // from the same generator: ids an attacker must not gue
 std::string key_to_base64(const Key& k);
 Result<Key> key_from_base64(std::string_view text);
 
+using Digest = std::array<uint8_t, 32>;
+Digest sha256(std::string_view bytes);
+std::string to_hex(std::span<const uint8_t> bytes);
+// "sha256:" and the first 8 hex digits of the key's hash: names a key in logs, safely.
+std::string key_fingerprint(const Key& k);
+
 inline constexpr size_t kSealHeaderBytes = 1 + 16 + 8;
 inline constexpr size_t kSealTagBytes = 16;
 // What sealing adds to a message: the packet budget of a datagram shrinks by this much.

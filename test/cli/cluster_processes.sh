@@ -20,7 +20,7 @@ test_begin
 # http PORT METHOD PATH: the raw response (status line, headers, body).
 http() {
   exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-  printf '%s %s HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 0\r\n\r\n' "$2" "$3" >&3
+  printf '%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n' "$2" "$3" >&3
   cat <&3
   exec 3<&-
 }

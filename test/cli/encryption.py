@@ -86,7 +86,7 @@ def alive_everywhere(names):
 def metric(n, sample):
     host, port = http_at[n].rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as c:
-        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         text = b""
         while chunk := c.recv(65536):
             text += chunk

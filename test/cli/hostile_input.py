@@ -197,7 +197,7 @@ def hostile_http():
             s, j, _ = call(http_at[n], method, path, raw_body=body)
             if s != want or (j or {}).get("error", {}).get("code") != code:
                 fail(f"{n}: {method} {path[:40]} answered {s} {j}, wanted {want} {code}")
-        raw = http_raw(http_at[n], b"GET /v1/x\xff\xfe HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        raw = http_raw(http_at[n], b"GET /v1/x\xff\xfe HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         head, _, body = raw.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 404") or "error" not in json.loads(body):
             fail(f"{n}: a path that is not UTF-8 got {raw[:80]!r}")
@@ -206,7 +206,7 @@ def hostile_http():
     step("HTTP: 1,030 blocking queries that hang up at once")
     n = NAMES[0]
     index = view_index(n)
-    q = f"GET /v1/members?index={index}&wait=5m HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    q = f"GET /v1/members?index={index}&wait=5m HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     socks = []
     for _ in range(1030):
         try:
@@ -224,7 +224,7 @@ def hostile_http():
 
     step("HTTP: 20 keep-alive connections each sending a 1 MiB body")
     body = b'{"pad":"' + b"x" * ((1 << 20) - 20) + b'"}'
-    req = (b"POST /v1/self HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    req = (b"POST /v1/self HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
     keep = []
     for _ in range(20):

@@ -148,7 +148,7 @@ slow2=$(submit a "$key" sleep '{"ms":60000}')
 slow3=$(submit a "$key" sleep '{"ms":60000}')
 [ -n "$slow2" ] && [ -n "$slow3" ] || fail "the other candidates did not take a slow task each"
 body='{"key":"hot-key","type":"echo"}'
-resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n$body")
+resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${#body}\r\n\r\n$body")
 grep -q "^HTTP/1.1 503" <<< "$resp" && grep -qi "^Retry-After: 1" <<< "$resp" ||
   fail "all candidates full, but: $resp"
 for t in "$slow" "$slow2" "$slow3"; do
@@ -191,10 +191,10 @@ step "bad input"
 out=$("$chorus" submit --http "$(at a)" --key k --type nope 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "no handler named 'nope'" <<< "$out" && grep -q "(422)" <<< "$out" ||
   fail "unknown type: $rc $out"
-resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"key\":1,")
+resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"key\":1,")
 grep -q "^HTTP/1.1 400" <<< "$resp" && grep -q bad_json <<< "$resp" || fail "bad JSON: $resp"
 # Headers announce 2 MiB; the answer comes before a byte of the body is sent.
-resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
+resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2097152\r\n\r\n")
 grep -q "^HTTP/1.1 413" <<< "$resp" || fail "oversized payload: $resp"
 out=$("$chorus" task --http "$(at a)" 0123456789abcdef-nothing 2>&1); rc=$?
 [ $rc -eq 1 ] && grep -q "(404)" <<< "$out" || fail "unknown id: $rc $out"
@@ -250,7 +250,7 @@ done
 step "  ${#keys[@]} tasks for $victim's keys ran on other candidates, none failed"
 if command -v promtool > /dev/null; then
   exec 3<> "/dev/tcp/127.0.0.1/$(hport 0)"
-  printf 'GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n' >&3
+  printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
   sed '1,/^\r$/d' <&3 > "$dir/metrics.txt"
   exec 3<&-
   grep -q '^chorus_task_forward_duration_seconds_count [1-9]' "$dir/metrics.txt" ||

@@ -205,11 +205,11 @@ int main(int argc, char** argv) {
     // ---- HTTP: a task posted with the client's own id, then read back by its full id.
     const std::string body = R"({"key": "k", "type": "echo", "payload": [1], "id": "nightly-17"})";
     const std::string id = spec("k", "nightly-17", "", "").id;
-    std::string conversation = "POST /v1/tasks HTTP/1.1\r\nHost: x\r\n";
+    std::string conversation = "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     conversation += "Content-Type: application/json\r\n";
     conversation += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    conversation += "GET /v1/tasks/" + id + "?wait=100ms HTTP/1.1\r\nHost: x\r\n\r\n";
-    conversation += "DELETE /v1/tasks/" + id + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    conversation += "GET /v1/tasks/" + id + "?wait=100ms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    conversation += "DELETE /v1/tasks/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     write(out / "http", "post_then_get_by_id", {conversation.begin(), conversation.end()});
 
     std::printf("seeds written under %s\n", out.c_str());

@@ -22,7 +22,7 @@ namespace {
 // An HTTP/1.1 request that closes the connection once answered.
 std::string request(std::string_view method, std::string_view target, std::string_view body) {
     std::string r = std::string(method) + " " + std::string(target) +
-                    " HTTP/1.1\r\nHost: fuzz\r\nConnection: close\r\n";
+                    " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
     if (!body.empty()) {
         r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
              "\r\n";

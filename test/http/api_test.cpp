@@ -51,7 +51,7 @@ struct Node1 {
     // GET `target`; returns the raw response once complete (the client asks to close).
     std::string get(const std::string& target, const std::string& method = "GET") {
         RawClient c(loop.get(), server->local());
-        c.send(method + " " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        c.send(method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
         REQUIRE(loop.run_until([&] { return c.closed; }));
         return c.received;
     }
@@ -84,14 +84,14 @@ TEST_CASE("a blocking query waits for a change past its index, or for its wait t
     // Nothing changes: the query answers when its wait ends, with the same index.
     RawClient quiet(n.loop.get(), n.server->local());
     quiet.send("GET /v1/members?index=" + std::to_string(index) +
-               "&wait=200ms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+               "&wait=200ms HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 1; }));
     REQUIRE(n.loop.run_until([&] { return quiet.closed; }));
     REQUIRE(nlohmann::json::parse(chorus::test::last_body(quiet.received))["index"] == index);
     // A change answers it at once.
     RawClient waiting(n.loop.get(), n.server->local());
     waiting.send("GET /v1/members?index=" + std::to_string(index) +
-                 "&wait=60s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                 "&wait=60s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 1; }));
     auto b = n.peer("b");
     REQUIRE(n.loop.run_until([&] { return waiting.closed; }, 5'000));
@@ -103,7 +103,7 @@ TEST_CASE("a blocking query waits for a change past its index, or for its wait t
 TEST_CASE("an event stream sends a snapshot, then one event per change") {
     Node1 n;
     RawClient stream(n.loop.get(), n.server->local());
-    stream.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.send("GET /v1/members/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return stream.count("event: snapshot") == 1; }));
     REQUIRE_THAT(stream.received, Catch::StartsWith("HTTP/1.1 200 OK") &&
                                       Catch::Contains("Content-Type: text/event-stream") &&
@@ -141,7 +141,7 @@ TEST_CASE("a stream whose client does not read is dropped once its backlog is fu
                              })
             .value();
     RawClient c(loop.get(), server->local());
-    c.send("GET /s HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send("GET /s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     REQUIRE(loop.run_until([&] { return kept.open(); }));
     REQUIRE(kept.write("small"));
     // Writes go to the kernel first; only what it will not take counts as backlog, so keep
@@ -262,7 +262,7 @@ TEST_CASE("blocking queries past the limit get 429 with Retry-After, and leaving
     l.waiters_max = 2;
     Node1 n({}, with_limits(l));
     const std::string query = "GET /v1/members?index=" + std::to_string(index_of(n)) +
-                              "&wait=5m HTTP/1.1\r\nHost: x\r\n\r\n";
+                              "&wait=5m HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     auto first = std::make_unique<RawClient>(n.loop.get(), n.server->local());
     auto second = std::make_unique<RawClient>(n.loop.get(), n.server->local());
     first->send(query);
@@ -291,7 +291,7 @@ TEST_CASE("a blocking query waits at most wait_max, whatever it asks") {
     Node1 n({}, with_limits(l));
     RawClient c(n.loop.get(), n.server->local());
     c.send("GET /v1/members?index=" + std::to_string(index_of(n)) +
-           "&wait=10m HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+           "&wait=10m HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return n.api->waiting() == 1; }));
     // Ten minutes asked; the cap answers it well within this test's deadline.
     REQUIRE(n.loop.run_until([&] { return c.closed; }, 5'000));
@@ -305,10 +305,10 @@ TEST_CASE(
     l.heartbeat_ms = 50;
     Node1 n({}, with_limits(l));
     auto first = std::make_unique<RawClient>(n.loop.get(), n.server->local());
-    first->send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    first->send("GET /v1/members/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return first->count(": heartbeat") >= 2; }));
     RawClient second(n.loop.get(), n.server->local());
-    second.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    second.send("GET /v1/members/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return second.closed; }));
     REQUIRE_THAT(second.received, Catch::StartsWith("HTTP/1.1 429 ") &&
                                       Catch::Contains("Retry-After: 1\r\n") &&
@@ -317,7 +317,7 @@ TEST_CASE(
     first.reset();
     REQUIRE(n.loop.run_until([&] { return n.api->streaming() == 0; }));
     RawClient third(n.loop.get(), n.server->local());
-    third.send("GET /v1/members/stream HTTP/1.1\r\nHost: x\r\n\r\n");
+    third.send("GET /v1/members/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     REQUIRE(n.loop.run_until([&] { return third.count("event: snapshot") == 1; }));
 }
 
@@ -332,7 +332,7 @@ TEST_CASE("/v1/keyring refuses what it cannot do, with codes") {
     const auto post = [&](const std::string& body) {
         RawClient c(n.loop.get(), n.server->local());
         c.send(
-            fmt::format("POST /v1/keyring HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            fmt::format("POST /v1/keyring HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                         "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
                         body.size(), body));
         REQUIRE(n.loop.run_until([&] { return c.closed; }));
@@ -349,4 +349,63 @@ TEST_CASE("/v1/keyring refuses what it cannot do, with codes") {
     REQUIRE_THAT(post(R"({"op": "use", "key": "abc"})"),
                  Catch::StartsWith("HTTP/1.1 400 ") && Catch::Contains("bad_key"));
     REQUIRE_THAT(n.get("/v1/keyring", "DELETE"), Catch::StartsWith("HTTP/1.1 405 "));
+}
+
+TEST_CASE("with tokens, a call without one gets 401 before its body is read, and is counted") {
+    auto admin = http::new_token("ops", http::Scope::admin).value();
+    auto reader = http::new_token("dash", http::Scope::read).value();
+    http::Api::Info info{"local", "test", {}};
+    info.access.acl =
+        http::Acl::parse(R"({"tokens": [)" + admin.entry + "," + reader.entry + "]}").value();
+    Node1 n({}, std::move(info));
+    // Headers announcing a large body, and no body: the answer comes anyway, and the
+    // connection closes with the body unread.
+    RawClient c(n.loop.get(), n.server->local());
+    c.send(
+        "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        "Content-Length: 500000\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return c.closed; }));
+    REQUIRE_THAT(c.received, Catch::StartsWith("HTTP/1.1 401 ") &&
+                                 Catch::Contains("missing_token") &&
+                                 Catch::Contains("WWW-Authenticate: Bearer"));
+    CHECK(n.server->bodies_bytes() == 0);
+    CHECK(n.api->access_refused(http::Refusal::missing_token) == 1);
+
+    const auto call = [&](const std::string& method, const std::string& path,
+                          const std::string& secret) {
+        RawClient k(n.loop.get(), n.server->local());
+        k.send(method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+               "Authorization: Bearer " + secret + "\r\n\r\n");
+        REQUIRE(n.loop.run_until([&] { return k.closed; }));
+        return k.received;
+    };
+    CHECK_THAT(call("GET", "/v1/members", reader.secret), Catch::StartsWith("HTTP/1.1 200 "));
+    CHECK_THAT(call("POST", "/v1/leave", reader.secret),
+               Catch::StartsWith("HTTP/1.1 403 ") && Catch::Contains("scope"));
+    CHECK_THAT(call("GET", "/v1/members", "wrong"), Catch::StartsWith("HTTP/1.1 401 "));
+    // Health answers anyone; metrics count the refusals by reason.
+    CHECK_THAT(n.get("/v1/health"), !Catch::StartsWith("HTTP/1.1 401 "));
+    const std::string metrics = call("GET", "/metrics", admin.secret);
+    CHECK_THAT(metrics,
+               Catch::Contains(R"(chorus_http_rejected_total{reason="missing_token"} 1)") &&
+                   Catch::Contains(R"(chorus_http_rejected_total{reason="scope"} 1)") &&
+                   Catch::Contains(R"(chorus_http_rejected_total{reason="bad_token"} 1)"));
+}
+
+TEST_CASE("without tokens, a page on another site cannot make the agent leave") {
+    bool leaving = false;
+    Node1 n({}, http::Api::Info{"local", "test", [&](std::function<void()>) { leaving = true; }});
+    RawClient c(n.loop.get(), n.server->local());
+    c.send(
+        "POST /v1/leave HTTP/1.1\r\nHost: 127.0.0.1:7980\r\nOrigin: http://evil.example\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return c.closed; }));
+    CHECK_THAT(c.received, Catch::StartsWith("HTTP/1.1 403 ") && Catch::Contains("cross_origin"));
+    RawClient d(n.loop.get(), n.server->local());
+    d.send(
+        "POST /v1/leave HTTP/1.1\r\nHost: evil.example:7980\r\nContent-Length: 0\r\n"
+        "Connection: close\r\n\r\n");
+    REQUIRE(n.loop.run_until([&] { return d.closed; }));
+    CHECK_THAT(d.received, Catch::StartsWith("HTTP/1.1 403 ") && Catch::Contains("bad_host"));
+    CHECK_FALSE(leaving);
 }

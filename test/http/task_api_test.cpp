@@ -127,7 +127,7 @@ struct Cluster {
     // `n` clients send the same request at once; their replies, in client order.
     std::vector<Reply> calls_at_once(size_t at, const std::string& method,
                                      const std::string& target, const std::string& body, size_t n) {
-        std::string head = method + " " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n";
+        std::string head = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
         if (!body.empty()) {
             head +=
                 "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
@@ -260,7 +260,7 @@ TEST_CASE("a client that hangs up while it waits for a task lets go of the wait,
     const std::string body = slow.dump();
     auto poster = std::make_unique<RawClient>(c.loop.get(), c.members[0]->server->local());
     poster->send(
-        "POST /v1/tasks?wait=5m HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "POST /v1/tasks?wait=5m HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
         "application/json\r\nContent-Length: " +
         std::to_string(body.size()) + "\r\n\r\n" + body);
     daemon::TaskService& tasks = *c.members[0]->tasks;
@@ -269,7 +269,7 @@ TEST_CASE("a client that hangs up while it waits for a task lets go of the wait,
     REQUIRE(again.status == 202);
     const std::string id = again.body["id"];
     auto reader = std::make_unique<RawClient>(c.loop.get(), c.members[0]->server->local());
-    reader->send("GET /v1/tasks/" + id + "?wait=5m HTTP/1.1\r\nHost: x\r\n\r\n");
+    reader->send("GET /v1/tasks/" + id + "?wait=5m HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     REQUIRE(c.loop.run_until([&] { return tasks.waiting() == 2; }));
     // Both go: their waits end now, not in five minutes; the task they asked for runs on.
     poster.reset();
