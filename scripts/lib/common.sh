@@ -11,6 +11,7 @@ CHORUS_PACKAGES=(
   cmake ninja-build g++ pkg-config
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
   catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev libssl-dev
+  util-linux  # prlimit: an exec handler's resource limits
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs

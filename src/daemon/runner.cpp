@@ -2,7 +2,14 @@
 
 #include "core/text.hpp"
 
+#include <grp.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <charconv>
 #include <csignal>
+#include <cstdlib>
 #include <optional>
 
 #include <fmt/format.h>
@@ -11,13 +18,77 @@
 #include "daemon/json.hpp"
 #include "net/write.hpp"
 
-extern char** environ;
-
 namespace chorus::daemon {
 
 std::map<std::string, HandlerSpec> default_handlers() {
-    return {{"echo", HandlerSpec{HandlerSpec::Kind::builtin, "echo", {}, {}}},
-            {"sleep", HandlerSpec{HandlerSpec::Kind::builtin, "sleep", {}, {}}}};
+    return {{"echo", HandlerSpec::built_in("echo")}, {"sleep", HandlerSpec::built_in("sleep")}};
+}
+
+HandlerSpec HandlerSpec::built_in(std::string name) {
+    HandlerSpec h;
+    h.builtin = std::move(name);
+    return h;
+}
+
+HandlerSpec HandlerSpec::command(std::vector<std::string> argv) {
+    HandlerSpec h;
+    h.kind = Kind::exec;
+    h.argv = std::move(argv);
+    return h;
+}
+
+HandlerSpec HandlerSpec::post_to(std::string url) {
+    HandlerSpec h;
+    h.kind = Kind::http;
+    h.url = std::move(url);
+    return h;
+}
+
+std::vector<std::string> default_exec_env() {
+    return {"PATH", "LANG", "LC_ALL", "TZ"};
+}
+
+namespace {
+
+std::optional<uint32_t> as_number(const std::string& text) {
+    uint32_t n = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+    return n;
+}
+
+}  // namespace
+
+Result<uint32_t> resolve_user(const std::string& user) {
+    if (auto n = as_number(user)) return *n;
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return Error{"bad_config", fmt::format("no user named {}", log_quote(user))};
+    }
+    return static_cast<uint32_t>(pw.pw_uid);
+}
+
+Result<uint32_t> resolve_group(const std::string& name) {
+    if (auto n = as_number(name)) return *n;
+    group gr{};
+    group* found = nullptr;
+    std::vector<char> buf(16384);
+    if (getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return Error{"bad_config", fmt::format("no group named {}", log_quote(name))};
+    }
+    return static_cast<uint32_t>(gr.gr_gid);
+}
+
+std::optional<uint32_t> primary_group(uint32_t uid) {
+    passwd pw{};
+    passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
+        return std::nullopt;
+    }
+    return static_cast<uint32_t>(pw.pw_gid);
 }
 
 Status check_handler(const std::string& name, const HandlerSpec& spec) {
@@ -36,11 +107,18 @@ Status check_handler(const std::string& name, const HandlerSpec& spec) {
                     fmt::format("builtin '{}' is unknown; there are echo and sleep", spec.builtin));
             }
             break;
-        case HandlerSpec::Kind::exec:
+        case HandlerSpec::Kind::exec: {
             if (spec.argv.empty() || spec.argv[0].empty()) {
                 return bad("exec needs argv, a non-empty array whose first element is the program");
             }
+            struct stat st {};
+            if (!spec.dir.empty() && (!spec.dir.starts_with('/') ||
+                                      stat(spec.dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))) {
+                return bad(fmt::format("dir {} must be an absolute path to a directory",
+                                       log_quote(spec.dir)));
+            }
             break;
+        }
         case HandlerSpec::Kind::http: {
             const std::string_view url = spec.url;
             constexpr std::string_view scheme = "http://";
@@ -56,6 +134,22 @@ Status check_handler(const std::string& name, const HandlerSpec& spec) {
             }
             break;
         }
+    }
+    return Ok{};
+}
+
+Status check_exec_user(const std::string& name, const HandlerSpec& spec, uint32_t euid) {
+    if (spec.kind != HandlerSpec::Kind::exec) return Ok{};
+    const auto bad = [&](std::string what) {
+        return Error{"bad_config", fmt::format("handlers.{}: {}", name, what)};
+    };
+    if (euid == 0 && !spec.uid) {
+        return bad(
+            "the agent runs as root, and so would this command: give the handler a \"user\" "
+            "to run it as (such as \"nobody\"), or \"user\": \"root\" if it must be root");
+    }
+    if (euid != 0 && ((spec.uid && *spec.uid != euid) || (spec.gid && *spec.gid != getegid()))) {
+        return bad("only an agent running as root can run a command as another user or group");
     }
     return Ok{};
 }
@@ -309,16 +403,30 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     run.in = pipe();
     run.out = pipe();
     run.err = pipe();
+    // With limits, prlimit(1) sets them on itself and then becomes the command.
+    std::vector<std::string> argv;
+    if (const ExecLimits& l = handler.limits; l.any()) {
+        argv.push_back(kPrlimit);
+        for (const auto& [flag, value] : {std::pair{"--cpu", l.cpu_s},
+                                          {"--as", l.as_bytes},
+                                          {"--nofile", l.nofile},
+                                          {"--nproc", l.nproc}}) {
+            if (value != 0) argv.push_back(fmt::format("{}={}:{}", flag, value, value));
+        }
+        argv.push_back("--");
+    }
+    argv.insert(argv.end(), handler.argv.begin(), handler.argv.end());
     std::vector<char*> args;
-    for (const auto& a : handler.argv)
+    for (const auto& a : argv)
         args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    // The environment is the agent's, plus which task this is.
+    // The environment: the variables the handler allows from the agent's, and which task this
+    // is. Nothing else the agent was given reaches the command.
     std::vector<std::string> env_strings = {"CHORUS_TASK_ID=" + spec.id,
                                             "CHORUS_TASK_KEY=" + spec.key};
-    for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-        if (std::string_view(*e).starts_with("CHORUS_TASK_")) continue;
-        env_strings.emplace_back(*e);
+    for (const std::string& name : handler.env) {
+        if (name.starts_with("CHORUS_TASK_")) continue;
+        if (const char* v = std::getenv(name.c_str())) env_strings.push_back(name + "=" + v);
     }
     std::vector<char*> env;
     for (auto& e : env_strings)
@@ -326,8 +434,20 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     env.push_back(nullptr);
 
     uv_stdio_container_t stdio[3];
-    stdio[0].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_READABLE_PIPE);
-    stdio[0].data.stream = reinterpret_cast<uv_stream_t*>(run.in.get());
+    // stdin is an OS pipe, not the socket pair libuv makes for UV_CREATE_PIPE: bash reads
+    // ~/.bashrc when its stdin is a socket (it takes itself for a command run by sshd), which
+    // would run the user's shell setup (pyenv, prompts) before every bash handler.
+    uv_file stdin_fds[2];
+    if (const int rc = uv_pipe(stdin_fds, 0, UV_NONBLOCK_PIPE); rc != 0) {
+        run.in.reset();
+        run.out.reset();
+        run.err.reset();
+        run.settle(failure(TaskState::failed, fmt::format("could not make a pipe for {}: {}",
+                                                          handler.argv[0], uv_strerror(rc))));
+        return;
+    }
+    stdio[0].flags = UV_INHERIT_FD;
+    stdio[0].data.fd = stdin_fds[0];
     stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
     stdio[1].data.stream = reinterpret_cast<uv_stream_t*>(run.out.get());
     stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
@@ -338,9 +458,19 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     o.env = env.data();
     o.stdio_count = 3;
     o.stdio = stdio;
+    o.cwd = handler.dir.empty() ? nullptr : handler.dir.c_str();
     // Detached: setsid(), so the command leads its own process group and a kill reaches every
-    // process it started.
+    // process it started. Its user and group are set in the child before exec; libuv drops the
+    // supplementary groups with them (setgroups(0)).
     o.flags = UV_PROCESS_DETACHED;
+    if (handler.uid) {
+        o.flags |= UV_PROCESS_SETUID;
+        o.uid = *handler.uid;
+    }
+    if (handler.gid) {
+        o.flags |= UV_PROCESS_SETGID;
+        o.gid = *handler.gid;
+    }
     o.exit_cb = [](uv_process_t* p, int64_t status, int signal) {
         auto* r = static_cast<Run*>(p->data);
         if (r == nullptr) return;
@@ -356,6 +486,10 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     const int rc = uv_spawn(loop_, proc, &o);
     run.process = net::Handle<uv_process_t>(proc);  // initialised even on failure; closed by RAII
     proc->data = &run;
+    ::close(stdin_fds[0]);  // the child's end: it has its own now
+    // Ours, as a stream (closed with the handle); if it cannot be, the command sees its end.
+    const bool writable = rc == 0 && uv_pipe_open(run.in.get(), stdin_fds[1]) == 0;
+    if (!writable) ::close(stdin_fds[1]);
     if (rc != 0) {
         run.process.reset();
         run.in.reset();
@@ -371,16 +505,20 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     // pipe does not take at once waits in a request that owns its bytes: the run may be gone
     // before libuv is done with it. A command that does not read its stdin makes the write fail
     // with EPIPE; that is its business.
-    auto* in = reinterpret_cast<uv_stream_t*>(run.in.get());
-    (void)net::write_bytes(in, spec.payload + "\n", [](uv_stream_t*, int) {});
-    auto* shut = new uv_shutdown_t{};
-    if (uv_shutdown(shut, in, [](uv_shutdown_t* req, int) {
-            auto* r = static_cast<Run*>(req->handle->data);
-            delete req;
-            if (r != nullptr) r->in.reset();
-        }) != 0) {
-        delete shut;
+    if (!writable) {
         run.in.reset();
+    } else {
+        auto* in = reinterpret_cast<uv_stream_t*>(run.in.get());
+        (void)net::write_bytes(in, spec.payload + "\n", [](uv_stream_t*, int) {});
+        auto* shut = new uv_shutdown_t{};
+        if (uv_shutdown(shut, in, [](uv_shutdown_t* req, int) {
+                auto* r = static_cast<Run*>(req->handle->data);
+                delete req;
+                if (r != nullptr) r->in.reset();
+            }) != 0) {
+            delete shut;
+            run.in.reset();
+        }
     }
 
     for (auto* p : {run.out.get(), run.err.get()}) {

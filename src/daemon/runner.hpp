@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,18 +29,60 @@
 
 namespace chorus::daemon {
 
+// What an exec handler's command may use, set with prlimit(1) before it starts (util-linux:
+// the limits apply from its first instruction, and to whatever it starts). 0 leaves the
+// agent's own limit.
+struct ExecLimits {
+    uint64_t cpu_s = 0;     // RLIMIT_CPU: seconds of CPU time, then it is killed
+    uint64_t as_bytes = 0;  // RLIMIT_AS: address space
+    uint64_t nofile = 0;    // RLIMIT_NOFILE: open files
+    uint64_t nproc = 0;     // RLIMIT_NPROC: processes of its user
+    bool any() const { return cpu_s != 0 || as_bytes != 0 || nofile != 0 || nproc != 0; }
+};
+
+// util-linux's prlimit, which runs a command under the limits it is given.
+inline constexpr const char* kPrlimit = "/usr/bin/prlimit";
+
+// The environment variables an exec handler's command gets from the agent's when its handler
+// names none: enough to find programs and read text, and nothing the agent was given.
+std::vector<std::string> default_exec_env();
+
 struct HandlerSpec {
     enum class Kind : uint8_t { builtin, exec, http };
     Kind kind = Kind::builtin;
     std::string builtin;            // echo, sleep
     std::vector<std::string> argv;  // exec: argv[0] is the program (a path, or found in PATH)
     std::string url;                // http: http://ip:port/path
+    // exec, least privilege: the user and group it runs as (names or numbers, resolved into
+    // uid and gid when the config is read; unset: the agent's), the agent's environment
+    // variables it gets (CHORUS_TASK_ID and CHORUS_TASK_KEY always), its working directory
+    // (empty: the agent's) and its resource limits.
+    std::string user, group;
+    std::optional<uint32_t> uid, gid;
+    std::vector<std::string> env = default_exec_env();
+    std::string dir;
+    ExecLimits limits;
+
+    static HandlerSpec built_in(std::string name);
+    static HandlerSpec command(std::vector<std::string> argv);
+    static HandlerSpec post_to(std::string url);
 };
+
+// Reads a user or group, by name or number, into its id; errors say which was not found.
+Result<uint32_t> resolve_user(const std::string& user);
+Result<uint32_t> resolve_group(const std::string& group);
+// The primary group of a user id, for a handler that names a user and no group.
+std::optional<uint32_t> primary_group(uint32_t uid);
 
 // Handler names to specs; `echo` and `sleep` are there with no configuration at all.
 std::map<std::string, HandlerSpec> default_handlers();
-// Checks a spec (argv non-empty, URL shape, a known built-in); the error names what to fix.
+// Checks a spec (argv non-empty, URL shape, a known built-in, an absolute working directory
+// that is there); the error names what to fix.
 Status check_handler(const std::string& name, const HandlerSpec& spec);
+// Who an exec handler's command may run as, for an agent running as `euid`. Under root (0) it
+// must name its user: running commands as root takes saying "user": "root". Otherwise it may
+// name no user or group but the agent's own (switching takes root).
+Status check_exec_user(const std::string& name, const HandlerSpec& spec, uint32_t euid);
 
 struct RunnerLimits {
     size_t output_bytes_max = 1u << 20;  // stdout or an HTTP body; beyond it the task fails

@@ -1,5 +1,7 @@
 #include "daemon/settings.hpp"
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -325,17 +327,81 @@ std::string default_text(const SettingSpec& spec) {
         spec.field);
 }
 
+namespace {
+
+// An exec handler's least-privilege fields beside "exec": user, group, env, dir, limits.
+Status apply_exec_fields(HandlerSpec& h, const std::string& field, const nlohmann::json& value) {
+    for (const auto& [key, v] : value.items()) {
+        const std::string at = field + "." + key;
+        if (key == "exec") continue;
+        if (key == "user" || key == "group" || key == "dir") {
+            if (!v.is_string() || v.get<std::string>().empty()) {
+                return bad(at, "must be a non-empty string");
+            }
+            const std::string text = v.get<std::string>();
+            if (key == "dir") {
+                h.dir = text;
+            } else if (key == "user") {
+                auto uid = resolve_user(text);
+                if (!uid) return bad(at, uid.error().message);
+                h.user = text;
+                h.uid = *uid;
+            } else {
+                auto gid = resolve_group(text);
+                if (!gid) return bad(at, gid.error().message);
+                h.group = text;
+                h.gid = *gid;
+            }
+        } else if (key == "env") {
+            if (!v.is_array() ||
+                !std::all_of(v.begin(), v.end(), [](const auto& x) { return x.is_string(); })) {
+                return bad(at, R"(must be an array of variable names, such as ["PATH", "LANG"])");
+            }
+            h.env = v.get<std::vector<std::string>>();
+            for (const std::string& name : h.env) {
+                if (name.empty() || name.find('=') != std::string::npos || !clean_text(name)) {
+                    return bad(at, fmt::format("{} is not a variable name", log_quote(name)));
+                }
+            }
+        } else if (key == "limits") {
+            if (!v.is_object()) return bad(at, "must be an object");
+            const std::pair<const char*, uint64_t*> fields[] = {{"cpu_s", &h.limits.cpu_s},
+                                                                {"as_bytes", &h.limits.as_bytes},
+                                                                {"nofile", &h.limits.nofile},
+                                                                {"nproc", &h.limits.nproc}};
+            for (const auto& [name, n] : v.items()) {
+                const auto f = std::find_if(std::begin(fields), std::end(fields),
+                                            [&](const auto& x) { return name == x.first; });
+                if (f == std::end(fields)) {
+                    return bad(at + "." + name, "is not a limit (cpu_s, as_bytes, nofile, nproc)");
+                }
+                if (!n.is_number_unsigned() || n.get<uint64_t>() == 0) {
+                    return bad(at + "." + name, "must be a positive whole number");
+                }
+                *f->second = n.get<uint64_t>();
+            }
+        } else {
+            return bad(at, "is not an exec handler field (exec, user, group, env, dir, limits)");
+        }
+    }
+    if (h.uid && !h.gid) h.gid = primary_group(*h.uid);
+    return Ok{};
+}
+
+}  // namespace
+
 Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
     if (!j.is_object()) return bad("handlers", "must be an object of handler names");
     for (const auto& [name, value] : j.items()) {
         const std::string field = "handlers." + name;
-        if (!value.is_object() || value.size() != 1) {
+        const bool exec = value.is_object() && value.contains("exec");
+        if (!value.is_object() || (!exec && value.size() != 1)) {
             return bad(field, R"(must be {"exec": ["/path/to/program", "arg"]}, )"
                               R"({"http": "http://127.0.0.1:8080/path"} or {"builtin": "echo"})");
         }
         HandlerSpec h;
-        const std::string kind = value.begin().key();
-        const nlohmann::json& arg = value.begin().value();
+        const std::string kind = exec ? "exec" : value.begin().key();
+        const nlohmann::json& arg = value[kind];
         if (kind == "exec") {
             if (!arg.is_array() || arg.empty() ||
                 !std::all_of(arg.begin(), arg.end(), [](const auto& x) { return x.is_string(); })) {
@@ -343,6 +409,7 @@ Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
             }
             h.kind = HandlerSpec::Kind::exec;
             h.argv = arg.get<std::vector<std::string>>();
+            if (auto st = apply_exec_fields(h, field, value); !st) return st;
         } else if (kind == "http" || kind == "builtin") {
             if (!arg.is_string()) return bad(field + "." + kind, "must be a string");
             h.kind = kind == "http" ? HandlerSpec::Kind::http : HandlerSpec::Kind::builtin;
@@ -357,7 +424,7 @@ Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
     return Ok{};
 }
 
-Result<AgentOptions> to_agent_options(const Settings& s) {
+Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t> euid) {
     AgentOptions o;
     auto profile = Config::profile(s.profile);
     if (!profile) return bad("profile", "must be lan, wan or local");
@@ -463,7 +530,7 @@ Result<AgentOptions> to_agent_options(const Settings& s) {
     o.identity.name = Name(s.name);
     o.identity.http = Name(http->str());
     o.retry_join_attempts = s.retry_join;
-    if (auto st = s.tasks.validate(); !st) return st.error();
+    if (auto st = s.tasks.validate(euid.value_or(geteuid())); !st) return st.error();
     o.task_limits = s.tasks.limits;
     // A dial to a peer that never answers is given up as a forwarded task would be, so
     // forwarding, copies and joins fail over within forward_timeout.

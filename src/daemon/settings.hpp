@@ -113,7 +113,9 @@ Status add_tag(Settings& s, const std::string& kv);
 // {"builtin": "echo"}}; echo and sleep stay unless redefined.
 Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j);
 
-// Checks every field and builds the agent's options.
-Result<AgentOptions> to_agent_options(const Settings& s);
+// Checks every field and builds the agent's options. `euid` is who the agent runs as (unset:
+// this process's effective user), for the rule on exec handlers under root.
+Result<AgentOptions> to_agent_options(const Settings& s,
+                                      std::optional<uint32_t> euid = std::nullopt);
 
 }  // namespace chorus::daemon

@@ -21,13 +21,14 @@ std::set<std::string> names_of(const std::map<std::string, HandlerSpec>& handler
 
 }  // namespace
 
-Status TaskOptions::validate() const {
+Status TaskOptions::validate(uint32_t euid) const {
     if (auto s = TaskNodeConfig::validate(); !s) return s;
     if (backlog_bytes_max == 0) {
         return Error{"bad_config", "backlog_bytes_max: must be at least 1"};
     }
     for (const auto& [name, spec] : handlers) {
         if (auto s = check_handler(name, spec); !s) return s;
+        if (auto s = check_exec_user(name, spec, euid); !s) return s;
     }
     return Ok{};
 }

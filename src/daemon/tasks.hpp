@@ -35,7 +35,8 @@ struct TaskOptions : TaskNodeConfig {
     // dial is given up and what waited on it fails over (a peer that never answers a SYN).
     size_t backlog_bytes_max = 16u << 20;
 
-    Status validate() const;
+    // `euid`: who the agent runs as (check_handler's rule for exec handlers under root).
+    Status validate(uint32_t euid) const;
 };
 
 struct TaskServiceStats : TaskNodeStats {

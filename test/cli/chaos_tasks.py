@@ -28,6 +28,7 @@ Only the processes it started are ended, by PID, however the test ends (SIGTERM 
 import http.client
 import json
 import os
+import pwd
 import random
 import shutil
 import signal
@@ -115,7 +116,8 @@ def main():
         script = ('read -r p; echo "$CHORUS_TASK_ID" >> ' + executions +
                   '; ms=${p//[!0-9]/}; sleep "0.$(printf %03d "$ms")"')
         json.dump({"tasks": {"capacity": 8, "queue_max": 4096, "copy_check_ms": 1000},
-                   "handlers": {"work": {"exec": ["/bin/bash", "-c", script]}}}, f)
+                   "handlers": {"work": {"exec": ["/bin/bash", "-c", script],
+                                         "user": pwd.getpwuid(os.geteuid()).pw_name}}}, f)
     for i in range(NODES):
         start(i)
     deadline = time.time() + 60

@@ -31,6 +31,10 @@ bind=() http=()
 hport() { echo "${http[$1]##*:}"; }
 # A sleep no other process on the machine runs: the hung command's child, found by pgrep.
 marker="29.$$"
+me="$(id -un)"  # exec handlers run as the user running the test (under root, they must name one)
+# Under root, one handler drops to nobody: the command runs as that user, under its limit,
+# with no environment but its task's id and key.
+confined_user=$([ "$(id -u)" -eq 0 ] && echo nobody || echo "$me")
 # The http handlers post to the API of an agent of a cluster of its own: a real HTTP server
 # that answers 202 and 404, and whose address is known before the config naming it is written.
 # A cluster of one keeps no copies (replicas 1), or it would refuse every task.
@@ -47,11 +51,15 @@ cat > "$dir/agent.json" <<EOF
 {
   "tasks": {"capacity": 1, "queue_max": 0, "phi_route": 1000000},
   "handlers": {
-    "checksum": {"exec": ["$examples/handlers/checksum.sh"]},
-    "broken": {"exec": ["/bin/sh", "-c", "echo something broke >&2; exit 3"]},
-    "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"]},
+    "checksum": {"exec": ["$examples/handlers/checksum.sh"], "user": "$me"},
+    "broken": {"exec": ["/bin/sh", "-c", "echo something broke >&2; exit 3"], "user": "$me"},
+    "hang": {"exec": ["/bin/sh", "-c", "sleep $marker & wait"], "user": "$me"},
     "whoami": {"exec": ["/bin/sh", "-c",
-               "printf '{\"id\":\"%s\",\"key\":\"%s\"}' \"\$CHORUS_TASK_ID\" \"\$CHORUS_TASK_KEY\""]},
+               "printf '{\"id\":\"%s\",\"key\":\"%s\"}' \"\$CHORUS_TASK_ID\" \"\$CHORUS_TASK_KEY\""],
+               "user": "$me"},
+    "confined": {"exec": ["/bin/bash", "-c",
+                 "echo \"\$(id -un):\$(ulimit -n):\$(env | grep -cvE '^(CHORUS_TASK_(ID|KEY)|PWD|SHLVL|_)=')\""],
+                 "user": "$confined_user", "env": [], "limits": {"nofile": 32}},
     "hook": {"http": "http://$web/v1/tasks"},
     "hook404": {"http": "http://$web/v1/nowhere"}
   }
@@ -177,6 +185,13 @@ sys.exit(t["state"] != "succeeded" or t["result"] != {"id": t["id"], "key": "env
   fail "whoami: the command did not see its task's id and key: $out"
 step "  checksum succeeded, broken failed with exit 3 and its stderr, hang timed out and was killed"
 step "  whoami saw its task's id and key in CHORUS_TASK_ID and CHORUS_TASK_KEY"
+out=$(submit a confined-1 confined '{}' 20s)
+python3 -c '
+import json, sys
+t = json.loads(sys.argv[1])
+sys.exit(t["state"] != "succeeded" or t["result"] != sys.argv[2] + ":32:0\n")' "$out" "$confined_user" ||
+  fail "confined: the command did not run as $confined_user with 32 files and no variables of the agent: $out"
+step "  confined ran as $confined_user, with at most 32 open files and only its task's variables"
 
 step "http handler: a 2xx body is the result, anything else fails the task"
 out=$(submit c web-1 hook '{"key":"inner","type":"echo"}' 20s)

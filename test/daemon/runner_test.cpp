@@ -1,8 +1,11 @@
 #include "daemon/runner.hpp"
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
@@ -47,7 +50,7 @@ struct Fixture {
 };
 
 HandlerSpec exec(std::vector<std::string> argv) {
-    return HandlerSpec{HandlerSpec::Kind::exec, "", std::move(argv), ""};
+    return HandlerSpec::command(std::move(argv));
 }
 
 // A command that starts a child which would outlive it, writes the child's PID to `file` (in
@@ -182,7 +185,7 @@ TEST_CASE("stopping a running command ends it at once, with every process it sta
 }
 
 TEST_CASE("http posts the payload and takes a 2xx body as the result") {
-    Fixture f({{"hook", HandlerSpec{HandlerSpec::Kind::http, "", {}, "http://127.0.0.1:9/run"}}});
+    Fixture f({{"hook", HandlerSpec::post_to("http://127.0.0.1:9/run")}});
     REQUIRE(f.run("hook", R"({"x":1})").result == R"({"x":1})");
     const auto o = f.run("hook", R"("fail")");
     REQUIRE(o.state == TaskState::failed);
@@ -191,10 +194,113 @@ TEST_CASE("http posts the payload and takes a 2xx body as the result") {
 
 TEST_CASE("handler specs name what to fix") {
     REQUIRE(check_handler("x", exec({})).error().message.find("argv") != std::string::npos);
-    REQUIRE_FALSE(check_handler("x", HandlerSpec{HandlerSpec::Kind::http, "", {}, "ftp://a/b"}));
-    REQUIRE_FALSE(
-        check_handler("x", HandlerSpec{HandlerSpec::Kind::http, "", {}, "http://localhost/"}));
-    REQUIRE(
-        check_handler("x", HandlerSpec{HandlerSpec::Kind::http, "", {}, "http://127.0.0.1:80/a"}));
-    REQUIRE_FALSE(check_handler("x", HandlerSpec{HandlerSpec::Kind::builtin, "dance", {}, ""}));
+    REQUIRE_FALSE(check_handler("x", HandlerSpec::post_to("ftp://a/b")));
+    REQUIRE_FALSE(check_handler("x", HandlerSpec::post_to("http://localhost/")));
+    REQUIRE(check_handler("x", HandlerSpec::post_to("http://127.0.0.1:80/a")));
+    REQUIRE_FALSE(check_handler("x", HandlerSpec::built_in("dance")));
+}
+
+TEST_CASE("an exec command gets only the environment its handler allows") {
+    setenv("CHORUS_TEST_SECRET", "do-not-pass", 1);
+    setenv("CHORUS_TEST_ALLOWED", "pass-me", 1);
+    HandlerSpec plain = exec({"/usr/bin/env"});
+    HandlerSpec allowing = exec({"/usr/bin/env"});
+    allowing.env = {"CHORUS_TEST_ALLOWED", "CHORUS_TASK_ID", "NOT_SET_ANYWHERE"};
+    Fixture f({{"plain", plain}, {"allowing", allowing}});
+    const std::string by_default = f.run("plain", "{}").result;
+    CHECK_THAT(by_default, Catch::Contains("CHORUS_TASK_ID=t0") &&
+                               Catch::Contains("CHORUS_TASK_KEY=k") && Catch::Contains("PATH=") &&
+                               !Catch::Contains("do-not-pass") && !Catch::Contains("pass-me"));
+    const std::string allowed = f.run("allowing", "{}").result;
+    CHECK_THAT(allowed, Catch::Contains("CHORUS_TEST_ALLOWED=pass-me") &&
+                            !Catch::Contains("do-not-pass") && !Catch::Contains("PATH=") &&
+                            !Catch::Contains("NOT_SET_ANYWHERE"));
+    // The task's own id cannot be overridden from the agent's environment.
+    CHECK_THAT(allowed, Catch::Contains("CHORUS_TASK_ID=t1"));
+    unsetenv("CHORUS_TEST_SECRET");
+    unsetenv("CHORUS_TEST_ALLOWED");
+}
+
+TEST_CASE("an exec command runs in its handler's directory, under its limits") {
+    test::TempDir dir;
+    HandlerSpec where = exec({"/bin/pwd"});
+    where.dir = dir.path;
+    HandlerSpec limited =
+        exec({"/bin/bash", "-c", "echo $(ulimit -t) $(ulimit -n) $(ulimit -u) $(ulimit -v)"});
+    limited.limits.cpu_s = 7;
+    limited.limits.as_bytes = 512u << 20;
+    limited.limits.nofile = 64;
+    limited.limits.nproc = 4096;
+    HandlerSpec spinning = exec({"/bin/sh", "-c", "while :; do :; done"});
+    spinning.limits.cpu_s = 1;
+    HandlerSpec opening = exec({"/bin/sh", "-c", "exec 20</dev/null && echo opened"});
+    opening.limits.nofile = 16;
+    Fixture f({{"where", where}, {"limited", limited}, {"spin", spinning}, {"open", opening}});
+    CHECK(f.run("where", "{}").result == nlohmann::json(dir.path + "\n").dump());
+    CHECK(f.run("limited", "{}").result == nlohmann::json("7 64 4096 524288\n").dump());
+    // Over its CPU seconds the kernel ends it (SIGXCPU, then SIGKILL), long before its timeout.
+    const TaskOutcome spun = f.run("spin", "{}", seconds(60));
+    CHECK(spun.state == TaskState::failed);
+    CHECK_THAT(spun.error, Catch::Contains("signal") || Catch::Contains("exit status"));
+    // A file descriptor past its limit cannot be opened.
+    const TaskOutcome opened = f.run("open", "{}");
+    CHECK(opened.state == TaskState::failed);
+}
+
+TEST_CASE("an exec command runs as its handler's user and group, with no other groups") {
+    if (geteuid() != 0) {
+        WARN("not run: switching users takes root");
+        return;
+    }
+    HandlerSpec as_nobody = exec({"/usr/bin/id"});
+    as_nobody.uid = resolve_user("nobody").value();
+    as_nobody.gid = resolve_group("nogroup").value();
+    Fixture f({{"id", as_nobody}});
+    const std::string out = nlohmann::json::parse(f.run("id", "{}").result).get<std::string>();
+    CHECK_THAT(out,
+               Catch::StartsWith(fmt::format("uid={}(nobody) gid={}(nogroup) groups={}(nogroup)",
+                                             *as_nobody.uid, *as_nobody.gid, *as_nobody.gid)));
+}
+
+TEST_CASE("under root, an exec handler must say which user runs it") {
+    const HandlerSpec unnamed = exec({"/bin/true"});
+    HandlerSpec as_root = exec({"/bin/true"});
+    as_root.uid = 0;
+    HandlerSpec as_nobody = exec({"/bin/true"});
+    as_nobody.uid = resolve_user("nobody").value();
+    const auto refused = check_exec_user("job", unnamed, 0);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message,
+               Catch::Contains("handlers.job") && Catch::Contains("runs as root"));
+    CHECK(check_exec_user("job", as_root, 0));  // said explicitly
+    CHECK(check_exec_user("job", as_nobody, 0));
+    // Not root: its own user only, since switching takes root.
+    CHECK(check_exec_user("job", unnamed, 1000));
+    CHECK_FALSE(check_exec_user("job", as_nobody, 1000));
+    // Built-ins and http handlers run nothing.
+    CHECK(check_exec_user("echo", default_handlers().at("echo"), 0));
+}
+
+TEST_CASE("users and groups resolve by name or number, and unknown ones are named") {
+    CHECK(resolve_user("root").value() == 0);
+    CHECK(resolve_user("4242").value() == 4242);
+    CHECK(resolve_group("root").value() == 0);
+    const auto missing = resolve_user("no-such-user-here");
+    REQUIRE_FALSE(missing);
+    CHECK_THAT(missing.error().message, Catch::Contains("no-such-user-here"));
+    CHECK_FALSE(resolve_group("no-such-group-here"));
+    CHECK(primary_group(0) == 0u);
+    HandlerSpec nowhere = exec({"/bin/true"});
+    nowhere.dir = "/no/such/dir";
+    CHECK_THAT(check_handler("x", nowhere).error().message, Catch::Contains("/no/such/dir"));
+    nowhere.dir = "relative";
+    CHECK_FALSE(check_handler("x", nowhere));
+}
+
+TEST_CASE("an exec command's stdin is a pipe, so bash does not take itself for an ssh session") {
+    // With a socket on stdin and no SHLVL, bash sources ~/.bashrc before every command.
+    Fixture f({{"kind", exec({"/bin/sh", "-c", "test -p /dev/stdin && cat"})}});
+    const TaskOutcome o = f.run("kind", R"({"x":1})");
+    CHECK(o.state == TaskState::succeeded);
+    CHECK(o.result == R"({"x":1})");
 }

@@ -304,3 +304,76 @@ TEST_CASE(
         }
     }
 }
+
+TEST_CASE("an exec handler's least-privilege fields are read and checked") {
+    Settings s;
+    s.name = "n";
+    REQUIRE(apply_config_json(s, R"({"handlers": {"resize": {
+        "exec": ["/usr/bin/convert", "-"], "user": "nobody", "group": "nogroup",
+        "env": ["PATH", "HOME"], "dir": "/tmp",
+        "limits": {"cpu_s": 30, "as_bytes": 536870912, "nofile": 256, "nproc": 64}}}})")
+                .ok());
+    const HandlerSpec& h = s.tasks.handlers.at("resize");
+    CHECK(h.uid == resolve_user("nobody").value());
+    CHECK(h.gid == resolve_group("nogroup").value());
+    CHECK(h.env == std::vector<std::string>{"PATH", "HOME"});
+    CHECK(h.dir == "/tmp");
+    CHECK(h.limits.cpu_s == 30);
+    CHECK(h.limits.as_bytes == 536870912);
+    CHECK(h.limits.nofile == 256);
+    CHECK(h.limits.nproc == 64);
+    // A user and no group: the user's own group.
+    Settings u;
+    REQUIRE(apply_config_json(u, R"({"handlers": {"j": {"exec": ["/bin/true"], "user": "root"}}})")
+                .ok());
+    CHECK(u.tasks.handlers.at("j").gid == 0u);
+    // A handler that names nobody's env runs with the short default.
+    Settings d;
+    REQUIRE(apply_config_json(d, R"({"handlers": {"j": {"exec": ["/bin/true"]}}})").ok());
+    CHECK(d.tasks.handlers.at("j").env == default_exec_env());
+
+    struct Bad {
+        const char* json;
+        const char* names;
+    };
+    for (const Bad& b :
+         {Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "user": "no-such-user-here"}}})",
+              "handlers.x.user"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "group": "no-such-group"}}})",
+              "handlers.x.group"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "user": ""}}})", "handlers.x.user"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "env": "PATH"}}})", "handlers.x.env"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "env": ["A=B"]}}})", "handlers.x.env"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "dir": "/no/such/dir"}}})",
+              "handlers.x"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "limits": {"cpu": 1}}}})",
+              "handlers.x.limits.cpu"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "limits": {"nofile": 0}}}})",
+              "handlers.x.limits.nofile"},
+          Bad{R"({"handlers": {"x": {"exec": ["/bin/true"], "shell": true}}})", "handlers.x.shell"},
+          Bad{R"({"handlers": {"x": {"http": "http://127.0.0.1:1/", "user": "root"}}})",
+              "handlers.x"}}) {
+        Settings t;
+        const auto st = apply_config_json(t, b.json);
+        INFO(b.json);
+        REQUIRE_FALSE(st.ok());
+        CHECK_THAT(st.error().message, Catch::StartsWith(b.names));
+    }
+}
+
+TEST_CASE("an agent running as root refuses exec handlers that do not name their user") {
+    Settings s;
+    s.name = "n";
+    REQUIRE(apply_config_json(s, R"({"handlers": {"j": {"exec": ["/bin/true"]}}})").ok());
+    const auto refused = to_agent_options(s, 0);
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message, Catch::Contains("handlers.j") && Catch::Contains("root") &&
+                                            Catch::Contains("\"user\""));
+    CHECK(to_agent_options(s, 1000).ok());  // not root: it runs as the agent's user
+    Settings named;
+    named.name = "n";
+    REQUIRE(
+        apply_config_json(named, R"({"handlers": {"j": {"exec": ["/bin/true"], "user": "root"}}})")
+            .ok());
+    CHECK(to_agent_options(named, 0).ok());  // root, said explicitly
+}
