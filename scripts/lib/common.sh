@@ -15,8 +15,8 @@ CHORUS_PACKAGES=(
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
-# the chaos test's client.
-CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3)
+# the chaos test's client; openssl and curl check the API's TLS (test/cli/tls.py).
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 openssl curl)
 
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {

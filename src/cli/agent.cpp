@@ -44,7 +44,8 @@ HttpPost http_post(uv_loop_t* loop) {
 class HttpFront : public FrontEnd {
   public:
     static Result<std::unique_ptr<FrontEnd>> start(Process& p, http::AccessPolicy access,
-                                                   std::unique_ptr<http::AuditLog> audit) {
+                                                   std::unique_ptr<http::AuditLog> audit,
+                                                   std::shared_ptr<net::TlsContext> tls) {
         auto front = std::unique_ptr<HttpFront>(new HttpFront());
         HttpFront& f = *front;
         f.audit_ = std::move(audit);
@@ -69,7 +70,8 @@ class HttpFront : public FrontEnd {
             p.loop(), net::Endpoint::parse(p.settings().http).value(), limits, p.settings().name,
             [api = f.api_.get()](const http::Request& req, http::Reply reply) {
                 api->handle(req, reply);
-            });
+            },
+            std::move(tls));
         if (!server) return server.error();
         f.server_ = std::move(*server);
         f.api_->attach(f.server_.get());
@@ -136,6 +138,15 @@ int run_agent(const Settings& settings) {
         }
     }
     access.names = settings.http_names;
+    std::shared_ptr<net::TlsContext> tls;
+    if (!settings.tls_cert.empty() || !settings.tls_key.empty() || !settings.tls_ca.empty()) {
+        auto made = net::TlsContext::server({settings.tls_cert, settings.tls_key, settings.tls_ca});
+        if (!made) {
+            fmt::print(stderr, "chorus agent: {}\n", made.error().message);
+            return 2;
+        }
+        tls = std::move(*made);
+    }
     std::unique_ptr<http::AuditLog> audit;
     if (!settings.audit_log.empty()) {
         auto opened = http::AuditLog::open(
@@ -147,7 +158,7 @@ int run_agent(const Settings& settings) {
         audit = std::move(*opened);
     }
     return Process::run(settings, http_post, [&](Process& p) {
-        return HttpFront::start(p, std::move(access), std::move(audit));
+        return HttpFront::start(p, std::move(access), std::move(audit), std::move(tls));
     });
 }
 

@@ -18,7 +18,35 @@ std::string describe_error(const http::ClientResponse& r) {
 
 std::optional<http::ClientResponse> call(const char* command, const Target& agent, uv_loop_t* loop,
                                          http::ClientRequest request, bool any_status) {
-    const std::string& http = agent.http;
+    std::string http = agent.http;
+    const bool https = http.starts_with("https://");
+    if (https) {
+        http.erase(0, 8);
+    } else if (http.starts_with("http://")) {
+        http.erase(0, 7);
+    }
+    while (http.ends_with('/'))
+        http.pop_back();
+    if (https) {
+        auto tls = net::TlsContext::client({agent.client_cert, agent.client_key, agent.ca});
+        if (!tls) {
+            fmt::print(stderr, "chorus {}: {}\n", command, tls.error().message);
+            return std::nullopt;
+        }
+        auto hp = net::split_host_port(http);
+        if (!hp) {
+            fmt::print(stderr, "chorus {}: --http {}: {}\n", command, agent.http,
+                       hp.error().message);
+            return std::nullopt;
+        }
+        request.tls = std::move(*tls);
+        request.server_name = hp->host;
+    } else if (!agent.ca.empty() || !agent.client_cert.empty()) {
+        fmt::print(stderr, "chorus {}: --ca and --client-cert are for an https:// --http\n",
+                   command);
+        return std::nullopt;
+    }
+    request.host = http;
     if (!agent.token.empty()) {
         if (agent.token.find_first_of("\r\n") != std::string::npos) {
             fmt::print(stderr, "chorus {}: --token: a token is one line\n", command);

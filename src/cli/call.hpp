@@ -17,8 +17,12 @@ inline constexpr const char* kDefaultHttp = "127.0.0.1:7980";
 
 // The agent a client command calls, and how it proves who it is.
 struct Target {
-    std::string http = kDefaultHttp;
+    std::string http = kDefaultHttp;  // host:port, http://host:port or https://host:port
     std::string token;  // --token, else $CHORUS_HTTP_TOKEN: sent as Authorization: Bearer
+    // https: the CA that signed the agent's certificate (--ca, else $CHORUS_CACERT; empty: the
+    // system's), and a client certificate for an agent that asks for one.
+    std::string ca;
+    std::string client_cert, client_key;
 };
 
 // A loop for one command; its handles' close callbacks run before it goes.

@@ -68,11 +68,22 @@ int main(int argc, char** argv) {
         return v != nullptr && *v != '\0' ? std::string(v) : fallback;
     };
     const cli::Target target_default{env("CHORUS_HTTP_ADDR", cli::kDefaultHttp),
-                                     env("CHORUS_HTTP_TOKEN", "")};
+                                     env("CHORUS_HTTP_TOKEN", ""), env("CHORUS_CACERT", ""),
+                                     env("CHORUS_CLIENT_CERT", ""), env("CHORUS_CLIENT_KEY", "")};
     const auto add_target = [&](CLI::App* command, cli::Target& t) {
         t = target_default;
-        command->add_option("--http", t.http, "the agent's HTTP API address")
+        command
+            ->add_option("--http", t.http,
+                         "the agent's HTTP API address (https://host:port when it has TLS)")
             ->capture_default_str();
+        command->add_option("--ca", t.ca,
+                            "with https://, the CA file that signed the agent's certificate "
+                            "(default $CHORUS_CACERT, else the system's)");
+        command->add_option("--client-cert", t.client_cert,
+                            "with https://, a client certificate for an agent with --tls-ca "
+                            "(default $CHORUS_CLIENT_CERT)");
+        command->add_option("--client-key", t.client_key,
+                            "the client certificate's key (default $CHORUS_CLIENT_KEY)");
         // Never shown as a default: it is a secret.
         command->add_option("--token", t.token,
                             "API token (chorus tokengen), when the agent has --acl-tokens; "

@@ -203,6 +203,9 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                      {"bind", p.agent_->bound().str()},
                      {"advertise", p.agent_->node().self().addr.value.str()},
                      {"http", p.front_->address()},
+                     {"http_tls", settings.tls_cert.empty() ? "off"
+                                  : settings.tls_ca.empty() ? "on"
+                                                            : "on, client certificates required"},
                      {"cluster", settings.cluster},
                      {"profile", settings.profile},
                      {"encryption", settings.encrypt.empty()            ? "off"

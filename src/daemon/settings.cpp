@@ -85,6 +85,13 @@ const SettingSpec kSettings[] = {
      "a host name clients reach the HTTP API by (repeatable); without tokens, a Host that is "
      "not an IP address, localhost or one of these is refused (DNS rebinding)",
      Texts{&field<&S::http_names>}},
+    {"tls_cert", "--tls-cert",
+     "PEM certificate (chain) for the HTTP API: it then speaks HTTPS only (with --tls-key)",
+     Text{&field<&S::tls_cert>}},
+    {"tls_key", "--tls-key", "PEM private key of --tls-cert", Text{&field<&S::tls_key>}},
+    {"tls_ca", "--tls-ca",
+     "PEM CA file: with --tls-cert, every client must present a certificate it signed",
+     Text{&field<&S::tls_ca>}},
     {"audit_log", "--audit-log",
      "file getting one JSON line per mutating API call or refusal (who, from where, what, "
      "outcome; never a secret or a payload)",

@@ -41,6 +41,9 @@ struct Settings {
     // by besides IP addresses and localhost (the Host check without tokens).
     std::string acl_tokens;
     std::vector<std::string> http_names;
+    // TLS on the HTTP API (net/tls.hpp): its certificate and key, and a CA whose client
+    // certificates it then requires.
+    std::string tls_cert, tls_key, tls_ca;
     // One JSON line per mutating call or refusal (http/audit.hpp), rotated past the size.
     std::string audit_log;
     size_t audit_log_bytes_max = 64u << 20;

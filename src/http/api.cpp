@@ -390,7 +390,9 @@ void Api::block(const Request& req, Reply reply, uint64_t started) {
 
 std::optional<Response> Api::gate(Request& req) {
     Verdict v = check_access(info_.access, req);
-    req.caller = std::move(v.caller);
+    // Who it is: the token's id; without tokens, the TLS client certificate's subject.
+    req.caller =
+        !info_.access.acl && !req.client_cert.empty() ? req.client_cert : std::move(v.caller);
     if (!v.refusal) return std::nullopt;
     ++access_refused_[static_cast<size_t>(*v.refusal)];
     return std::move(v.response);
@@ -626,7 +628,8 @@ Response Api::metrics_text() const {
                                         {"client_connection_limit", hs.refused_per_client},
                                         {"server_busy", hs.busy},
                                         {"too_many_waiters", waiters_refused_},
-                                        {"too_many_streams", streams_refused_}})
+                                        {"too_many_streams", streams_refused_},
+                                        {"tls_handshake", hs.tls_failures}})
             out.sample("chorus_http_rejected_total", static_cast<double>(v), {{"reason", reason}});
         // The access policy's refusals: 401 without a known token, 403 for a token's scope, a
         // Host or an Origin (http/acl.hpp).

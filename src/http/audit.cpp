@@ -78,6 +78,7 @@ void AuditLog::record(const Request& req, const Response& r) {
                         {"path", req.path},
                         {"status", r.status},
                         {"outcome", outcome}};
+    if (!req.client_cert.empty()) j["cert"] = req.client_cert;
     if (!r.subject.empty()) j[req.path.starts_with("/v1/tasks") ? "task" : "subject"] = r.subject;
     write_line(daemon::dump_json(j) + "\n");
 }

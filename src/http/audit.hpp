@@ -5,7 +5,8 @@
 //    "method": "POST", "path": "/v1/tasks", "status": 202, "outcome": "ok",
 //    "task": "3f0c...-9a1e"}
 //
-// `caller` is the token's id ("anonymous" without tokens), `outcome` "ok" for a 2xx or the
+// `caller` is the token's id (without tokens, the TLS client certificate's subject, else
+// "anonymous"), `cert` that subject whenever there is one, `outcome` "ok" for a 2xx or the
 // error's code, and `task` (or `subject`: a keyring op and the key's fingerprint) what the
 // call acted on. Never a secret, a header, a query or a body: a payload stays out of it.
 //

@@ -3,6 +3,8 @@
 #include <llhttp.h>
 #include <netdb.h>
 
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "net/handle.hpp"
@@ -26,6 +28,8 @@ struct Exchange {
     std::optional<Error> error;
     std::string host;
     std::vector<char> buffer = std::vector<char>(64 * 1024);
+    std::unique_ptr<net::TlsSession> tls;
+    std::string unsent;  // over TLS, the request until the handshake is done
 
     std::function<void(Result<ClientResponse>)> on_done;
 
@@ -112,7 +116,7 @@ const llhttp_settings_t& settings() {
     return s;
 }
 
-void read_into(Exchange* x, ssize_t n, const uv_buf_t* buf) {
+void read_into(Exchange* x, ssize_t n, const char* data) {
     if (n == UV_EOF) {
         // A body delimited by the connection's end completes here; anything else is cut short.
         if (llhttp_finish(&x->parser) == HPE_OK && x->head_done && !x->done) {
@@ -128,7 +132,7 @@ void read_into(Exchange* x, ssize_t n, const uv_buf_t* buf) {
                 fmt::format("reading the response: {}", uv_strerror(static_cast<int>(n))));
         return;
     }
-    const llhttp_errno_t err = llhttp_execute(&x->parser, buf->base, static_cast<size_t>(n));
+    const llhttp_errno_t err = llhttp_execute(&x->parser, data, static_cast<size_t>(n));
     if (err == HPE_OK || err == HPE_PAUSED) return;
     x->fail("bad_response",
             x->head_bytes > kClientHeadBytesMax
@@ -136,10 +140,40 @@ void read_into(Exchange* x, ssize_t n, const uv_buf_t* buf) {
                 : fmt::format("malformed response: {}", llhttp_get_error_reason(&x->parser)));
 }
 
+bool send(Exchange* x, std::string bytes) {
+    if (bytes.empty()) return true;
+    if (net::write_bytes(reinterpret_cast<uv_stream_t*>(x->tcp.get()), std::move(bytes),
+                         [](uv_stream_t*, int) {})) {
+        return true;
+    }
+    x->fail("io_error", "could not send the request");
+    return false;
+}
+
+// Over TLS: the response's bytes opened, the handshake's answered, and the request sent once
+// the handshake is done.
+void read_tls(Exchange* x, ssize_t n, const char* data) {
+    if (n < 0) return read_into(x, n, data);
+    std::string out;
+    auto plain = x->tls->decrypt(std::string_view(data, static_cast<size_t>(n)), out);
+    send(x, std::move(out));
+    if (!plain) return x->fail("tls_failed", plain.error().message);
+    if (x->tls->established() && !x->unsent.empty() &&
+        !send(x, x->tls->encrypt(std::exchange(x->unsent, std::string())))) {
+        return;
+    }
+    if (!plain->empty()) read_into(x, static_cast<ssize_t>(plain->size()), plain->data());
+    if (x->tls->peer_closed() && !x->done) read_into(x, UV_EOF, nullptr);
+}
+
 void on_read(uv_stream_t* stream, ssize_t n, const uv_buf_t* buf) {
     auto* x = static_cast<Exchange*>(stream->data);
     if (x == nullptr || x->done) return;
-    read_into(x, n, buf);
+    if (x->tls) {
+        read_tls(x, n, buf->base);
+    } else {
+        read_into(x, n, buf->base);
+    }
     Exchange::notify_if_done(x);
 }
 
@@ -161,7 +195,7 @@ void send_request(Exchange* x, int status) {
     std::string out = fmt::format(
         "{} {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: chorus-cli\r\n"
         "Accept: */*\r\nConnection: close\r\n",
-        x->request.method, x->request.target, x->host);
+        x->request.method, x->request.target, x->request.host.empty() ? x->host : x->request.host);
     for (const auto& [name, value] : x->request.headers)
         out += fmt::format("{}: {}\r\n", name, value);
     if (!x->request.body.empty() || x->request.method == "POST")
@@ -170,10 +204,14 @@ void send_request(Exchange* x, int status) {
     out += "\r\n";
     out += x->request.body;
     auto* stream = reinterpret_cast<uv_stream_t*>(x->tcp.get());
-    if (!net::write_bytes(stream, std::move(out), [](uv_stream_t*, int) {})) {
-        x->fail("io_error", "could not send the request");
-        return;
+    if (x->request.tls) {
+        auto session = net::TlsSession::connect(x->request.tls, x->request.server_name);
+        if (!session) return x->fail(session.error().code, session.error().message);
+        x->tls = std::move(*session);
+        x->unsent = std::move(out);
+        out = x->tls->start();
     }
+    if (!send(x, std::move(out))) return;
     uv_read_start(
         stream,
         [](uv_handle_t* h, size_t, uv_buf_t* out_buf) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,6 +21,7 @@
 #include "core/result.hpp"
 #include "core/time.hpp"
 #include "net/endpoint.hpp"
+#include "net/tls.hpp"
 
 namespace chorus::http {
 
@@ -34,6 +36,13 @@ struct ClientRequest {
     // returning false ends the exchange.
     std::function<bool(std::string_view)> on_body;
     size_t body_bytes_max = 64u << 20;  // a collected body longer than this is an error
+    // The Host header: the name the server was asked for ("name:port"); empty: the address
+    // dialled.
+    std::string host;
+    // Set: the exchange speaks TLS, and the server's certificate must be valid for
+    // `server_name` (a host name or an IP address).
+    std::shared_ptr<net::TlsContext> tls;
+    std::string server_name;
 };
 
 struct ClientResponse {

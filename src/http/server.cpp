@@ -117,6 +117,7 @@ struct Server::Conn {
     uint64_t id;
     std::string client;  // the peer's address without its port; empty until accepted
     std::string peer;    // and with it
+    std::unique_ptr<net::TlsSession> tls;
     net::Handle<uv_tcp_t> tcp;
     net::Handle<uv_timer_t> timer;
     llhttp_t parser{};
@@ -188,8 +189,10 @@ Server::~Server() {
 
 Result<std::unique_ptr<Server>> Server::listen(uv_loop_t* loop, const net::Endpoint& at,
                                                Limits limits, std::string node_name,
-                                               Handler handler) {
+                                               Handler handler,
+                                               std::shared_ptr<net::TlsContext> tls) {
     std::unique_ptr<Server> s(new Server(loop, limits, std::move(node_name), std::move(handler)));
+    s->tls_ = std::move(tls);
     auto h = net::make_handle<uv_tcp_t>(
         loop, [](uv_loop_t* l, uv_tcp_t* t) { return uv_tcp_init(l, t); }, s.get());
     if (!h) return h.error();
@@ -258,6 +261,10 @@ void Server::on_connection(uv_stream_t* listener, int status) {
     auto c = std::make_unique<Conn>(*s, id);
     c->client = std::move(client);
     c->peer = std::move(peer);
+    if (s->tls_) {
+        c->tls = net::TlsSession::accept(s->tls_);
+        if (!c->tls) return;  // out of memory: closed as `c` goes
+    }
     ++s->per_client_[c->client];
     c->tcp = std::move(*tcp);
     c->timer = std::move(*timer);
@@ -273,6 +280,7 @@ void Server::on_connection(uv_stream_t* listener, int status) {
             ++cn.begun;
             cn.req = Request{};
             cn.req.peer = cn.peer;
+            if (cn.tls) cn.req.client_cert = cn.tls->peer_subject();
             cn.header_bytes = 0;
             cn.field.clear();
             cn.value.clear();
@@ -374,8 +382,29 @@ void Server::start_reading(Conn& c) {
                 cn->server.close(cn->id);
                 return;
             }
-            cn->server.feed(*cn, buf->base, static_cast<size_t>(n));
+            cn->server.receive(*cn, buf->base, static_cast<size_t>(n));
         });
+}
+
+void Server::receive(Conn& c, const char* data, size_t n) {
+    if (!c.tls) return feed(c, data, n);
+    std::string out;
+    auto plain = c.tls->decrypt(std::string_view(data, n), out);
+    if (!plain) {
+        // A client that does not speak TLS, or that does not trust us (or we it): the alert
+        // that says why goes out, then the connection closes.
+        ++stats_.tls_failures;
+        uv_read_stop(reinterpret_cast<uv_stream_t*>(c.tcp.get()));
+        c.close_when_written = true;
+        if (out.empty()) {
+            close_soon(c);
+        } else {
+            send_raw(c, std::move(out));
+        }
+        return;
+    }
+    if (!out.empty()) send_raw(c, std::move(out));
+    if (!plain->empty()) feed(c, plain->data(), plain->size());
 }
 
 void Server::feed(Conn& c, const char* data, size_t n) {
@@ -457,6 +486,21 @@ void Server::write(Conn& c, const Response& r, bool keep_alive) {
 }
 
 void Server::send_bytes(Conn& c, std::string bytes) {
+    if (c.tls) {
+        // Before the handshake there is no one to answer (a timeout's 408 to a client that
+        // never said hello): the connection just closes.
+        if (!c.tls->established()) {
+            close_soon(c);
+            return;
+        }
+        bytes = c.tls->encrypt(bytes);
+        // The last bytes on the connection: the peer learns the end was meant.
+        if (c.close_when_written) bytes += c.tls->shutdown();
+    }
+    send_raw(c, std::move(bytes));
+}
+
+void Server::send_raw(Conn& c, std::string bytes) {
     auto written =
         net::write_bytes(reinterpret_cast<uv_stream_t*>(c.tcp.get()), std::move(bytes),
                          [](uv_stream_t* s, int status) {

@@ -35,6 +35,7 @@
 #include "core/result.hpp"
 #include "net/endpoint.hpp"
 #include "net/handle.hpp"
+#include "net/tls.hpp"
 
 namespace chorus::http {
 
@@ -60,7 +61,8 @@ struct Request {
     std::map<std::string, std::string> query;    // decoded
     std::map<std::string, std::string> headers;  // names lower-cased
     std::string peer;                            // the client's address and port
-    std::string caller;  // who the gate let in (a token's id), for the audit log
+    std::string client_cert;  // over TLS, the verified client certificate's subject
+    std::string caller;       // who the gate let in (a token's id), for the audit log
     std::string body;
     // The body parsed, when there is one: the server answers 415 to a body that is not
     // application/json and 400 to one that does not parse, before a handler sees either.
@@ -137,11 +139,14 @@ class Server {
         uint64_t streams = 0;
         uint64_t stream_overflows = 0;  // stream clients dropped for not reading
         uint64_t gated = 0;             // refused by the gate (counted by its owner too)
+        uint64_t tls_failures = 0;      // handshakes or records that failed
     };
 
+    // With `tls`, every connection speaks TLS (net/tls.hpp) and plain HTTP gets nothing.
     static Result<std::unique_ptr<Server>> listen(uv_loop_t* loop, const net::Endpoint& at,
                                                   Limits limits, std::string node_name,
-                                                  Handler handler);
+                                                  Handler handler,
+                                                  std::shared_ptr<net::TlsContext> tls = nullptr);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -171,12 +176,14 @@ class Server {
     Server(uv_loop_t* loop, Limits limits, std::string node_name, Handler handler);
     static void on_connection(uv_stream_t* server, int status);
     void start_reading(Conn& c);
+    void receive(Conn& c, const char* data, size_t n);  // from the socket: TLS, then feed
     void feed(Conn& c, const char* data, size_t n);
     void fail(Conn& c, Response r);
     std::optional<Response> check_body(Request& req);  // 415/400 for a body that is not JSON
     void answer(uint64_t conn, uint64_t request, Response r);
     void write(Conn& c, const Response& r, bool keep_alive);
-    void send_bytes(Conn& c, std::string bytes);
+    void send_bytes(Conn& c, std::string bytes);  // through TLS when there is
+    void send_raw(Conn& c, std::string bytes);
     Conn* find(uint64_t conn);
     Conn* awaiting(uint64_t conn, uint64_t request);
     bool stream_write(uint64_t conn, std::string_view bytes);
@@ -192,6 +199,7 @@ class Server {
     Limits limits_;
     std::string node_name_;
     Handler handler_;
+    std::shared_ptr<net::TlsContext> tls_;
     net::Handle<uv_tcp_t> listener_;
     std::map<uint64_t, std::unique_ptr<Conn>> conns_;
     std::map<std::string, size_t> per_client_;  // open connections by client address
