@@ -4,7 +4,11 @@
 # host's network is untouched). With the default LAN profile:
 #   - a partition made with iptables DROP rules is detected on both sides, and after the rules
 #     are removed the halves merge again with no restart;
-#   - 10% random loss (iptables -m statistic) on every node for 60 s causes no false dead.
+#   - 10% random loss (iptables -m statistic) on every node for 60 s causes no false dead;
+#   - all of it sealed (--encrypt): node6, cut off while the keys rotate under steady task
+#     traffic, comes back with the removed key and cannot rejoin nor change any view with the
+#     Suspect and Dead it gossips of the others, and a frame it sends gets no answer; node7,
+#     with no key, cannot join; the rotation loses no task and marks nobody dead.
 # Needs root, ip and iptables; where namespaces cannot be created it says why and exits 77,
 # which CTest reports as skipped. Only what this script creates is removed, and only the
 # processes it started are ended, by PID.
@@ -13,7 +17,7 @@
 set -u
 chorus="$(realpath "$1")"
 loss_seconds="${2:-60}"
-n=5
+n=5                                  # the cluster; node6 and node7 come in the last part
 tag="ch$$"                           # names stay under the 15-character interface limit
 net="10.$((100 + $$ % 100)).$((RANDOM % 250)).0"
 prefix="${net%.0}"
@@ -39,7 +43,7 @@ in_br ip link set lo up
 
 ns() { echo "${tag}n$1"; }
 ip_of() { echo "$prefix.$1"; }
-for i in $(seq 1 $n); do
+for i in $(seq 1 $((n + 2))); do
   ip netns add "$(ns "$i")" || fail "netns add"
   made+=("$(ns "$i")")
   ip link add "${tag}v$i" type veth peer name eth0 netns "$(ns "$i")" || fail "veth"
@@ -52,19 +56,23 @@ for i in $(seq 1 $n); do
     skip "iptables does not work in a namespace here: $(cat "$dir/err")"
 done
 in_ns() { local i="$1"; shift; ip netns exec "$(ns "$i")" "$@"; }
-step "$n namespaces on $net/24 through a bridge"
+step "$((n + 2)) namespaces on $net/24 through a bridge"
+key=$("$chorus" keygen)
+new_key=$("$chorus" keygen)
 
 # Each node binds its own IP, port 7900, HTTP on its namespace's loopback (the defaults).
 # In the background, in_ns would run in a subshell whose PID is not the agent's, and ending it
 # would leave the agent running: the agent writes its own PID (the shell's, which it replaces)
 # to a file, and that is the PID ended when the test ends.
+# start NODE [agent flags]: every node seals with $key unless told otherwise.
 start() {
-  local pidfile="$dir/node$1.pid"
-  ip netns exec "$(ns "$1")" sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
-    "$pidfile" "$chorus" agent --name "node$1" --bind "$(ip_of "$1"):7900" \
-    --seed "$(ip_of 1):7900" --seed "$(ip_of 2):7900" >> "$dir/node$1.log" 2>&1 &
+  local pidfile="$dir/node$1.pid" i="$1"; shift
+  [ $# -gt 0 ] || set -- --encrypt "$key"
+  ip netns exec "$(ns "$i")" sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
+    "$pidfile" "$chorus" agent --name "node$i" --bind "$(ip_of "$i"):7900" \
+    --seed "$(ip_of 1):7900" --seed "$(ip_of 2):7900" "$@" >> "$dir/node$i.log" 2>&1 &
   pids+=($!)  # ip, which becomes the agent too unless it forks
-  poll 10 test -s "$pidfile" || fail "node$1 did not start"
+  poll 10 test -s "$pidfile" || fail "node$i did not start"
   pids+=("$(cat "$pidfile")")
 }
 members() { in_ns "$1" "$chorus" members 2> /dev/null; }
@@ -128,4 +136,106 @@ for i in $(seq 1 $n); do
 done
 suspicions=$(cat "$dir"/node*.log | grep -c "member suspect")
 poll 30 all_alive || fail "not all alive after the loss ended"
-echo "netns cluster: partition detected on both sides and healed in $merged s; ${loss_seconds} s of 10% loss, 0 false dead (suspicion log lines in all: $suspicions)"
+loss_note="${loss_seconds} s of 10% loss, 0 false dead (suspicion log lines in all: $suspicions)"
+step "$loss_note"
+
+# ---- keys: node6 misses a rotation, node7 has no key
+metric() {  # metric NODE SAMPLE: the value of one sample of NODE's /metrics
+  in_ns "$1" "$chorus" members > /dev/null 2>&1  # (the API is up)
+  in_ns "$1" python3 -c '
+import sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:7980/metrics", timeout=5).read().decode()
+print(next((int(float(l.split()[-1])) for l in text.splitlines() if l.startswith(sys.argv[1] + " ")), -1))' "$2"
+}
+unsealed='chorus_packets_rejected_total{reason="unsealed"}'
+start 6
+six_alive() { local i; for i in $(seq 1 6); do [ "$(count_state "$i" alive)" -eq 6 ] || return 1; done; }
+poll 60 six_alive || fail "node6 did not join the sealed cluster"
+step "node6 joined; now cut off"
+block 6 1 2 3 4 5
+for i in 1 2 3 4 5; do block "$i" 6; done
+# The cluster gives node6 up, and node6 suspects the others: what it will gossip once back.
+# (Alone, node6's own health score slows its verdicts, so suspicion is what is waited for.)
+six_cut() {
+  local i
+  for i in 1 2 3 4 5; do sees "$i" dead 6 || return 1; done
+  [ "$(count_state 6 alive)" -lt 6 ]
+}
+poll 60 six_cut || fail "node6 and the cluster did not give each other up"
+marks=$(cat "$dir"/node[1-5].log | grep -c -E "member (dead|suspect)")
+
+# Steady task traffic through every member while the keys rotate (bounded: 600 tasks, 20/s).
+: > "$dir/acked"
+traffic() {
+  local t i=0
+  while [ $i -lt 600 ] && [ ! -e "$dir/stop" ]; do
+    i=$((i + 1))
+    t=$(in_ns $((1 + i % n)) "$chorus" submit --key "rot$i" --type echo --payload "$i" --json 2> /dev/null |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2> /dev/null) && echo "$t" >> "$dir/acked"
+    sleep 0.05
+  done
+}
+traffic &
+traffic_pid=$!
+pids+=("$traffic_pid")
+acked_past() { [ "$(wc -l < "$dir/acked")" -ge "$1" ]; }
+keys() { in_ns "$1" "$chorus" keys --json "${@:2}" > "$dir/keys.out" 2>&1 || fail "chorus keys ${*:2} via node$1: $(cat "$dir/keys.out")"; }
+poll 30 acked_past 10 || fail "no task traffic"
+keys 1 --install "$new_key"
+poll 30 acked_past 30 || fail "traffic stopped after the install"
+keys 2 --use "$new_key"
+poll 30 acked_past 50 || fail "traffic stopped after the use"
+keys 3 --remove "$key"
+poll 30 acked_past 70 || fail "traffic stopped after the remove"
+touch "$dir/stop"
+wait "$traffic_pid"
+step "rotated to a new key through node1, node2, node3 under traffic"
+
+# node6 comes back holding only the removed key, sure every other member is dead; node7 has
+# no key at all.
+before=$(metric 1 "$unsealed")
+for i in $(seq 1 6); do in_ns "$i" iptables -F; done
+start 7 --log-level info
+forged=$(grep -c -E "member (dead|suspect)" "$dir/node6.log")
+six_heard() { [ "$(metric 1 "$unsealed")" -ge $((before + 5)) ]; }
+poll 60 six_heard || fail "node1 did not count what node6 and node7 sent it"
+# A task frame from node6's address straight to node1's gossip port: no answer.
+in_ns 6 python3 -c '
+import socket, sys
+with socket.create_connection((sys.argv[1], 7900), timeout=5) as s:
+    body = bytes(64)
+    s.sendall(len(body).to_bytes(4, "big") + body)
+    s.settimeout(5)
+    try:
+        answer = s.recv(4096)
+    except (ConnectionResetError, socket.timeout):
+        answer = b""
+sys.exit(1 if answer else 0)' "$(ip_of 1)" || fail "node1 answered a frame from node6"
+for i in 1 2 3 4 5; do
+  sees "$i" alive 1 2 3 4 5 || fail "node$i's view changed: $(members "$i")"
+  [ "$(state_of "$i" 6)" != alive ] || fail "node$i sees node6 alive with a removed key"
+  [ -z "$(state_of "$i" 7)" ] || fail "node$i sees node7, which has no key"
+done
+[ "$(cat "$dir"/node[1-5].log | grep -c -E "member (dead|suspect)")" -eq "$marks" ] ||
+  fail "a member was suspected or declared dead during the rotation or after node6 came back"
+# Every acknowledged task finished (asked of node1, which reads any task from its owner).
+acked=$(wc -l < "$dir/acked")
+lost=$(in_ns 1 python3 -c '
+import json, sys, urllib.request
+lost = 0
+for task in open(sys.argv[1]).read().split():
+    url = f"http://127.0.0.1:7980/v1/tasks/{task}?wait=10s"
+    try:
+        state = json.load(urllib.request.urlopen(url, timeout=15))["state"]
+    except OSError:
+        state = "unreadable"
+    lost += state != "succeeded"
+print(lost)' "$dir/acked")
+[ "$lost" = 0 ] || fail "$lost of $acked acknowledged tasks did not succeed"
+in_ns 1 "$chorus" keys --json | python3 -c '
+import json, sys
+k = json.load(sys.stdin)
+sys.exit(0 if [(x["key"], x["members"]) for x in k["keys"]] == [(sys.argv[1], 5)] else 1)' "$new_key" ||
+  fail "the five members do not all hold the new key alone"
+step "node6 (removed key, $forged suspect or dead marks of others in its log) and node7 (no key) changed nothing; $acked tasks finished"
+echo "netns cluster: partition detected on both sides and healed in $merged s; $loss_note; a rotation under traffic lost none of $acked tasks, and a member with the removed key and one with none changed no view"
