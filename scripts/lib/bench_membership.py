@@ -13,6 +13,9 @@ CHORUS = os.environ["CHORUS_BIN"]
 SIZES = [int(s) for s in os.environ.get("SIZES", "5 10 25").split()]
 IDLE_S = float(os.environ.get("IDLE_S", "20"))
 COUNT_PACKETS = os.environ.get("COUNT_PACKETS") == "1"
+# SEALED=1: each size also runs both systems with their gossip encryption on (one shared
+# 32-byte key: chorus --encrypt, serf -encrypt), and compares idle cost sealed and in clear.
+SEALED = os.environ.get("SEALED") == "1"
 SETTLE_S = 10  # after convergence, before the idle window: join traffic dies down
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -28,8 +31,9 @@ class Chorus:
     name = "chorus"
     dead, left = "dead", "left"
 
-    def __init__(self, base):
+    def __init__(self, base, key=None):
         self.base = base
+        self.key = key
 
     def gossip_port(self, i):
         return self.base + i
@@ -40,6 +44,7 @@ class Chorus:
     def command(self, i, seed):
         cmd = [CHORUS, "agent", "--name", f"n{i}", "--bind", f"127.0.0.1:{self.gossip_port(i)}",
                "--http", self.api(i), "--log-level", "warn"]
+        cmd += ["--encrypt", self.key] if self.key else []
         return cmd + (["--seed", f"127.0.0.1:{seed}"] if seed else [])
 
     def view(self, i):
@@ -56,8 +61,9 @@ class Serf:
     name = "serf"
     dead, left = "failed", "left"
 
-    def __init__(self, base):
+    def __init__(self, base, key=None):
         self.base = base
+        self.key = key
 
     def gossip_port(self, i):
         return self.base + i
@@ -68,6 +74,7 @@ class Serf:
     def command(self, i, seed):
         cmd = ["serf", "agent", "-node", f"n{i}", "-bind", f"127.0.0.1:{self.gossip_port(i)}",
                "-rpc-addr", self.rpc(i), "-log-level", "warn"]
+        cmd += ["-encrypt", self.key] if self.key else []
         return cmd + (["-join", f"127.0.0.1:{seed}"] if seed else [])
 
     def view(self, i):
@@ -244,6 +251,38 @@ def show(n, c, s):
     return misses
 
 
+SEALED_ROWS = [  # key, label, format
+    ("cpu_pct", "idle CPU per agent, %", "{:.3f}"),
+    ("bytes_per_agent_s", "idle bytes per agent per s", "{:.0f}"),
+    ("dead_all_s", "crash-to-dead at every survivor, s", "{:.2f}"),
+]
+
+
+def show_sealed(n, c, cs, ss):
+    """Chorus in clear, chorus sealed, serf sealed: sealing's cost, and against serf's."""
+    print(f"\nN={n} sealed  (chorus --encrypt, serf -encrypt; idle window {IDLE_S:.0f} s)")
+    print(f"  {'':38} {'clear':>10} {'sealed':>10} {'serf sld':>10} {'sld/clr':>8} "
+          f"{'vs serf':>8}")
+    misses = []
+    for key, label, fmt in SEALED_ROWS:
+        v = [x.get(key) for x in (c, cs, ss)]
+        if all(x is None for x in v):
+            continue
+        cost = v[1] / v[0] if v[0] and v[1] is not None else None
+        versus = v[1] / v[2] if v[2] and v[1] is not None else None
+        cells = [fmt.format(x) if x is not None else "none" for x in v]
+        ratios = [f"{r:.2f}" if r is not None else "-" for r in (cost, versus)]
+        print(f"  {label:38} {cells[0]:>10} {cells[1]:>10} {cells[2]:>10} {ratios[0]:>8} "
+              f"{ratios[1]:>8}")
+        if key == "cpu_pct":
+            if cost is None or cost > 1.2:
+                misses.append(f"N={n} sealed idle CPU over 1.2x in clear")
+            if versus is None or versus > 1.0:
+                misses.append(f"N={n} sealed idle CPU over serf's sealed")
+    print("  targets: idle CPU sealed <= 1.2x in clear, and <= serf's sealed")
+    return misses
+
+
 def main():
     print(f"chorus: {CHORUS}")
     print(f"serf:   {run(['serf', 'version']).stdout.splitlines()[0]} (Debian package "
@@ -254,12 +293,22 @@ def main():
     # could take one first; each run's gossip and API ports span 2000.
     if any(n < 3 or n > 999 for n in SIZES):
         sys.exit("sizes must lie within 3..999")
+    if SEALED and any(n > 400 for n in SIZES):
+        sys.exit("with SEALED=1, sizes must lie within 3..400")
+    key = run([CHORUS, "keygen"]).stdout.strip()
     for k, n in enumerate(SIZES):
         c = measure(Chorus(10000 + 2000 * k), n)
         s = measure(Serf(20000 + 2000 * k), n)
         missed = show(n, c, s)
+        measured = [c, s]
+        if SEALED:
+            # Their own port ranges: base + 400 leaves the clear runs' (n <= 400) alone.
+            cs = measure(Chorus(10400 + 2000 * k, key), n)
+            ss = measure(Serf(20400 + 2000 * k, key), n)
+            missed += show_sealed(n, c, cs, ss)
+            measured += [cs, ss]
         misses += missed
-        for logs in (c["logs"], s["logs"]):
+        for logs in (x["logs"] for x in measured):
             if missed:
                 print(f"  agents' logs kept (a target was missed): {logs}")
             else:
