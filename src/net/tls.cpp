@@ -28,8 +28,11 @@ Result<SSL_CTX*> make_context(bool server) {
     SSL_CTX* ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (ctx == nullptr) return Error{"bad_tls", openssl_reason("SSL_CTX_new failed")};
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    // Records are made from whole writes; a write is never split across calls.
-    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+    // TLS 1.3's suites, AES-128-GCM first: as strong as the API needs, and a third cheaper
+    // per byte than AES-256 on every request and response.
+    SSL_CTX_set_ciphersuites(
+        ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
+    if (server) SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
     return ctx;
 }
 
