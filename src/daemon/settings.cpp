@@ -376,7 +376,9 @@ Status apply_exec_fields(HandlerSpec& h, const std::string& field, const nlohman
                                                                 {"as_bytes", &h.limits.as_bytes},
                                                                 {"nofile", &h.limits.nofile},
                                                                 {"nproc", &h.limits.nproc}};
-            for (const auto& [name, n] : v.items()) {
+            for (const auto& item : v.items()) {
+                const std::string name = item.key();
+                const nlohmann::json& n = item.value();
                 const auto f = std::find_if(std::begin(fields), std::end(fields),
                                             [&](const auto& x) { return name == x.first; });
                 if (f == std::end(fields)) {
