@@ -508,17 +508,12 @@ void Runner::start(const TaskSpec& spec, std::function<void(TaskOutcome)> done) 
     if (!writable) {
         run.in.reset();
     } else {
+        // Once written, our end is closed (a pipe has no half-close): the command sees EOF.
         auto* in = reinterpret_cast<uv_stream_t*>(run.in.get());
-        (void)net::write_bytes(in, spec.payload + "\n", [](uv_stream_t*, int) {});
-        auto* shut = new uv_shutdown_t{};
-        if (uv_shutdown(shut, in, [](uv_shutdown_t* req, int) {
-                auto* r = static_cast<Run*>(req->handle->data);
-                delete req;
-                if (r != nullptr) r->in.reset();
-            }) != 0) {
-            delete shut;
-            run.in.reset();
-        }
+        auto written = net::write_bytes(in, spec.payload + "\n", [](uv_stream_t* s, int) {
+            if (auto* r = static_cast<Run*>(s->data)) r->in.reset();
+        });
+        if (!written || *written == net::Written::now) run.in.reset();
     }
 
     for (auto* p : {run.out.get(), run.err.get()}) {

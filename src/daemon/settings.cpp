@@ -393,7 +393,15 @@ Status apply_exec_fields(HandlerSpec& h, const std::string& field, const nlohman
             return bad(at, "is not an exec handler field (exec, user, group, env, dir, limits)");
         }
     }
-    if (h.uid && !h.gid) h.gid = primary_group(*h.uid);
+    if (h.uid && !h.gid) {
+        // Without a group of its own the command would keep the agent's (root's, under root).
+        h.gid = primary_group(*h.uid);
+        if (!h.gid) {
+            return bad(
+                field + ".user",
+                fmt::format("{} has no entry in the user database: give \"group\" too", h.user));
+        }
+    }
     return Ok{};
 }
 

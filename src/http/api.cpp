@@ -404,9 +404,16 @@ void Api::answered(const Request& req, const Response& r) {
 
 void Api::attach(Server* server) {
     server_ = server->handle();
-    server->gate = [this](Request& req) { return gate(req); };
+    // The server may outlive the API (or go first): each callback checks it is still here.
+    server->gate = [alive = std::weak_ptr<Api*>(alive_)](Request& req) -> std::optional<Response> {
+        if (auto api = alive.lock(); api && *api != nullptr) return (*api)->gate(req);
+        return error_response(503, "stopping", "the agent is stopping");
+    };
     if (info_.audit != nullptr) {
-        server->on_answered = [this](const Request& req, const Response& r) { answered(req, r); };
+        server->on_answered = [alive = std::weak_ptr<Api*>(alive_)](const Request& req,
+                                                                    const Response& r) {
+            if (auto api = alive.lock(); api && *api != nullptr) (*api)->answered(req, r);
+        };
     }
     server->on_closed = [alive = std::weak_ptr<Api*>(alive_)](uint64_t conn) {
         if (auto api = alive.lock(); api && *api != nullptr) (*api)->client_gone(conn);

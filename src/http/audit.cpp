@@ -96,6 +96,9 @@ void AuditLog::write_line(const std::string& line) {
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
             ++failures_;
+            // A line cut short is ended, so the next one is whole JSON on a line of its own.
+            if (done > 0 && ::write(fd_, "\n", 1) == 1) ++done;
+            size_ += done;
             return;
         }
         done += static_cast<size_t>(n);

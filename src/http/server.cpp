@@ -404,7 +404,11 @@ void Server::receive(Conn& c, const char* data, size_t n) {
         return;
     }
     if (!out.empty()) send_raw(c, std::move(out));
+    const uint64_t id = c.id;
+    const bool ended = c.tls->peer_closed();
     if (!plain->empty()) feed(c, plain->data(), plain->size());
+    // The peer's close_notify ends its side as a TCP end would: the connection goes.
+    if (ended && find(id) != nullptr) close(id);
 }
 
 void Server::feed(Conn& c, const char* data, size_t n) {
@@ -583,6 +587,11 @@ void Server::close(uint64_t conn) {
     conns_.erase(it);
     c->tcp->data = nullptr;
     c->timer->data = nullptr;
+    // A call its client left before the answer still happened (or will): it gets its line.
+    if (c->awaiting && on_answered) {
+        on_answered(c->req, error_response(499, "client_gone",
+                                           "the client closed the connection before the answer"));
+    }
     release(*c);
     if (auto n = per_client_.find(c->client); n != per_client_.end() && --n->second == 0) {
         per_client_.erase(n);

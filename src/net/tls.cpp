@@ -77,6 +77,10 @@ Result<std::shared_ptr<TlsContext>> TlsContext::server(const TlsFiles& files) {
         if (names == nullptr) return fail(ctx, "tls_ca " + files.ca);
         SSL_CTX_set_client_CA_list(ctx, names);
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+        // Verified clients resume sessions only within this context; without one OpenSSL
+        // fails every resumption attempt (a client with a session cache could not reconnect).
+        static constexpr unsigned char kContext[] = "chorus-http";
+        SSL_CTX_set_session_id_context(ctx, kContext, sizeof(kContext) - 1);
     }
     return std::shared_ptr<TlsContext>(new TlsContext(ctx));
 }
@@ -151,11 +155,13 @@ std::string TlsSession::drain() {
 }
 
 std::string TlsSession::start() {
+    ERR_clear_error();  // SSL_get_error reads the thread's queue: nothing stale may be in it
     SSL_do_handshake(ssl_);
     return drain();
 }
 
 Result<std::string> TlsSession::decrypt(std::string_view bytes, std::string& out) {
+    ERR_clear_error();
     if (!bytes.empty() &&
         BIO_write(SSL_get_rbio(ssl_), bytes.data(), static_cast<int>(bytes.size())) <= 0) {
         return Error{"tls_failed", "out of memory"};
@@ -212,14 +218,17 @@ Result<std::string> TlsSession::decrypt(std::string_view bytes, std::string& out
 }
 
 std::string TlsSession::shutdown() {
+    ERR_clear_error();
     if (established_) SSL_shutdown(ssl_);
     return drain();
 }
 
 std::string TlsSession::encrypt(std::string_view plain) {
     if (!established_ || plain.empty()) return drain();
-    // Memory BIOs never push back, so one write takes everything.
-    SSL_write(ssl_, plain.data(), static_cast<int>(plain.size()));
+    // Memory BIOs never push back, so one write takes everything, or nothing on a broken
+    // session: then nothing is sent, and the peer's timeout or ours ends the connection.
+    ERR_clear_error();
+    if (SSL_write(ssl_, plain.data(), static_cast<int>(plain.size())) <= 0) ERR_clear_error();
     return drain();
 }
 

@@ -9,8 +9,8 @@
   3. The CLI: `--http https://127.0.0.1:PORT --ca CA` and $CHORUS_CACERT work, by address and
      by name (localhost); without the CA it fails and says why.
   4. Agent b requires client certificates (--tls-ca): without one, or with one the CA did not
-     sign, the handshake fails; with one, a task goes through, and the audit log names the
-     certificate's subject as the caller.
+     sign, the handshake fails; with one, a task goes through, a second connection resumes the
+     session, and the audit log names the certificate's subject as the caller.
   5. Agent c presents the self-signed certificate: curl and the CLI with the CA refuse it.
   6. A certificate file that does not load stops an agent at start with exit status 2.
 
@@ -185,6 +185,21 @@ def run():
                               '{"key": "k2", "type": "echo", "payload": 2}')
     if rc != 0 or status not in (200, 202):
         fail(f"curl with the client certificate: exit {rc}, status {status}: {err}")
+    # A client with a session cache resumes its session (tickets work with --tls-ca).
+    outs = []
+    for sess in ("-sess_out", "-sess_in"):
+        r = subprocess.run(["openssl", "s_client", "-connect", b, "-CAfile", ca, "-cert",
+                            path("client.pem"), "-key", path("client.key"), "-ign_eof", sess,
+                            path("session.pem")],
+                           input="GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                 "Connection: close\r\n\r\n",
+                           capture_output=True, text=True, timeout=20)
+        outs.append(r.stdout)
+        if "HTTP/1.1 200" not in r.stdout:
+            fail(f"s_client {sess} with a client certificate: {r.stdout[-600:]!r} "
+                 f"{r.stderr[-400:]!r}")
+    if "Reused," not in outs[1]:
+        fail(f"the second handshake did not resume the session: {outs[1][:600]!r}")
     lines = [json.loads(line) for line in open(audit).read().splitlines()]
     if len(lines) != 2 or any(x["caller"] != "CN=ops,O=chorus" or x["cert"] != "CN=ops,O=chorus"
                               or x["status"] != 202 for x in lines):

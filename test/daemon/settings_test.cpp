@@ -377,3 +377,16 @@ TEST_CASE("an agent running as root refuses exec handlers that do not name their
             .ok());
     CHECK(to_agent_options(named, 0).ok());  // root, said explicitly
 }
+
+TEST_CASE("a user with no entry in the user database needs a group named too") {
+    Settings s;
+    const auto refused =
+        apply_config_json(s, R"({"handlers": {"j": {"exec": ["/bin/true"], "user": "4242"}}})");
+    REQUIRE_FALSE(refused);
+    CHECK_THAT(refused.error().message,
+               Catch::StartsWith("handlers.j.user") && Catch::Contains("group"));
+    Settings t;
+    REQUIRE(apply_config_json(
+        t, R"({"handlers": {"j": {"exec": ["/bin/true"], "user": "4242", "group": "4242"}}})"));
+    CHECK(t.tasks.handlers.at("j").gid == 4242u);
+}

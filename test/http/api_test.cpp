@@ -2,9 +2,11 @@
 #include "http/api.hpp"
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "daemon/agent.hpp"
+#include "daemon/temp_dir.hpp"
 #include "http/raw_client.hpp"
 #include "net/loop.hpp"
 
@@ -408,4 +410,29 @@ TEST_CASE("without tokens, a page on another site cannot make the agent leave") 
     REQUIRE(n.loop.run_until([&] { return d.closed; }));
     CHECK_THAT(d.received, Catch::StartsWith("HTTP/1.1 403 ") && Catch::Contains("bad_host"));
     CHECK_FALSE(leaving);
+}
+
+TEST_CASE("a mutating call whose client leaves before the answer is still audited") {
+    chorus::test::TempDir dir;
+    auto audit = http::AuditLog::open({dir.path + "/audit.log"}).value();
+    std::function<void()> finish_leave;
+    http::Api::Info info{"local", "test", [&](std::function<void()> left) {
+                             finish_leave = std::move(left);  // the leave is under way
+                         }};
+    info.audit = audit.get();
+    Node1 n({}, std::move(info));
+    {
+        RawClient c(n.loop.get(), n.server->local());
+        c.send("POST /v1/leave HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n");
+        REQUIRE(n.loop.run_until([&] { return static_cast<bool>(finish_leave); }));
+    }  // the client hangs up before the leave has spread
+    REQUIRE(n.loop.run_until([&] { return audit->lines() == 1; }));
+    std::ifstream in(dir.path + "/audit.log");
+    std::string line;
+    std::getline(in, line);
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j["path"] == "/v1/leave");
+    CHECK(j["outcome"] == "client_gone");
+    finish_leave();  // answering now writes nothing more: nobody is there
+    CHECK(audit->lines() == 1);
 }
