@@ -12,7 +12,7 @@ TEST_CASE("awareness scales timeouts by one plus its score") {
     REQUIRE(a.scale(milliseconds(500)) == milliseconds(1500));
 }
 
-TEST_CASE("awareness stays within [0, max - 1]") {
+TEST_CASE("awareness stays within 0 to max - 1") {
     Awareness a(8);
     a.apply(-5);
     REQUIRE(a.score() == 0);

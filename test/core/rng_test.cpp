@@ -32,7 +32,7 @@ TEST_CASE("below stays in range and spreads evenly") {
     }
 }
 
-TEST_CASE("unit draws lie in [0, 1)") {
+TEST_CASE("unit draws lie in 0 to 1, 1 excluded") {
     Rng r(1);
     for (int i = 0; i < 10000; ++i) {
         const double u = r.unit();

@@ -82,7 +82,7 @@ TEST_CASE("an id that exists is refused, not replaced") {
     REQUIRE(b.find("a")->spec.payload == "1");
 }
 
-TEST_CASE("cancelling a queued task ends it; a running one keeps its slot until it stops") {
+TEST_CASE("cancelling a queued task ends it, and a running one keeps its slot until it stops") {
     TaskBoard b(small(1, 5));
     REQUIRE(b.submit(spec("run"), Name("n1"), at(0)).ok());
     REQUIRE(b.submit(spec("wait"), Name("n1"), at(0)).ok());

@@ -301,7 +301,7 @@ TEST_CASE("a blocking query waits at most wait_max, whatever it asks") {
 }
 
 TEST_CASE(
-    "streams past the limit get 429; a stream hears heartbeats; a client that goes frees one") {
+    "streams past the limit get 429, a stream hears heartbeats, a client that goes frees one") {
     http::Api::Limits l;
     l.streams_max = 1;
     l.heartbeat_ms = 50;

@@ -361,7 +361,7 @@ TEST_CASE("bad task input gets the right status and a message, and creates nothi
     REQUIRE(c.tasks_kept() == 0);
 }
 
-TEST_CASE("a client's name for a task makes the id; resent it is the same task, changed a 409") {
+TEST_CASE("a client's name for a task makes the id, resent it is the same task, changed a 409") {
     Cluster c(3);
     const json t = {
         {"key", "k1"}, {"type", "sleep"}, {"payload", {{"ms", 300}}}, {"id", "order-7"}};
@@ -856,7 +856,7 @@ TEST_CASE("a copy whose owner restarted learns how the task stands") {
     }
 }
 
-TEST_CASE("a leaving node hands its queued tasks to other candidates; none runs twice") {
+TEST_CASE("a leaving node hands its queued tasks to other candidates, and none runs twice") {
     daemon::TaskOptions o;
     o.limits.capacity = 1;
     Cluster c(3, o);

@@ -30,7 +30,7 @@ std::vector<uint8_t> bytes(size_t n, uint8_t seed = 1) {
 }
 }  // namespace
 
-TEST_CASE("endpoints parse ip:port and [ipv6]:port and print back the same") {
+TEST_CASE("endpoints parse ip:port and bracketed ipv6:port and print back the same") {
     for (const char* ok : {"127.0.0.1:7900", "0.0.0.0:0", "[::1]:7980", "[fe80::1]:1"}) {
         auto e = Endpoint::parse(ok);
         INFO(ok);
