@@ -72,4 +72,10 @@ nlohmann::json json_or_string(std::string_view text) {
     return std::string(text);
 }
 
+std::string string_field(const nlohmann::json& j, const char* key) {
+    if (!j.is_object()) return "";
+    const auto it = j.find(key);
+    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 }  // namespace chorus::daemon

@@ -38,6 +38,9 @@ Status check_json(std::string_view text, size_t depth_max = kJsonDepthMax);
 // instead of throwing.
 std::string dump_json(const nlohmann::json& j, int indent = -1);
 
+// `j[key]` when `j` is an object holding a string there, else "".
+std::string string_field(const nlohmann::json& j, const char* key);
+
 // JSON text as a value to embed in a document: the text parsed if it is JSON within the
 // limits, else the text itself as a JSON string (what a reader can still make sense of).
 nlohmann::json json_or_string(std::string_view text);

@@ -1,6 +1,5 @@
 #include "http/acl.hpp"
 
-#include <arpa/inet.h>
 #include <openssl/crypto.h>
 
 #include <algorithm>
@@ -13,6 +12,7 @@
 
 #include "core/task.hpp"
 #include "daemon/json.hpp"
+#include "net/endpoint.hpp"
 #include "net/seal.hpp"
 
 namespace chorus::http {
@@ -53,35 +53,6 @@ std::string_view header(const Request& req, const std::string& name) {
     return it == req.headers.end() ? std::string_view() : std::string_view(it->second);
 }
 
-// The host of a Host header's value ("127.0.0.1:7980", "[::1]:7980", "name"), or nullopt when
-// it is malformed.
-std::optional<std::string_view> host_of(std::string_view authority) {
-    if (authority.starts_with('[')) {
-        const size_t end = authority.find(']');
-        if (end == std::string_view::npos) return std::nullopt;
-        const std::string_view rest = authority.substr(end + 1);
-        if (!rest.empty() && !rest.starts_with(':')) return std::nullopt;
-        return authority.substr(0, end + 1);
-    }
-    const size_t colon = authority.find(':');
-    if (colon != std::string_view::npos && authority.find(':', colon + 1) != std::string_view::npos)
-        return std::nullopt;  // an IPv6 address must be in brackets
-    return authority.substr(0, colon);
-}
-
-bool ip_literal(std::string_view host) {
-    in6_addr v6{};
-    in_addr v4{};
-    if (host.starts_with('[') && host.ends_with(']')) {
-        return inet_pton(AF_INET6, std::string(host.substr(1, host.size() - 2)).c_str(), &v6) == 1;
-    }
-    return inet_pton(AF_INET, std::string(host).c_str(), &v4) == 1;
-}
-
-bool mutating(std::string_view method) {
-    return method != "GET" && method != "HEAD" && method != "OPTIONS";
-}
-
 Verdict refuse(Refusal why, int status, std::string message) {
     Verdict v;
     v.refusal = why;
@@ -92,6 +63,10 @@ Verdict refuse(Refusal why, int status, std::string message) {
 }
 
 }  // namespace
+
+bool mutating(std::string_view method) {
+    return method != "GET" && method != "HEAD" && method != "OPTIONS";
+}
 
 std::string_view to_string(Scope s) {
     return kScopeNames[static_cast<size_t>(s)];
@@ -128,10 +103,7 @@ Result<Acl> Acl::parse(std::string_view json_text) {
     std::set<net::Digest> hashes;
     for (size_t i = 0; i < j["tokens"].size(); ++i) {
         const nlohmann::json& e = j["tokens"][i];
-        const auto text = [&](const char* k) {
-            return e.is_object() && e.contains(k) && e[k].is_string() ? e[k].get<std::string>()
-                                                                      : std::string();
-        };
+        const auto text = [&](const char* k) { return daemon::string_field(e, k); };
         const std::string where = fmt::format("tokens[{}]", i);
         if (!e.is_object() || e.size() != 3) {
             return bad(where + R"(: must be {"id": ..., "scope": ..., "sha256": ...} and no more)");
@@ -224,11 +196,11 @@ Verdict check_access(const AccessPolicy& policy, const Request& req) {
     if (needed == Scope::none) return Verdict{"anonymous", std::nullopt, {}};
     const std::string_view host_header = header(req, "host");
     if (!host_header.empty()) {
-        const auto host = host_of(host_header);
+        const auto hp = net::split_host_port(host_header, 80);
         const bool named =
-            host && (ip_literal(*host) || iequals(*host, "localhost") ||
-                     std::any_of(policy.names.begin(), policy.names.end(),
-                                 [&](const std::string& n) { return iequals(*host, n); }));
+            hp && (net::is_ip_address(hp->host) || iequals(hp->host, "localhost") ||
+                   std::any_of(policy.names.begin(), policy.names.end(),
+                               [&](const std::string& n) { return iequals(hp->host, n); }));
         if (!named) {
             return refuse(Refusal::bad_host, 403,
                           fmt::format("Host '{}' is not this agent's address, localhost or a "

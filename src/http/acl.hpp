@@ -38,6 +38,8 @@ namespace chorus::http {
 enum class Scope : uint8_t { none, read, write, admin };
 std::string_view to_string(Scope s);
 std::optional<Scope> parse_scope(std::string_view text);
+// Whether a call may change something: any method but GET, HEAD and OPTIONS.
+bool mutating(std::string_view method);
 // What a call needs: none for /v1/health, admin for /v1/leave and /v1/keyring, read for any
 // other GET or HEAD, write for the rest.
 Scope needed_scope(std::string_view method, std::string_view path);

@@ -221,10 +221,7 @@ void Api::keyring_call(const Request& req, Reply reply, uint64_t started) {
     std::string subject;  // for the audit log: the op and the key's fingerprint, never the key
     if (req.method == "POST") {
         const nlohmann::json& j = req.json;
-        const auto text = [&](const char* k) {
-            return j.is_object() && j.contains(k) && j[k].is_string() ? j[k].get<std::string>()
-                                                                      : std::string();
-        };
+        const auto text = [&](const char* k) { return daemon::string_field(j, k); };
         const std::string kind = text("op");
         if (kind == "install") {
             op.kind = wire::KeyringOp::Kind::install;

@@ -13,6 +13,7 @@
 
 #include "daemon/json.hpp"
 #include "daemon/log.hpp"
+#include "http/acl.hpp"
 
 namespace chorus::http {
 
@@ -53,24 +54,18 @@ void AuditLog::rotate() {
         ::unlink(options_.path.c_str());
     }
     ++rotations_;
-    if (!reopen()) fd_ = -1;
+    (void)reopen();  // failing, it leaves no file open: the next line tries again
 }
 
 bool AuditLog::wanted(const Request& req, const Response& r) {
-    return (req.method != "GET" && req.method != "HEAD") || r.status == 401 || r.status == 403;
+    return mutating(req.method) || r.status == 401 || r.status == 403;
 }
 
 void AuditLog::record(const Request& req, const Response& r) {
-    std::string outcome = "ok";
-    if (r.status < 200 || r.status > 299) {
-        // Our error bodies say {"error": {"code": ...}}; the code is the outcome.
-        auto body = daemon::parse_json(r.body);
-        outcome = body && body->is_object() && body->contains("error") &&
-                          (*body)["error"].is_object() && (*body)["error"].contains("code") &&
-                          (*body)["error"]["code"].is_string()
-                      ? (*body)["error"]["code"].get<std::string>()
-                      : fmt::format("status_{}", r.status);
-    }
+    const bool ok = r.status >= 200 && r.status <= 299;
+    const std::string outcome = !r.error.empty() ? r.error
+                                : ok             ? "ok"
+                                                 : fmt::format("status_{}", r.status);
     nlohmann::json j = {{"time", daemon::utc_timestamp()},
                         {"caller", req.caller.empty() ? "anonymous" : req.caller},
                         {"peer", req.peer},
@@ -86,7 +81,6 @@ void AuditLog::record(const Request& req, const Response& r) {
 void AuditLog::write_line(const std::string& line) {
     if (fd_ >= 0 && size_ > 0 && size_ + line.size() > options_.bytes_max) rotate();
     if (fd_ < 0 && !reopen()) {
-        fd_ = -1;
         ++failures_;
         return;
     }

@@ -106,6 +106,7 @@ Response error_response(int status, std::string_view code, std::string_view mess
     Response r;
     r.status = status;
     r.body = daemon::dump_json({{"error", {{"code", code}, {"message", message}}}});
+    r.error = code;
     return r;
 }
 

@@ -74,7 +74,10 @@ struct Response {
     std::string body;
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;
-    std::string subject;  // what the call acted on (a task's id), for the audit log; not sent
+    // For the audit log, not sent: what the call acted on (a task's id), and the error's code
+    // (error_response sets it).
+    std::string subject;
+    std::string error;
 };
 
 // {"error": {"code": ..., "message": ...}} with the given status (the API in README.md).

@@ -10,14 +10,20 @@
 
 namespace chorus::net {
 
-Result<HostPort> split_host_port(std::string_view text) {
+Result<HostPort> split_host_port(std::string_view text, std::optional<uint16_t> default_port) {
     const auto bad = [&](std::string_view why) {
         return Error{"bad_address", fmt::format("'{}' is not an address: {} (use host:port, "
                                                 "ip:port or [ipv6]:port)",
                                                 text, why)};
     };
     std::string_view host, port;
-    if (!text.empty() && text.front() == '[') {
+    const bool bracketed = text.starts_with('[');
+    if (default_port && (bracketed ? text.ends_with(']') : text.find(':') == text.npos)) {
+        host = bracketed ? text.substr(1, text.size() - 2) : text;
+        if (host.empty()) return bad("no host");
+        return HostPort{std::string(host), *default_port};
+    }
+    if (bracketed) {
         const size_t close = text.find(']');
         if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
             return bad("unbalanced brackets or no port");
@@ -38,6 +44,13 @@ Result<HostPort> split_host_port(std::string_view text) {
         return bad("port must be a number from 0 to 65535");
     }
     return HostPort{std::string(host), static_cast<uint16_t>(p)};
+}
+
+bool is_ip_address(std::string_view host) {
+    const std::string h(host);
+    unsigned char buf[sizeof(in6_addr)];
+    return uv_inet_pton(AF_INET, h.c_str(), buf) == 0 ||
+           uv_inet_pton(AF_INET6, h.c_str(), buf) == 0;
 }
 
 Result<Endpoint> Endpoint::parse(std::string_view text) {

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -19,7 +20,13 @@ struct HostPort {
     std::string host;
     uint16_t port = 0;
 };
-Result<HostPort> split_host_port(std::string_view text);
+// With `default_port`, a text without one ("name", "ip", "[ipv6]": an HTTP Host header) takes
+// it.
+Result<HostPort> split_host_port(std::string_view text,
+                                 std::optional<uint16_t> default_port = std::nullopt);
+// Whether `host` (as split_host_port gives it: no brackets) is an IPv4 or IPv6 address, not a
+// name.
+bool is_ip_address(std::string_view host);
 
 class Endpoint {
   public:

@@ -1,12 +1,13 @@
 #include "net/tls.hpp"
 
-#include <arpa/inet.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <fmt/format.h>
+
+#include "net/endpoint.hpp"
 
 namespace chorus::net {
 
@@ -133,13 +134,10 @@ Result<std::unique_ptr<TlsSession>> TlsSession::connect(std::shared_ptr<TlsConte
     SSL_set_connect_state(ssl);
     // The certificate must be for what was dialled: an IP address (its SAN) or a name, which
     // also goes out as SNI.
-    in6_addr v6{};
-    in_addr v4{};
-    const bool ip =
-        inet_pton(AF_INET, host.c_str(), &v4) == 1 || inet_pton(AF_INET6, host.c_str(), &v6) == 1;
-    const int ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str())
-                      : SSL_set1_host(ssl, host.c_str()) == 1 &&
-                            SSL_set_tlsext_host_name(ssl, host.c_str()) == 1;
+    const int ok = is_ip_address(host)
+                       ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str())
+                       : SSL_set1_host(ssl, host.c_str()) == 1 &&
+                             SSL_set_tlsext_host_name(ssl, host.c_str()) == 1;
     if (ok != 1) return Error{"tls_failed", fmt::format("cannot verify {}", host)};
     return s;
 }

@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import Logs, call, launch, step, stop  # noqa: E402  (the folder's shared helpers)
+from agents import Logs, call, launch, refused_at_start, step, stop  # noqa: E402  (the folder's shared helpers)
 
 CHORUS = sys.argv[1]
 work = tempfile.mkdtemp(prefix="chorus-access-")
@@ -234,13 +234,9 @@ def run():
     broken = os.path.join(work, "broken.json")
     with open(broken, "w") as f:
         json.dump({"tokens": [{"id": "x", "scope": "root", "sha256": "00"}]}, f)
-    with open(os.path.join(work, "bad.log"), "w") as log:
-        r = subprocess.run([CHORUS, "agent", "--name", "bad", "--bind", "127.0.0.1:0", "--http",
-                            "127.0.0.1:0", "--acl-tokens", broken], stdout=log,
-                           stderr=subprocess.STDOUT, timeout=30)
-    said = open(os.path.join(work, "bad.log")).read()
-    if r.returncode != 2 or "tokens[0].scope" not in said:
-        fail(f"an agent with a bad token file: exit {r.returncode}, said {said!r}")
+    rc, said = refused_at_start(CHORUS, os.path.join(work, "bad.log"), ["--acl-tokens", broken])
+    if rc != 2 or "tokens[0].scope" not in said:
+        fail(f"an agent with a bad token file: exit {rc}, said {said!r}")
 
     step("7. leave: refused to the write token, done for the admin token")
     if as_("write", "POST", "/v1/leave")[0] != 403:

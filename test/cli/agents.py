@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +59,30 @@ def launch(chorus, name, log_path, args=(), bind="127.0.0.1:0", http_at="127.0.0
             stdout=log, stderr=subprocess.STDOUT)
     bound = started(log_path, offset, proc)
     return (proc, *bound) if bound else (proc, None, None)
+
+
+def refused_at_start(chorus, log_path, args):
+    """Runs `chorus agent` with ARGS (and loopback addresses), expecting it to refuse to start:
+    (exit status, what it said)."""
+    with open(log_path, "w") as log:
+        r = subprocess.run([chorus, "agent", "--name", "refused", "--bind", "127.0.0.1:0",
+                            "--http", "127.0.0.1:0", *args], stdout=log,
+                           stderr=subprocess.STDOUT, timeout=30)
+    with open(log_path) as f:
+        return r.returncode, f.read()
+
+
+def clear_frame_answer(host, port):
+    """Sends one length-prefixed frame in clear (64 zero bytes) to a gossip port and returns
+    whatever comes back within 5 s (b"" if the agent closed or said nothing)."""
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        body = bytes(64)
+        s.sendall(len(body).to_bytes(4, "big") + body)
+        s.settimeout(5)
+        try:
+            return s.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            return b""
 
 
 def call(http_addr, method, path, body=None, timeout=5, raw_body=None, headers=None):

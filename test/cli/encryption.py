@@ -34,7 +34,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import Logs, call, launch, step, stop  # noqa: E402  (the folder's shared helpers)
+from agents import Logs, call, clear_frame_answer, launch, step, stop  # noqa: E402  (the folder's shared helpers)
 
 CHORUS = sys.argv[1]
 NAMES = ["a", "b", "c", "x", "y", "p", "q", "r"]
@@ -135,17 +135,9 @@ try:
 
     step("a frame in clear straight to a's gossip port gets no answer")
     before = metric("a", UNSEALED)
-    host, port = gossip["a"].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as raw:
-        body = b"\x00" * 64
-        raw.sendall(len(body).to_bytes(4, "big") + body)
-        raw.settimeout(5)
-        try:
-            answer = raw.recv(4096)
-        except (ConnectionResetError, socket.timeout):
-            answer = b""
-        if answer:
-            fail(f"a answered a frame in clear: {answer[:40]!r}")
+    answer = clear_frame_answer(*gossip["a"].rsplit(":", 1))
+    if answer:
+        fail(f"a answered a frame in clear: {answer[:40]!r}")
     until(lambda: metric("a", UNSEALED) > before, 10, "a did not count the frame in clear")
     for n in ("x", "y"):
         stop_gracefully(n)

@@ -201,16 +201,11 @@ six_heard() { [ "$(metric 1 "$unsealed")" -ge $((before + 5)) ]; }
 poll 60 six_heard || fail "node1 did not count what node6 and node7 sent it"
 # A task frame from node6's address straight to node1's gossip port: no answer.
 in_ns 6 python3 -c '
-import socket, sys
-with socket.create_connection((sys.argv[1], 7900), timeout=5) as s:
-    body = bytes(64)
-    s.sendall(len(body).to_bytes(4, "big") + body)
-    s.settimeout(5)
-    try:
-        answer = s.recv(4096)
-    except (ConnectionResetError, socket.timeout):
-        answer = b""
-sys.exit(1 if answer else 0)' "$(ip_of 1)" || fail "node1 answered a frame from node6"
+import sys
+sys.path.insert(0, sys.argv[1])
+from agents import clear_frame_answer
+sys.exit(1 if clear_frame_answer(sys.argv[2], 7900) else 0)' "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)" "$(ip_of 1)" ||
+  fail "node1 answered a frame from node6"
 for i in 1 2 3 4 5; do
   sees "$i" alive 1 2 3 4 5 || fail "node$i's view changed: $(members "$i")"
   [ "$(state_of "$i" 6)" != alive ] || fail "node$i sees node6 alive with a removed key"

@@ -27,7 +27,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import Logs, launch, step, stop  # noqa: E402  (the folder's shared helpers)
+from agents import Logs, launch, refused_at_start, step, stop  # noqa: E402  (the folder's shared helpers)
 
 CHORUS = sys.argv[1]
 work = tempfile.mkdtemp(prefix="chorus-tls-")
@@ -217,13 +217,10 @@ def run():
              f"{r.stderr!r}")
 
     step("6. a certificate that does not load stops an agent at start")
-    with open(path("bad.log"), "w") as log:
-        r = subprocess.run([CHORUS, "agent", "--name", "bad", "--bind", "127.0.0.1:0", "--http",
-                            "127.0.0.1:0", "--tls-cert", path("missing.pem"), "--tls-key", key],
-                           stdout=log, stderr=subprocess.STDOUT, timeout=30)
-    said = open(path("bad.log")).read()
-    if r.returncode != 2 or "missing.pem" not in said:
-        fail(f"an agent with a missing certificate: exit {r.returncode}, said {said!r}")
+    rc, said = refused_at_start(CHORUS, path("bad.log"),
+                                ["--tls-cert", path("missing.pem"), "--tls-key", key])
+    if rc != 2 or "missing.pem" not in said:
+        fail(f"an agent with a missing certificate: exit {rc}, said {said!r}")
     for name in ("a", "b", "c"):
         if procs[name].poll() is not None:
             fail(f"{name} stopped during the test")

@@ -209,7 +209,8 @@ int main(int argc, char** argv) {
     conversation += "Content-Type: application/json\r\n";
     conversation += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
     conversation += "GET /v1/tasks/" + id + "?wait=100ms HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    conversation += "DELETE /v1/tasks/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    conversation +=
+        "DELETE /v1/tasks/" + id + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
     write(out / "http", "post_then_get_by_id", {conversation.begin(), conversation.end()});
 
     std::printf("seeds written under %s\n", out.c_str());

@@ -127,7 +127,8 @@ struct Cluster {
     // `n` clients send the same request at once; their replies, in client order.
     std::vector<Reply> calls_at_once(size_t at, const std::string& method,
                                      const std::string& target, const std::string& body, size_t n) {
-        std::string head = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+        std::string head =
+            method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
         if (!body.empty()) {
             head +=
                 "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +

@@ -46,6 +46,28 @@ TEST_CASE("endpoints parse ip:port and bracketed ipv6:port and print back the sa
     }
 }
 
+TEST_CASE("a host without a port takes the default one given; addresses are told from names") {
+    const auto hp = [](std::string_view text) { return split_host_port(text, 80); };
+    CHECK(hp("localhost").value().host == "localhost");
+    CHECK(hp("localhost").value().port == 80);
+    CHECK(hp("[::1]").value().host == "::1");
+    CHECK(hp("[::1]:7980").value().port == 7980);
+    CHECK(hp("10.0.0.1:8").value().host == "10.0.0.1");
+    for (const char* bad : {"", "[]", "[::1", "::1:7980", "[::1]x", "name:", ":80"}) {
+        INFO(bad);
+        CHECK_FALSE(hp(bad));
+    }
+    CHECK_FALSE(split_host_port("localhost"));  // without a default, a port is needed
+    for (const char* ip : {"127.0.0.1", "::1", "fe80::1", "10.1.2.3"}) {
+        INFO(ip);
+        CHECK(is_ip_address(ip));
+    }
+    for (const char* name : {"localhost", "127.0.0.1.nip.io", "[::1]", "1.2.3", ""}) {
+        INFO(name);
+        CHECK_FALSE(is_ip_address(name));
+    }
+}
+
 TEST_CASE("a datagram sent to a bound socket arrives with its sender's address") {
     TestLoop loop;
     std::vector<uint8_t> got;
