@@ -46,7 +46,7 @@ TEST_CASE("endpoints parse ip:port and bracketed ipv6:port and print back the sa
     }
 }
 
-TEST_CASE("a host without a port takes the default one given; addresses are told from names") {
+TEST_CASE("a host without a port takes the default one given, and addresses are told from names") {
     const auto hp = [](std::string_view text) { return split_host_port(text, 80); };
     CHECK(hp("localhost").value().host == "localhost");
     CHECK(hp("localhost").value().port == 80);
