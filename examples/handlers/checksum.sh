@@ -3,8 +3,9 @@
 # what it prints on stdout as the task's result; a non-zero exit fails the task, with the
 # tail of stderr as the reason. CHORUS_TASK_ID and CHORUS_TASK_KEY say which task this is.
 #
-# This one answers with the payload's SHA-256 and size. Wire it up in the agent's config:
-#   "handlers": {"checksum": {"exec": ["/path/to/examples/handlers/checksum.sh"]}}
+# This one answers with the payload's SHA-256 and size. Wire it up in the agent's config (a
+# relative path is taken from the config file's folder, as in examples/agent.json):
+#   "handlers": {"checksum": {"exec": ["handlers/checksum.sh"]}}
 set -eu
 payload=$(cat)
 if [ -z "$payload" ] || [ "$payload" = "null" ]; then

@@ -15,8 +15,9 @@ CHORUS_PACKAGES=(
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
-# the chaos test's client; openssl and curl check the API's TLS (test/cli/tls.py).
-CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 openssl curl)
+# the chaos test's client; openssl and curl check the API's TLS (test/cli/tls.py); systemd
+# brings systemd-analyze, which checks the unit in examples/systemd (test/cli/systemd.py).
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 openssl curl systemd)
 
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {

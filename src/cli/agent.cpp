@@ -67,7 +67,8 @@ class HttpFront : public FrontEnd {
         // checked once the body is parsed, so both ends give a 413.
         limits.body_bytes_max = p.settings().tasks.limits.payload_bytes_max + (64u << 10);
         auto server = http::Server::listen(
-            p.loop(), net::Endpoint::parse(p.settings().http).value(), limits, p.settings().name,
+            p.loop(), net::Endpoint::parse(api_address(p.settings())).value(), limits,
+            p.settings().name,
             [api = f.api_.get()](const http::Request& req, http::Reply reply) {
                 api->handle(req, reply);
             },

@@ -18,15 +18,8 @@ std::string describe_error(const http::ClientResponse& r) {
 
 std::optional<http::ClientResponse> call(const char* command, const Target& agent, uv_loop_t* loop,
                                          http::ClientRequest request, bool any_status) {
-    std::string http = agent.http;
-    const bool https = http.starts_with("https://");
-    if (https) {
-        http.erase(0, 8);
-    } else if (http.starts_with("http://")) {
-        http.erase(0, 7);
-    }
-    while (http.ends_with('/'))
-        http.pop_back();
+    const auto [scheme, http] = net::split_http_url(agent.http);
+    const bool https = scheme == "https";
     if (https) {
         auto tls = net::TlsContext::client({agent.client_cert, agent.client_key, agent.ca});
         if (!tls) {

@@ -14,15 +14,19 @@
 // 2 for bad flags or configuration (nothing was done).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
+#include "core/text.hpp"
 #include "daemon/settings.hpp"
 #include "net/seal.hpp"
 
@@ -174,6 +178,20 @@ int main(int argc, char** argv) {
         ->required();
     tokengen->add_option("--scope", token_scope, "read, write or admin")->required();
 
+    // A word where the command goes that names none: CLI11 alone would say only that a
+    // subcommand is required.
+    if (argc > 1 && argv[1][0] != '-') {
+        std::vector<std::string> commands;
+        for (const CLI::App* c : app.get_subcommands([](CLI::App*) { return true; }))
+            commands.push_back(c->get_name());
+        if (std::find(commands.begin(), commands.end(), argv[1]) == commands.end()) {
+            const std::string near = closest(argv[1], commands);
+            fmt::print(stderr, "chorus: '{}' is not a command{}; the commands are {}\n", argv[1],
+                       near.empty() ? "" : fmt::format(" (did you mean '{}'?)", near),
+                       fmt::join(commands, ", "));
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -203,7 +221,9 @@ int main(int argc, char** argv) {
         }
         std::stringstream text;
         text << in.rdbuf();
-        if (auto st = apply_config_json(s, text.str()); !st) {
+        const std::string folder =
+            std::filesystem::absolute(config_file).parent_path().lexically_normal().string();
+        if (auto st = apply_config_json(s, text.str(), folder); !st) {
             fmt::print(stderr, "chorus agent: {} (in {})\n", st.error().message, config_file);
             return 2;
         }

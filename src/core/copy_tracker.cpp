@@ -21,7 +21,7 @@ Status CopyTrackerConfig::validate() const {
     if (min_replicas < 1 || min_replicas > replicas) {
         return bad(fmt::format("min_replicas: must be 1 to replicas ({})", replicas));
     }
-    if (copy_timeout <= Duration::zero()) return bad("copy_timeout: must be positive");
+    if (copy_timeout <= Duration::zero()) return bad("copy_timeout_ms: must be positive");
     if (repair_backoff <= Duration::zero()) return bad("repair_backoff: must be positive");
     return Ok{};
 }

@@ -72,7 +72,7 @@ Status TaskLimits::validate() const {
     if (payload_bytes_max == 0) return bad("payload_bytes_max: must be at least 1");
     if (result_bytes_max == 0) return bad("result_bytes_max: must be at least 1");
     if (timeout_default <= Duration::zero() || timeout_default > timeout_max) {
-        return bad("timeout_default: must be positive and at most timeout_max");
+        return bad("timeout_default_ms: must be positive and at most timeout_max_ms");
     }
     return Ok{};
 }

@@ -65,8 +65,8 @@ Status TaskNodeConfig::validate() const {
     if (balance_factor != 0 && !(balance_factor >= 1)) {
         return bad("balance_factor: must be 0 (off) or at least 1");
     }
-    if (forward_timeout <= Duration::zero()) return bad("forward_timeout: must be positive");
-    if (copy_check <= Duration::zero()) return bad("copy_check: must be positive");
+    if (forward_timeout <= Duration::zero()) return bad("forward_timeout_ms: must be positive");
+    if (copy_check <= Duration::zero()) return bad("copy_check_ms: must be positive");
     if (copies_max == 0 || copies_bytes_max == 0) {
         return bad("copies_max and copies_bytes_max: must be at least 1");
     }
@@ -77,7 +77,7 @@ Status TaskNodeConfig::validate() const {
         return bad(fmt::format("min_replicas: must be 1 to replicas ({}), or 0 for replicas",
                                task_replicas));
     }
-    if (copy_timeout <= Duration::zero()) return bad("copy_timeout: must be positive");
+    if (copy_timeout <= Duration::zero()) return bad("copy_timeout_ms: must be positive");
     return Ok{};
 }
 

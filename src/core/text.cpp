@@ -1,5 +1,7 @@
 #include "core/text.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace chorus {
@@ -92,6 +94,36 @@ std::string log_quote(std::string_view s) {
     }
     out += '"';
     return out;
+}
+
+std::string closest(std::string_view typed, const std::vector<std::string>& known) {
+    // Levenshtein distance over one row, stopped early: names here are short.
+    const auto distance = [](std::string_view a, std::string_view b) {
+        std::vector<size_t> row(b.size() + 1);
+        for (size_t j = 0; j <= b.size(); ++j)
+            row[j] = j;
+        for (size_t i = 1; i <= a.size(); ++i) {
+            size_t diagonal = row[0];
+            row[0] = i;
+            for (size_t j = 1; j <= b.size(); ++j) {
+                const size_t up = row[j];
+                row[j] = std::min(
+                    {row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+                diagonal = up;
+            }
+        }
+        return row[b.size()];
+    };
+    std::string best;
+    size_t best_distance = 3;
+    for (const std::string& k : known) {
+        const size_t d = !typed.empty() && k.starts_with(typed) ? 1 : distance(typed, k);
+        if (d < best_distance) {
+            best = k;
+            best_distance = d;
+        }
+    }
+    return best;
 }
 
 }  // namespace chorus

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace chorus {
 
@@ -28,5 +29,10 @@ std::string_view describe(TextProblem p);
 // control characters as \n, \r, \t or \xNN, and bytes that are not UTF-8 as \xNN. The result
 // never holds a line break, so a name cannot forge a log line.
 std::string log_quote(std::string_view s);
+
+// Of `known`, the one `typed` most likely misspells: within two edits (insert, delete or change
+// a character), or `typed` a prefix of it; the first of the nearest. "" when none is that close.
+// For "did you mean" in errors about a command or a config key.
+std::string closest(std::string_view typed, const std::vector<std::string>& known);
 
 }  // namespace chorus

@@ -81,12 +81,12 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
                 const net::Key given = o.keyring->primary();
                 o.keyring = std::move(**kept);
                 const auto& keys = o.keyring->keys();
-                a->keyring_note_ = fmt::format(
+                a->notes_.push_back(fmt::format(
                     "using the keyring kept in {} ({} keys){}", o.keyring_file, keys.size(),
                     std::find(keys.begin(), keys.end(), given) == keys.end()
                         ? "; the --encrypt key is not in it (rotated out by chorus keys?) and "
                           "is not used"
-                        : "");
+                        : ""));
             } else if (auto st = save_keyring(o.keyring_file, *o.keyring); !st) {
                 return st.error();
             }
@@ -108,11 +108,24 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
     if (o.identity.addr.empty()) {
         const std::string host = bound.str().substr(0, bound.str().rfind(':'));
         if (host == "0.0.0.0" || host == "[::]") {
-            return Error{"bad_config",
-                         "advertise: required when binding a wildcard address; give the address "
-                         "other members should use to reach this one"};
+            // Bound everywhere and told nothing: advertise what memberlist and Serf would.
+            const bool ipv6 = host == "[::]";
+            const auto pick = net::pick_advertise(net::host_addresses(), ipv6);
+            if (!pick) {
+                return Error{"bad_config",
+                             fmt::format("advertise: none given, and no network interface has "
+                                         "an {} address other members could reach (only "
+                                         "loopback or link-local); give --advertise IP:PORT",
+                                         ipv6 ? "IPv6" : "IPv4")};
+            }
+            const std::string ip = ipv6 ? "[" + pick->ip + "]" : pick->ip;
+            o.identity.addr = Address{fmt::format("{}:{}", ip, bound.port())};
+            a->notes_.push_back(fmt::format(
+                "advertise: none given; advertising {}, {}'s address (--advertise to choose)",
+                o.identity.addr.value.view(), pick->interface));
+        } else {
+            o.identity.addr = Address{bound.str()};
         }
-        o.identity.addr = Address{bound.str()};
     }
     for (auto* t : {&a->timer_, &a->retry_, &a->leave_check_}) {
         auto h = net::make_timer(loop, a.get());
@@ -201,6 +214,9 @@ void Agent::on_frame(net::FrameConn& conn, std::vector<uint8_t> bytes) {
             if (pp) {
                 node_->push_pull_done(it->second.peer, *pp, now());
             } else {
+                join_failed(it->second.peer,
+                            fmt::format("its answer was refused: {}: {}",
+                                        wire::to_string(pp.error().reason), pp.error().detail));
                 node_->push_pull_failed(it->second.peer, now());
             }
         }
@@ -259,6 +275,10 @@ void Agent::on_closed(uint64_t id, std::optional<Error> why) {
     const Outgoing o = std::move(it->second);
     pulls_.erase(it);
     if (!o.answered) {
+        // A seed of another cluster, or on another key, drops the push-pull and hangs up.
+        join_failed(o.peer, why ? why->message
+                                : "it closed the connection without answering (another "
+                                  "--cluster, or another --encrypt key?)");
         node_->push_pull_failed(o.peer, now());
         after_input();
     }
@@ -463,6 +483,7 @@ void Agent::join() {
     if (options_.seeds.empty() || node_->joined()) return;
     ++join_attempts_;
     ++stats_.join_attempts;
+    trouble_now_.clear();
     resolved_.clear();
     resolving_ = 0;
     for (const auto& seed : options_.seeds) {
@@ -476,10 +497,22 @@ void Agent::join() {
         }
     }
     if (resolving_ == 0) join_resolved();
-    if (options_.retry_join_attempts == 0 || join_attempts_ < options_.retry_join_attempts) {
-        uv_timer_start(retry_.get(), on_retry, ceil_ms(retry_delay_), 0);
-        retry_delay_ = std::min(retry_delay_ * 2, options_.retry_join_max);
+    // The timer ends this attempt: it retries, or reports the last attempt failed.
+    uv_timer_start(retry_.get(), on_retry, ceil_ms(retry_delay_), 0);
+}
+
+void Agent::join_failed(const Address& seed, std::string why) {
+    if (!node_->joined()) trouble_now_[seed.value.str()] = std::move(why);
+}
+
+std::string Agent::join_trouble() const {
+    if (node_->joined()) return "";
+    std::string out;
+    for (const auto& [seed, why] : trouble_) {
+        if (!out.empty()) out += "; ";
+        out += fmt::format("{}: {}", seed, why);
     }
+    return out;
 }
 
 namespace {
@@ -487,11 +520,13 @@ struct Resolution {
     uv_getaddrinfo_t req;
     std::shared_ptr<Agent*> owner;
     uint32_t attempt;
+    Address seed;  // host:port, as given
 };
 }  // namespace
 
 void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
-    auto* r = new Resolution{{}, alive_, attempt};
+    const Address seed{fmt::format("{}:{}", host, port)};
+    auto* r = new Resolution{{}, alive_, attempt, seed};
     r->req.data = r;
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -503,7 +538,11 @@ void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
             std::unique_ptr<Resolution> done(static_cast<Resolution*>(req->data));
             Agent* self = *done->owner;
             if (self != nullptr && done->attempt == self->join_attempts_) {
-                if (status < 0) ++self->stats_.resolve_failures;
+                if (status < 0) {
+                    ++self->stats_.resolve_failures;
+                    self->join_failed(done->seed,
+                                      fmt::format("cannot resolve it ({})", uv_strerror(status)));
+                }
                 for (const addrinfo* ai = res; status == 0 && ai != nullptr; ai = ai->ai_next) {
                     const Address a{net::Endpoint::from(ai->ai_addr).str()};
                     if (std::find(self->resolved_.begin(), self->resolved_.end(), a) ==
@@ -519,6 +558,7 @@ void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
     if (rc != 0) {
         delete r;
         ++stats_.resolve_failures;
+        join_failed(seed, fmt::format("cannot resolve it ({})", uv_strerror(rc)));
         --resolving_;
     }
 }
@@ -532,6 +572,26 @@ void Agent::join_resolved() {
 void Agent::on_retry(uv_timer_t* t) {
     auto* self = static_cast<Agent*>(t->data);
     if (self == nullptr || self->node_->joined()) return;
+    // The attempt is over: a seed that has not failed outright has not answered either.
+    const Address& me = self->node_->self().addr;
+    bool others = !self->trouble_now_.empty();
+    for (const Address& seed : self->resolved_) {
+        if (seed == me) continue;
+        others = true;
+        self->trouble_now_.try_emplace(
+            seed.value.str(), fmt::format("no answer within {} ms", ceil_ms(self->retry_delay_)));
+    }
+    self->trouble_ = std::move(self->trouble_now_);
+    self->trouble_now_.clear();
+    self->retry_delay_ = std::min(self->retry_delay_ * 2, self->options_.retry_join_max);
+    // Every seed is this agent itself: it is the cluster's first member, and the others join
+    // it. Nothing failed; it keeps looking, since a seed's name may come to mean another host.
+    const uint32_t max = self->options_.retry_join_attempts;
+    const bool last = max != 0 && self->join_attempts_ >= max;
+    if (others && self->options_.on_join_failed) {
+        self->options_.on_join_failed(self->join_attempts_, self->join_trouble(), last);
+    }
+    if (last && others) return;
     self->join();
     self->after_input();
 }
@@ -590,12 +650,10 @@ void Agent::drain() {
         if (!to) ++stats_.unroutable;
         // 0: unroutable, or outbound_max open already (the hub counts that).
         const uint64_t id = to ? hub_->connect(*to) : 0;
-        if (id == 0) {
-            node_->push_pull_failed(pp.to, now());
-            continue;
-        }
-        if (hub_->find(id) == nullptr) {
-            // connect() failed at once and closed it before we could record it.
+        if (id == 0 || hub_->find(id) == nullptr) {
+            // Unroutable, outbound_max open, or connect() failed at once and closed it before
+            // we could record it.
+            join_failed(pp.to, "could not open a connection to it");
             node_->push_pull_failed(pp.to, now());
             continue;
         }

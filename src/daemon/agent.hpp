@@ -55,7 +55,7 @@ struct AgentOptions {
     net::EnvelopeOptions envelope{};
     // Where the keyring is kept (DATA_DIR/keyring.json; empty: not kept). A keyring found there
     // at start is the one used, as `chorus keys` left it; `keyring`'s key is not added to it (it
-    // may have been rotated out), and the agent's keyring_note() says so.
+    // may have been rotated out), and the agent's notes() say so.
     std::string keyring_file;
     // Bounds on task frames' fields (the task service's limits).
     TaskLimits task_limits{};
@@ -64,6 +64,10 @@ struct AgentOptions {
     // Called for a rejected datagram or frame at most once per second (a flood of garbage must
     // not become a flood of log lines); `suppressed` counts the rejections since the last call.
     std::function<void(const wire::DecodeFailure&, uint64_t suppressed)> on_rejected;
+    // A join attempt ended without any seed answering: why, seed by seed (join_trouble()).
+    // `last`: it was the last of retry_join_attempts, and the agent gives up (the process
+    // exits non-zero, as Serf's does).
+    std::function<void(uint32_t attempt, const std::string& why, bool last)> on_join_failed;
 };
 
 struct AgentStats {
@@ -108,14 +112,20 @@ class Agent {
     const Node& node() const { return *node_; }
     // The task layer's: it reads membership and sets the load (gossiped at the next tick).
     Node& node() { return *node_; }
+    // Why the join has not succeeded yet, seed by seed ("127.0.0.1:7900: connection refused;
+    // db.example:7900: cannot resolve it (...)"); empty once joined or while the first attempt
+    // is under way.
+    std::string join_trouble() const;
+    uint32_t join_attempts() const { return join_attempts_; }
     // Joined (or started alone) and not leaving: what /v1/health reports.
     bool ready() const { return (options_.seeds.empty() || node_->joined()) && !node_->leaving(); }
     const AgentStats& stats() const { return stats_; }
     const net::UdpSocket& udp() const { return *udp_; }
     const net::FrameHub& streams() const { return *hub_; }
     const net::Envelope* envelope() const { return envelope_.get(); }
-    // Set when a keyring kept in the data dir was used instead of the --encrypt key alone.
-    const std::string& keyring_note() const { return keyring_note_; }
+    // What start chose that the operator should hear of: a keyring kept in the data dir used
+    // instead of the --encrypt key alone, an address picked to advertise.
+    const std::vector<std::string>& notes() const { return notes_; }
     net::Endpoint bound() const { return udp_->local(); }
     Time now() const;  // monotonic, anchored to the wall clock at start
 
@@ -129,7 +139,8 @@ class Agent {
     void join();
     void resolve(const std::string& host, uint16_t port, uint32_t attempt);
     void join_resolved();  // all of this attempt's names are resolved (or failed)
-    void after_input();    // drain the outbox, re-arm the timer
+    void join_failed(const Address& seed, std::string why);  // a seed did not answer
+    void after_input();                                      // drain the outbox, re-arm the timer
     void rejected(const wire::DecodeFailure& f);
     void drain();
     void arm();
@@ -147,7 +158,7 @@ class Agent {
     int64_t start_wall_us_;
     std::unique_ptr<Node> node_;
     std::unique_ptr<net::Envelope> envelope_;  // before the hub, which uses it: it goes after
-    std::string keyring_note_;
+    std::vector<std::string> notes_;
     std::unique_ptr<net::UdpSocket> udp_;
     std::unique_ptr<net::FrameHub> hub_;
     FrameChannel* channel_ = nullptr;
@@ -197,6 +208,8 @@ class Agent {
     Duration retry_delay_;
     uint32_t join_attempts_ = 0;
     std::vector<Address> resolved_;  // this attempt's seed addresses
+    // This attempt's failures, seed by seed, and the last attempt's (what join_trouble() says).
+    std::map<std::string, std::string> trouble_now_, trouble_;
     size_t resolving_ = 0;
     // Name resolution runs on libuv's threadpool and may finish after we are gone: callbacks
     // hold this and find it null then.

@@ -39,15 +39,24 @@ void Logger::log(Level level, std::string_view msg, std::initializer_list<Field>
     if (json_) {
         nlohmann::json j{{"ts", ts}, {"level", name}, {"msg", msg}};
         for (const auto& [k, v] : fields)
-            j[std::string(k)] = v;
+            std::visit([&, &key = k](const auto& x) { j[std::string(key)] = x; }, v.get());
         line = dump_json(j);
     } else {
         // A value from the network is quoted and escaped, so a name holding a line break
         // cannot forge a line; the message is prose and is escaped only if it needs it.
         line = fmt::format("{} {:5} {}", ts, name,
                            clean_text(msg) ? std::string(msg) : log_quote(msg));
-        for (const auto& [k, v] : fields)
-            line += fmt::format(" {}={}", k, log_quote(v));
+        for (const auto& [k, v] : fields) {
+            line += std::visit(
+                [&, &key = k](const auto& x) {
+                    if constexpr (std::is_same_v<std::decay_t<decltype(x)>, std::string>) {
+                        return fmt::format(" {}={}", key, log_quote(x));
+                    } else {
+                        return fmt::format(" {}={}", key, x);
+                    }
+                },
+                v.get());
+        }
     }
     line += '\n';
     std::fwrite(line.data(), 1, line.size(), out_);

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "daemon/notify.hpp"
+
 namespace chorus::daemon {
 
 namespace {
@@ -31,10 +33,9 @@ class LimitWatch {
         for (size_t i = 0; i < limits_.size(); ++i) {
             const uint64_t now = limits_[i].count();
             if (now == seen_[i]) continue;
-            log_.log(Level::warn, "limit reached",
-                     {{"limit", limits_[i].name},
-                      {"times", std::to_string(now - seen_[i])},
-                      {"what", limits_[i].what}});
+            log_.log(
+                Level::warn, "limit reached",
+                {{"limit", limits_[i].name}, {"times", now - seen_[i]}, {"what", limits_[i].what}});
             seen_[i] = now;
         }
     }
@@ -53,21 +54,37 @@ void Process::leave(std::string_view why, std::function<void()> left) {
         handed_off_ = true;
         // Queued tasks go to other candidates first, while this node is still a member they
         // can answer.
-        tasks_->hand_off(
-            settings_.leave_timeout, [this, why = std::string(why), left = std::move(left)](
-                                         size_t handed, size_t kept) mutable {
-                log_.log(Level::info, "queued tasks handed over",
-                         {{"handed", std::to_string(handed)}, {"kept", std::to_string(kept)}});
-                leave(why, std::move(left));
-            });
+        tasks_->hand_off(settings_.leave_timeout, [this, why = std::string(why),
+                                                   left = std::move(left)](size_t handed,
+                                                                           size_t kept) mutable {
+            log_.log(Level::info, "queued tasks handed over", {{"handed", handed}, {"kept", kept}});
+            leave(why, std::move(left));
+        });
         return;
     }
     log_.log(Level::info, "leaving the cluster", {{"reason", std::string(why)}});
+    notify("STOPPING=1\nSTATUS=leaving the cluster");
     agent_->leave(settings_.leave_timeout, [this, left = std::move(left)] {
         if (left) left();
         log_.log(Level::info, "left; stopping");
         uv_stop(loop_);
     });
+}
+
+void Process::notify(std::string_view state) {
+    const Notified n = notify_systemd(state);
+    if (!n.error.empty() && !notify_failed_) {
+        notify_failed_ = true;
+        log_.log(Level::warn, "cannot tell systemd the agent's state", {{"error", n.error}});
+    }
+}
+
+void Process::notify_if_ready() {
+    if (ready_sent_ || !agent_ || !agent_->ready()) return;
+    ready_sent_ = true;
+    notify(fmt::format("READY=1\nSTATUS={}", settings_.seeds.empty()
+                                                 ? "listening (no seeds: the first member)"
+                                                 : "joined the cluster"));
 }
 
 void Process::on_signal(int signum) {
@@ -86,8 +103,8 @@ void Process::log_journal_state() const {
     } else if (const Journal* j = tasks_->journal()) {
         log_.log(Level::info, "task journal open",
                  {{"path", j->path()},
-                  {"recovered", std::to_string(tasks_->stats().recovered)},
-                  {"queued_again", std::to_string(tasks_->stats().requeued)}});
+                  {"recovered", tasks_->stats().recovered},
+                  {"queued_again", tasks_->stats().requeued}});
     } else {
         log_.log(Level::warn,
                  "tasks are kept in memory only and are lost if this agent stops; give "
@@ -142,17 +159,31 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
         options->on_event = [&p](const MemberEvent& e) {
             if (p.tasks_) p.tasks_->member_changed(e);
             if (p.front_) p.front_->member_changed(e);
+            p.notify_if_ready();
             const std::string state = e.current ? std::string(to_string(*e.current)) : "removed";
-            p.log_.log(
-                e.current == MemberState::alive || !e.current ? Level::info : Level::warn,
-                fmt::format("member {}", state),
-                {{"name", e.name.str()}, {"incarnation", std::to_string(e.incarnation.value)}});
+            p.log_.log(e.current == MemberState::alive || !e.current ? Level::info : Level::warn,
+                       fmt::format("member {}", state),
+                       {{"name", e.name.str()}, {"incarnation", e.incarnation.value}});
         };
         options->on_rejected = [&log](const wire::DecodeFailure& f, uint64_t suppressed) {
             log.log(Level::warn, "dropped a bad packet",
                     {{"reason", std::string(wire::to_string(f.reason))},
                      {"detail", f.detail},
-                     {"suppressed", std::to_string(suppressed)}});
+                     {"suppressed", suppressed}});
+        };
+        const uint32_t attempts_max = options->retry_join_attempts;
+        options->on_join_failed = [&log, &loop, &rc, attempts_max](
+                                      uint32_t attempt, const std::string& why, bool last) {
+            // One line per attempt: the attempts back off (retry_join_min, doubling to
+            // retry_join_max), so this is bounded too.
+            log.log(last ? Level::error : Level::warn,
+                    last ? "could not join the cluster; giving up (--retry-join)"
+                         : "could not join the cluster yet; trying again",
+                    {{"attempt", attempt}, {"attempts_max", attempts_max}, {"why", why}});
+            if (last) {
+                rc = 1;
+                uv_stop(&loop);
+            }
         };
         auto agent = Agent::start(&loop, std::move(*options));
         if (!agent) {
@@ -212,7 +243,8 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                                     : !settings.encrypt_verify_outgoing ? "taken, not sent"
                                     : !settings.encrypt_verify_incoming ? "sent, clear taken too"
                                                                         : "on"}});
-            if (!p.agent_->keyring_note().empty()) log.log(Level::info, p.agent_->keyring_note());
+            for (const std::string& note : p.agent_->notes())
+                log.log(Level::info, note);
             if (settings.encrypt.empty() && !p.agent_->bound().is_loopback()) {
                 log.log(Level::warn,
                         "gossip is open to the network without encryption: anyone who reaches "
@@ -221,14 +253,16 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                         {{"bind", p.agent_->bound().str()}});
             }
             if (settings.acl_tokens.empty()) {
-                if (auto api = net::Endpoint::parse(settings.http); api && !api->is_loopback()) {
+                if (auto api = net::Endpoint::parse(api_address(settings));
+                    api && !api->is_loopback()) {
                     log.log(Level::warn,
                             "the HTTP API is open to the network without tokens: anyone who "
                             "reaches it can run tasks, read results and make this agent "
                             "leave; give --acl-tokens a token file (chorus tokengen)",
-                            {{"http", settings.http}});
+                            {{"http", api_address(settings)}});
                 }
             }
+            p.notify_if_ready();
             uv_run(&loop, UV_RUN_DEFAULT);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigint), nullptr);
             uv_close(reinterpret_cast<uv_handle_t*>(&sigterm), nullptr);

@@ -68,6 +68,9 @@ class Process {
     void on_signal(int signum);
     void log_journal_state() const;
     std::vector<WatchedLimit> limits() const;  // the agent's and the task service's
+    // Tells systemd (Type=notify) what state the agent is in; daemon/notify.hpp.
+    void notify(std::string_view state);
+    void notify_if_ready();  // READY=1, once: joined, or started with no seeds
 
     uv_loop_t* loop_;
     const Settings& settings_;
@@ -77,6 +80,8 @@ class Process {
     std::unique_ptr<FrontEnd> front_;
     int signals_ = 0;
     bool handed_off_ = false;
+    bool ready_sent_ = false;
+    bool notify_failed_ = false;  // logged once
 };
 
 }  // namespace chorus::daemon

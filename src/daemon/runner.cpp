@@ -91,6 +91,27 @@ std::optional<uint32_t> primary_group(uint32_t uid) {
     return static_cast<uint32_t>(pw.pw_gid);
 }
 
+std::optional<std::string> missing_program(const std::string& program) {
+    const auto runnable = [](const std::string& path) {
+        struct stat st {};
+        return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111) != 0;
+    };
+    if (program.find('/') != std::string::npos) {
+        if (runnable(program)) return std::nullopt;
+        return std::string(access(program.c_str(), F_OK) == 0 ? "is not an executable file"
+                                                              : "does not exist");
+    }
+    const char* path = std::getenv("PATH");
+    std::string_view dirs = path != nullptr ? path : "/usr/bin:/bin";
+    while (!dirs.empty()) {
+        const size_t colon = dirs.find(':');
+        const std::string_view dir = dirs.substr(0, colon);
+        if (!dir.empty() && runnable(fmt::format("{}/{}", dir, program))) return std::nullopt;
+        dirs = colon == std::string_view::npos ? std::string_view() : dirs.substr(colon + 1);
+    }
+    return fmt::format("is not on PATH ({})", path != nullptr ? path : "unset");
+}
+
 Status check_handler(const std::string& name, const HandlerSpec& spec) {
     const auto bad = [&](std::string what) {
         return Error{"bad_config", fmt::format("handlers.{}: {}", name, what)};
@@ -110,6 +131,10 @@ Status check_handler(const std::string& name, const HandlerSpec& spec) {
         case HandlerSpec::Kind::exec: {
             if (spec.argv.empty() || spec.argv[0].empty()) {
                 return bad("exec needs argv, a non-empty array whose first element is the program");
+            }
+            // A program that is not there is found at start, not at the first task.
+            if (auto why = missing_program(spec.argv[0])) {
+                return bad(fmt::format("exec: {} {}", log_quote(spec.argv[0]), *why));
             }
             struct stat st {};
             if (!spec.dir.empty() && (!spec.dir.starts_with('/') ||

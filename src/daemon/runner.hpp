@@ -76,8 +76,11 @@ std::optional<uint32_t> primary_group(uint32_t uid);
 
 // Handler names to specs; `echo` and `sleep` are there with no configuration at all.
 std::map<std::string, HandlerSpec> default_handlers();
-// Checks a spec (argv non-empty, URL shape, a known built-in, an absolute working directory
-// that is there); the error names what to fix.
+// Why an exec handler's program cannot run ("does not exist", "is not on PATH (...)"), or
+// nothing: a path must name an executable file; a bare name must be one on the agent's PATH.
+std::optional<std::string> missing_program(const std::string& program);
+// Checks a spec (argv non-empty with a program that is there, URL shape, a known built-in, an
+// absolute working directory that is there); the error names what to fix.
 Status check_handler(const std::string& name, const HandlerSpec& spec);
 // Who an exec handler's command may run as, for an agent running as `euid`. Under root (0) it
 // must name its user: running commands as root takes saying "user": "root". Otherwise it may

@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -49,7 +52,8 @@ const SettingSpec kSettings[] = {
     {"name", "--name", "unique member name (default: the host name)", Text{&field<&S::name>}},
     {"bind", "--bind", "gossip address, UDP and TCP", Text{&field<&S::bind>}},
     {"advertise", "--advertise",
-     "address other members use to reach this one (needed with a wildcard --bind)",
+     "address other members use to reach this one (default: the bind address; with a "
+     "wildcard --bind, the host's first private address)",
      Text{&field<&S::advertise>}},
     {"http", "--http", "HTTP API address", Text{&field<&S::http>}},
     {"seeds", "--seed",
@@ -153,19 +157,38 @@ const SettingSpec kSettings[] = {
 };
 
 // The keys of one section ("" or "tasks"), for an error naming an unknown one.
-std::string keys_of(std::string_view section) {
-    std::vector<std::string_view> keys;
+std::vector<std::string> keys_of(std::string_view section) {
+    std::vector<std::string> keys;
     for (const SettingSpec& spec : kSettings) {
         const size_t dot = spec.key.find('.');
         const std::string_view in = dot == std::string_view::npos ? "" : spec.key.substr(0, dot);
         if (in == section)
-            keys.push_back(dot == std::string_view::npos ? spec.key : spec.key.substr(dot + 1));
+            keys.emplace_back(dot == std::string_view::npos ? spec.key : spec.key.substr(dot + 1));
     }
     if (section.empty()) {
         keys.push_back("tasks");
         keys.push_back("handlers");
     }
-    return fmt::format("{}", fmt::join(keys, ", "));
+    return keys;
+}
+
+// "unknown setting (did you mean seeds?; the keys are ...)".
+std::string unknown(std::string_view key, std::string_view section) {
+    const std::vector<std::string> keys = keys_of(section);
+    const std::string near = closest(key, keys);
+    return fmt::format("unknown setting ({}the keys{} are {})",
+                       near.empty() ? "" : fmt::format("did you mean {}? ", near),
+                       section.empty() ? "" : fmt::format(" of {}", section),
+                       fmt::join(keys, ", "));
+}
+
+// "--retry-join", "retry-join" and "retry_join" alike: "retry_join".
+std::string flag_as_key(std::string_view flag) {
+    while (flag.starts_with('-'))
+        flag.remove_prefix(1);
+    std::string out(flag);
+    std::replace(out.begin(), out.end(), '-', '_');
+    return out;
 }
 
 // Applies one JSON value to its setting; `name` is what an error calls it.
@@ -247,7 +270,7 @@ Status add_tag(Settings& s, const std::string& kv) {
     return Ok{};
 }
 
-Status apply_config_json(Settings& s, const std::string& text) {
+Status apply_config_json(Settings& s, const std::string& text, const std::string& base_dir) {
     auto parsed = parse_json(text);
     if (!parsed) {
         return Error{"bad_config", fmt::format("config file: {}", parsed.error().message)};
@@ -256,7 +279,7 @@ Status apply_config_json(Settings& s, const std::string& text) {
     if (!j.is_object()) return bad("config file", "must hold a JSON object");
     for (const auto& [key, value] : j.items()) {
         if (key == "handlers") {
-            if (auto st = apply_handlers_json(s.tasks, value); !st) return st;
+            if (auto st = apply_handlers_json(s.tasks, value, base_dir); !st) return st;
             continue;
         }
         if (key == "tasks") {
@@ -264,17 +287,19 @@ Status apply_config_json(Settings& s, const std::string& text) {
             for (const auto& [k, v] : value.items()) {
                 const std::string name = "tasks." + k;
                 const SettingSpec* spec = find_setting(name);
-                if (spec == nullptr) {
-                    return bad(name, fmt::format("unknown setting ({})", keys_of("tasks")));
-                }
+                if (spec == nullptr) return bad(name, unknown(k, "tasks"));
                 if (auto st = apply_value(s, *spec, v, name); !st) return st;
             }
             continue;
         }
-        const SettingSpec* spec = find_setting(key);
-        if (spec == nullptr || key.find('.') != std::string::npos) {
-            return bad(key, fmt::format("unknown setting ({})", keys_of("")));
+        const SettingSpec* spec = key.find('.') == std::string::npos ? find_setting(key) : nullptr;
+        // A key may also be spelled as its flag is ("seed" for seeds, "retry-join").
+        for (const SettingSpec& k : kSettings) {
+            if (spec == nullptr && !k.flag.empty() && flag_as_key(k.flag) == flag_as_key(key)) {
+                spec = &k;
+            }
         }
+        if (spec == nullptr) return bad(key, unknown(key, ""));
         if (auto st = apply_value(s, *spec, value, key); !st) return st;
     }
     return Ok{};
@@ -407,7 +432,7 @@ Status apply_exec_fields(HandlerSpec& h, const std::string& field, const nlohman
 
 }  // namespace
 
-Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
+Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j, const std::string& base_dir) {
     if (!j.is_object()) return bad("handlers", "must be an object of handler names");
     for (const auto& [name, value] : j.items()) {
         const std::string field = "handlers." + name;
@@ -427,6 +452,15 @@ Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
             h.kind = HandlerSpec::Kind::exec;
             h.argv = arg.get<std::vector<std::string>>();
             if (auto st = apply_exec_fields(h, field, value); !st) return st;
+            // Relative paths are the config file's neighbours; a bare program name is looked up
+            // on PATH, as a shell would.
+            const auto from_base = [&base_dir](std::string& path) {
+                if (!base_dir.empty() && !path.empty() && !path.starts_with('/')) {
+                    path = (std::filesystem::path(base_dir) / path).lexically_normal().string();
+                }
+            };
+            if (h.argv[0].find('/') != std::string::npos) from_base(h.argv[0]);
+            from_base(h.dir);
         } else if (kind == "http" || kind == "builtin") {
             if (!arg.is_string()) return bad(field + "." + kind, "must be a string");
             h.kind = kind == "http" ? HandlerSpec::Kind::http : HandlerSpec::Kind::builtin;
@@ -439,6 +473,10 @@ Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j) {
         t.handlers[name] = std::move(h);
     }
     return Ok{};
+}
+
+std::string api_address(const Settings& s) {
+    return net::split_http_url(s.http).address;
 }
 
 Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t> euid) {
@@ -468,7 +506,15 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
         if (!adv) return bad("advertise", adv.error().message);
         o.identity.addr = Address{adv->str()};
     }
-    auto http = net::Endpoint::parse(s.http);
+    const net::HttpAddress api = net::split_http_url(s.http);
+    if (api.scheme == "https" && s.tls_cert.empty()) {
+        return bad("http", "https:// needs tls_cert and tls_key (--tls-cert, --tls-key)");
+    }
+    if (api.scheme == "http" && !s.tls_cert.empty()) {
+        return bad("http",
+                   "http:// with tls_cert: the API speaks HTTPS; give https:// or no scheme");
+    }
+    auto http = net::Endpoint::parse(api.address);
     if (!http) return bad("http", http.error().message);
     for (const auto& seed : s.seeds) {
         // Names stay names: the agent resolves them again on every join attempt.
@@ -547,7 +593,13 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
     o.identity.name = Name(s.name);
     o.identity.http = Name(http->str());
     o.retry_join_attempts = s.retry_join;
-    if (auto st = s.tasks.validate(euid.value_or(geteuid())); !st) return st.error();
+    if (auto st = s.tasks.validate(euid.value_or(geteuid())); !st) {
+        // The task layer names its own fields ("capacity: ..."); the file and the flags know
+        // them as tasks.capacity. Handlers already say "handlers.NAME".
+        Error e = st.error();
+        if (!e.message.starts_with("handlers")) e.message = "tasks." + e.message;
+        return e;
+    }
     o.task_limits = s.tasks.limits;
     // A dial to a peer that never answers is given up as a forwarded task would be, so
     // forwarding, copies and joins fail over within forward_timeout.

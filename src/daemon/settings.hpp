@@ -101,8 +101,11 @@ std::span<const SettingSpec> agent_settings();
 const SettingSpec* find_setting(std::string_view key);
 
 // Applies the keys of a JSON config file's text over `s`. Unknown keys and wrong types are
-// errors naming the key.
-Status apply_config_json(Settings& s, const std::string& json_text);
+// errors naming the key. A handler's relative program path or dir ("handlers/resize.sh") is
+// taken from `base_dir`, the config file's folder, when one is given (as a unit file's paths
+// are from the unit's).
+Status apply_config_json(Settings& s, const std::string& json_text,
+                         const std::string& base_dir = "");
 // Applies a flag's values (one, or each time a repeatable flag was given) over `s`, read as
 // the config file's value would be; the error names the flag.
 Status apply_flag(Settings& s, const SettingSpec& spec, const std::vector<std::string>& values);
@@ -114,7 +117,12 @@ Status add_tag(Settings& s, const std::string& kv);
 
 // Applies a config file's "handlers" object: {"name": {"exec": [argv]} | {"http": "url"} |
 // {"builtin": "echo"}}; echo and sleep stay unless redefined.
-Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j);
+Status apply_handlers_json(TaskOptions& t, const nlohmann::json& j,
+                           const std::string& base_dir = "");
+
+// The API's listening address: `http` without the scheme it may be given with
+// ("http://127.0.0.1:7980/", as clients take it; to_agent_options checks the scheme).
+std::string api_address(const Settings& s);
 
 // Checks every field and builds the agent's options. `euid` is who the agent runs as (unset:
 // this process's effective user), for the rule on exec handlers under root.

@@ -124,6 +124,10 @@ Response Api::self() const {
                                 {"incarnation", me.incarnation.value},
                                 {"health_score", n.health_score()},
                                 {"version", info_.version},
+                                {"join",
+                                 {{"joined", n.joined()},
+                                  {"attempts", agent_.join_attempts()},
+                                  {"trouble", agent_.join_trouble()}}},
                                 {"config",
                                  {{"cluster", c.cluster},
                                   {"profile", info_.profile},
@@ -173,8 +177,13 @@ void Api::handle(const Request& req, Reply reply) {
             r.body = R"({"status":"ok"})";
             finish(health, started, reply, std::move(r));
         } else {
-            Response r = error_response(503, "not_ready",
-                                        "the agent has not joined the cluster yet, or is leaving");
+            const std::string trouble = agent_.join_trouble();
+            Response r = error_response(
+                503, "not_ready",
+                agent_.node().leaving() ? "the agent is leaving"
+                : trouble.empty()
+                    ? "the agent has not joined the cluster yet"
+                    : fmt::format("the agent has not joined the cluster yet: {}", trouble));
             r.headers.emplace_back("Retry-After", "1");
             finish(health, started, reply, std::move(r));
         }

@@ -53,6 +53,74 @@ bool is_ip_address(std::string_view host) {
            uv_inet_pton(AF_INET6, h.c_str(), buf) == 0;
 }
 
+HttpAddress split_http_url(std::string_view text) {
+    HttpAddress out;
+    for (std::string_view scheme : {"https", "http"}) {
+        if (text.starts_with(scheme) && text.substr(scheme.size()).starts_with("://")) {
+            out.scheme = scheme;
+            text.remove_prefix(scheme.size() + 3);
+            break;
+        }
+    }
+    while (text.ends_with('/'))
+        text.remove_suffix(1);
+    out.address = text;
+    return out;
+}
+
+std::vector<HostAddress> host_addresses() {
+    std::vector<HostAddress> out;
+    uv_interface_address_t* list = nullptr;
+    int n = 0;
+    if (uv_interface_addresses(&list, &n) != 0) return out;
+    for (int i = 0; i < n; ++i) {
+        char ip[INET6_ADDRSTRLEN] = {};
+        const auto& a = list[i];
+        if (a.address.address4.sin_family == AF_INET) {
+            uv_ip4_name(&a.address.address4, ip, sizeof(ip));
+        } else if (a.address.address6.sin6_family == AF_INET6) {
+            uv_ip6_name(&a.address.address6, ip, sizeof(ip));
+        } else {
+            continue;
+        }
+        out.push_back(HostAddress{a.name, ip, a.is_internal != 0});
+    }
+    uv_free_interface_addresses(list, n);
+    return out;
+}
+
+std::optional<HostAddress> pick_advertise(const std::vector<HostAddress>& addresses, bool ipv6) {
+    // 0: private, 1: other usable, 2: not to be advertised (loopback, link-local, other family)
+    const auto rank = [ipv6](const HostAddress& a) {
+        if (a.internal) return 2;
+        if (ipv6) {
+            in6_addr v6{};
+            if (uv_inet_pton(AF_INET6, a.ip.c_str(), &v6) != 0) return 2;
+            if (IN6_IS_ADDR_LOOPBACK(&v6) || IN6_IS_ADDR_LINKLOCAL(&v6) ||
+                IN6_IS_ADDR_V4MAPPED(&v6)) {
+                return 2;
+            }
+            return (v6.s6_addr[0] & 0xfe) == 0xfc ? 0 : 1;  // fc00::/7: unique local
+        }
+        in_addr v4{};
+        if (uv_inet_pton(AF_INET, a.ip.c_str(), &v4) != 0) return 2;
+        const uint32_t ip = ntohl(v4.s_addr);
+        const auto in = [ip](uint32_t net, int bits) {
+            return (ip >> (32 - bits)) == (net >> (32 - bits));
+        };
+        if (in(0x7f000000, 8) || in(0xa9fe0000, 16) || in(0, 8)) return 2;  // loopback, link-local
+        return in(0x0a000000, 8) || in(0xac100000, 12) || in(0xc0a80000, 16) || in(0x64400000, 10)
+                   ? 0
+                   : 1;
+    };
+    for (int want : {0, 1}) {
+        for (const HostAddress& a : addresses) {
+            if (rank(a) == want) return a;
+        }
+    }
+    return std::nullopt;
+}
+
 Result<Endpoint> Endpoint::parse(std::string_view text) {
     auto hp = split_host_port(text);
     if (!hp) return hp.error();

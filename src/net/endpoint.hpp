@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/result.hpp"
 
@@ -27,6 +28,27 @@ Result<HostPort> split_host_port(std::string_view text,
 // Whether `host` (as split_host_port gives it: no brackets) is an IPv4 or IPv6 address, not a
 // name.
 bool is_ip_address(std::string_view host);
+
+// An HTTP address given as a URL or bare: "https://host:port/", "http://host:port" or
+// "host:port". The scheme ("" when none) and the address, a trailing slash dropped.
+struct HttpAddress {
+    std::string scheme;
+    std::string address;
+};
+HttpAddress split_http_url(std::string_view text);
+
+// One of the host's own addresses, as its network interfaces list them.
+struct HostAddress {
+    std::string interface;  // "eth0"
+    std::string ip;         // "10.0.0.5", "fd00::5" (no brackets)
+    bool internal = false;  // loopback
+};
+std::vector<HostAddress> host_addresses();
+// What an agent bound to a wildcard address advertises when it is given nothing: the first
+// private IPv4 (10/8, 172.16/12, 192.168/16, 100.64/10), else the first other IPv4 that is
+// neither loopback nor link-local; for an IPv6 wildcard, the first such IPv6 instead.
+// Memberlist and Serf choose the same way. None: the host has no address others could reach.
+std::optional<HostAddress> pick_advertise(const std::vector<HostAddress>& addresses, bool ipv6);
 
 class Endpoint {
   public:

@@ -51,3 +51,17 @@ TEST_CASE("a log token is quoted and escaped so that it cannot forge a line") {
         REQUIRE(log_quote(s).find_first_of("\r\n") == std::string::npos);
     }
 }
+
+TEST_CASE("a mistyped command or key is matched to the one most likely meant") {
+    const std::vector<std::string> commands = {"agent", "members", "leave", "submit",
+                                               "task",  "ring",    "keys",  "keygen"};
+    CHECK(closest("member", commands) == "members");   // a prefix
+    CHECK(closest("memebrs", commands) == "members");  // two letters swapped: two edits
+    CHECK(closest("sumbit", commands) == "submit");
+    CHECK(closest("tsk", commands) == "task");
+    CHECK(closest("key", commands) == "keys");   // the first of the nearest
+    CHECK(closest("deploy", commands).empty());  // nothing near
+    CHECK(closest("", commands).empty());
+    CHECK(closest("seed", {"seeds", "bind"}) == "seeds");
+    CHECK(closest("members", {}).empty());
+}

@@ -153,13 +153,86 @@ TEST_CASE("garbage datagrams are counted, reported at a rate limit, and change n
     REQUIRE(a.node().self().state == MemberState::alive);
 }
 
-TEST_CASE("binding a wildcard address without --advertise is refused with a reason") {
+TEST_CASE("binding a wildcard address without --advertise advertises the host's own, and says so") {
     TestLoop loop;
     AgentOptions o = local("a");
     o.bind = net::Endpoint::parse("0.0.0.0:0").value();
     auto a = Agent::start(loop.get(), std::move(o));
-    REQUIRE_FALSE(a.ok());
-    REQUIRE_THAT(a.error().message, Catch::StartsWith("advertise:"));
+    // What it picks depends on this host's interfaces; that it picks what pick_advertise
+    // says (tested on its own in test_net) does not.
+    const auto pick = net::pick_advertise(net::host_addresses(), false);
+    if (!pick) {
+        REQUIRE_FALSE(a.ok());
+        REQUIRE_THAT(a.error().message, Catch::StartsWith("advertise: none given"));
+        return;
+    }
+    REQUIRE(a.ok());
+    const std::string addr = fmt::format("{}:{}", pick->ip, (*a)->bound().port());
+    CHECK((*a)->node().self().addr.value == addr);
+    REQUIRE((*a)->notes().size() == 1);
+    CHECK_THAT((*a)->notes()[0], Catch::Contains("advertising " + addr));
+}
+
+TEST_CASE("a join that fails says why, seed by seed, and the last attempt gives up") {
+    Cluster c;
+    AgentOptions other = local("x");
+    other.config.cluster = "another";
+    auto x = Agent::start(c.loop.get(), std::move(other));
+    REQUIRE(x.ok());
+    // Port 1 on loopback: nobody listens, the dial is refused at once.
+    AgentOptions o = local("b", {(*x)->bound().str(), "no-such-host.invalid:7900", "127.0.0.1:1"});
+    o.retry_join_attempts = 2;
+    o.retry_join_min = seconds(1);  // time enough for each seed to fail outright
+    std::vector<std::pair<std::string, bool>> failed;
+    o.on_join_failed = [&](uint32_t attempt, const std::string& why, bool last) {
+        REQUIRE(attempt == failed.size() + 1);
+        failed.emplace_back(why, last);
+    };
+    auto b = Agent::start(c.loop.get(), std::move(o));
+    REQUIRE(b.ok());
+    REQUIRE(c.loop.run_until([&] { return failed.size() == 2; }, 10'000));
+    CHECK_FALSE(failed[0].second);
+    CHECK(failed[1].second);
+    for (const auto& [why, last] : failed) {
+        INFO(why);
+        CHECK_THAT(why, Catch::Contains((*x)->bound().str() +
+                                        ": it closed the connection without answering (another "
+                                        "--cluster"));
+        CHECK_THAT(why, Catch::Contains("no-such-host.invalid:7900: cannot resolve it"));
+        CHECK_THAT(why, Catch::Contains("127.0.0.1:1: connect"));
+    }
+    CHECK((*b)->join_trouble() == failed[1].first);
+    CHECK((*b)->join_attempts() == 2);
+    CHECK_FALSE((*b)->node().joined());
+    // The other cluster's agent dropped the push-pulls and counted them.
+    CHECK((*x)->stats().rejected.rejected[static_cast<size_t>(wire::DecodeError::wrong_cluster)] >=
+          2);
+}
+
+TEST_CASE("an agent whose only seed is itself starts the cluster: nothing failed") {
+    Cluster c;
+    // A free port, learnt from an agent that then stops; the port is bound again once its
+    // socket has closed.
+    auto probe = Agent::start(c.loop.get(), local("p"));
+    REQUIRE(probe.ok());
+    const std::string me = (*probe)->bound().str();
+    probe->reset();
+    AgentOptions o = local("a", {me});
+    o.bind = net::Endpoint::parse(me).value();
+    o.retry_join_attempts = 2;
+    o.retry_join_min = milliseconds(50);
+    int failures = 0;
+    o.on_join_failed = [&](uint32_t, const std::string&, bool) { ++failures; };
+    std::unique_ptr<Agent> a;
+    REQUIRE(c.loop.run_until(
+        [&] {
+            if (auto started = Agent::start(c.loop.get(), o)) a = std::move(*started);
+            return a != nullptr;
+        },
+        5'000));
+    REQUIRE(c.loop.run_until([&] { return a->join_attempts() >= 4; }, 10'000));
+    CHECK(failures == 0);  // and it did not give up after two attempts
+    CHECK(a->join_trouble().empty());
 }
 
 TEST_CASE("a seed given by host name is resolved and joined through") {

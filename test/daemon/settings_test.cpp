@@ -1,5 +1,10 @@
 #include "daemon/settings.hpp"
 
+#include "daemon/temp_dir.hpp"
+#include "net/endpoint.hpp"
+
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <set>
 
@@ -32,6 +37,22 @@ TEST_CASE("valid settings become agent options") {
     REQUIRE(o->config.probe_interval == Config::wan().probe_interval);
 }
 
+TEST_CASE("the API's address may be given as a URL, as clients take it") {
+    for (const char* text : {"127.0.0.1:7981", "http://127.0.0.1:7981", "http://127.0.0.1:7981/"}) {
+        Settings s = valid();
+        s.http = text;
+        INFO(text);
+        auto o = to_agent_options(s);
+        REQUIRE(o.ok());
+        CHECK(o->identity.http == "127.0.0.1:7981");
+        CHECK(api_address(s) == "127.0.0.1:7981");
+    }
+    CHECK(net::split_http_url("https://[::1]:7980//").scheme == "https");
+    CHECK(net::split_http_url("https://[::1]:7980//").address == "[::1]:7980");
+    CHECK(net::split_http_url("localhost:7980").scheme.empty());
+    CHECK(net::split_http_url("httpx://a:1").address == "httpx://a:1");  // not a scheme we know
+}
+
 TEST_CASE("every refused setting names its field") {
     struct Row {
         const char* field;
@@ -43,6 +64,13 @@ TEST_CASE("every refused setting names its field") {
         {"bind", [](Settings& s) { s.bind = "localhost"; }},
         {"advertise", [](Settings& s) { s.advertise = "10.0.0.1"; }},
         {"http", [](Settings& s) { s.http = ":80"; }},
+        {"http", [](Settings& s) { s.http = "https://127.0.0.1:7980"; }},  // no certificate
+        {"http",
+         [](Settings& s) {
+             s.http = "http://127.0.0.1:7980";
+             s.tls_cert = "/etc/chorus/tls.pem";
+         }},
+        {"http", [](Settings& s) { s.http = "ftp://127.0.0.1:7980"; }},
         {"seed", [](Settings& s) { s.seeds = {"127.0.0.1:99999"}; }},
         {"seed", [](Settings& s) { s.seeds = {"seed.example"}; }},
         {"profile", [](Settings& s) { s.profile = "moon"; }},
@@ -65,6 +93,27 @@ TEST_CASE("every refused setting names its field") {
     }
 }
 
+TEST_CASE("a config key may be spelled as its flag is") {
+    Settings s = valid();
+    REQUIRE(apply_config_json(s, R"({"seed": ["127.0.0.1:1"], "tag": {"zone": "b"},
+                                     "retry-join": 4, "http-name": ["chorus.internal"]})")
+                .ok());
+    CHECK(s.seeds == std::vector<std::string>{"127.0.0.1:1"});
+    CHECK(s.tags.at("zone") == "b");
+    CHECK(s.retry_join == 4);
+    CHECK(s.http_names == std::vector<std::string>{"chorus.internal"});
+    // Each key and flag the table holds is taken in the file, in both spellings.
+    for (const SettingSpec& spec : agent_settings()) {
+        if (spec.flag.empty()) continue;
+        const std::string as_flag = std::string(spec.flag.substr(2));
+        Settings t = valid();
+        const auto st = apply_config_json(t, fmt::format(R"({{"{}": null}})", as_flag));
+        INFO(as_flag);
+        REQUIRE_FALSE(st.ok());
+        CHECK_THAT(st.error().message, !Catch::Contains("unknown setting"));
+    }
+}
+
 TEST_CASE("a config file sets what it names and refuses what it does not know") {
     Settings s = valid();
     REQUIRE(apply_config_json(
@@ -83,7 +132,11 @@ TEST_CASE("a config file sets what it names and refuses what it does not know") 
         REQUIRE_FALSE(st.ok());
         return st.error().message;
     };
-    REQUIRE_THAT(refused(R"({"nmae": "x"})"), Catch::StartsWith("nmae: unknown setting"));
+    REQUIRE_THAT(refused(R"({"nmae": "x"})"),
+                 Catch::StartsWith("nmae: unknown setting (did you mean name?"));
+    REQUIRE_THAT(refused(R"({"tasks": {"capcity": 4}})"),
+                 Catch::StartsWith("tasks.capcity: unknown setting (did you mean capacity?"));
+    REQUIRE_THAT(refused(R"({"tasks.capacity": 4})"), Catch::StartsWith("tasks.capacity: unknown"));
     REQUIRE_THAT(refused(R"({"retry_join": "three"})"), Catch::StartsWith("retry_join: must be"));
     REQUIRE_THAT(refused(R"({"seeds": "127.0.0.1:1"})"), Catch::StartsWith("seeds: must be"));
     REQUIRE_THAT(refused(R"([1, 2])"), Catch::StartsWith("config file: must hold a JSON object"));
@@ -137,7 +190,7 @@ TEST_CASE("the tasks and handlers sections of a config file are read and checked
     REQUIRE(apply_config_json(s, R"({"data_dir": "/var/lib/chorus",
         "tasks": {"capacity": 4, "queue_max": 9, "candidates": 2, "replicas": 1, "balance_factor": 1.25,
                   "copy_check_ms": 5000},
-        "handlers": {"resize": {"exec": ["/usr/bin/convert", "-"]}, "hook": {"http": "http://127.0.0.1:8080/x"}}})")
+        "handlers": {"resize": {"exec": ["/bin/cat", "-"]}, "hook": {"http": "http://127.0.0.1:8080/x"}}})")
                 .ok());
     REQUIRE(s.tasks.data_dir == "/var/lib/chorus");
     REQUIRE(s.tasks.limits.capacity == 4);
@@ -146,8 +199,7 @@ TEST_CASE("the tasks and handlers sections of a config file are read and checked
     REQUIRE(s.tasks.task_replicas == 1);
     REQUIRE(s.tasks.balance_factor == 1.25);
     REQUIRE(s.tasks.copy_check == seconds(5));
-    REQUIRE(s.tasks.handlers.at("resize").argv ==
-            std::vector<std::string>{"/usr/bin/convert", "-"});
+    REQUIRE(s.tasks.handlers.at("resize").argv == std::vector<std::string>{"/bin/cat", "-"});
     REQUIRE(s.tasks.handlers.contains("echo"));  // the built-ins stay
 
     struct Bad {
@@ -169,10 +221,53 @@ TEST_CASE("the tasks and handlers sections of a config file are read and checked
     Settings r;
     r.name = "n";
     r.tasks.task_replicas = 3;
-    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("replicas"));
+    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("tasks.replicas:"));
     r.tasks.task_replicas = 2;
     r.tasks.copy_check = Duration::zero();
-    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("copy_check"));
+    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("tasks.copy_check_ms:"));
+    // Every task setting the core checks is named as the file names it.
+    r = Settings{};
+    r.name = "n";
+    r.tasks.limits.capacity = 0;
+    REQUIRE_THAT(to_agent_options(r).error().message, Catch::StartsWith("tasks.capacity:"));
+}
+
+TEST_CASE(
+    "a handler's relative paths are the config file's neighbours, and a missing program is "
+    "refused at start") {
+    test::TempDir d;
+    std::filesystem::create_directories(d.path + "/handlers");
+    std::filesystem::create_directories(d.path + "/work");
+    const std::string script = d.path + "/handlers/resize.sh";
+    std::ofstream(script) << "#!/bin/sh\ncat\n";
+    std::filesystem::permissions(script, std::filesystem::perms::owner_all);
+    std::ofstream(d.path + "/handlers/notes.txt") << "not a program\n";
+
+    Settings s;
+    REQUIRE(apply_config_json(s, R"({"handlers": {
+        "resize": {"exec": ["handlers/resize.sh", "-"], "dir": "work"},
+        "up": {"exec": ["./handlers/../handlers/resize.sh"]},
+        "shell": {"exec": ["sh", "-c", "true"]}}})",
+                              d.path)
+                .ok());
+    CHECK(s.tasks.handlers.at("resize").argv ==
+          std::vector<std::string>{d.path + "/handlers/resize.sh", "-"});
+    CHECK(s.tasks.handlers.at("resize").dir == d.path + "/work");
+    CHECK(s.tasks.handlers.at("up").argv[0] == d.path + "/handlers/resize.sh");
+    CHECK(s.tasks.handlers.at("shell").argv[0] == "sh");  // a bare name: found on PATH
+
+    const auto refused = [&](const std::string& program) {
+        Settings t;
+        const auto st = apply_config_json(
+            t, fmt::format(R"({{"handlers": {{"x": {{"exec": ["{}"]}}}}}})", program), d.path);
+        REQUIRE_FALSE(st.ok());
+        return st.error().message;
+    };
+    CHECK_THAT(refused("handlers/gone.sh"), Catch::StartsWith("handlers.x: exec: " + d.path +
+                                                              "/handlers/gone.sh does not exist"));
+    CHECK_THAT(refused("handlers/notes.txt"), Catch::Contains("is not an executable file"));
+    CHECK_THAT(refused("handlers"), Catch::Contains("is not on PATH"));  // no slash: a name
+    CHECK_THAT(refused("no-such-program-anywhere"), Catch::Contains("is not on PATH"));
 }
 
 TEST_CASE("tags that would not fit in a packet beside the node's name are refused") {
@@ -309,7 +404,7 @@ TEST_CASE("an exec handler's least-privilege fields are read and checked") {
     Settings s;
     s.name = "n";
     REQUIRE(apply_config_json(s, R"({"handlers": {"resize": {
-        "exec": ["/usr/bin/convert", "-"], "user": "nobody", "group": "nogroup",
+        "exec": ["/bin/cat", "-"], "user": "nobody", "group": "nogroup",
         "env": ["PATH", "HOME"], "dir": "/tmp",
         "limits": {"cpu_s": 30, "as_bytes": 536870912, "nofile": 256, "nproc": 64}}}})")
                 .ok());

@@ -68,6 +68,43 @@ TEST_CASE("a host without a port takes the default one given, and addresses are 
     }
 }
 
+TEST_CASE("with a wildcard bind and no advertise address, the first private one is chosen") {
+    const auto pick = [](std::vector<HostAddress> all, bool ipv6 = false) {
+        auto p = pick_advertise(all, ipv6);
+        return p ? p->interface + " " + p->ip : std::string("none");
+    };
+    const HostAddress lo{"lo", "127.0.0.1", true};
+    const HostAddress lo6{"lo", "::1", true};
+    const HostAddress link{"eth0", "169.254.10.1", false};
+    const HostAddress link6{"eth0", "fe80::1", false};
+    const HostAddress pub{"eth0", "203.0.113.7", false};
+    const HostAddress ten{"eth1", "10.4.0.2", false};
+    const HostAddress mid{"eth2", "172.20.1.1", false};
+    const HostAddress not_mid{"eth2", "172.32.1.1", false};  // just past 172.16/12
+    const HostAddress home{"wlan0", "192.168.1.9", false};
+    const HostAddress cgnat{"tun0", "100.64.3.3", false};
+    const HostAddress global6{"eth0", "2001:db8::7", false};
+    const HostAddress ula6{"eth1", "fd00::7", false};
+
+    CHECK(pick({lo, pub, ten}) == "eth1 10.4.0.2");  // private first, whatever the order
+    CHECK(pick({lo, pub, mid}) == "eth2 172.20.1.1");
+    CHECK(pick({pub, home}) == "wlan0 192.168.1.9");
+    CHECK(pick({pub, cgnat}) == "tun0 100.64.3.3");
+    CHECK(pick({not_mid, pub}) == "eth2 172.32.1.1");  // no private: the first other one
+    CHECK(pick({lo, link, pub}) == "eth0 203.0.113.7");
+    CHECK(pick({lo, link, lo6, global6}) == "none");  // IPv4 wildcard: no IPv6 answer
+    CHECK(pick({}) == "none");
+    // An IPv6 wildcard advertises IPv6: unique local first, never link-local or loopback.
+    CHECK(pick({lo6, link6, ten, global6, ula6}, true) == "eth1 fd00::7");
+    CHECK(pick({lo6, link6, ten, global6}, true) == "eth0 2001:db8::7");
+    CHECK(pick({lo6, link6, ten}, true) == "none");
+    // This host's own list has loopback in it, marked internal.
+    bool has_loopback = false;
+    for (const HostAddress& a : host_addresses())
+        has_loopback = has_loopback || (a.internal && a.ip == "127.0.0.1");
+    CHECK(has_loopback);
+}
+
 TEST_CASE("a datagram sent to a bound socket arrives with its sender's address") {
     TestLoop loop;
     std::vector<uint8_t> got;

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""What a newcomer trips on, on real processes (issue 16's list):
+  - a join that cannot succeed says why: in the log, in /v1/self and in /v1/health's 503; and
+    with --retry-join the agent gives up and exits 1 (as Serf's does);
+  - a mistyped command is named, with the one meant;
+  - --http takes a URL, as the client commands do;
+  - a config file may spell keys as the flags are, and its handlers' relative paths are its
+    neighbours (examples/agent.json's checksum handler runs from any working directory);
+  - JSON log lines keep numbers as numbers.
+
+  newcomer.py /path/to/chorus /path/to/examples
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from agents import Logs, call, launch, step, stop  # noqa: E402
+
+chorus = os.path.abspath(sys.argv[1])
+examples = os.path.abspath(sys.argv[2])
+work = tempfile.mkdtemp(prefix="chorus-newcomer-")
+logs = Logs(work, ["lonely", "gives-up", "json", "example", "typo"])
+procs = {}
+
+
+def free_port():
+    """A loopback TCP port nobody listens on (bound, then let go): dials to it are refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+try:
+    step("a seed that refuses: the reason is logged, and shown by /v1/self and /v1/health")
+    refused = f"127.0.0.1:{free_port()}"
+    lonely_log = os.path.join(work, "lonely.log")
+    procs["lonely"], _, http = launch(chorus, "lonely", lonely_log,
+                                      ["--seed", refused, "--seed", "no-such-host.invalid:7900"])
+    if http is None:
+        logs.fail("an agent whose seeds do not answer did not start")
+
+    def trouble():
+        status, body, _ = call(http, "GET", "/v1/health")
+        if status != 503:
+            return None
+        return body["error"]["message"]
+    logs.until(lambda: trouble() and "cannot resolve it" in trouble() and
+               f"{refused}: connect" in trouble(), 20,
+               "/v1/health does not say why the join fails")
+    status, me, _ = call(http, "GET", "/v1/self")
+    if status != 200 or me["join"]["joined"] or me["join"]["attempts"] < 1 or \
+            refused not in me["join"]["trouble"]:
+        logs.fail(f"/v1/self does not show the join's trouble: {me}")
+    with open(lonely_log) as f:
+        text = f.read()
+    if "could not join the cluster yet" not in text or refused not in text:
+        logs.fail("the log does not say why the join fails")
+    stop({"lonely": procs.pop("lonely")})
+
+    step("--retry-join 2: the agent gives up, says why, and exits 1")
+    gives_up_log = os.path.join(work, "gives-up.log")
+    with open(gives_up_log, "w") as log:
+        t0 = time.time()
+        r = subprocess.run([chorus, "agent", "--name", "gives-up", "--bind", "127.0.0.1:0",
+                            "--http", "127.0.0.1:0", "--seed", refused, "--retry-join", "2"],
+                           stdout=log, stderr=subprocess.STDOUT, timeout=60)
+    with open(gives_up_log) as f:
+        text = f.read()
+    if r.returncode != 1 or "giving up" not in text or refused not in text:
+        logs.fail(f"--retry-join 2 exhausted: exit {r.returncode}, expected 1 with the reason")
+    step(f"  exited 1 after {time.time() - t0:.1f} s")
+
+    step("a mistyped command is named, with the one meant")
+    r = subprocess.run([chorus, "member"], capture_output=True, text=True, timeout=30)
+    if r.returncode != 2 or "'member' is not a command (did you mean 'members'?)" not in r.stderr:
+        logs.fail(f"chorus member: exit {r.returncode}, said {r.stderr!r}")
+
+    step("--http as a URL, keys spelled as flags, JSON logs with numbers")
+    config = os.path.join(work, "flags.json")
+    with open(config, "w") as f:
+        json.dump({"retry-join": 3, "seed": [refused], "log-format": "json"}, f)
+    json_log = os.path.join(work, "json.log")
+    with open(json_log, "w") as log:
+        procs["json"] = subprocess.Popen(
+            [chorus, "agent", "--name", "json", "--bind", "127.0.0.1:0",
+             "--http", f"http://127.0.0.1:{free_port()}/", "--config", config],
+            stdout=log, stderr=subprocess.STDOUT)
+    started = None
+
+    def lines():
+        with open(json_log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    logs.until(lambda: any(e["msg"] == "could not join the cluster yet; trying again"
+                           for e in lines()), 20, "no JSON line about the join")
+    for e in lines():
+        if e["msg"] == "agent started":
+            started = e
+        if e["msg"] == "could not join the cluster yet; trying again":
+            if not isinstance(e["attempt"], int) or e["attempts_max"] != 3:
+                logs.fail(f"numbers are not numbers in a JSON log line: {e}")
+    if started is None or not started["http"].startswith("127.0.0.1:"):
+        logs.fail(f"--http http://127.0.0.1:PORT/ was not taken: {started}")
+    stop({"json": procs.pop("json")})
+
+    step("examples/agent.json from another working directory: its handler path is its own")
+    example = os.path.join(examples, "agent.json")
+    if os.geteuid() != 0:  # only root may run a handler as nobody: a copy without the user
+        with open(example) as f:
+            cfg = json.load(f)
+        for h in cfg["handlers"].values():
+            h.pop("user", None)
+            h.pop("group", None)
+        example = os.path.join(work, "agent.json")
+        shutil.copytree(os.path.join(examples, "handlers"), os.path.join(work, "handlers"))
+        with open(example, "w") as f:
+            json.dump(cfg, f)
+    os.chdir("/")
+    # Two agents: a task keeps a copy on a second member by default.
+    procs["example"], gossip, http = launch(chorus, "example", os.path.join(work, "example.log"),
+                                            ["--config", example])
+    if http is None:
+        logs.fail(f"chorus agent --config {example} did not start")
+    procs["example2"], _, http2 = launch(chorus, "example2", os.path.join(work, "example.log"),
+                                         ["--config", example, "--seed", gossip])
+    if http2 is None:
+        logs.fail("a second agent with the example's config did not start")
+
+    def both_alive():
+        status, body, _ = call(http, "GET", "/v1/members")
+        return status == 200 and sum(m["state"] == "alive" for m in body["members"]) == 2
+    logs.until(both_alive, 20, "the two agents with the example's config did not converge")
+    status, body, _ = call(http2, "POST", "/v1/tasks?wait=10s",
+                           {"key": "k1", "type": "checksum", "payload": {"text": "hello"}},
+                           timeout=15)
+    if status != 200 or body.get("state") != "succeeded" or \
+            len(body.get("result", {}).get("sha256", "")) != 64:
+        logs.fail(f"the example's checksum handler did not run: {status} {body}")
+    stop({"example": procs.pop("example"), "example2": procs.pop("example2")})
+
+    step("a handler whose program is not there is refused at start, naming it")
+    missing = os.path.join(work, "missing.json")
+    with open(missing, "w") as f:
+        json.dump({"handlers": {"resize": {"exec": ["handlers/resize.sh"]}}}, f)
+    r = subprocess.run([chorus, "agent", "--name", "typo", "--bind", "127.0.0.1:0",
+                        "--http", "127.0.0.1:0", "--config", missing],
+                       capture_output=True, text=True, timeout=30)
+    expected = f"handlers.resize: exec: {work}/handlers/resize.sh does not exist"
+    if r.returncode != 2 or expected not in r.stderr:
+        logs.fail(f"a missing handler program: exit {r.returncode}, said {r.stderr!r}")
+    print("PASS")
+finally:
+    stop(procs)
+    shutil.rmtree(work, ignore_errors=True)
