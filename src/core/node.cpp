@@ -11,6 +11,9 @@ namespace {
 
 // How often dead members are reaped and tombstones expire.
 constexpr Duration kReapEvery = seconds(5);
+// Members told of their tombstone (see merge) per push-pull merged: each costs a push-pull
+// (a small one out, the member's view back).
+constexpr size_t kTombstoneNoticesMax = 64;
 
 }  // namespace
 
@@ -595,16 +598,30 @@ PushPull Node::snapshot(bool join, Time now) const {
 }
 
 void Node::join(const std::vector<Address>& seeds, Time now) {
-    (void)now;
-    for (const Address& seed : seeds) {
-        if (seed == self().addr) continue;
+    set_seeds(seeds);
+    for (const Address& seed : seeds_)
         outbox_.push_pulls.push_back(OutPushPull{seed, snapshot(true, now)});
-    }
+}
+
+void Node::set_seeds(std::vector<Address> seeds) {
+    std::erase(seeds, self().addr);
+    seeds_ = std::move(seeds);
+    std::erase_if(seed_names_, [&](const auto& kv) {
+        return std::find(seeds_.begin(), seeds_.end(), kv.first) == seeds_.end();
+    });
+}
+
+bool Node::seed_lost(const Address& seed) const {
+    const auto it = seed_names_.find(seed);
+    if (it == seed_names_.end()) return true;  // never answered
+    const Member* m = members_.find(it->second);
+    return m == nullptr || m->addr != seed || is_gone(m->state);
 }
 
 void Node::merge(const PushPull& remote, Time now) {
     ++stats_.push_pulls;
     heard_from(remote.sender, now);
+    size_t notices = 0;
     for (const MemberSnapshot& s : remote.members) {
         switch (s.state) {
             case MemberState::alive:
@@ -628,6 +645,21 @@ void Node::merge(const PushPull& remote, Time now) {
                            m != nullptr && m->state == MemberState::alive &&
                            s.incarnation >= m->incarnation) {
                     prober_.probe_soon(s.name);
+                    // No address: the sender reaped it, and its tombstone will refuse the
+                    // member's alive gossip at this incarnation. Only the member can outrank
+                    // that, so it is told: a push-pull carrying the tombstone makes it refute.
+                    // (After a partition that outlasted dead_retain, this is how the members
+                    // that did not make the call across learn that the other side forgot them.)
+                    if (s.addr.empty() && notices < kTombstoneNoticesMax) {
+                        ++notices;
+                        // Just this node and the tombstone: the member answers with its
+                        // whole view, as to any push-pull.
+                        PushPull notice;
+                        notice.cluster = config_.cluster;
+                        notice.sender = name_;
+                        notice.members = {self().snapshot(), s};
+                        outbox_.push_pulls.push_back(OutPushPull{m->addr, std::move(notice)});
+                    }
                 }
                 break;
             case MemberState::left:
@@ -643,7 +675,9 @@ PushPull Node::handle_push_pull(const PushPull& remote, Time now) {
 }
 
 void Node::push_pull_done(const Address& peer, const PushPull& remote, Time now) {
-    (void)peer;
+    if (std::find(seeds_.begin(), seeds_.end(), peer) != seeds_.end()) {
+        seed_names_[peer] = remote.sender;
+    }
     merge(remote, now);
     joined_ = true;
 }
@@ -677,6 +711,15 @@ void Node::push_pull_tick(Time now) {
 void Node::reconnect_tick(Time now) {
     schedule(now + config_.reconnect_interval, TimerKind::reconnect);
     if (leaving_) return;
+    // One seed that is not a live member, in turn: it may be the way back to members this
+    // node reaped (or never knew), which no dead entry would lead to any more.
+    for (size_t k = 0; joined_ && k < seeds_.size(); ++k) {
+        const Address& seed = seeds_[seed_turn_++ % seeds_.size()];
+        if (!seed_lost(seed)) continue;
+        ++stats_.seed_rejoins;
+        outbox_.push_pulls.push_back(OutPushPull{seed, snapshot(false, now)});
+        break;
+    }
     // Try one random dead member; entries that left, came back or were reaped are pruned on
     // the way. Left members said goodbye and are not called back.
     while (!gone_.empty()) {

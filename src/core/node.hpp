@@ -109,6 +109,7 @@ struct NodeStats {
     uint64_t packets_ignored = 0;  // from ourselves, or a ping meant for another member
     uint64_t push_pulls = 0;
     uint64_t push_pulls_failed = 0;
+    uint64_t seed_rejoins = 0;  // push-pulls to a seed that was not a live member
     uint64_t load_reports = 0;  // gossip ticks that told members of a changed load
 };
 
@@ -119,8 +120,13 @@ class Node {
     // ---- inputs ----
 
     // Opens a join push-pull with each seed. The driver reports each outcome through
-    // push_pull_done / push_pull_failed and decides on retries.
+    // push_pull_done / push_pull_failed and decides on retries. The seeds are kept: once
+    // joined, a seed that is not a live member is called again every reconnect_interval, so
+    // the two sides of a partition that outlasted dead_retain (each reaped the other, so
+    // nobody calls the other back) still meet again once the network heals.
     void join(const std::vector<Address>& seeds, Time now);
+    // New addresses for the seeds (a seed's name resolved again), without calling them now.
+    void set_seeds(std::vector<Address> seeds);
     // Announces our departure; the driver keeps the node running until leave_spread() (or its
     // own leave timeout) and then stops.
     void leave(Time now);
@@ -209,6 +215,7 @@ class Node {
     // Anti-entropy and lifecycle.
     void push_pull_tick(Time now);
     void reconnect_tick(Time now);
+    bool seed_lost(const Address& seed) const;  // not known as a live member at that address
     void reap_tick(Time now);
     // The table is full and a new member announced itself: drop the tombstone that would
     // expire first, else reap the member gone longest. False if every place holds a live one.
@@ -256,7 +263,10 @@ class Node {
     uint64_t timer_order_ = 0;
 
     uint32_t next_seq_ = 1;
-    std::vector<Name> gone_;  // dead and left members, for reconnects and reaping
+    std::vector<Name> gone_;              // dead and left members, for reconnects and reaping
+    std::vector<Address> seeds_;          // as join() or set_seeds() gave them
+    std::map<Address, Name> seed_names_;  // who answered at a seed's address
+    size_t seed_turn_ = 0;                // the next seed to look at
 
     Duration push_pull_next_;            // the fast start's current interval (see push_pull_tick)
     uint64_t applied_at_push_pull_ = 0;  // stats_.updates_applied at the last push-pull tick

@@ -484,6 +484,13 @@ void Agent::join() {
     ++join_attempts_;
     ++stats_.join_attempts;
     trouble_now_.clear();
+    resolve_seeds();
+    // The timer ends this attempt: it retries, or reports the last attempt failed.
+    uv_timer_start(retry_.get(), on_retry, ceil_ms(retry_delay_), 0);
+}
+
+void Agent::resolve_seeds() {
+    ++resolve_round_;
     resolved_.clear();
     resolving_ = 0;
     for (const auto& seed : options_.seeds) {
@@ -491,14 +498,12 @@ void Agent::join() {
             resolved_.push_back(Address{e->str()});
         } else if (auto hp = net::split_host_port(seed)) {
             ++resolving_;
-            resolve(hp->host, hp->port, join_attempts_);
+            resolve(hp->host, hp->port, resolve_round_);
         } else {
             ++stats_.resolve_failures;
         }
     }
     if (resolving_ == 0) join_resolved();
-    // The timer ends this attempt: it retries, or reports the last attempt failed.
-    uv_timer_start(retry_.get(), on_retry, ceil_ms(retry_delay_), 0);
 }
 
 void Agent::join_failed(const Address& seed, std::string why) {
@@ -519,14 +524,14 @@ namespace {
 struct Resolution {
     uv_getaddrinfo_t req;
     std::shared_ptr<Agent*> owner;
-    uint32_t attempt;
-    Address seed;  // host:port, as given
+    uint32_t round;  // Agent::resolve_round_ when asked: a later round's answers replace it
+    Address seed;    // host:port, as given
 };
 }  // namespace
 
-void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
+void Agent::resolve(const std::string& host, uint16_t port, uint32_t round) {
     const Address seed{fmt::format("{}:{}", host, port)};
-    auto* r = new Resolution{{}, alive_, attempt, seed};
+    auto* r = new Resolution{{}, alive_, round, seed};
     r->req.data = r;
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -537,7 +542,7 @@ void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
         [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
             std::unique_ptr<Resolution> done(static_cast<Resolution*>(req->data));
             Agent* self = *done->owner;
-            if (self != nullptr && done->attempt == self->join_attempts_) {
+            if (self != nullptr && done->round == self->resolve_round_) {
                 if (status < 0) {
                     ++self->stats_.resolve_failures;
                     self->join_failed(done->seed,
@@ -564,14 +569,28 @@ void Agent::resolve(const std::string& host, uint16_t port, uint32_t attempt) {
 }
 
 void Agent::join_resolved() {
-    if (resolved_.empty() || node_->joined()) return;
+    if (resolved_.empty()) return;
+    if (node_->joined()) {  // a refresh: the node calls a seed again when it is not a member
+        node_->set_seeds(resolved_);
+        return;
+    }
     node_->join(resolved_, now());
     after_input();
 }
 
 void Agent::on_retry(uv_timer_t* t) {
     auto* self = static_cast<Agent*>(t->data);
-    if (self == nullptr || self->node_->joined()) return;
+    if (self == nullptr) return;
+    if (self->node_->joined()) {
+        // Joined: seed names may come to mean other hosts, so they are resolved again now and
+        // then, for the node's calls to seeds that are not members (Node::join).
+        const auto named = [](const std::string& seed) { return !net::Endpoint::parse(seed); };
+        if (std::any_of(self->options_.seeds.begin(), self->options_.seeds.end(), named)) {
+            self->resolve_seeds();
+            uv_timer_start(self->retry_.get(), on_retry, ceil_ms(kSeedRefresh), 0);
+        }
+        return;
+    }
     // The attempt is over: a seed that has not failed outright has not answered either.
     const Address& me = self->node_->self().addr;
     bool others = !self->trouble_now_.empty();

@@ -137,8 +137,9 @@ class Agent {
     void on_connected(net::FrameConn& conn);
     void on_closed(uint64_t id, std::optional<Error> why);
     void join();
-    void resolve(const std::string& host, uint16_t port, uint32_t attempt);
-    void join_resolved();  // all of this attempt's names are resolved (or failed)
+    void resolve(const std::string& host, uint16_t port, uint32_t round);
+    void resolve_seeds();  // a round: addresses into resolved_, names looked up
+    void join_resolved();  // all of this round's names are resolved (or failed)
     void join_failed(const Address& seed, std::string why);  // a seed did not answer
     void after_input();                                      // drain the outbox, re-arm the timer
     void rejected(const wire::DecodeFailure& f);
@@ -207,6 +208,9 @@ class Agent {
     uint64_t next_keyring_batch_ = 1;
     Duration retry_delay_;
     uint32_t join_attempts_ = 0;
+    uint32_t resolve_round_ = 0;
+    // Once joined, how often seed names are resolved again.
+    static constexpr Duration kSeedRefresh = std::chrono::seconds(60);
     std::vector<Address> resolved_;  // this attempt's seed addresses
     // This attempt's failures, seed by seed, and the last attempt's (what join_trouble() says).
     std::map<std::string, std::string> trouble_now_, trouble_;

@@ -106,6 +106,10 @@ const SettingSpec kSettings[] = {
      Count{&field<&S::audit_log_files>}},
     {"leave_timeout_ms", "--leave-timeout-ms", "how long a graceful leave may take, ms",
      Millis{&field<&S::leave_timeout>}},
+    {"dead_retain_s", "",
+     "seconds a dead member is kept and called back before it is forgotten (a seed that is "
+     "not a live member is called back for ever)",
+     Millis{&field<&S::dead_retain>, 1000}},
     {"data_dir", "--data-dir",
      "folder for the task journal; without it tasks are kept in memory only",
      Text{&field<&S::tasks, &T::data_dir>, true}},
@@ -485,6 +489,7 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
     if (!profile) return bad("profile", "must be lan, wan or local");
     o.config = *profile;
     o.config.cluster = s.cluster;
+    o.config.dead_retain = s.dead_retain;
     if (auto v = o.config.validate(); !v) return v.error();
     if (s.name.empty()) return bad("name", "must not be empty");
     if (s.name.size() > o.config.name_bytes_max) {

@@ -32,6 +32,7 @@ struct Settings {
     std::string log_level = "info";
     std::string log_format = "text";
     Duration leave_timeout = seconds(5);
+    Duration dead_retain = seconds(3600);  // Config's default, for every profile
     // Sealed gossip and frames (net/seal.hpp): a base64 key from `chorus keygen`, and the two
     // switches a running cluster turns on in turn to move to encryption without downtime.
     std::string encrypt;

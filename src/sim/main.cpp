@@ -149,7 +149,7 @@ int main(int argc, char** argv) {
     Options o;
     bool json = false;
     bool no_lifeguard = false;
-    double partition_at = -1, heal_at = -1, restart_after = -1, tasks_until = -1;
+    double partition_at = -1, heal_at = -1, restart_after = -1, tasks_until = -1, dead_retain = -1;
     CLI::App app{
         "chorus-sim: a deterministic simulation of a Chorus cluster's membership and tasks"};
     app.add_option("--nodes", o.nodes, "number of nodes")->capture_default_str();
@@ -178,6 +178,8 @@ int main(int argc, char** argv) {
                  "plain SWIM: no awareness, fixed suspicion, no buddy");
     app.add_option("--partition-at", partition_at, "split the cluster in two halves at this time");
     app.add_option("--heal-at", heal_at, "heal the partition at this time");
+    app.add_option("--dead-retain", dead_retain,
+                   "seconds dead members are kept and called back (default: the profile's)");
     app.add_option("--join-window", o.join_window_s, "nodes start within this many seconds")
         ->capture_default_str();
     app.add_option("--tasks-per-s", o.tasks_per_s,
@@ -209,6 +211,7 @@ int main(int argc, char** argv) {
     o.lifeguard = !no_lifeguard;
     if (partition_at >= 0) o.partition_at_s = partition_at;
     if (heal_at >= 0) o.heal_at_s = heal_at;
+    if (dead_retain >= 0) o.dead_retain_s = dead_retain;
     if (restart_after >= 0) o.restart_after_s = restart_after;
     if (tasks_until >= 0) o.tasks_until_s = tasks_until;
     if (auto s = chorus::sim::validate(o); !s) {

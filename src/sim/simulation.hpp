@@ -58,6 +58,10 @@ class Simulation {
           nodes_(o.nodes) {
         config_ = Config::profile(o.profile).value();
         config_.lifeguard = o.lifeguard;
+        if (o.dead_retain_s) {
+            config_.dead_retain = std::chrono::duration_cast<Duration>(
+                std::chrono::duration<double>(*o.dead_retain_s));
+        }
         limits_ = wire::limits_for(config_);
         report_.options = o;
     }

@@ -34,6 +34,7 @@ Status validate(const Options& o) {
         need(o.crash_every_s >= 0, "--crash-every", "must not be negative"),
         need(!o.restart_after_s || *o.restart_after_s > 0, "--restart-after", "must be positive"),
         need(o.slow_ms >= 0, "--slow-ms", "must not be negative"),
+        need(!o.dead_retain_s || *o.dead_retain_s >= 0, "--dead-retain", "must be 0 or more"),
         need(o.partition_at_s.has_value() == o.heal_at_s.has_value(), "--partition-at/--heal-at",
              "give both or neither"),
         need(!o.partition_at_s || *o.heal_at_s > *o.partition_at_s, "--heal-at",
@@ -94,6 +95,7 @@ std::string to_flags(const Options& o) {
         fmt::format("--partition-at {} --heal-at {}", o.partition_at_s.value_or(0),
                     o.heal_at_s.value_or(0)));
     add(o.join_window_s != d.join_window_s, fmt::format("--join-window {}", o.join_window_s));
+    add(o.dead_retain_s.has_value(), fmt::format("--dead-retain {}", o.dead_retain_s.value_or(0)));
     if (o.tasks_per_s > 0) {
         f += fmt::format(" --tasks-per-s {} --replicas {}", o.tasks_per_s, o.replicas);
         add(o.task_ms != d.task_ms, fmt::format("--task-ms {}", o.task_ms));

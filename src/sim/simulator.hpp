@@ -33,8 +33,9 @@ struct Options {
     bool lifeguard = true;
     std::optional<double> partition_at_s;
     std::optional<double> heal_at_s;
-    double join_window_s = 1;  // nodes start at random times in [0, join_window_s)
-    bool progress = false;     // a line on stderr every 10 virtual seconds
+    std::optional<double> dead_retain_s;  // how long dead members are kept (default: profile's)
+    double join_window_s = 1;             // nodes start at random times in [0, join_window_s)
+    bool progress = false;                // a line on stderr every 10 virtual seconds
 
     // The task workload (0: none): clients submit this many tasks a second, each to a random
     // live node, from tasks_from_s until tasks_until_s (default: 60 s before the end, so that

@@ -2,8 +2,9 @@
 # A multi-host cluster in network namespaces: one namespace per node, each node with
 # its own IP on a veth pair to a bridge (the bridge lives in a namespace of its own, so the
 # host's network is untouched). With the default LAN profile:
-#   - a partition made with iptables DROP rules is detected on both sides, and after the rules
-#     are removed the halves merge again with no restart;
+#   - a partition made with iptables DROP rules is detected on both sides and outlasts
+#     dead_retain_s (each side forgets the other); after the rules are removed the halves
+#     merge again with no restart, through the seeds;
 #   - 10% random loss (iptables -m statistic) on every node for 60 s causes no false dead;
 #   - all of it sealed (--encrypt): node6, cut off while the keys rotate under steady task
 #     traffic, comes back with the removed key and cannot rejoin nor change any view with the
@@ -57,6 +58,10 @@ for i in $(seq 1 $((n + 2))); do
 done
 in_ns() { local i="$1"; shift; ip netns exec "$(ns "$i")" "$@"; }
 step "$((n + 2)) namespaces on $net/24 through a bridge"
+# Dead members are forgotten 20 s after they are declared dead (an hour by default), so the
+# partition below outlasts it.
+dead_retain_s=20
+echo "{\"dead_retain_s\": $dead_retain_s}" > "$dir/agent.json"
 key=$("$chorus" keygen)
 new_key=$("$chorus" keygen)
 
@@ -71,7 +76,8 @@ start() {
   local pidfile="$dir/node$1.pid" i="$1"; shift
   [ $# -gt 0 ] || set -- --encrypt "$key"
   ip netns exec "$(ns "$i")" sh -c 'echo $$ > "$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' \
-    "$pidfile" "$chorus" agent --name "node$i" --seed "$(ip_of 1):7900" --seed "$(ip_of 2):7900" "$@" >> "$dir/node$i.log" 2>&1 &
+    "$pidfile" "$chorus" agent --name "node$i" --seed "$(ip_of 1):7900" --seed "$(ip_of 2):7900" \
+    --config "$dir/agent.json" "$@" >> "$dir/node$i.log" 2>&1 &
   pids+=($!)  # ip, which becomes the agent too unless it forks
   poll 10 test -s "$pidfile" || fail "node$i did not start"
   pids+=("$(cat "$pidfile")")
@@ -117,12 +123,21 @@ both_sides() {
 poll 60 both_sides || fail "the partition was not detected on both sides"
 step "both sides saw the other dead within $(since "$t0") s"
 
+# Longer than dead_retain_s: each side forgets the other (no row left to call back), and
+# only the seeds, node1 and node2, lead {3,4,5} back once the network heals.
+forgot() {
+  local i
+  for i in "${left_side[@]}"; do [ "$(count_state "$i" dead)" -eq 0 ] && [ "$(members "$i" | wc -l)" -eq 3 ] || return 1; done
+  for i in "${right_side[@]}"; do [ "$(count_state "$i" dead)" -eq 0 ] && [ "$(members "$i" | wc -l)" -eq 4 ] || return 1; done
+}
+poll 60 forgot || fail "the sides did not forget each other after dead_retain_s ($(members 1))"
+step "each side forgot the other (dead_retain_s $dead_retain_s)"
 step "healing"
 for i in $(seq 1 $n); do in_ns "$i" iptables -F; done
 t0=$(now_ms)
 poll 90 all_alive || fail "the halves did not merge after the partition healed"
 merged=$(since "$t0")
-step "merged in $merged s, no restart"
+step "merged in $merged s, no restart, through the seeds"
 
 # ---- 10% random loss on every node's input for loss_seconds: no false dead
 for i in $(seq 1 $n); do

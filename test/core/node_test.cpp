@@ -179,6 +179,42 @@ TEST_CASE("the two halves of a healed partition merge without a restart") {
     REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(30)));
 }
 
+TEST_CASE("halves that forgot each other meet again through a seed that is no live member") {
+    Cluster c;
+    c.config.reconnect_interval = seconds(2);
+    c.config.dead_retain = seconds(5);
+    c.add("a");
+    for (const char* n : {"b", "c", "d", "e", "f"})
+        c.add(n, {"a"});
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    const auto side = [](const std::string& n) { return n < "d"; };
+    c.drop = [&](const std::string& from, const std::string& to) { return side(from) != side(to); };
+    // Both sides reap the other: no dead row is left to call back.
+    REQUIRE(c.run_until_true(
+        [&] {
+            for (auto& [name, n] : c.nodes) {
+                if (n->members().size() != 3) return false;
+            }
+            return true;
+        },
+        seconds(60)));
+    // Until the heal, the calls to a from d, e and f go unanswered.
+    const auto calls = [&] {
+        uint64_t n = 0;
+        for (const char* name : {"d", "e", "f"})
+            n += c.nodes.at(name)->stats().seed_rejoins;
+        return n;
+    };
+    REQUIRE(calls() > 0);
+    c.drop = [](auto&, auto&) { return false; };
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(30)));
+    // Once a is a live member again, nobody calls it as a seed any more.
+    c.run_for(seconds(5));
+    const uint64_t settled = calls();
+    c.run_for(seconds(20));
+    CHECK(calls() == settled);
+}
+
 TEST_CASE("a ping meant for another member is not answered") {
     Solo s(Config::local());
     s.node.handle_packet(s.from("b", Ping{7, "zed"}), s.now);

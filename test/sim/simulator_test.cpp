@@ -99,6 +99,23 @@ TEST_CASE("the halves of a partition declare each other dead and merge after the
     });
 }
 
+TEST_CASE("halves apart for longer than dead members are kept still merge, through the seeds") {
+    // Each half reaps the other after 30 s and then calls none of it back; the half without
+    // node 0 (every node's seed) finds it again by calling its seed, which is no live member.
+    Options o;
+    o.nodes = 20;
+    o.duration_s = 200;
+    o.partition_at_s = 20;
+    o.heal_at_s = 100;
+    o.dead_retain_s = 30;
+    for_each_seed(o, [](const Report& r) {
+        REQUIRE(r.partition_deaths > 0);
+        REQUIRE(r.heal_converged_s.has_value());
+        REQUIRE(*r.heal_converged_s < 40);
+        REQUIRE(r.converged_at_end);
+    });
+}
+
 TEST_CASE("crashed nodes that restart rejoin and views converge") {
     Options o;
     o.nodes = 20;
