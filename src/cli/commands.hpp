@@ -15,11 +15,22 @@ namespace chorus::cli {
 
 int run_agent(const daemon::Settings& settings);
 
+// `chorus members --status dead --tag role=db`: members in one of the states (none given: any)
+// with every tag given (key=value); the value may end with * for any suffix.
+struct MemberFilter {
+    std::vector<std::string> status;
+    std::vector<std::string> tags;
+    bool any() const { return !status.empty() || !tags.empty(); }
+};
 struct MembersOptions {
     Target agent;
     bool json = false;
     bool watch = false;
+    MemberFilter filter;
 };
+// The view (an /v1/members answer) with only the members the filter lets through; an error
+// names a filter that cannot be read.
+Result<nlohmann::json> filter_members(nlohmann::json view, const MemberFilter& f);
 int run_members(const MembersOptions& options);
 int run_leave(const Target& agent);
 

@@ -97,6 +97,11 @@ int main(int argc, char** argv) {
     auto* members = app.add_subcommand("members", "list the members a running agent sees");
     add_target(members, members_options.agent);
     members->add_flag("--json", members_options.json, "print the agent's JSON view as it is");
+    members->add_option("--status", members_options.filter.status,
+                        "only members in this state: alive, suspect, dead or left (repeatable)");
+    members->add_option("--tag", members_options.filter.tags,
+                        "only members with this tag, key=value (value* for a prefix; "
+                        "repeatable, all must match)");
     members->add_flag("--watch", members_options.watch,
                       "print the table, then one line per change as it happens (with --json: "
                       "one JSON event per line)");

@@ -41,6 +41,13 @@ int watch(const MembersOptions& o, uv_loop_t* loop) {
                 bad = true;
                 return false;
             }
+            if (e.type == "snapshot") {
+                j = filter_members(std::move(j), o.filter).value();  // checked before the call
+            } else if (!o.filter.status.empty() &&
+                       std::find(o.filter.status.begin(), o.filter.status.end(),
+                                 j.value("state", "")) == o.filter.status.end()) {
+                continue;  // a change into a state not asked for
+            }
             if (o.json) {
                 fmt::print("{}\n", nlohmann::json{{"event", e.type}, {"data", j}}.dump());
             } else if (e.type == "snapshot") {
@@ -62,6 +69,48 @@ int watch(const MembersOptions& o, uv_loop_t* loop) {
 }
 
 }  // namespace
+
+Result<nlohmann::json> filter_members(nlohmann::json view, const MemberFilter& f) {
+    static constexpr std::string_view kStates[] = {"alive", "suspect", "dead", "left"};
+    for (const std::string& s : f.status) {
+        if (std::find(std::begin(kStates), std::end(kStates), s) == std::end(kStates)) {
+            return Error{"bad_filter",
+                         fmt::format("--status {}: use alive, suspect, dead or left", s)};
+        }
+    }
+    std::vector<std::pair<std::string, std::string>> tags;
+    for (const std::string& kv : f.tags) {
+        const size_t eq = kv.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            return Error{"bad_filter", fmt::format("--tag {}: use key=value", kv)};
+        }
+        tags.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    const auto matches = [&](const nlohmann::json& m) {
+        const std::string state = m.value("state", "");
+        if (!f.status.empty() &&
+            std::find(f.status.begin(), f.status.end(), state) == f.status.end()) {
+            return false;
+        }
+        const nlohmann::json tag_map = m.value("tags", nlohmann::json::object());
+        for (const auto& [k, want] : tags) {
+            if (!tag_map.contains(k) || !tag_map[k].is_string()) return false;
+            const std::string have = tag_map[k].get<std::string>();
+            const bool prefix = want.ends_with('*');
+            if (prefix ? !have.starts_with(want.substr(0, want.size() - 1)) : have != want) {
+                return false;
+            }
+        }
+        return true;
+    };
+    if (!f.any() || !view.contains("members") || !view["members"].is_array()) return view;
+    nlohmann::json kept = nlohmann::json::array();
+    for (auto& m : view["members"]) {
+        if (m.is_object() && matches(m)) kept.push_back(std::move(m));
+    }
+    view["members"] = std::move(kept);
+    return view;
+}
 
 std::string age(int64_t ms) {
     if (ms < 0) ms = 0;
@@ -106,6 +155,10 @@ std::string event_line(const nlohmann::json& e) {
 }
 
 int run_members(const MembersOptions& o) try {
+    if (auto checked = filter_members(nlohmann::json::object(), o.filter); !checked) {
+        fmt::print(stderr, "chorus members: {}\n", checked.error().message);
+        return 2;
+    }
     Loop loop;
     if (o.watch) return watch(o, loop.get());
     http::ClientRequest req;
@@ -117,7 +170,12 @@ int run_members(const MembersOptions& o) try {
         fmt::print(stderr, "chorus members: the agent's answer is not JSON\n");
         return 1;
     }
-    fmt::print("{}", o.json ? view.dump(2) + "\n" : members_table(view));
+    auto shown = filter_members(std::move(view), o.filter);
+    if (!shown) {
+        fmt::print(stderr, "chorus members: {}\n", shown.error().message);
+        return 2;
+    }
+    fmt::print("{}", o.json ? shown->dump(2) + "\n" : members_table(*shown));
     return 0;
 } catch (const nlohmann::json::exception& e) {
     // A field of the wrong type in the agent's answer (the JSON itself parsed).

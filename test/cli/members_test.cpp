@@ -44,3 +44,30 @@ TEST_CASE("ages read as a person would say them") {
     REQUIRE(age(90'000'000) == "1d1h");
     REQUIRE(age(-5) == "0.0s");
 }
+
+TEST_CASE("members are filtered by state and by tags, and a bad filter is named") {
+    const auto view = nlohmann::json::parse(R"({"members": [
+        {"name": "a", "state": "alive", "tags": {"role": "db", "zone": "eu-1"}},
+        {"name": "b", "state": "dead", "tags": {"role": "db", "zone": "us-1"}},
+        {"name": "c", "state": "dead", "tags": {"role": "web"}},
+        {"name": "d", "state": "left"},
+        {"name": "e", "state": "suspect", "tags": {"role": 7}}]})");
+    const auto names = [&](MemberFilter f) {
+        auto r = filter_members(view, f);
+        REQUIRE(r.ok());
+        std::string out;
+        for (const auto& m : (*r)["members"])
+            out += m["name"].get<std::string>();
+        return out;
+    };
+    CHECK(names({}) == "abcde");
+    CHECK(names({{"dead"}, {}}) == "bc");
+    CHECK(names({{"dead", "left"}, {}}) == "bcd");
+    CHECK(names({{}, {"role=db"}}) == "ab");
+    CHECK(names({{"dead"}, {"role=db"}}) == "b");
+    CHECK(names({{}, {"role=db", "zone=eu*"}}) == "a");
+    CHECK(names({{}, {"zone=*"}}) == "ab");
+    CHECK(names({{}, {"role=7"}}).empty());  // a tag that is not text matches nothing
+    CHECK_FALSE(filter_members(view, {{"gone"}, {}}).ok());
+    CHECK_THAT(filter_members(view, {{}, {"role"}}).error().message, Catch::Contains("--tag role"));
+}
