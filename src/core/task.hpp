@@ -207,6 +207,7 @@ class TaskBoard {
 
     const Task* find(std::string_view id) const;
     size_t running() const { return slots_.size(); }
+    std::vector<std::string> running_ids() const { return {slots_.begin(), slots_.end()}; }
     size_t queued() const { return queue_.size(); }
     // (running + queued) / capacity × 1000: what this node reports to its peers.
     uint32_t load_milli() const;

@@ -4,6 +4,7 @@
 #include <ctime>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "daemon/notify.hpp"
 
@@ -62,6 +63,7 @@ void Process::leave(std::string_view why, std::function<void()> left) {
         });
         return;
     }
+    log_stopped_tasks();  // the leave timeout is spent on them: they stop with the process
     log_.log(Level::info, "leaving the cluster", {{"reason", std::string(why)}});
     notify("STOPPING=1\nSTATUS=leaving the cluster");
     agent_->leave(settings_.leave_timeout, [this, left = std::move(left)] {
@@ -69,6 +71,23 @@ void Process::leave(std::string_view why, std::function<void()> left) {
         log_.log(Level::info, "left; stopping");
         uv_stop(loop_);
     });
+}
+
+void Process::log_stopped_tasks() const {
+    if (!tasks_) return;
+    std::vector<std::string> ids = tasks_->board().running_ids();
+    if (ids.empty()) return;
+    const size_t count = ids.size();
+    if (ids.size() > 20) ids.resize(20);  // a line, not a page
+    const bool copies = settings_.tasks.task_replicas >= 2;
+    const bool journal = !settings_.tasks.data_dir.empty();
+    log_.log(Level::warn,
+             copies    ? "stopping tasks still running: the members holding their copies run "
+                         "them again"
+             : journal ? "stopping tasks still running: they run again when this agent restarts "
+                         "with its data dir"
+                       : "stopping tasks still running: with one copy in memory they are lost",
+             {{"count", count}, {"tasks", fmt::format("{}", fmt::join(ids, ","))}});
 }
 
 void Process::notify(std::string_view state) {

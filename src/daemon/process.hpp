@@ -67,6 +67,7 @@ class Process {
         : loop_(loop), settings_(settings), log_(log) {}
     void on_signal(int signum);
     void log_journal_state() const;
+    void log_stopped_tasks() const;  // at the end of a leave: what stops with this process
     std::vector<WatchedLimit> limits() const;  // the agent's and the task service's
     // Tells systemd (Type=notify) what state the agent is in; daemon/notify.hpp.
     void notify(std::string_view state);

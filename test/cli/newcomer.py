@@ -6,7 +6,8 @@
   - --http takes a URL, as the client commands do;
   - a config file may spell keys as the flags are, and its handlers' relative paths are its
     neighbours (examples/agent.json's checksum handler runs from any working directory);
-  - JSON log lines keep numbers as numbers.
+  - JSON log lines keep numbers as numbers;
+  - a leave that stops a running task names it and says what becomes of it.
 
   newcomer.py /path/to/chorus /path/to/examples
 """
@@ -25,7 +26,7 @@ from agents import Logs, call, launch, step, stop  # noqa: E402
 chorus = os.path.abspath(sys.argv[1])
 examples = os.path.abspath(sys.argv[2])
 work = tempfile.mkdtemp(prefix="chorus-newcomer-")
-logs = Logs(work, ["lonely", "gives-up", "json", "example", "typo"])
+logs = Logs(work, ["lonely", "gives-up", "json", "example", "leaver"])
 procs = {}
 
 
@@ -142,6 +143,30 @@ try:
             len(body.get("result", {}).get("sha256", "")) != 64:
         logs.fail(f"the example's checksum handler did not run: {status} {body}")
     stop({"example": procs.pop("example"), "example2": procs.pop("example2")})
+
+    step("a leave that stops a running task says which, and what becomes of it")
+    alone = os.path.join(work, "alone.json")
+    with open(alone, "w") as f:
+        json.dump({"tasks": {"replicas": 1}, "leave_timeout_ms": 500}, f)
+    leaver_log = os.path.join(work, "leaver.log")
+    procs["leaver"], _, http = launch(chorus, "leaver", leaver_log, ["--config", alone])
+    if http is None:
+        logs.fail("an agent of its own did not start")
+    status, body, _ = call(http, "POST", "/v1/tasks",
+                           {"key": "slow", "type": "sleep", "payload": {"ms": 60000}})
+    if status != 202:
+        logs.fail(f"a sleep task was not taken: {status} {body}")
+    task = body["id"]
+    logs.until(lambda: call(http, "GET", f"/v1/tasks/{task}")[1].get("state") == "running", 20,
+               "the sleep task did not start")
+    procs["leaver"].terminate()
+    if procs.pop("leaver").wait(timeout=30) != 0:
+        logs.fail("the agent did not exit 0 after SIGTERM")
+    with open(leaver_log) as f:
+        text = f.read()
+    if "stopping tasks still running: with one copy in memory they are lost" not in text or \
+            task not in text:
+        logs.fail("the leave did not say which running task it stopped")
 
     step("a handler whose program is not there is refused at start, naming it")
     missing = os.path.join(work, "missing.json")
