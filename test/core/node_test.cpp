@@ -161,15 +161,23 @@ TEST_CASE("relays that cannot reach a crashed target answer with nacks (Lifeguar
     REQUIRE(nacks > 0);
 }
 
-TEST_CASE("the two halves of a healed partition merge without a restart") {
-    Cluster c;
+namespace {
+// Six nodes joined through a, then split into {a, b, c} | {d, e, f}.
+void split_six(Cluster& c) {
     c.config.reconnect_interval = seconds(2);
     c.add("a");
     for (const char* n : {"b", "c", "d", "e", "f"})
         c.add(n, {"a"});
     REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
-    const auto side = [](const std::string& n) { return n < "d"; };
-    c.drop = [&](const std::string& from, const std::string& to) { return side(from) != side(to); };
+    c.drop = [](const std::string& from, const std::string& to) {
+        return (from < "d") != (to < "d");
+    };
+}
+}  // namespace
+
+TEST_CASE("the two halves of a healed partition merge without a restart") {
+    Cluster c;
+    split_six(c);
     REQUIRE(c.run_until_true(
         [&] {
             return c.view("a", "e") == MemberState::dead && c.view("e", "a") == MemberState::dead;
@@ -181,14 +189,8 @@ TEST_CASE("the two halves of a healed partition merge without a restart") {
 
 TEST_CASE("halves that forgot each other meet again through a seed that is no live member") {
     Cluster c;
-    c.config.reconnect_interval = seconds(2);
     c.config.dead_retain = seconds(5);
-    c.add("a");
-    for (const char* n : {"b", "c", "d", "e", "f"})
-        c.add(n, {"a"});
-    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
-    const auto side = [](const std::string& n) { return n < "d"; };
-    c.drop = [&](const std::string& from, const std::string& to) { return side(from) != side(to); };
+    split_six(c);
     // Both sides reap the other: no dead row is left to call back.
     REQUIRE(c.run_until_true(
         [&] {
