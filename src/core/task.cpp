@@ -223,6 +223,20 @@ bool TaskBoard::hand_over(std::string_view id) {
     return true;
 }
 
+std::vector<const Task*> TaskBoard::recent(size_t n) const {
+    std::vector<const Task*> out;
+    const auto add = [&](const std::string& id) {
+        if (const Task* t = find(id); t != nullptr && out.size() < n) out.push_back(t);
+    };
+    for (const std::string& id : slots_)
+        add(id);
+    for (const std::string& id : queue_)
+        add(id);
+    for (auto it = finished_.rbegin(); it != finished_.rend() && out.size() < n; ++it)
+        add(*it);
+    return out;
+}
+
 const Task* TaskBoard::find(std::string_view id) const {
     auto it = tasks_.find(id);
     return it == tasks_.end() ? nullptr : &it->second;

@@ -208,6 +208,9 @@ class TaskBoard {
     const Task* find(std::string_view id) const;
     size_t running() const { return slots_.size(); }
     std::vector<std::string> running_ids() const { return {slots_.begin(), slots_.end()}; }
+    // Up to `n` tasks: the running ones, then the queued (oldest first), then the finished
+    // ones kept (newest first). What an operator looks at first.
+    std::vector<const Task*> recent(size_t n) const;
     size_t queued() const { return queue_.size(); }
     // (running + queued) / capacity × 1000: what this node reports to its peers.
     uint32_t load_milli() const;

@@ -2,6 +2,7 @@
 // 4xx with a code and a message that says what to fix, and nothing created when a request is
 // refused.
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,6 +18,10 @@ using nlohmann::json;
 
 // The longest a task request may wait for the task to finish.
 constexpr Duration kTaskWaitMax = seconds(300);
+
+// GET /v1/tasks: how many tasks a page lists, by default and at most.
+constexpr size_t kTaskListDefault = 50;
+constexpr size_t kTaskListMax = 1000;
 
 json epoch_ms(std::optional<Time> t) {
     if (!t || *t == Time{}) return nullptr;
@@ -113,13 +118,15 @@ std::optional<Response> read_spec(const json& body, TaskSpec& spec) {
 
 void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
     const bool collection = req.path == "/v1/tasks";
-    const Route route = collection ? task_submit : req.method == "DELETE" ? task_cancel : task_get;
+    const Route route = collection && req.method != "GET" ? task_submit
+                        : req.method == "DELETE"          ? task_cancel
+                                                          : task_get;
     const auto fail = [&](Response r) { finish(route, started, reply, std::move(r)); };
     if (info_.tasks == nullptr) {
         return fail(error_response(503, "not_supported", "this server runs no tasks"));
     }
-    const char* allow = collection ? "POST" : "GET, DELETE";
-    if (collection ? req.method != "POST" : (req.method != "GET" && req.method != "DELETE")) {
+    const char* allow = collection ? "GET, POST" : "GET, DELETE";
+    if (req.method != "GET" && req.method != (collection ? "POST" : "DELETE")) {
         Response r = error_response(405, "method_not_allowed",
                                     fmt::format("{} supports {} only", req.path, allow));
         r.headers.emplace_back("Allow", allow);
@@ -137,6 +144,30 @@ void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
             finish(route, started, reply, answer_response(a, with_payload));
         };
     };
+    if (collection && req.method == "GET") {
+        // This node's tasks, for a person or the dashboard: what runs, waits and just ended.
+        size_t limit = kTaskListDefault;
+        if (auto it = req.query.find("limit"); it != req.query.end()) {
+            const std::string& text = it->second;
+            size_t n = 0;
+            const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (ec != std::errc() || end != text.data() + text.size() || n == 0 ||
+                n > kTaskListMax) {
+                return fail(error_response(400, "bad_limit",
+                                           fmt::format("limit must be 1 to {}", kTaskListMax)));
+            }
+            limit = n;
+        }
+        json list = json::array();
+        for (const Task* t : info_.tasks->board().recent(limit))
+            list.push_back(task_json(*t, false));
+        Response r;
+        r.body = daemon::dump_json({{"node", agent_.node().self().name.str()},
+                                    {"running", info_.tasks->board().running()},
+                                    {"queued", info_.tasks->board().queued()},
+                                    {"tasks", std::move(list)}});
+        return finish(route, started, reply, std::move(r));
+    }
     if (collection) {
         if (req.body.empty()) {
             return fail(error_response(

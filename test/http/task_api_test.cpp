@@ -254,6 +254,38 @@ TEST_CASE("a task without ?wait is accepted at once and can be followed and canc
     REQUIRE(c.loop.run_until([&] { return owner.tasks->board().running() == 0; }));
 }
 
+TEST_CASE("a node lists its tasks: running first, then queued, then the finished newest first") {
+    daemon::TaskOptions o = alone();
+    o.limits.capacity = 1;
+    Cluster c(1, o);
+    const auto done1 = c.submit(0, {{"key", "k1"}, {"type", "echo"}, {"payload", 1}}, "?wait=5s");
+    const auto done2 = c.submit(0, {{"key", "k2"}, {"type", "echo"}, {"payload", 2}}, "?wait=5s");
+    REQUIRE(done2.body["state"] == "succeeded");
+    const auto slow = c.submit(0, {{"key", "k3"}, {"type", "sleep"}, {"payload", {{"ms", 20000}}}});
+    const auto waiting = c.submit(0, {{"key", "k4"}, {"type", "echo"}, {"payload", 4}});
+    REQUIRE(waiting.body["state"] == "queued");  // the only slot is taken
+
+    const auto list = c.call(0, "GET", "/v1/tasks");
+    REQUIRE(list.status == 200);
+    CHECK(list.body["node"] == "a");
+    CHECK(list.body["running"] == 1);
+    CHECK(list.body["queued"] == 1);
+    std::vector<std::string> order;
+    for (const auto& t : list.body["tasks"])
+        order.push_back(t["key"].get<std::string>() + ":" + t["state"].get<std::string>());
+    CHECK(order ==
+          std::vector<std::string>{"k3:running", "k4:queued", "k2:succeeded", "k1:succeeded"});
+    CHECK_FALSE(list.body["tasks"][0].contains("payload"));  // payloads stay out of lists
+
+    const auto two = c.call(0, "GET", "/v1/tasks?limit=2");
+    CHECK(two.body["tasks"].size() == 2);
+    for (const char* bad : {"0", "1001", "x", "-1", "2x"}) {
+        INFO(bad);
+        CHECK(c.call(0, "GET", std::string("/v1/tasks?limit=") + bad).status == 400);
+    }
+    c.call(0, "DELETE", "/v1/tasks/" + slow.body["id"].get<std::string>());
+}
+
 TEST_CASE("a client that hangs up while it waits for a task lets go of the wait, not the task") {
     Cluster c(1, alone());
     const json slow = {
