@@ -17,7 +17,17 @@ CHORUS_PACKAGES=(
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
 # the chaos test's client; openssl and curl check the API's TLS (test/cli/tls.py); systemd
 # brings systemd-analyze, which checks the unit in examples/systemd (test/cli/systemd.py).
-CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 openssl curl systemd)
+# chromium runs the dashboard in a real browser (test/browser, with playwright-core from the npm
+# registry, on Node.js: see ensure_node).
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 openssl curl systemd chromium)
+
+# Node.js and npm from Debian (nodejs, npm) unless some are already there: a machine may have
+# them from elsewhere (NodeSource's nodejs holds npm), and Debian's npm would not install
+# beside those.
+ensure_node() {
+  command -v node > /dev/null && command -v npm > /dev/null && return 0
+  ensure_packages nodejs npm
+}
 
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {

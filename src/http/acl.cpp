@@ -83,7 +83,8 @@ std::string_view to_string(Refusal r) {
 }
 
 Scope needed_scope(std::string_view method, std::string_view path) {
-    if (path == "/v1/health") return Scope::none;
+    // Probes, and the dashboard's page (it holds no data; it asks for a token to read any).
+    if (path == "/v1/health" || (path == "/" && !mutating(method))) return Scope::none;
     if (path == "/v1/leave" || path == "/v1/keyring") return Scope::admin;
     return mutating(method) ? Scope::write : Scope::read;
 }

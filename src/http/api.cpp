@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/json.hpp"
+#include "http/dashboard_html.hpp"
 
 namespace chorus::http {
 
@@ -207,14 +208,32 @@ void Api::handle(const Request& req, Reply reply) {
         if (req.method == "GET" || allowed("POST")) keyring_call(req, reply, started);
     } else if (req.path == "/metrics") {
         if (allowed("GET")) finish(metrics, started, reply, metrics_text());
+    } else if (req.path == "/") {
+        if (allowed("GET")) finish(other, started, reply, dashboard());
     } else {
         finish(other, started, reply,
                error_response(404, "not_found",
                               "no such endpoint: " + req.path +
-                                  " (see /v1/members, /v1/members/stream, /v1/self, "
+                                  " (see / for the dashboard, /v1/members, "
+                                  "/v1/members/stream, /v1/self, "
                                   "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /v1/keyring, "
                                   "/metrics)"));
     }
+}
+
+Response Api::dashboard() {
+    Response r;
+    r.body = std::string(kDashboardHtml);
+    r.content_type = "text/html; charset=utf-8";
+    // Its own script and styles only, calls to this agent only, never in another site's frame.
+    r.headers.emplace_back("Content-Security-Policy",
+                           "default-src 'none'; script-src 'unsafe-inline'; style-src "
+                           "'unsafe-inline'; connect-src 'self'; img-src 'self'; "
+                           "frame-ancestors 'none'; base-uri 'none'; form-action 'none'");
+    r.headers.emplace_back("X-Frame-Options", "DENY");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    return r;
 }
 
 // ---------------------------------------------------------------------------------------------

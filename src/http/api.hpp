@@ -128,6 +128,7 @@ class Api {
                        uint64_t started);
     Response members() const;
     Response self() const;
+    static Response dashboard();  // GET /: the page, embedded from src/http/dashboard.html
     Response metrics_text() const;
     void block(const Request& req, Reply reply, uint64_t started);
     void subscribe(Reply reply);

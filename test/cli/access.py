@@ -117,7 +117,10 @@ def run():
         ("DELETE", "/v1/tasks/" + task_id, None, "write", {200, 409}),
         ("GET", "/v1/keyring", None, "admin", {200}),
         ("POST", "/v1/keyring", {"op": "install", "key": new_key}, "admin", {200}),
+        ("GET", "/v1/tasks", None, "read", {200}),
         ("GET", "/v1/health", None, None, {200}),
+        ("GET", "/", None, None, {200}),  # the dashboard's page: no data in it
+        ("POST", "/", {}, "write", {405}),
     ]
     rank = {None: 0, "read": 1, "write": 2, "admin": 3}
     checked = 0
