@@ -1,5 +1,7 @@
 #include "core/task.hpp"
 
+#include <ranges>
+
 #include <fmt/format.h>
 
 namespace chorus {
@@ -225,15 +227,15 @@ bool TaskBoard::hand_over(std::string_view id) {
 
 std::vector<const Task*> TaskBoard::recent(size_t n) const {
     std::vector<const Task*> out;
-    const auto add = [&](const std::string& id) {
-        if (const Task* t = find(id); t != nullptr && out.size() < n) out.push_back(t);
+    const auto add = [&](const auto& ids) {
+        for (const std::string& id : ids) {
+            if (out.size() == n) return;
+            if (const Task* t = find(id)) out.push_back(t);
+        }
     };
-    for (const std::string& id : slots_)
-        add(id);
-    for (const std::string& id : queue_)
-        add(id);
-    for (auto it = finished_.rbegin(); it != finished_.rend() && out.size() < n; ++it)
-        add(*it);
+    add(slots_);
+    add(queue_);
+    add(std::ranges::reverse_view(finished_));  // newest first
     return out;
 }
 

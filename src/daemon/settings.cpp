@@ -297,11 +297,12 @@ Status apply_config_json(Settings& s, const std::string& text, const std::string
             continue;
         }
         const SettingSpec* spec = key.find('.') == std::string::npos ? find_setting(key) : nullptr;
-        // A key may also be spelled as its flag is ("seed" for seeds, "retry-join").
-        for (const SettingSpec& k : kSettings) {
-            if (spec == nullptr && !k.flag.empty() && flag_as_key(k.flag) == flag_as_key(key)) {
-                spec = &k;
-            }
+        if (spec == nullptr) {  // a key may also be spelled as its flag is ("seed", "retry-join")
+            const auto as_flag =
+                std::find_if(std::begin(kSettings), std::end(kSettings), [&](const SettingSpec& k) {
+                    return !k.flag.empty() && flag_as_key(k.flag) == flag_as_key(key);
+                });
+            if (as_flag != std::end(kSettings)) spec = &*as_flag;
         }
         if (spec == nullptr) return bad(key, unknown(key, ""));
         if (auto st = apply_value(s, *spec, value, key); !st) return st;
