@@ -29,6 +29,12 @@ ensure_node() {
   ensure_packages nodejs npm
 }
 
+# phase TEXT: a heading in a script's output, with the time since the script started, so that a
+# CI log says where its minutes went.
+phase() {
+  printf '== %s  [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60))
+}
+
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {
   local missing=()
@@ -142,7 +148,7 @@ fuzz_target() {
   rm -rf "$work/corpus" "$work/crashes"
   mkdir -p "$work/corpus" "$work/crashes"
   cp -r "$CHORUS_ROOT/test/fuzz/corpus/$target/." "$work/corpus/"
-  echo "== fuzz_$target for ${seconds}s (work: $work)"
+  phase "fuzz_$target for ${seconds}s (work: $work)"
   local rc=0
   # -timeout: an input that takes 30 s hangs (the harness waits tens of milliseconds an exchange).
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -166,9 +172,9 @@ fuzz_target() {
 run_fuzzers() {
   local seconds="$1" failed=()
   ensure_packages "${CHORUS_PACKAGES[@]}" "${CHORUS_FUZZ_PACKAGES[@]}"
-  echo "== build (clang, libFuzzer, ASan + UBSan)"
+  phase "build (clang, libFuzzer, ASan + UBSan)"
   build_fuzzers
-  echo "== fuzz seeds and regressions"
+  phase "fuzz seeds and regressions"
   local run=()
   can_isolate && run=(isolated)
   "${run[@]}" ctest --test-dir "$CHORUS_ROOT/build-fuzz" --output-on-failure --timeout 300 ||

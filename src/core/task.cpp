@@ -1,6 +1,5 @@
 #include "core/task.hpp"
 
-#include <ranges>
 
 #include <fmt/format.h>
 
@@ -227,15 +226,13 @@ bool TaskBoard::hand_over(std::string_view id) {
 
 std::vector<const Task*> TaskBoard::recent(size_t n) const {
     std::vector<const Task*> out;
-    const auto add = [&](const auto& ids) {
-        for (const std::string& id : ids) {
-            if (out.size() == n) return;
-            if (const Task* t = find(id)) out.push_back(t);
-        }
+    const auto add = [&](auto first, auto last) {
+        for (; first != last && out.size() < n; ++first)
+            if (const Task* t = find(*first)) out.push_back(t);
     };
-    add(slots_);
-    add(queue_);
-    add(std::ranges::reverse_view(finished_));  // newest first
+    add(slots_.begin(), slots_.end());
+    add(queue_.begin(), queue_.end());
+    add(finished_.rbegin(), finished_.rend());  // newest first
     return out;
 }
 
