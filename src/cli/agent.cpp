@@ -52,16 +52,21 @@ class HttpFront : public FrontEnd {
         f.api_ = std::make_unique<http::Api>(
             p.loop(), p.agent(),
             http::Api::Info{
-                p.settings().profile,
-                "0.1.0",
-                [&p](std::function<void()> left) { p.leave("POST /v1/leave", std::move(left)); },
-                &p.tasks(),
-                [&p](wire::KeyringOp op, auto done) {
-                    p.agent().keyring_everywhere(op, seconds(5), std::move(done));
-                },
-                {},
-                std::move(access),
-                f.audit_.get()});
+                .profile = p.settings().profile,
+                .version = "0.1.0",
+                .leave =
+                    [&p](std::function<void()> left) {
+                        p.leave("POST /v1/leave", std::move(left));
+                    },
+                .tasks = &p.tasks(),
+                .keyring =
+                    [&p](wire::KeyringOp op, auto done) {
+                        p.agent().keyring_everywhere(op, seconds(5), std::move(done));
+                    },
+                .set_tags = [&p](Tags t) { return p.agent().set_operator_tags(std::move(t)); },
+                .tags_file = p.agent().tags_file(),
+                .access = std::move(access),
+                .audit = f.audit_.get()});
         http::Limits limits;
         // A task's body is its payload plus a few short fields; the payload limit itself is
         // checked once the body is parsed, so both ends give a 413.

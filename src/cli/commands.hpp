@@ -33,6 +33,8 @@ struct MembersOptions {
 Result<nlohmann::json> filter_members(nlohmann::json view, const MemberFilter& f);
 int run_members(const MembersOptions& options);
 int run_leave(const Target& agent);
+// chorus drain: the member takes no new tasks and hands its queue over (--off: takes them again).
+int run_drain(const Target& agent, bool off);
 
 struct TaskOutputOptions {
     std::string wait;  // "10s": wait up to that long for the task to finish
@@ -47,6 +49,7 @@ struct SubmitOptions {
     std::string payload_file;  // or read it from a file; "-" is stdin
     std::string id;
     uint64_t timeout_ms = 0;
+    std::vector<std::string> where;  // name=value: run only on members with these tags
     TaskOutputOptions out;
 };
 int run_submit(const SubmitOptions& options);
@@ -64,6 +67,17 @@ int run_keys(const KeysOptions& options);
 // GET /v1/keyring as a table: each key, how many members hold it, how many seal with it; then
 // each member that did not answer, or refused.
 std::string keyring_table(const nlohmann::json& keyring);
+
+// chorus tags: the member's tags (the default), or --set name=value and --delete name on it.
+struct TagsOptions {
+    Target agent;
+    std::vector<std::string> set;     // name=value
+    std::vector<std::string> remove;  // names
+    bool json = false;
+};
+int run_tags(const TagsOptions& options);
+// GET /v1/self/tags as a table: the operator's tags, then the agent's own.
+std::string tags_listing(const nlohmann::json& tags);
 
 // A task as `chorus submit` and `chorus task` print it: one field a line.
 std::string task_summary(const nlohmann::json& task);

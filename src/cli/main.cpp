@@ -3,11 +3,13 @@
 //   chorus agent [flags]            run a member of the cluster
 //   chorus members [--json|--watch] list the members a running agent sees
 //   chorus leave                    make a running agent leave gracefully and stop
+//   chorus drain [--off]            make it take no new tasks (and hand its queue over)
 //   chorus submit --key K --type T  post a task to any node; it runs on the key's owner
 //   chorus task ID                  a task's status and result (--cancel cancels it)
 //   chorus ring [--key K]           the ring's shares, or a key's candidates and owner
 //   chorus keygen                   a new random key for --encrypt
 //   chorus keys [--install|--use|--remove KEY]  the keyring on every member
+//   chorus tags [--set K=V] [--delete K]  a member's tags, changed at run time
 //   chorus tokengen --id ID --scope S  a new API token and its entry for --acl-tokens
 //
 // Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
@@ -108,6 +110,14 @@ int main(int argc, char** argv) {
     cli::Target leave_target;
     auto* leave = app.add_subcommand("leave", "make a running agent leave gracefully and stop");
     add_target(leave, leave_target);
+    cli::Target drain_target;
+    bool drain_off = false;
+    auto* drain = app.add_subcommand(
+        "drain",
+        "make a running agent take no new tasks and hand its queued ones over; it stays a "
+        "member and lets running tasks finish");
+    add_target(drain, drain_target);
+    drain->add_flag("--off", drain_off, "take tasks again");
 
     cli::SubmitOptions submit_options;
     auto* submit =
@@ -129,6 +139,8 @@ int main(int argc, char** argv) {
                        "how long the task may run (default: the agent's)");
     submit->add_option("--wait", submit_options.out.wait,
                        "wait up to this long (10s, 500ms, 2m) for the task to finish");
+    submit->add_option("--where", submit_options.where,
+                       "name=value: run only on a member with this tag (repeatable)");
     submit->add_flag("--json", submit_options.out.json, "print the agent's JSON answer");
     cli::Target task_target;
     std::string task_id;
@@ -174,6 +186,14 @@ int main(int argc, char** argv) {
         ->excludes(remove);
     keys->add_flag("--json", keys_options.json, "print the agent's JSON answer");
 
+    cli::TagsOptions tags_options;
+    auto* tags = app.add_subcommand(
+        "tags", "show a member's tags, or change them at run time (kept, and gossiped)");
+    add_target(tags, tags_options.agent);
+    tags->add_option("--set", tags_options.set, "name=value to set (repeatable)");
+    tags->add_option("--delete", tags_options.remove, "a tag name to remove (repeatable)");
+    tags->add_flag("--json", tags_options.json, "print the agent's JSON answer");
+
     std::string token_id, token_scope;
     auto* tokengen = app.add_subcommand(
         "tokengen",
@@ -205,10 +225,12 @@ int main(int argc, char** argv) {
     }
     if (members->parsed()) return cli::run_members(members_options);
     if (leave->parsed()) return cli::run_leave(leave_target);
+    if (drain->parsed()) return cli::run_drain(drain_target, drain_off);
     if (submit->parsed()) return cli::run_submit(submit_options);
     if (task->parsed()) return cli::run_task(task_target, task_id, task_options);
     if (ring->parsed()) return cli::run_ring(ring_target, ring_key, ring_json);
     if (keys->parsed()) return cli::run_keys(keys_options);
+    if (tags->parsed()) return cli::run_tags(tags_options);
     if (tokengen->parsed()) return cli::run_tokengen(token_id, token_scope);
     if (keygen->parsed()) {
         fmt::print("{}\n", net::key_to_base64(net::new_key()));

@@ -80,11 +80,9 @@ Result<nlohmann::json> filter_members(nlohmann::json view, const MemberFilter& f
     }
     std::vector<std::pair<std::string, std::string>> tags;
     for (const std::string& kv : f.tags) {
-        const size_t eq = kv.find('=');
-        if (eq == std::string::npos || eq == 0) {
-            return Error{"bad_filter", fmt::format("--tag {}: use key=value", kv)};
-        }
-        tags.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+        auto tag = parse_tag(kv);
+        if (!tag) return Error{"bad_filter", fmt::format("--tag {}: use key=value", kv)};
+        tags.push_back(std::move(*tag));
     }
     const auto matches = [&](const nlohmann::json& m) {
         const std::string state = m.value("state", "");
@@ -192,6 +190,30 @@ int run_leave(const Target& agent) {
     req.timeout = seconds(60);
     if (!call("leave", agent, loop.get(), std::move(req))) return 1;
     fmt::print("Graceful leave complete\n");
+    return 0;
+}
+
+int run_drain(const Target& agent, bool off) {
+    Loop loop;
+    http::ClientRequest req;
+    req.method = off ? "DELETE" : "POST";
+    req.target = "/v1/drain";
+    // The answer comes once the queue is handed over: a forward timeout per task at most.
+    req.timeout = seconds(60);
+    auto r = call("drain", agent, loop.get(), std::move(req));
+    if (!r) return 1;
+    auto j = nlohmann::json::parse(r->body, nullptr, false);
+    if (!j.is_object()) {
+        fmt::print(stderr, "chorus drain: the agent's answer is not a JSON object\n");
+        return 1;
+    }
+    if (off) {
+        fmt::print("Taking tasks again ({} running, {} queued)\n", j.value("running", 0),
+                   j.value("queued", 0));
+    } else {
+        fmt::print("Draining: no new tasks; {} queued handed over, {} kept; {} still running\n",
+                   j.value("handed_over", 0), j.value("kept", 0), j.value("running", 0));
+    }
     return 0;
 }
 

@@ -56,6 +56,13 @@ std::string task_summary(const json& t) {
     rows.push_back({"id:", text("id")});
     rows.push_back({"key:", text("key")});
     rows.push_back({"type:", text("type")});
+    if (t.contains("where") && t["where"].is_object()) {
+        std::string where;
+        for (const auto& [k, v] : t["where"].items())
+            where += fmt::format("{}{}={}", where.empty() ? "" : ", ", k,
+                                 v.is_string() ? v.get<std::string>() : v.dump());
+        rows.push_back({"where:", where});
+    }
     std::string owner = text("owner");
     if (t.value("forwarded", false)) owner += " (forwarded)";
     rows.push_back({"owner:", owner});
@@ -125,6 +132,14 @@ int run_submit(const SubmitOptions& o) try {
             return 2;
         }
         body["payload"] = std::move(p);
+    }
+    for (const std::string& kv : o.where) {
+        auto tag = parse_tag(kv);
+        if (!tag) {
+            fmt::print(stderr, "chorus submit: --where {}: use name=value\n", kv);
+            return 2;
+        }
+        body["where"][tag->first] = tag->second;
     }
     if (!o.id.empty()) body["id"] = o.id;
     if (o.timeout_ms != 0) body["timeout_ms"] = o.timeout_ms;

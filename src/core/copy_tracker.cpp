@@ -167,7 +167,7 @@ void CopyTracker::advance(const std::string& id, Entry& e, Time now) {
         schedule(id, e, e.backoff_until);
         return;
     }
-    for (Name& to : targets_(e.key_hash)) {
+    for (Name& to : targets_(id, e.key_hash)) {
         if (has(e.holders, to) || has(e.passed, to)) continue;
         e.sending = to;
         e.sending_until = now + e.attempt;

@@ -97,9 +97,9 @@ class CopyTracker {
   public:
     // A repair's attempts grow to at most this many times copy_timeout.
     static constexpr int kAttemptGrowthMax = 16;
-    // The alive members that may hold a copy of a task with this key hash, in the key's
-    // preference order, this node excluded.
-    using Targets = std::function<std::vector<Name>(uint64_t key_hash)>;
+    // The alive members that may hold a copy of task `id` (whose key has this hash), in the
+    // key's preference order, this node excluded: those the task's constraints allow.
+    using Targets = std::function<std::vector<Name>(const std::string& id, uint64_t key_hash)>;
 
     CopyTracker(CopyTrackerConfig config, Targets targets);
 

@@ -416,6 +416,17 @@ void Node::refute(Incarnation seen, Time now) {
     emit(me, me.state, before, now, true);
 }
 
+void Node::set_tags(Tags tags, Time now) {
+    std::sort(tags.begin(), tags.end());
+    Member& me = self_mut();
+    if (tags == me.tags()) return;
+    me.set_tags(tags);
+    const Incarnation before = me.incarnation;
+    me.incarnation = me.incarnation.next();
+    broadcasts_.push(alive_of(me));
+    emit(me, me.state, before, now, true);
+}
+
 bool Node::too_far_ahead(const Name& name, Incarnation incarnation, Time now) {
     uint64_t known = 0;  // a member we have never heard of: anything a restart could claim
     if (const Member* m = members_.find(name)) {

@@ -133,6 +133,9 @@ class Node {
     // This node's task load changed ((running + queued) / capacity × 1000); members hear it at
     // the next gossip tick.
     void set_load(uint32_t load_milli);
+    // This node's tags change (`chorus tags`): it announces itself under the next incarnation,
+    // so every member takes the new tags as it would a refutation. Unchanged tags send nothing.
+    void set_tags(Tags tags, Time now);
 
     void handle_packet(const Packet& p, Time now);
     // We are the receiving side of a push-pull: merge the peer's state, return ours.

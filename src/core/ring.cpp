@@ -97,15 +97,31 @@ std::vector<Name> Ring::preference(std::string_view key, size_t count) const {
 }
 
 std::vector<Name> Ring::preference_at(uint64_t key_hash, size_t count) const {
+    return preference_at(key_hash, count, nullptr);
+}
+
+std::vector<Name> Ring::preference_at(uint64_t key_hash, size_t count,
+                                      const std::function<bool(const Name&)>& keep) const {
     std::vector<Name> out;
     count = std::min(count, members_.size());
     if (count == 0) return out;
+    // Members `keep` turned down: met again at their other points, they are not asked again.
+    std::vector<bool> refused(keep ? members_.size() : 0);
     auto it = std::lower_bound(points_.begin(), points_.end(), key_hash,
                                [](const Point& p, uint64_t h) { return p.at < h; });
     for (size_t step = 0; step < points_.size() && out.size() < count; ++step, ++it) {
         if (it == points_.end()) it = points_.begin();  // the circle closes
         // A list is a handful of names (candidates), so a scan beats any set.
         if (std::find(out.begin(), out.end(), it->member) != out.end()) continue;
+        if (keep) {
+            const auto i = static_cast<size_t>(
+                std::lower_bound(members_.begin(), members_.end(), it->member) - members_.begin());
+            if (refused[i]) continue;
+            if (!keep(it->member)) {
+                refused[i] = true;
+                continue;
+            }
+        }
         out.push_back(it->member);
     }
     return out;

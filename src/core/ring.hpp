@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -44,6 +45,11 @@ class Ring {
     // Up to `count` distinct members clockwise from the key's hash, the primary first.
     std::vector<Name> preference(std::string_view key, size_t count) const;
     std::vector<Name> preference_at(uint64_t key_hash, size_t count) const;
+    // The same walk, keeping only members `keep` accepts (a task's constraints): the list a
+    // task with placement constraints has, which holds up to `count` of them however far
+    // round the circle they are.
+    std::vector<Name> preference_at(uint64_t key_hash, size_t count,
+                                    const std::function<bool(const Name&)>& keep) const;
     // Equal for rings built from the same members and vnodes.
     uint64_t checksum() const { return checksum_; }
     const std::vector<Name>& members() const { return members_; }  // sorted by name

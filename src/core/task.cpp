@@ -1,5 +1,6 @@
 #include "core/task.hpp"
 
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -27,8 +28,29 @@ std::string_view to_string(TaskState s) {
 
 size_t Task::bytes() const {
     // The strings dominate; the fixed part is a rough constant for the record and its indexes.
-    return 256 + spec.id.size() + spec.key.size() + spec.type.size() + spec.payload.size() +
+    size_t where = 0;
+    for (const auto& [k, v] : spec.where)
+        where += k.size() + v.size();
+    return 256 + spec.id.size() + spec.key.size() + spec.type.size() + spec.payload.size() + where +
            owner.size() + result.size() + error.size();
+}
+
+bool fits(const Tags& tags, const TaskSpec& spec) {
+    if (find_tag(tags, kDrainTag) != nullptr) return false;
+    if (const std::string* handlers = find_tag(tags, kHandlersTag)) {
+        bool found = false;
+        for (size_t at = 0; at <= handlers->size() && !found;) {
+            const size_t comma = std::min(handlers->find(',', at), handlers->size());
+            found = std::string_view(*handlers).substr(at, comma - at) == spec.type;
+            at = comma + 1;
+        }
+        if (!found) return false;
+    }
+    for (const auto& [k, v] : spec.where) {
+        const std::string* have = find_tag(tags, k);
+        if (have == nullptr || *have != v) return false;
+    }
+    return true;
 }
 
 std::string make_task_id(uint64_t key_hash, uint64_t unique) {

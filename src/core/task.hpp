@@ -26,6 +26,7 @@
 #include "core/name.hpp"
 #include "core/result.hpp"
 #include "core/time.hpp"
+#include "core/types.hpp"
 
 namespace chorus {
 
@@ -43,7 +44,14 @@ struct TaskSpec {
     std::string type;
     std::string payload = "null";
     Duration timeout{};
+    // Placement constraints, sorted by key: the task runs only on a member carrying every one
+    // of these tags with the same value (Nomad's constraints, by equality). Empty: anywhere.
+    Tags where;
 };
+
+// Whether a member with `tags` may run `spec`: it carries every tag of spec.where, and its
+// handlers tag (kHandlersTag), when it has one, names spec.type. Draining members take none.
+bool fits(const Tags& tags, const TaskSpec& spec);
 
 // How a handler ended. `result` is JSON text (succeeded); `error` says why otherwise.
 struct TaskOutcome {

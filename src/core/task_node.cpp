@@ -142,7 +142,10 @@ TaskNode::TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std
                                                                            : config_.task_replicas,
                                  .copy_timeout = config_.copy_timeout,
                                  .repair_backoff = CopyTrackerConfig{}.repair_backoff},
-               [this](uint64_t key_hash) { return copy_targets(key_hash, now_); }),
+               [this](const std::string& id, uint64_t) {
+                   const Task* t = owned(id);
+                   return t != nullptr ? copy_targets(t->spec, now_) : std::vector<Name>{};
+               }),
       next_check_(now + config_.copy_check) {}
 
 const Name& TaskNode::self() const {
@@ -232,11 +235,7 @@ std::optional<TaskAnswer> TaskNode::validate(TaskSpec& spec) {
     if (const TextProblem p = check_text(spec.key); p != TextProblem::none) {
         return TaskAnswer::error(400, "bad_key", fmt::format("key: {}", describe(p)));
     }
-    if (!handlers_.contains(spec.type)) {
-        return TaskAnswer::error(422, "unknown_type",
-                                 fmt::format("type: no handler named '{}'; this node has {}",
-                                             spec.type, fmt::join(handlers_, ", ")));
-    }
+    if (auto bad = check_where(spec.where)) return bad;
     if (spec.payload.size() > l.payload_bytes_max) {
         return TaskAnswer::error(413, "payload_too_large",
                                  fmt::format("payload: {} bytes, over the limit of {}",
@@ -280,6 +279,13 @@ void TaskNode::accept(TaskSpec spec, Duration budget, Done done, Time now) {
         done(TaskAnswer::error(
             422, "unknown_type",
             fmt::format("type: no handler named '{}' on {}", spec.type, self().str())));
+        return;
+    }
+    if (!fits(node_.self().tags(), spec)) {
+        // The sender's view of our tags is behind (changed, or draining): it tries another.
+        done(TaskAnswer::error(
+            503, "no_match",
+            fmt::format("{} is draining or does not carry the tags the task asks for", self())));
         return;
     }
     // The same id again: a client's retry gets the task it already has, never a second run;
@@ -462,13 +468,26 @@ const Task* TaskNode::owned(std::string_view id) const {
     return board_.find(id);
 }
 
-std::vector<Name> TaskNode::copy_targets(uint64_t key_hash, Time now) {
+bool TaskNode::can_run(const Name& member, const TaskSpec& spec) const {
+    if (member == self()) {
+        return handlers_.contains(spec.type) && fits(node_.self().tags(), spec);
+    }
+    const Member* m = node_.members().find(member);
+    return m != nullptr && fits(m->tags(), spec);
+}
+
+std::vector<Name> TaskNode::preference(const TaskSpec& spec, size_t count) {
+    return ring().preference_at(hash_(spec.key), count,
+                                [&](const Name& n) { return can_run(n, spec); });
+}
+
+std::vector<Name> TaskNode::copy_targets(const TaskSpec& spec, Time now) {
     // The key's candidates and a few members beyond, so a copy has somewhere to go when
     // candidates are down; healthy members first, so a copy does not wait out copy_timeout
-    // on one that has gone quiet before membership says so.
+    // on one that has gone quiet before membership says so. Only members that could run the
+    // task: a copy is the task's next owner should this one die.
     std::vector<Name> healthy, quiet;
-    for (const Name& n :
-         ring().preference_at(key_hash, config_.candidates + config_.task_replicas)) {
+    for (const Name& n : preference(spec, config_.candidates + config_.task_replicas)) {
         if (n == self()) continue;
         const Member* m = node_.members().find(n);
         if (m == nullptr || m->state != MemberState::alive) continue;
@@ -681,7 +700,7 @@ void TaskNode::place_orphans(Time now) {
         }
         const Name dead = r->owner;
         std::vector<Name> others;
-        for (const Name& n : ring().preference_at(hash_(r->spec.key), config_.candidates + 1)) {
+        for (const Name& n : preference(r->spec, config_.candidates + 1)) {
             const Member* m = node_.members().find(n);
             if (n != self() && n != dead && m != nullptr && m->state == MemberState::alive)
                 others.push_back(n);
@@ -926,8 +945,7 @@ void TaskNode::hand_off(Duration drain, std::function<void(size_t, size_t)> done
             }
         }
         if (!to) {
-            if (auto targets = copy_targets(hash_(task.spec.key), now); !targets.empty())
-                to = targets.front();
+            if (auto targets = copy_targets(task.spec, now); !targets.empty()) to = targets.front();
         }
         const auto finish = [this, count, id, task, to](bool handed) {
             if (handed && board_.hand_over(id)) {
@@ -955,6 +973,23 @@ void TaskNode::hand_off(Duration drain, std::function<void(size_t, size_t)> done
             *to, TaskSubmit{0, task.spec, config_.forward_timeout}, config_.forward_timeout,
             [finish](Result<TaskReply> r) { finish(taken(r)); }, now);
     }
+}
+
+void TaskNode::drain(bool on, std::function<void(size_t, size_t)> done, Time now) {
+    now_ = now;
+    if (on) {
+        draining_ = true;
+        hand_off(Duration::zero(), std::move(done), now);
+        return;
+    }
+    if (draining_ && !node_.leaving()) {
+        draining_ = false;
+        handing_off_ = false;
+        start_ready(now);
+        place_orphans(now);
+        report_load(now);
+    }
+    done(0, 0);
 }
 
 void TaskNode::check_drained(Time now) {
@@ -1158,6 +1193,11 @@ void TaskNode::submit(TaskSpec spec, Duration wait, Done done, uint64_t client, 
         done(std::move(*bad));
         return;
     }
+    if (!ring().members().empty() && preference(spec, 1).empty()) {  // none alive: place() says
+        ++stats_.unavailable;
+        done(no_candidate(spec));
+        return;
+    }
     const uint64_t key_hash = hash_(spec.key);
     auto p = std::make_shared<Submission>(std::move(spec));
     p->key_hash = key_hash;
@@ -1174,7 +1214,7 @@ void TaskNode::submit(TaskSpec spec, Duration wait, Done done, uint64_t client, 
     auto s = std::make_shared<Search>();
     s->id = p->spec.id;
     s->key_hash = key_hash;
-    const auto near = ring().preference_at(key_hash, config_.candidates + config_.task_replicas);
+    const auto near = preference(p->spec, config_.candidates + config_.task_replicas);
     s->may_hold.emplace(near.begin(), near.end());
     // Held there, not stored yet: the retry goes to that member and hears what the first
     // submission hears (accept() keeps the two together).
@@ -1201,9 +1241,74 @@ void TaskNode::submit(TaskSpec spec, Duration wait, Done done, uint64_t client, 
     search(std::move(s), now);
 }
 
+std::optional<TaskAnswer> TaskNode::check_where(Tags& where) const {
+    const Config& c = node_.config();
+    const auto bad = [](std::string message) {
+        return TaskAnswer::error(400, "bad_where", std::move(message));
+    };
+    if (where.size() > c.tags_max) {
+        return bad(
+            fmt::format("where: {} constraints, over the limit of {}", where.size(), c.tags_max));
+    }
+    size_t bytes = 0;
+    for (const auto& [k, v] : where) {
+        if (k.empty()) return bad("where: a tag's name must not be empty");
+        for (const std::string& text : {k, v}) {
+            if (const TextProblem p = check_text(text); p != TextProblem::none)
+                return bad(fmt::format("where.{}: {}", k, describe(p)));
+        }
+        bytes += k.size() + v.size();
+    }
+    if (bytes > c.tag_bytes_max) {
+        return bad(
+            fmt::format("where: {} bytes of tags, over the limit of {}", bytes, c.tag_bytes_max));
+    }
+    std::sort(where.begin(), where.end());
+    for (size_t i = 1; i < where.size(); ++i) {
+        if (where[i].first == where[i - 1].first)
+            return bad(fmt::format("where.{}: given twice", where[i].first));
+    }
+    return std::nullopt;
+}
+
+TaskAnswer TaskNode::no_candidate(const TaskSpec& spec) {
+    // Why no live member may run it, from the most basic want up: a handler anywhere, then
+    // the tags asked for, then members that are not draining.
+    std::vector<Name> handled, matching;
+    for (const Name& n : ring().members()) {
+        TaskSpec bare;
+        bare.type = spec.type;
+        const Member* m = node_.members().find(n);
+        if (m == nullptr) continue;
+        Tags tags = m->tags();
+        std::erase_if(tags, [](const Tag& t) { return t.first == kDrainTag; });
+        if (n == self() ? !handlers_.contains(spec.type) : !fits(tags, bare)) continue;
+        handled.push_back(n);
+        if (fits(tags, spec)) matching.push_back(n);
+    }
+    if (handled.empty()) {
+        return TaskAnswer::error(
+            422, "unknown_type",
+            fmt::format("type: no member has a handler named '{}' (this node has {})", spec.type,
+                        fmt::join(handlers_, ", ")));
+    }
+    std::vector<std::string> asked;
+    for (const auto& [k, v] : spec.where)
+        asked.push_back(fmt::format("{}={}", k, v));
+    if (matching.empty()) {
+        return TaskAnswer::error(
+            503, "no_match",
+            fmt::format("no live member with a '{}' handler carries the tags {}", spec.type,
+                        fmt::join(asked, ", ")));
+    }
+    return TaskAnswer::error(
+        503, "no_match",
+        fmt::format("every member that could run it is draining ({})", fmt::join(matching, ", ")));
+}
+
 void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
     std::vector<RouteCandidate> cs;
-    for (const Name& n : ring().preference_at(p->key_hash, config_.candidates))
+    for (const Name& n : preference(p->spec, config_.candidates))
         cs.push_back(candidate(n, now));
     auto next = p->search.next(std::move(cs), config_.phi_route, config_.balance_factor);
     if (auto* end = std::get_if<Placement::GiveUp>(&next)) {

@@ -223,6 +223,13 @@ class TaskNode {
     // copies learn the outcome instead of running them again. `done` runs then. Tasks no one
     // took stay here, and their copy holders take them over when this node is gone.
     void hand_off(Duration drain, std::function<void(size_t handed, size_t kept)> done, Time now);
+    // Drain (`chorus drain`): a hand-off without the leave. The node stays a member but takes
+    // no new tasks or copies (refused here; the driver also sets kDrainTag so routers skip it),
+    // hands its queued tasks to other candidates as hand_off does and lets the running ones
+    // finish; `done` runs once the queue is handed over. Off: it takes tasks again and starts
+    // the queued ones nobody took.
+    void drain(bool on, std::function<void(size_t handed, size_t kept)> done, Time now);
+    bool draining() const { return draining_; }
     void tick(Time now);
     // When tick() has something to do next; Time::max() if nothing waits.
     Time next_deadline() const;
@@ -330,7 +337,16 @@ class TaskNode {
     void pump(Time now);
     // The alive members that may hold a copy of a key's task, in the key's preference order,
     // healthy ones (φ below phi_route) first; never this node.
-    std::vector<Name> copy_targets(uint64_t key_hash, Time now);
+    std::vector<Name> copy_targets(const TaskSpec& spec, Time now);
+    // Whether `member` may run the task: it has the handler, carries the tags spec.where asks
+    // for, and is not draining (core/task.hpp, fits).
+    bool can_run(const Name& member, const TaskSpec& spec) const;
+    // The key's preference list among the members that may run the task.
+    std::vector<Name> preference(const TaskSpec& spec, size_t count);
+    // Sorts spec.where and checks it against the tag limits; the 400 when it is wrong.
+    std::optional<TaskAnswer> check_where(Tags& where) const;
+    // Why no member may run `spec`: 422 unknown_type, or 503 no_match.
+    TaskAnswer no_candidate(const TaskSpec& spec);
     const Task* owned(std::string_view id) const;  // on the board, or pending
     void tell_copies(const std::string& id);  // a task of ours ended: its copies hear the outcome
     void keep_copy(Task t, std::function<void(bool stored)> stored, Time now);
@@ -409,7 +425,8 @@ class TaskNode {
     std::deque<std::pair<uint64_t, std::function<void(const Status&)>>> after_commit_;
     std::optional<JournalTrouble> journal_failing_;
 
-    bool handing_off_ = false;  // leaving: queued tasks are handed over, not started
+    bool handing_off_ = false;  // leaving or draining: queued tasks are handed over, not started
+    bool draining_ = false;
     Time drain_until_ = Time::max();
     std::function<void()> drained_;  // what waits for the running tasks to end
     size_t telling_ = 0;             // outcomes sent to holders while leaving, not answered yet

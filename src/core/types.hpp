@@ -3,6 +3,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -58,6 +59,30 @@ constexpr bool is_gone(MemberState s) {
 // equal tag sets encode to equal bytes.
 using Tag = std::pair<std::string, std::string>;
 using Tags = std::vector<Tag>;
+
+// "key=value" as a tag (the value may be empty, or hold '='); nullopt without a key and '='.
+inline std::optional<Tag> parse_tag(std::string_view kv) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string_view::npos || eq == 0) return std::nullopt;
+    return Tag{std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1))};
+}
+
+// The value of tag `key`, or nullptr. Tags are a handful, so a scan serves.
+inline const std::string* find_tag(const Tags& tags, std::string_view key) {
+    for (const auto& [k, v] : tags)
+        if (k == key) return &v;
+    return nullptr;
+}
+
+// Tags under this prefix are the agent's own, not an operator's: it sets them, and refuses
+// them in --tag and in `chorus tags`.
+inline constexpr std::string_view kReservedTagPrefix = "chorus.";
+// The task types a member has handlers for, comma-separated and sorted. A member without it
+// (an older build) is taken to have them all; its own check still refuses what it lacks.
+inline constexpr std::string_view kHandlersTag = "chorus.handlers";
+// Present (value "1") while a member is draining: it stays a member but takes no new tasks
+// and holds no new copies (`chorus drain`).
+inline constexpr std::string_view kDrainTag = "chorus.drain";
 
 // Protocol version this build speaks; carried in every packet.
 inline constexpr uint8_t kProtocolVersion = 1;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "daemon/keyring.hpp"
+#include "daemon/tags.hpp"
 
 namespace chorus::daemon {
 
@@ -126,6 +127,32 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
         } else {
             o.identity.addr = Address{bound.str()};
         }
+    }
+    if (!o.tags_file.empty()) {
+        // Tags `chorus tags` left win over --tag, as the kept keyring wins over --encrypt.
+        auto kept = load_tags(o.tags_file);
+        if (!kept) return kept.error();
+        if (*kept) {
+            const Tags own = reserved_tags(o.identity.tags);
+            if (auto st = check_tags(**kept, own, o.config); !st) {
+                return Error{"bad_tags", fmt::format("{}: {}", o.tags_file, st.error().message)};
+            }
+            Tags given = operator_tags(o.identity.tags);
+            std::sort(given.begin(), given.end());
+            if (given != **kept) {
+                a->notes_.push_back(fmt::format(
+                    "using the tags kept in {} (set by chorus tags) instead of the configured "
+                    "ones: {}",
+                    o.tags_file, tags_text(**kept)));
+            }
+            o.identity.tags = std::move(**kept);
+            o.identity.tags.insert(o.identity.tags.end(), own.begin(), own.end());
+        }
+    }
+    if (auto st = check_announcement(a->announcement(o.identity.tags), o.config.cluster,
+                                     a->envelope_ != nullptr, o.config);
+        !st) {
+        return st.error();
     }
     for (auto* t : {&a->timer_, &a->retry_, &a->leave_check_}) {
         auto h = net::make_timer(loop, a.get());
@@ -637,6 +664,43 @@ void Agent::on_leave_check(uv_timer_t* t) {
 
 // ---------------------------------------------------------------------------------------------
 // Outputs
+
+AliveUpdate Agent::announcement(const Tags& tags) const {
+    // The highest incarnation encodes the longest (variable-length fields aside, all fixed).
+    return AliveUpdate{options_.identity.name,
+                       options_.identity.addr,
+                       options_.identity.http,
+                       Incarnation{UINT64_MAX},
+                       tags,
+                       kProtocolVersion};
+}
+
+Status Agent::set_operator_tags(Tags tags) {
+    std::sort(tags.begin(), tags.end());
+    const Tags own = reserved_tags(node_->self().tags());
+    if (auto st = check_tags(tags, own, options_.config); !st) return st;
+    Tags all = tags;
+    all.insert(all.end(), own.begin(), own.end());
+    if (auto st = check_announcement(announcement(all), options_.config.cluster,
+                                     envelope_ != nullptr, options_.config);
+        !st) {
+        return st;
+    }
+    if (!options_.tags_file.empty()) {
+        if (auto st = save_tags(options_.tags_file, tags); !st) return st;
+    }
+    node_->set_tags(std::move(all), now());
+    after_input();
+    return Ok{};
+}
+
+void Agent::set_reserved_tag(std::string_view key, std::optional<std::string> value) {
+    Tags all = node_->self().tags();
+    std::erase_if(all, [&](const Tag& t) { return t.first == key; });
+    if (value) all.emplace_back(std::string(key), std::move(*value));
+    node_->set_tags(std::move(all), now());
+    after_input();
+}
 
 void Agent::after_input() {
     // Failing a push-pull at once (an unroutable address) can produce more output.

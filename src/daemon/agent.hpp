@@ -57,6 +57,9 @@ struct AgentOptions {
     // at start is the one used, as `chorus keys` left it; `keyring`'s key is not added to it (it
     // may have been rotated out), and the agent's notes() say so.
     std::string keyring_file;
+    // Where the operator's tags are kept once `chorus tags` changes them (DATA_DIR/tags.json;
+    // empty: not kept). Tags found there at start are used instead of identity's (daemon/tags.hpp).
+    std::string tags_file;
     // Bounds on task frames' fields (the task service's limits).
     TaskLimits task_limits{};
     // Called for every membership change this node sees (logs now; the API's streams later).
@@ -106,6 +109,13 @@ class Agent {
     // Task frames and the connections the channel dials go to `channel` (null: none).
     void attach(FrameChannel* channel) { channel_ = channel; }
     net::FrameHub& hub() { return *hub_; }
+    // Replaces the operator's tags (the agent's own under kReservedTagPrefix stay), keeps them
+    // in tags_file and announces them. Errors: `bad_tag` (nothing changed), `tags_unsaved` (the
+    // file could not be written: nothing changed).
+    Status set_operator_tags(Tags tags);
+    // Sets (a value) or removes (nullopt) one of the agent's own tags, such as kDrainTag.
+    void set_reserved_tag(std::string_view key, std::optional<std::string> value);
+    const std::string& tags_file() const { return options_.tags_file; }
     // This node's task load; members hear of a change at the next gossip tick.
     void set_load(uint32_t load_milli) { node_->set_load(load_milli); }
 
@@ -132,6 +142,8 @@ class Agent {
   private:
     explicit Agent(uv_loop_t* loop, AgentOptions options);
     Status bind();  // UDP on options_.bind, then TCP on the port UDP got
+    // This member's announcement with `tags`, as long as it can be (for the packet-size check).
+    AliveUpdate announcement(const Tags& tags) const;
     void on_datagram(std::span<const uint8_t> bytes);
     void on_frame(net::FrameConn& conn, std::vector<uint8_t> frame);
     void on_connected(net::FrameConn& conn);

@@ -8,6 +8,10 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "daemon/files.hpp"
+#include "daemon/json.hpp"
 
 namespace chorus::daemon {
 
@@ -15,11 +19,14 @@ namespace {
 
 // PRAGMA user_version of the schema this build writes; a newer file is refused, not guessed at.
 // 1: a table keyed by task id. 2: the log of `records` (a version 1 file is converted).
-constexpr int kSchemaVersion = 2;
+// 3: records gain `where_tags`, a task's placement constraints as a JSON object ('' for none).
+constexpr int kSchemaVersion = 3;
 
-#define CHORUS_JOURNAL_COLUMNS                                                                 \
+// The columns a version 1 or 2 file has, and those of this version.
+#define CHORUS_JOURNAL_COLUMNS_V2                                                              \
     "id, key, type, payload, timeout_ms, state, owner, result, error, exit_code, created_ms, " \
     "started_ms, finished_ms, attempts"
+#define CHORUS_JOURNAL_COLUMNS CHORUS_JOURNAL_COLUMNS_V2 ", where_tags"
 
 int64_t epoch_ms(std::optional<Time> t) {
     if (!t) return 0;
@@ -62,19 +69,6 @@ Error Journal::error(std::string_view doing) const {
 Status Journal::exec(const char* sql) {
     if (sqlite3_exec(db_, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
         return error(fmt::format("'{}' on", sql));
-    }
-    return Ok{};
-}
-
-Status make_data_dir(const std::string& dir) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const bool existed = fs::exists(dir, ec);
-    fs::create_directories(dir, ec);
-    if (!ec && !existed) fs::permissions(dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-    if (ec) {
-        return Error{"data_dir",
-                     fmt::format("cannot create the data dir {}: {}", dir, ec.message())};
     }
     return Ok{};
 }
@@ -147,24 +141,29 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& dir) {
                                  path, found, kSchemaVersion)};
     }
     if (found < kSchemaVersion) {
-        // A new file gets the table; a version 1 file has its rows moved into it, all in one
-        // transaction, so a crash halfway leaves the old file as it was.
-        const std::string create = fmt::format(
-            "BEGIN IMMEDIATE;"
-            "CREATE TABLE records (row INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT NULL,"
-            " type TEXT NOT NULL, payload TEXT NOT NULL, timeout_ms INTEGER NOT NULL,"
-            " state INTEGER NOT NULL, owner TEXT NOT NULL, result TEXT NOT NULL,"
-            " error TEXT NOT NULL, exit_code INTEGER, created_ms INTEGER NOT NULL,"
-            " started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL,"
-            " attempts INTEGER NOT NULL);"
-            "{}"
-            "PRAGMA user_version={}; COMMIT;",
-            found == 1 ? "INSERT INTO records (" CHORUS_JOURNAL_COLUMNS
-                         ") SELECT " CHORUS_JOURNAL_COLUMNS
-                         " FROM tasks ORDER BY created_ms, id; DROP TABLE tasks;"
-                       : "",
-            kSchemaVersion);
-        if (auto st = j->exec(create.c_str()); !st) {
+        // A new file gets the table; a version 1 file has its rows moved into it, and a version
+        // 2 file's table gains the new column, each in one transaction, so a crash halfway
+        // leaves the old file as it was.
+        std::string steps = "BEGIN IMMEDIATE;";
+        if (found == 2) {
+            steps += "ALTER TABLE records ADD COLUMN where_tags TEXT NOT NULL DEFAULT '';";
+        } else {
+            steps +=
+                "CREATE TABLE records (row INTEGER PRIMARY KEY, id TEXT NOT NULL,"
+                " key TEXT NOT NULL, type TEXT NOT NULL, payload TEXT NOT NULL,"
+                " timeout_ms INTEGER NOT NULL, state INTEGER NOT NULL, owner TEXT NOT NULL,"
+                " result TEXT NOT NULL, error TEXT NOT NULL, exit_code INTEGER,"
+                " created_ms INTEGER NOT NULL, started_ms INTEGER NOT NULL,"
+                " finished_ms INTEGER NOT NULL, attempts INTEGER NOT NULL,"
+                " where_tags TEXT NOT NULL DEFAULT '');";
+        }
+        if (found == 1) {
+            steps += "INSERT INTO records (" CHORUS_JOURNAL_COLUMNS_V2
+                     ") SELECT " CHORUS_JOURNAL_COLUMNS_V2
+                     " FROM tasks ORDER BY created_ms, id; DROP TABLE tasks;";
+        }
+        steps += fmt::format("PRAGMA user_version={}; COMMIT;", kSchemaVersion);
+        if (auto st = j->exec(steps.c_str()); !st) {
             sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
             return st.error();
         }
@@ -185,7 +184,8 @@ Status Journal::prepare() {
         {&begin_, "BEGIN IMMEDIATE"},
         {&commit_, "COMMIT"},
         {&insert_, "INSERT INTO records (row, " CHORUS_JOURNAL_COLUMNS
-                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"},
+                   ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, "
+                   "?16)"},
         {&delete_, "DELETE FROM records WHERE row = ?1"},
     };
     for (const auto& [st, sql] : statements) {
@@ -223,6 +223,12 @@ Journal::Record Journal::record_of(const Task& t) {
     r.started_ms = epoch_ms(t.started);
     r.finished_ms = epoch_ms(t.finished);
     r.attempts = t.attempts;
+    if (!t.spec.where.empty()) {
+        nlohmann::json where = nlohmann::json::object();
+        for (const auto& [k, v] : t.spec.where)
+            where[k] = v;
+        r.where = dump_json(where);
+    }
     return r;
 }
 
@@ -255,6 +261,23 @@ Result<Task> Journal::task_of(Record r) const {
     t.started = from_ms(r.started_ms);
     t.finished = from_ms(r.finished_ms);
     t.attempts = static_cast<uint32_t>(std::clamp<int64_t>(r.attempts, 0, UINT32_MAX));
+    if (!r.where.empty()) {
+        auto where = parse_json(r.where);
+        if (!where || !where->is_object()) {
+            return Error{"journal_unavailable",
+                         fmt::format("{}: task {} has constraints that are not a JSON object",
+                                     path_, t.spec.id)};
+        }
+        for (const auto& [k, v] : where->items()) {
+            if (!v.is_string()) {
+                return Error{"journal_unavailable",
+                             fmt::format("{}: task {} has a constraint that is not a string ({})",
+                                         path_, t.spec.id, k)};
+            }
+            t.spec.where.emplace_back(k, v.get<std::string>());
+        }
+        std::sort(t.spec.where.begin(), t.spec.where.end());
+    }
     return t;
 }
 
@@ -282,6 +305,7 @@ Result<std::vector<Task>> Journal::load() {
         row.started_ms = sqlite3_column_int64(q.get(), 11);
         row.finished_ms = sqlite3_column_int64(q.get(), 12);
         row.attempts = sqlite3_column_int64(q.get(), 13);
+        row.where = q.column_text(14);
         auto task = task_of(std::move(row));
         if (!task) return task.error();
         Task t = std::move(*task);
@@ -399,7 +423,7 @@ Status Journal::write(const Batch& batch) {
         const std::string pad(4096, 'p');
         const std::string sql =
             fmt::format("INSERT INTO records (row, " CHORUS_JOURNAL_COLUMNS
-                        ") VALUES (0, '', '', '', '{}', 0, 0, '', '', '', NULL, 0, 0, 0, 0);"
+                        ") VALUES (0, '', '', '', '{}', 0, 0, '', '', '', NULL, 0, 0, 0, 0, '');"
                         "DELETE FROM records WHERE row = 0;",
                         pad);
         if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -436,6 +460,7 @@ Status Journal::write(const Batch& batch) {
         sqlite3_bind_int64(s, 13, t.started_ms);
         sqlite3_bind_int64(s, 14, t.finished_ms);
         sqlite3_bind_int64(s, 15, t.attempts);
+        text(16, t.where);
         const bool ok = step(s);
         sqlite3_clear_bindings(s);  // the texts it points at are the batch's
         if (!ok) return fail("writing to");

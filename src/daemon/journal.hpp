@@ -46,11 +46,6 @@ struct sqlite3_stmt;
 
 namespace chorus::daemon {
 
-// Creates the agent's --data-dir, parents too (as an operator expects of a folder under
-// /var/lib that is not there yet); one it creates is the agent user's alone (0700): it holds
-// every task's payload and result, and the keyring.
-Status make_data_dir(const std::string& dir);
-
 class Journal {
   public:
     // Opens (or creates) `dir`/tasks.db. Errors name the file and what to do: an unwritable
@@ -108,6 +103,7 @@ class Journal {
         std::optional<int64_t> exit_code;
         int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
         int64_t attempts = 0;
+        std::string where;  // placement constraints, a JSON object ('' for none)
     };
     static Record record_of(const Task& t);
     Result<Task> task_of(Record r) const;

@@ -1,47 +1,26 @@
 #include "daemon/keyring.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <sys/stat.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "daemon/journal.hpp"
+#include "daemon/files.hpp"
 #include "daemon/json.hpp"
 
 namespace chorus::daemon {
 
-namespace {
-
-Error io_error(const std::string& what, const std::string& path) {
-    return Error{"keyring_unsaved", fmt::format("{} {}: {}", what, path, std::strerror(errno))};
-}
-
-}  // namespace
-
 Result<std::optional<net::Keyring>> load_keyring(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) {
-        if (errno == ENOENT) return std::optional<net::Keyring>{};
-        return Error{"bad_keyring", fmt::format("cannot read {}: {}", path, std::strerror(errno))};
-    }
-    std::stringstream text;
-    text << in.rdbuf();
+    auto text = read_small_file(path);
+    if (!text) return Error{"bad_keyring", text.error().message};
+    if (!*text) return std::optional<net::Keyring>{};
     const auto bad = [&](std::string_view why) {
         return Error{"bad_keyring",
                      fmt::format("{} is not a keyring ({}): move it away to start from --encrypt "
                                  "alone",
                                  path, why)};
     };
-    auto j = parse_json(text.str());
+    auto j = parse_json(**text);
     if (!j) return bad(j.error().message);
     if (!j->is_object() || !(*j)["keys"].is_array() || !(*j)["primary"].is_string()) {
         return bad(R"(it must hold {"keys": [...], "primary": "..."})");
@@ -72,29 +51,7 @@ Status save_keyring(const std::string& path, const net::Keyring& ring) {
     for (const net::Key& k : ring.keys())
         j["keys"].push_back(net::key_to_base64(k));
     j["primary"] = net::key_to_base64(ring.primary());
-    const std::string text = j.dump(2) + "\n";
-    const size_t slash = path.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-    if (auto st = make_data_dir(dir); !st) return Error{"keyring_unsaved", st.error().message};
-    const std::string tmp = path + ".tmp";
-    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) return io_error("cannot create", tmp);
-    ::fchmod(fd, 0600);  // a leftover temporary file keeps its mode through O_CREAT
-    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    const bool synced = written && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!synced) {
-        const Error e = io_error("cannot write", tmp);
-        ::unlink(tmp.c_str());
-        return e;
-    }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error("cannot replace", path);
-    // The rename itself is kept only once the folder is synced.
-    if (const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
-        ::fsync(d);
-        ::close(d);
-    }
-    return Ok{};
+    return replace_file(path, j.dump(2) + "\n", "keyring_unsaved");
 }
 
 wire::KeyringReply apply_keyring_op(net::Keyring& ring, const std::string& path,

@@ -121,6 +121,11 @@ Status check_handler(const std::string& name, const HandlerSpec& spec) {
         return Error{"bad_config",
                      fmt::format("handlers: the name {} {}", log_quote(name), describe(p))};
     }
+    if (name.find(',') != std::string::npos) {
+        // Members advertise their handlers as one comma-separated tag (kHandlersTag).
+        return Error{"bad_config",
+                     fmt::format("handlers: the name {} has a comma", log_quote(name))};
+    }
     switch (spec.kind) {
         case HandlerSpec::Kind::builtin:
             if (spec.builtin != "echo" && spec.builtin != "sleep") {

@@ -11,6 +11,7 @@
 
 #include "core/text.hpp"
 #include "daemon/json.hpp"
+#include "daemon/tags.hpp"
 
 namespace chorus::daemon {
 
@@ -266,11 +267,9 @@ const SettingSpec* find_setting(std::string_view key) {
 }
 
 Status add_tag(Settings& s, const std::string& kv) {
-    const size_t eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0) {
-        return bad("tag", fmt::format("'{}' must look like key=value", kv));
-    }
-    s.tags[kv.substr(0, eq)] = kv.substr(eq + 1);
+    auto tag = parse_tag(kv);
+    if (!tag) return bad("tag", fmt::format("'{}' must look like key=value", kv));
+    s.tags[tag->first] = tag->second;
     return Ok{};
 }
 
@@ -529,47 +528,28 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
         auto e = net::Endpoint::parse(seed);
         o.seeds.push_back(e ? e->str() : seed);
     }
-    if (s.tags.size() > o.config.tags_max) {
-        return bad("tag",
-                   fmt::format("{} tags, over the limit of {}", s.tags.size(), o.config.tags_max));
-    }
-    size_t tag_bytes = 0;
-    for (const auto& [k, v] : s.tags) {
-        if (k.empty()) return bad("tag", "a tag's key must not be empty");
-        for (const std::string& text : {k, v}) {
-            if (const TextProblem p = check_text(text); p != TextProblem::none) {
-                return bad("tag", fmt::format("{} {}", log_quote(text), describe(p)));
-            }
-        }
-        tag_bytes += k.size() + v.size();
-        o.identity.tags.emplace_back(k, v);
-    }
-    if (tag_bytes > o.config.tag_bytes_max) {
-        return bad("tag", fmt::format("tags total {} bytes, over the limit of {}", tag_bytes,
-                                      o.config.tag_bytes_max));
-    }
-    // The node announces itself (and refutes suspicions) in one update that must fit in a
-    // packet beside an ack; one that does not is never gossiped, and the node could refute
-    // only through push-pull, long after its peers declared it dead. Its address is not known
-    // before the bind, so the longest one it could have is assumed.
+    // The operator's tags, and the agent's own: the task types it has handlers for, so that
+    // routers place a task only where it can run.
+    Tags given(s.tags.begin(), s.tags.end());
+    std::vector<std::string> handler_names;
+    for (const auto& [name, h] : s.tasks.handlers)
+        handler_names.push_back(name);
+    const Tags own = {
+        {std::string(kHandlersTag), fmt::format("{}", fmt::join(handler_names, ","))}};
+    if (auto st = check_tags(given, own, o.config); !st) return bad("tag", st.error().message);
+    o.identity.tags = given;
+    o.identity.tags.insert(o.identity.tags.end(), own.begin(), own.end());
     {
+        // Its address is not known before the bind, so the longest one it could have is
+        // assumed.
         const std::string longest_addr(
             std::string_view("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535").size(), 'a');
-        Packet p;
-        p.cluster = s.cluster;
-        p.sender = Name(s.name);
-        p.sender_addr = Address{Name(s.advertise.empty() ? longest_addr : s.advertise)};
-        p.body = Ack{};
-        const AliveUpdate self{p.sender,          p.sender_addr,
-                               Name(http->str()), Incarnation{UINT64_MAX},
-                               o.identity.tags,   kProtocolVersion};
-        const size_t needed = encoded_size_bound(p) + encoded_size_bound(Update(self)) +
-                              (s.encrypt.empty() ? 0 : net::kSealOverhead);
-        if (needed > o.config.packet_bytes_max) {
-            return bad("tag", fmt::format("the name, tags and addresses take {} bytes in a packet, "
-                                          "over the packet limit of {}: use fewer or shorter tags",
-                                          needed, o.config.packet_bytes_max));
-        }
+        const AliveUpdate self{
+            Name(s.name),      Address{Name(s.advertise.empty() ? longest_addr : s.advertise)},
+            Name(http->str()), Incarnation{UINT64_MAX},
+            o.identity.tags,   kProtocolVersion};
+        if (auto st = check_announcement(self, s.cluster, !s.encrypt.empty(), o.config); !st)
+            return bad("tag", st.error().message);
     }
     if (s.log_level != "debug" && s.log_level != "info" && s.log_level != "warn" &&
         s.log_level != "error") {
@@ -598,6 +578,7 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
     }
     o.identity.name = Name(s.name);
     o.identity.http = Name(http->str());
+    if (!s.tasks.data_dir.empty()) o.tags_file = s.tasks.data_dir + "/tags.json";
     o.retry_join_attempts = s.retry_join;
     if (auto st = s.tasks.validate(euid.value_or(geteuid())); !st) {
         // The task layer names its own fields ("capacity: ..."); the file and the flags know

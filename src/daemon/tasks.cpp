@@ -109,6 +109,13 @@ void TaskService::hand_off(Duration drain_for, std::function<void(size_t, size_t
     drain();
 }
 
+void TaskService::set_draining(bool on, std::function<void(size_t, size_t)> done) {
+    // The tag first: routers stop sending while the queue is handed over.
+    agent_.set_reserved_tag(kDrainTag, on ? std::optional<std::string>("1") : std::nullopt);
+    node_.drain(on, std::move(done), agent_.now());
+    drain();
+}
+
 void TaskService::member_changed(const MemberEvent& e) {
     if (!e.current) {
         // Reaped: its connection goes too, so peers_ is bounded by the member table, not by

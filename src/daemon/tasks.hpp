@@ -62,6 +62,10 @@ class TaskService : public FrameChannel {
     }
     // See TaskNode::hand_off.
     void hand_off(Duration drain, std::function<void(size_t handed, size_t kept)> done);
+    // `chorus drain`: TaskNode::drain, and the member's drain tag (kDrainTag) so that routers
+    // skip it at once.
+    void set_draining(bool on, std::function<void(size_t handed, size_t kept)> done);
+    bool draining() const { return node_.draining(); }
 
     using Lookup = TaskNode::Lookup;
     Lookup lookup(std::string_view key) { return node_.lookup(key, agent_.now()); }

@@ -136,8 +136,102 @@ Response Api::self() const {
                                   {"probe_timeout_ms", ms(n.probe_timeout())},
                                   {"gossip_interval_ms", ms(c.gossip_interval)},
                                   {"lifeguard", c.lifeguard}}},
+                                {"tags", tags_json()},
                                 {"tasks", tasks_summary()}});
     return r;
+}
+
+void Api::drain_call(const Request& req, const Reply& reply, uint64_t started) {
+    daemon::TaskService* t = info_.tasks;
+    if (t == nullptr) {
+        finish(drain, started, reply,
+               error_response(503, "not_supported", "this server runs no tasks"));
+        return;
+    }
+    const auto answer = [this, t, reply, started](std::optional<std::pair<size_t, size_t>> moved) {
+        nlohmann::json j = {{"draining", t->draining()},
+                            {"running", t->board().running()},
+                            {"queued", t->board().queued()}};
+        if (moved) {
+            j["handed_over"] = moved->first;
+            j["kept"] = moved->second;
+        }
+        Response r;
+        r.body = daemon::dump_json(j);
+        finish(drain, started, reply, std::move(r));
+    };
+    if (req.method == "GET") return answer(std::nullopt);
+    // Answered once the queue is handed over: the caller knows what stayed.
+    t->set_draining(req.method == "POST",
+                    [answer, alive = std::weak_ptr<Api*>(alive_)](size_t handed, size_t kept) {
+                        if (alive.lock()) answer(std::pair{handed, kept});
+                    });
+}
+
+nlohmann::json Api::tags_json() const {
+    nlohmann::json own = nlohmann::json::object(), agent = nlohmann::json::object();
+    for (const auto& [k, v] : agent_.node().self().tags())
+        (k.starts_with(kReservedTagPrefix) ? agent : own)[k] = v;
+    return {{"tags", own},
+            {"agent", agent},
+            {"kept_in",
+             info_.tags_file.empty() ? nlohmann::json(nullptr) : nlohmann::json(info_.tags_file)}};
+}
+
+void Api::tags_call(const Request& req, const Reply& reply, uint64_t started) {
+    const auto answer = [&](Response r) { finish(tags, started, reply, std::move(r)); };
+    if (req.method == "GET") {
+        Response r;
+        r.body = daemon::dump_json(tags_json());
+        return answer(std::move(r));
+    }
+    if (!info_.set_tags) {
+        return answer(error_response(503, "not_supported", "this server cannot change tags"));
+    }
+    const nlohmann::json& j = req.json;
+    const auto bad = [&](std::string message) {
+        answer(error_response(400, "bad_request", std::move(message)));
+    };
+    const auto strings = [](const nlohmann::json& x) {  // an object's values, an array's items
+        return std::all_of(x.begin(), x.end(),
+                           [](const nlohmann::json& v) { return v.is_string(); });
+    };
+    if (!j.is_object() || j.empty() ||
+        std::any_of(j.items().begin(), j.items().end(),
+                    [](const auto& kv) { return kv.key() != "set" && kv.key() != "delete"; })) {
+        return bad(R"(the body must be {"set": {"name": "value"}, "delete": ["name"]}, )"
+                   R"(either or both)");
+    }
+    if (j.contains("set") && (!j["set"].is_object() || !strings(j["set"])))
+        return bad(R"(set: must be an object of string values, such as {"role": "gpu"})");
+    if (j.contains("delete") && (!j["delete"].is_array() || !strings(j["delete"])))
+        return bad(R"(delete: must be an array of tag names, such as ["role"])");
+    Tags next;
+    for (const auto& [k, v] : agent_.node().self().tags())
+        if (!k.starts_with(kReservedTagPrefix)) next.emplace_back(k, v);
+    std::vector<std::string> subject;
+    if (j.contains("delete")) {
+        for (const auto& k : j["delete"]) {
+            const std::string name = k.get<std::string>();
+            std::erase_if(next, [&](const Tag& t) { return t.first == name; });
+            subject.push_back("-" + name);
+        }
+    }
+    if (j.contains("set")) {
+        for (const auto& [k, v] : j["set"].items()) {
+            std::erase_if(next, [&](const Tag& t) { return t.first == k; });
+            next.emplace_back(k, v.get<std::string>());
+            subject.push_back(k);
+        }
+    }
+    if (auto st = info_.set_tags(std::move(next)); !st) {
+        const int status = st.error().code == "bad_tag" ? 400 : 500;
+        return answer(error_response(status, st.error().code, st.error().message));
+    }
+    Response r;
+    r.body = daemon::dump_json(tags_json());
+    r.subject = fmt::format("{}", fmt::join(subject, " "));  // names only: values may be private
+    answer(std::move(r));
 }
 
 void Api::finish(Route route, uint64_t started, const Reply& reply, Response r) {
@@ -206,6 +300,11 @@ void Api::handle(const Request& req, Reply reply) {
         if (allowed("GET")) ring_view(req, reply, started);
     } else if (req.path == "/v1/keyring") {
         if (req.method == "GET" || allowed("POST")) keyring_call(req, reply, started);
+    } else if (req.path == "/v1/self/tags") {
+        if (req.method == "GET" || allowed("POST")) tags_call(req, reply, started);
+    } else if (req.path == "/v1/drain") {
+        if (req.method == "GET" || req.method == "DELETE" || allowed("POST"))
+            drain_call(req, reply, started);
     } else if (req.path == "/metrics") {
         if (allowed("GET")) finish(metrics, started, reply, metrics_text());
     } else if (req.path == "/") {
@@ -215,7 +314,7 @@ void Api::handle(const Request& req, Reply reply) {
                error_response(404, "not_found",
                               "no such endpoint: " + req.path +
                                   " (see / for the dashboard, /v1/members, "
-                                  "/v1/members/stream, /v1/self, "
+                                  "/v1/members/stream, /v1/self, /v1/self/tags, /v1/drain, "
                                   "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /v1/keyring, "
                                   "/metrics)"));
     }

@@ -3,6 +3,10 @@
 //                            that answers when the view changes past N or the wait ends
 //   GET  /v1/members/stream  Server-Sent Events: a snapshot, then one event per change
 //   GET  /v1/self, /v1/health
+//   GET  /v1/self/tags       this member's tags; POST {"set": {"k": "v"}, "delete": ["k"]}
+//                            changes the operator's, kept in the data dir and gossiped
+//   GET  /v1/drain           whether this member drains; POST starts (answers once its queue
+//                            is handed over), DELETE ends it (`chorus drain [--off]`)
 //   POST /v1/leave           graceful leave; answers once the leave has spread, then the agent
 //                            stops
 //   POST /v1/tasks           submit a task (?wait=10s: answer with the finished task)
@@ -69,6 +73,11 @@ class Api {
         std::function<void(wire::KeyringOp,
                            std::function<void(std::vector<daemon::Agent::KeyringAnswer>)> done)>
             keyring = {};
+        // POST /v1/self/tags: replaces the operator's tags (daemon::Agent::set_operator_tags).
+        // Unset: the endpoint answers 503.
+        std::function<Status(Tags)> set_tags = {};
+        // Where they are kept ("" when they last only until the agent stops).
+        std::string tags_file = {};
         Limits limits = {};
         // Who may call (http/acl.hpp): tokens, or without them the Host and Origin checks.
         AccessPolicy access = {};
@@ -115,15 +124,20 @@ class Api {
         task_cancel,
         ring,
         keyring,
+        tags,
+        drain,
         other
     };
-    static constexpr std::array<const char*, 12> kRouteNames = {
-        "members",     "members_blocking", "self",        "health", "leave",   "metrics",
-        "task_submit", "task_get",         "task_cancel", "ring",   "keyring", "other"};
+    static constexpr std::array<const char*, 14> kRouteNames = {
+        "members",  "members_blocking", "self", "health",  "leave", "metrics", "task_submit",
+        "task_get", "task_cancel",      "ring", "keyring", "tags",  "drain",   "other"};
     struct Waiter;
 
     std::string members_json() const;
     void keyring_call(const Request& req, Reply reply, uint64_t started);
+    void tags_call(const Request& req, const Reply& reply, uint64_t started);
+    nlohmann::json tags_json() const;
+    void drain_call(const Request& req, const Reply& reply, uint64_t started);
     void keyring_apply(const wire::KeyringOp& op, std::string subject, Reply reply,
                        uint64_t started);
     Response members() const;

@@ -46,6 +46,12 @@ json task_json(const Task& t, bool with_payload) {
     if (!t.error.empty()) j["error"] = t.error;
     if (t.exit_code) j["exit_code"] = *t.exit_code;
     if (with_payload) j["payload"] = daemon::json_or_string(t.spec.payload);
+    if (!t.spec.where.empty()) {
+        json where = json::object();
+        for (const auto& [k, v] : t.spec.where)
+            where[k] = v;
+        j["where"] = std::move(where);
+    }
     return j;
 }
 
@@ -101,9 +107,21 @@ std::optional<Response> read_spec(const json& body, TaskSpec& spec) {
                 return bad("bad_timeout", "timeout_ms: must be a positive whole number");
             }
             spec.timeout = milliseconds(std::min<uint64_t>(value.get<uint64_t>(), UINT32_MAX));
+        } else if (field == "where") {
+            // The task node checks the names and values against the tag limits.
+            const auto strings = [](const json& o) {
+                return std::all_of(o.begin(), o.end(), [](const json& v) { return v.is_string(); });
+            };
+            if (!value.is_object() || !strings(value)) {
+                return bad("bad_where",
+                           R"(where: must be an object of tag values, such as {"role": "gpu"})");
+            }
+            for (const auto& [k, v] : value.items())
+                spec.where.emplace_back(k, v.get<std::string>());
         } else {
             return bad("unknown_field",
-                       fmt::format("'{}' is not a task field (key, type, payload, id, timeout_ms)",
+                       fmt::format("'{}' is not a task field (key, type, payload, id, timeout_ms, "
+                                   "where)",
                                    field));
         }
     }

@@ -184,7 +184,7 @@ uint32_t clamp_ms(Duration d) {
 
 fb::Offset<gen::TaskSpec> task_spec(fb::FlatBufferBuilder& b, const TaskSpec& t) {
     return gen::CreateTaskSpec(b, str(b, t.id), str(b, t.key), str(b, t.type), str(b, t.payload),
-                               clamp_ms(t.timeout));
+                               clamp_ms(t.timeout), tags(b, t.where));
 }
 
 fb::Offset<gen::TaskStatus> task_status(fb::FlatBufferBuilder& b, const Task& t) {
@@ -525,6 +525,7 @@ TaskSpec read_spec(Reader& r, const gen::TaskSpec* s, const Limits& l) {
     out.payload = r.blob(s->payload(), bound(l.task_payload_bytes_max), "task.payload", false);
     if (out.payload.empty()) out.payload = "null";
     out.timeout = milliseconds(s->timeout_ms());
+    out.where = r.tags(s->where());
     return out;
 }
 

@@ -118,6 +118,11 @@ def run():
         ("GET", "/v1/keyring", None, "admin", {200}),
         ("POST", "/v1/keyring", {"op": "install", "key": new_key}, "admin", {200}),
         ("GET", "/v1/tasks", None, "read", {200}),
+        ("GET", "/v1/self/tags", None, "read", {200}),
+        ("POST", "/v1/self/tags", {"set": {"rack": "r1"}}, "admin", {200}),
+        ("GET", "/v1/drain", None, "read", {200}),
+        ("POST", "/v1/drain", None, "admin", {200}),
+        ("DELETE", "/v1/drain", None, "admin", {200}),
         ("GET", "/v1/health", None, None, {200}),
         ("GET", "/", None, None, {200}),  # the dashboard's page: no data in it
         ("POST", "/", {}, "write", {405}),

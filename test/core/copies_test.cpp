@@ -8,7 +8,7 @@ namespace {
 
 Task copy(const std::string& id, TaskState state = TaskState::queued, size_t payload = 0) {
     Task t;
-    t.spec = TaskSpec{id, "k", "echo", std::string(payload, 'x'), seconds(1)};
+    t.spec = TaskSpec{id, "k", "echo", std::string(payload, 'x'), seconds(1), {}};
     t.state = state;
     t.owner = Name("owner");
     return t;

@@ -15,7 +15,8 @@ struct Owner {
 
     explicit Owner(CopyTrackerConfig c,
                    std::vector<Name> members = {Name("b"), Name("c"), Name("d")})
-        : alive(std::move(members)), tracker(c, [this](uint64_t) { return alive; }) {}
+        : alive(std::move(members)),
+          tracker(c, [this](const std::string&, uint64_t) { return alive; }) {}
 
     CopyOutbox take() {
         CopyOutbox out = tracker.outbox();

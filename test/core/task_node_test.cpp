@@ -6,6 +6,8 @@
 #include <map>
 #include <memory>
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <xxhash.h>
 #include <catch2/catch.hpp>
 
@@ -39,15 +41,54 @@ struct Tasks {
     std::vector<Frame> frames;  // sent, not delivered yet
     std::vector<std::pair<std::string, uint64_t>> abandoned;
 
-    explicit Tasks(TaskNodeConfig config = {}) {
+    // `handlers`: a member's task types, when not just "work"; such a member advertises them
+    // as the agent does (kHandlersTag).
+    explicit Tasks(TaskNodeConfig config = {},
+                   std::map<std::string, std::set<std::string>> handlers = {}) {
         members.add("a");
         members.add("b", {"a"});
         members.add("c", {"a"});
         members.run_for(seconds(3));
         for (const char* n : kNames) {
-            nodes[n] =
-                std::make_unique<TaskNode>(config, members[n], hash, std::set<std::string>{"work"},
-                                           true, std::nullopt, 1, members.now);
+            std::set<std::string> types = {"work"};
+            if (auto h = handlers.find(n); h != handlers.end()) {
+                types = h->second;
+                members[n].set_tags(
+                    {{std::string(kHandlersTag), fmt::format("{}", fmt::join(types, ","))}},
+                    members.now);
+            }
+            // Seeds apart, as the daemon's are: ids made at different entries never meet.
+            nodes[n] = std::make_unique<TaskNode>(config, members[n], hash, types, true,
+                                                  std::nullopt, nodes.size() + 1, members.now);
+        }
+        if (!handlers.empty()) members.run_for(seconds(2));  // the tags spread
+    }
+
+    // `spec` submitted at `entry`, and the answer once what it waits for is done.
+    TaskAnswer run(const std::string& entry, TaskSpec spec) {
+        std::optional<TaskAnswer> answer;
+        nodes.at(entry)->submit(
+            std::move(spec), {}, [&](TaskAnswer x) { answer = std::move(x); }, 0, now());
+        settle();
+        REQUIRE(answer);
+        return std::move(*answer);
+    }
+
+    // The members holding the copy of an acknowledged task, as its owner knows them.
+    std::vector<Name> holders(const TaskAnswer& a) {
+        REQUIRE(a.task);
+        const auto* h = nodes.at(a.task->owner.str())->tracker().holders(a.task->spec.id);
+        REQUIRE(h != nullptr);
+        return *h;
+    }
+
+    // Commits every journal and delivers every frame, `rounds` times: what a task's
+    // acknowledgement or a hand-off waits for, when nothing is lost.
+    void settle(int rounds = 8) {
+        for (int i = 0; i < rounds; ++i) {
+            for (const char* n : kNames)
+                commit(n);
+            deliver();
         }
     }
 
@@ -511,4 +552,116 @@ TEST_CASE("a named retry joins the pending first submission even when a copy is 
     REQUIRE(first->status == 202);
     REQUIRE(second->status == 202);
     REQUIRE(t["b"].board().stats().accepted == 1);
+}
+
+TEST_CASE("a task that asks for tags runs only on members carrying them, and so does its copy") {
+    Tasks t;
+    for (const char* n : {"b", "c"})
+        t.members[n].set_tags({{"role", "gpu"}}, t.now());
+    t.advance(seconds(2));  // gossiped under the next incarnation
+    std::set<std::string> owners;
+    for (int i = 0; i < 20; ++i) {
+        TaskSpec s = work("k" + std::to_string(i));
+        s.where = {{"role", "gpu"}};
+        const TaskAnswer a = t.run("a", s);
+        REQUIRE(a.status == 202);
+        const std::string owner = a.task->owner.str();
+        REQUIRE(owner != "a");
+        owners.insert(owner);
+        REQUIRE(t.holders(a) == std::vector<Name>{Name(owner == "b" ? "c" : "b")});
+        REQUIRE(a.task->spec.where == Tags{{"role", "gpu"}});
+    }
+    REQUIRE(owners.size() == 2);  // both gpu members, by key
+    REQUIRE(t["a"].board().kept() == 0);
+    REQUIRE(t["a"].copies().size() == 0);
+}
+
+TEST_CASE("no member carrying the tags asked for is a 503 no_match, no handler anywhere a 422") {
+    Tasks t({}, {{"a", {"work"}}, {"b", {"work"}}, {"c", {"work"}}});
+    t.members["c"].set_tags({{"role", "gpu"}, {std::string(kHandlersTag), "work"}}, t.now());
+    t.advance(seconds(2));
+    const auto ask = [&](TaskSpec s) { return t.run("a", std::move(s)); };
+    TaskSpec s = work("k");
+    s.where = {{"role", "tpu"}};
+    const TaskAnswer none = ask(s);
+    REQUIRE(none.status == 503);
+    REQUIRE(none.code == "no_match");
+    REQUIRE_THAT(none.message, Catch::Contains("role=tpu"));
+
+    s.where = {{"role", "gpu"}, {"zone", "b"}};  // every constraint must hold
+    REQUIRE(ask(s).code == "no_match");
+
+    s = work("k");
+    s.type = "paint";
+    const TaskAnswer unknown = ask(s);
+    REQUIRE(unknown.status == 422);
+    REQUIRE(unknown.code == "unknown_type");
+    REQUIRE_THAT(unknown.message, Catch::Contains("no member has a handler named 'paint'"));
+
+    s = work("k");
+    s.where = {{"", "x"}};
+    REQUIRE(ask(s).code == "bad_where");
+    for (const char* n : kNames)
+        REQUIRE(t.started[n].empty());
+}
+
+TEST_CASE("an entry without a task's handler sends it to a member that has one, copies too") {
+    // a runs "work" only; b and c run "paint" as well, and say so in their tags.
+    Tasks t({}, {{"a", {"work"}}, {"b", {"paint", "work"}}, {"c", {"paint", "work"}}});
+    for (int i = 0; i < 10; ++i) {
+        TaskSpec s = work("k" + std::to_string(i));
+        s.type = "paint";
+        const TaskAnswer a = t.run("a", s);
+        REQUIRE(a.status == 202);
+        REQUIRE(a.task->owner != "a");
+        const auto holders = t.holders(a);
+        REQUIRE(holders.size() == 1);
+        REQUIRE(holders.front() != "a");
+    }
+    REQUIRE(t.started["a"].empty());
+    REQUIRE(t["a"].copies().size() == 0);
+}
+
+TEST_CASE("a draining member takes no new task, hands its queue over, and takes tasks again") {
+    TaskNodeConfig config;
+    config.limits.capacity = 1;
+    config.candidates = 1;  // a alone owns its keys: its queue grows
+    Tasks t(config);
+    const std::string key = t.key_owned_by("a");
+    for (int i = 0; i < 3; ++i)
+        REQUIRE(t.run("a", work(key)).status == 202);
+    REQUIRE(t["a"].board().running() == 1);
+    REQUIRE(t["a"].board().queued() == 2);
+
+    std::optional<std::pair<size_t, size_t>> moved;
+    t.members["a"].set_tags({{std::string(kDrainTag), "1"}}, t.now());  // the driver's part
+    t["a"].drain(
+        true,
+        [&](size_t handed, size_t kept) {
+            moved = {handed, kept};
+        },
+        t.now());
+    t.settle();
+    REQUIRE(moved == std::pair<size_t, size_t>{2, 0});
+    REQUIRE(t["a"].draining());
+    REQUIRE(t["a"].board().running() == 1);  // let finish
+    REQUIRE(t["a"].board().queued() == 0);
+    REQUIRE(t.started["b"].size() + t.started["c"].size() >= 1);
+
+    // Its keys go to the next candidates, from any entry, itself included.
+    t.advance(seconds(1));
+    for (const char* entry : {"a", "b"}) {
+        const TaskAnswer a = t.run(entry, work(key));
+        INFO(a.code << ": " << a.message);
+        REQUIRE(a.status == 202);
+        REQUIRE(a.task->owner != "a");
+    }
+    REQUIRE(t["a"].board().queued() == 0);
+
+    t.members["a"].set_tags({}, t.now());
+    t["a"].drain(
+        false, [](size_t, size_t) {}, t.now());
+    t.advance(seconds(1));
+    REQUIRE_FALSE(t["a"].draining());
+    REQUIRE(t.run("b", work(t.key_owned_by("a"))).task->owner == "a");
 }

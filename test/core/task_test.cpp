@@ -11,7 +11,7 @@ Time at(int64_t ms) {
 }
 
 TaskSpec spec(std::string id, std::string payload = "{}") {
-    return TaskSpec{std::move(id), "key", "echo", std::move(payload), seconds(10)};
+    return TaskSpec{std::move(id), "key", "echo", std::move(payload), seconds(10), {}};
 }
 
 TaskLimits small(uint32_t capacity, uint32_t queue_max) {

@@ -20,7 +20,7 @@ namespace {
 
 Task task(const std::string& id, TaskState state = TaskState::queued) {
     Task t;
-    t.spec = TaskSpec{id, "key-" + id, "exec", R"({"n":1})", milliseconds(1500)};
+    t.spec = TaskSpec{id, "key-" + id, "exec", R"({"n":1})", milliseconds(1500), {}};
     t.state = state;
     t.owner = Name("n1");
     t.created = Time{} + milliseconds(1'700'000'000'000);
@@ -129,6 +129,47 @@ TEST_CASE("tasks load oldest first, whatever order they changed in") {
     REQUIRE(tasks.size() == 3);
     REQUIRE(tasks[0].spec.id == "t0");
     REQUIRE(tasks[2].spec.id == "t2");
+}
+
+TEST_CASE("a journal of the second version gains placement constraints, its tasks kept") {
+    TempDir d;
+    {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open((d.path + "/tasks.db").c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(
+                    db,
+                    "CREATE TABLE records (row INTEGER PRIMARY KEY, id TEXT NOT NULL, key TEXT NOT "
+                    "NULL, type TEXT NOT NULL, payload TEXT NOT NULL, timeout_ms INTEGER NOT "
+                    "NULL, state INTEGER NOT NULL, owner TEXT NOT NULL, result TEXT NOT NULL, "
+                    "error TEXT NOT NULL, exit_code INTEGER, created_ms INTEGER NOT NULL, "
+                    "started_ms INTEGER NOT NULL, finished_ms INTEGER NOT NULL, attempts "
+                    "INTEGER NOT NULL);"
+                    "INSERT INTO records VALUES (1, 'w', 'kw', 'echo', '2', 500, 0, 'n1', '', "
+                    "'', NULL, 1000, 0, 0, 0);"
+                    "PRAGMA user_version=2;",
+                    nullptr, nullptr, nullptr) == SQLITE_OK);
+        sqlite3_close(db);
+    }
+    {
+        auto j = Journal::open(d.path);
+        REQUIRE(j.ok());
+        const auto tasks = (*j)->load().value();
+        REQUIRE(tasks.size() == 1);
+        REQUIRE(tasks[0].spec.id == "w");
+        REQUIRE(tasks[0].spec.where.empty());
+        Task gpu = task("g");
+        gpu.spec.where = {{"role", "gpu"}, {"zone", "b"}};
+        (*j)->put(gpu);
+        REQUIRE((*j)->commit().ok());
+    }
+    auto j = Journal::open(d.path);
+    REQUIRE(j.ok());
+    const auto tasks = (*j)->load().value();
+    REQUIRE(tasks.size() == 2);
+    const auto g =
+        std::find_if(tasks.begin(), tasks.end(), [](const Task& t) { return t.spec.id == "g"; });
+    REQUIRE(g != tasks.end());
+    REQUIRE(g->spec.where == Tags{{"role", "gpu"}, {"zone", "b"}});
 }
 
 TEST_CASE("a journal of the first version is converted, its tasks kept") {

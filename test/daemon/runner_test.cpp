@@ -40,7 +40,7 @@ struct Fixture {
                     Duration timeout = seconds(20)) {
         const std::string id = "t" + std::to_string(outcomes.size());
         outcomes[id] = std::nullopt;
-        runner->start(TaskSpec{id, "k", type, payload, timeout},
+        runner->start(TaskSpec{id, "k", type, payload, timeout, {}},
                       [this, id](TaskOutcome o) { outcomes[id] = std::move(o); });
         REQUIRE_FALSE(outcomes[id]);  // never inside start
         REQUIRE(loop.run_until([&] { return outcomes[id].has_value(); }, 20'000));
@@ -173,7 +173,7 @@ TEST_CASE("stopping a running command ends it at once, with every process it sta
     const std::string file = d.path + "/child";
     Fixture f({{"hang", with_child(file, "wait")}});
     std::optional<TaskOutcome> out;
-    f.runner->start(TaskSpec{"x", "k", "hang", "{}", seconds(60)},
+    f.runner->start(TaskSpec{"x", "k", "hang", "{}", seconds(60), {}},
                     [&](TaskOutcome o) { out = std::move(o); });
     pid_t child = 0;
     REQUIRE(f.loop.run_until([&] { return (child = pid_in(file)) > 0; }, 10'000));

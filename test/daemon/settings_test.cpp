@@ -33,7 +33,8 @@ TEST_CASE("valid settings become agent options") {
     REQUIRE(o->identity.name == "node-1");
     REQUIRE(o->seeds ==
             std::vector<std::string>{"127.0.0.1:7901", "[::1]:7902", "seed.example:7900"});
-    REQUIRE(o->identity.tags == Tags{{"role", "db"}});
+    // The operator's tag, and the agent's own: the handlers it has.
+    REQUIRE(o->identity.tags == Tags{{"role", "db"}, {"chorus.handlers", "echo,sleep"}});
     REQUIRE(o->config.probe_interval == Config::wan().probe_interval);
 }
 
@@ -274,8 +275,8 @@ TEST_CASE("tags that would not fit in a packet beside the node's name are refuse
     // Each within the tag limits (32 tags, 512 bytes in all), but the node's own announcement
     // would take more than a packet: found by fuzzing the config loader.
     Settings s = valid();
-    for (int i = 0; i < 32; ++i)
-        s.tags[fmt::format("k{:02}", i)] = std::string(13, 'v');
+    for (int i = 0; i < 31; ++i)  // and the agent's own, its handlers
+        s.tags[fmt::format("k{:02}", i)] = std::string(12, 'v');
     auto o = to_agent_options(s);
     REQUIRE_FALSE(o.ok());
     REQUIRE_THAT(o.error().message, Catch::StartsWith("tag:") && Catch::Contains("packet"));
@@ -484,4 +485,25 @@ TEST_CASE("a user with no entry in the user database needs a group named too") {
     REQUIRE(apply_config_json(
         t, R"({"handlers": {"j": {"exec": ["/bin/true"], "user": "4242", "group": "4242"}}})"));
     CHECK(t.tasks.handlers.at("j").gid == 4242u);
+}
+
+TEST_CASE("tags under the agent's prefix and handler names with commas are refused") {
+    Settings s = valid();
+    s.tags = {{"chorus.drain", "1"}};
+    auto o = to_agent_options(s);
+    REQUIRE_FALSE(o.ok());
+    REQUIRE_THAT(o.error().message,
+                 Catch::StartsWith("tag: chorus.drain: names starting with chorus. are the "
+                                   "agent's own"));
+
+    // check_handler, at the config's reading or when the options are made.
+    Settings t = valid();
+    const auto st = apply_config_json(t, R"({"handlers": {"a,b": {"builtin": "echo"}}})");
+    std::string why = st.ok() ? "" : st.error().message;
+    if (st.ok()) {
+        auto opts = to_agent_options(t);
+        REQUIRE_FALSE(opts.ok());
+        why = opts.error().message;
+    }
+    REQUIRE_THAT(why, Catch::Contains("a,b") && Catch::Contains("comma"));
 }

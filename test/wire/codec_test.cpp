@@ -288,7 +288,7 @@ TEST_CASE("names, addresses, tags and task fields that are not clean text are re
     SECTION("and in task frames") {
         TaskSubmit s;
         s.request = 1;
-        s.spec = TaskSpec{"00000000000000aa-x", "key\n", "echo", "null", milliseconds(5)};
+        s.spec = TaskSpec{"00000000000000aa-x", "key\n", "echo", "null", milliseconds(5), {}};
         auto d = decode_frame(encode("test", Name("n1"), s), limits());
         REQUIRE_FALSE(d.ok());
         REQUIRE(d.error().reason == DecodeError::bad_encoding);
@@ -364,7 +364,9 @@ namespace {
 
 Task full_task() {
     Task t;
-    t.spec = TaskSpec{make_task_id(0xfeed, 7), "user:42", "exec", R"({"n":1})", milliseconds(2500)};
+    t.spec = TaskSpec{
+        make_task_id(0xfeed, 7),         "user:42", "exec", R"({"n":1})", milliseconds(2500),
+        {{"role", "gpu"}, {"zone", "b"}}};
     t.state = TaskState::failed;
     t.owner = Name("n2");
     t.error = "exit status 3: boom";
@@ -397,6 +399,7 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE(submit.spec.type == "exec");
     REQUIRE(submit.spec.payload == R"({"n":1})");
     REQUIRE(submit.spec.timeout == milliseconds(2500));
+    REQUIRE(submit.spec.where == Tags{{"role", "gpu"}, {"zone", "b"}});
 
     const auto query = round_trip<TaskQuery>(TaskQuery{10, "abc", true, milliseconds(3000)});
     REQUIRE(query.request == 10);
@@ -453,6 +456,12 @@ TEST_CASE("task frames that break our bounds are rejected with what was wrong") 
     s.key.clear();
     auto keyless = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s, {}}), limits());
     REQUIRE(keyless.error().detail == "task.key is missing");
+
+    s = full_task().spec;
+    s.where.assign(40, Tag{"k", "v"});
+    auto crowded = decode_frame(encode("test", Name("n1"), TaskSubmit{1, s, {}}), limits());
+    REQUIRE_FALSE(crowded.ok());
+    REQUIRE(crowded.error().detail.find("40 tags") != std::string::npos);
 
     Task odd = full_task();
     odd.state = static_cast<TaskState>(42);
@@ -520,7 +529,7 @@ std::vector<uint8_t> golden(const std::string& name, const std::vector<uint8_t>&
 // change, whatever other tests come to want of their sample.
 Task golden_task() {
     Task t;
-    t.spec = TaskSpec{"00000000000000ab-golden", "user:42", "echo", R"({"n":1})", seconds(30)};
+    t.spec = TaskSpec{"00000000000000ab-golden", "user:42", "echo", R"({"n":1})", seconds(30), {}};
     t.state = TaskState::failed;
     t.owner = "node-2";
     t.result = "";
