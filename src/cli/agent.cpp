@@ -65,6 +65,17 @@ class HttpFront : public FrontEnd {
                     },
                 .set_tags = [&p](Tags t) { return p.agent().set_operator_tags(std::move(t)); },
                 .tags_file = p.agent().tags_file(),
+                .force_leave =
+                    [&p](std::string_view name, bool prune) {
+                        auto r = p.agent().force_leave(name, prune);
+                        if (r) {
+                            p.log().log(
+                                daemon::Level::info,
+                                prune ? "member forced out and forgotten" : "member forced out",
+                                {{"member", name}, {"was", to_string(*r)}});
+                        }
+                        return r;
+                    },
                 .access = std::move(access),
                 .audit = f.audit_.get()});
         http::Limits limits;

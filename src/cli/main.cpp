@@ -4,6 +4,7 @@
 //   chorus members [--json|--watch] list the members a running agent sees
 //   chorus leave                    make a running agent leave gracefully and stop
 //   chorus drain [--off]            make it take no new tasks (and hand its queue over)
+//   chorus force-leave NAME [--prune]  a dead member made left (and forgotten everywhere)
 //   chorus submit --key K --type T  post a task to any node; it runs on the key's owner
 //   chorus task ID                  a task's status and result (--cancel cancels it)
 //   chorus ring [--key K]           the ring's shares, or a key's candidates and owner
@@ -110,6 +111,15 @@ int main(int argc, char** argv) {
     cli::Target leave_target;
     auto* leave = app.add_subcommand("leave", "make a running agent leave gracefully and stop");
     add_target(leave, leave_target);
+    cli::Target force_target;
+    std::string force_name;
+    bool force_prune = false;
+    auto* force = app.add_subcommand(
+        "force-leave", "make a dead member left, so nobody calls it back (as Serf's force-leave)");
+    add_target(force, force_target);
+    force->add_option("name", force_name, "the member's name")->required();
+    force->add_flag("--prune", force_prune,
+                    "and have every member forget it now, not after left_retain");
     cli::Target drain_target;
     bool drain_off = false;
     auto* drain = app.add_subcommand(
@@ -226,6 +236,7 @@ int main(int argc, char** argv) {
     if (members->parsed()) return cli::run_members(members_options);
     if (leave->parsed()) return cli::run_leave(leave_target);
     if (drain->parsed()) return cli::run_drain(drain_target, drain_off);
+    if (force->parsed()) return cli::run_force_leave(force_target, force_name, force_prune);
     if (submit->parsed()) return cli::run_submit(submit_options);
     if (task->parsed()) return cli::run_task(task_target, task_id, task_options);
     if (ring->parsed()) return cli::run_ring(ring_target, ring_key, ring_json);

@@ -193,6 +193,18 @@ int run_leave(const Target& agent) {
     return 0;
 }
 
+int run_force_leave(const Target& agent, const std::string& name, bool prune) {
+    Loop loop;
+    http::ClientRequest req;
+    req.method = "POST";
+    req.target = "/v1/force-leave/" + name + (prune ? "?prune=true" : "");
+    auto r = call("force-leave", agent, loop.get(), std::move(req));
+    if (!r) return 1;
+    fmt::print("{} was forced out: {}\n", name,
+               prune ? "every member forgets it" : "left, and nobody calls it back");
+    return 0;
+}
+
 int run_drain(const Target& agent, bool off) {
     Loop loop;
     http::ClientRequest req;

@@ -54,7 +54,7 @@ size_t encoded_size_bound(const Update& u) {
                 return kUnionEntry + table_bound(4 + 4 + 4 + kUint64Field) +
                        string_bound(x.name.size()) + string_bound(x.from.size());
             } else {
-                return kUnionEntry + table_bound(4 + 4 + 4 + 1 + kUint64Field) +
+                return kUnionEntry + table_bound(4 + 4 + 4 + 1 + kUint64Field + 1) +
                        string_bound(x.name.size()) + string_bound(x.from.size());
             }
         },

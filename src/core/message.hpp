@@ -42,6 +42,8 @@ struct DeadUpdate {
     Incarnation incarnation;
     Name from;
     bool left = false;
+    // An operator's force-leave --prune: a member already gone is forgotten at once.
+    bool prune = false;
 };
 
 using Update = std::variant<AliveUpdate, SuspectUpdate, DeadUpdate>;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <fmt/format.h>
+
 #include "core/assert.hpp"
 #include "core/suspicion.hpp"
 
@@ -560,6 +562,11 @@ void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
         return;
     }
     Member* m = members_.find(u.name);
+    if (m != nullptr && u.prune && m->state == MemberState::left &&
+        u.incarnation >= m->incarnation) {
+        prune(*m, u, now);
+        return;
+    }
     if (m == nullptr || !dead_overrides(*m, u)) {
         ++stats_.updates_ignored;
         return;
@@ -567,6 +574,35 @@ void Node::apply_dead(const DeadUpdate& u, Time now, bool origin) {
     const bool was_gone = is_gone(m->state);
     transition(*m, u.left ? MemberState::left : MemberState::dead, u.incarnation, u, now, origin);
     if (!was_gone) gone_.push_back(m->name);
+    // Only a member already counted gone here is pruned: a prune of one alive in our view is
+    // a leave like any other, which it can refute.
+    if (u.prune && was_gone) prune(*m, u, now);
+}
+
+void Node::prune(const Member& m, const DeadUpdate& u, Time now) {
+    // Forgotten now, not after left_retain; its tombstone keeps old gossip of it out, and the
+    // update goes on to the members that have not heard it (those that no longer know the
+    // member ignore it, so it dies out).
+    ++stats_.updates_applied;
+    reap(m, now);
+    broadcasts_.push(u);
+}
+
+Result<MemberState> Node::force_leave(const Name& name, bool prune, Time now) {
+    if (name == name_) {
+        return Error{"self", "a member does not force itself out: chorus leave makes it leave"};
+    }
+    Member* m = members_.find(name);
+    if (m == nullptr) return Error{"unknown_member", fmt::format("no member named {}", name)};
+    if (!is_gone(m->state)) {
+        return Error{"not_failed",
+                     fmt::format("{} is {}: only a dead or left member can be forced out (a "
+                                 "live one leaves itself with chorus leave)",
+                                 name, to_string(m->state))};
+    }
+    const MemberState was = m->state;
+    apply_dead(DeadUpdate{m->name, m->incarnation, name_, true, prune}, now, true);
+    return was;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@
 #include "core/member_table.hpp"
 #include "core/message.hpp"
 #include "core/prober.hpp"
+#include "core/result.hpp"
 #include "core/rng.hpp"
 #include "core/rtt.hpp"
 #include "core/time.hpp"
@@ -136,6 +137,12 @@ class Node {
     // This node's tags change (`chorus tags`): it announces itself under the next incarnation,
     // so every member takes the new tags as it would a refutation. Unchanged tags send nothing.
     void set_tags(Tags tags, Time now);
+    // An operator removes a failed member (`chorus force-leave`, Serf's force-leave): a dead
+    // member becomes left, so nobody calls it back any more, and every member hears it; with
+    // `prune` every member forgets it at once (a tombstone keeps it out) instead of after
+    // left_retain. Returns the state it was in. Errors: `unknown_member`, `self`, `not_failed`
+    // (alive or suspect: a live member leaves by itself).
+    Result<MemberState> force_leave(const Name& name, bool prune, Time now);
 
     void handle_packet(const Packet& p, Time now);
     // We are the receiving side of a push-pull: merge the peer's state, return ours.
@@ -224,6 +231,7 @@ class Node {
     // expire first, else reap the member gone longest. False if every place holds a live one.
     bool make_room(Time now);
     void reap(const Member& m, Time now);
+    void prune(const Member& m, const DeadUpdate& u, Time now);  // force-leave --prune
     void merge(const PushPull& remote, Time now);
 
     // Applying updates (SWIM §4.2 precedence lives in member_table).

@@ -694,6 +694,15 @@ Status Agent::set_operator_tags(Tags tags) {
     return Ok{};
 }
 
+Result<MemberState> Agent::force_leave(std::string_view name, bool prune) {
+    if (name.empty() || name.size() > options_.config.name_bytes_max) {
+        return Error{"unknown_member", "no member has such a name"};
+    }
+    auto r = node_->force_leave(Name(name), prune, now());
+    after_input();
+    return r;
+}
+
 void Agent::set_reserved_tag(std::string_view key, std::optional<std::string> value) {
     Tags all = node_->self().tags();
     std::erase_if(all, [&](const Tag& t) { return t.first == key; });

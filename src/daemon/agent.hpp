@@ -113,6 +113,8 @@ class Agent {
     // in tags_file and announces them. Errors: `bad_tag` (nothing changed), `tags_unsaved` (the
     // file could not be written: nothing changed).
     Status set_operator_tags(Tags tags);
+    // `chorus force-leave`: Node::force_leave, gossiped at once.
+    Result<MemberState> force_leave(std::string_view name, bool prune);
     // Sets (a value) or removes (nullopt) one of the agent's own tags, such as kDrainTag.
     void set_reserved_tag(std::string_view key, std::optional<std::string> value);
     const std::string& tags_file() const { return options_.tags_file; }

@@ -85,7 +85,8 @@ std::string_view to_string(Refusal r) {
 Scope needed_scope(std::string_view method, std::string_view path) {
     // Probes, and the dashboard's page (it holds no data; it asks for a token to read any).
     if (path == "/v1/health" || (path == "/" && !mutating(method))) return Scope::none;
-    if (path == "/v1/leave" || path == "/v1/keyring") return Scope::admin;
+    if (path == "/v1/leave" || path == "/v1/keyring" || path.starts_with("/v1/force-leave/"))
+        return Scope::admin;
     // A member's tags steer where tasks run: changing them is the operator's.
     if ((path == "/v1/self/tags" || path == "/v1/drain") && mutating(method)) return Scope::admin;
     return mutating(method) ? Scope::write : Scope::read;

@@ -141,6 +141,26 @@ Response Api::self() const {
     return r;
 }
 
+void Api::force_leave_call(const Request& req, const Reply& reply, uint64_t started) {
+    const auto answer = [&](Response r) { finish(force_leave, started, reply, std::move(r)); };
+    if (!info_.force_leave) {
+        return answer(error_response(503, "not_supported", "this server cannot force members out"));
+    }
+    const std::string name = req.path.substr(std::string_view("/v1/force-leave/").size());
+    const auto p = req.query.find("prune");
+    const bool prune = p != req.query.end() && (p->second == "true" || p->second.empty());
+    auto r = info_.force_leave(name, prune);
+    if (!r) {
+        const int status = r.error().code == "unknown_member" ? 404 : 409;
+        return answer(error_response(status, r.error().code, r.error().message));
+    }
+    Response ok;
+    ok.body = daemon::dump_json(
+        {{"member", name}, {"was", to_string(*r)}, {"now", prune ? "forgotten" : "left"}});
+    ok.subject = prune ? name + " pruned" : name;
+    answer(std::move(ok));
+}
+
 void Api::drain_call(const Request& req, const Reply& reply, uint64_t started) {
     daemon::TaskService* t = info_.tasks;
     if (t == nullptr) {
@@ -302,6 +322,8 @@ void Api::handle(const Request& req, Reply reply) {
         if (req.method == "GET" || allowed("POST")) keyring_call(req, reply, started);
     } else if (req.path == "/v1/self/tags") {
         if (req.method == "GET" || allowed("POST")) tags_call(req, reply, started);
+    } else if (req.path.starts_with("/v1/force-leave/")) {
+        if (allowed("POST")) force_leave_call(req, reply, started);
     } else if (req.path == "/v1/drain") {
         if (req.method == "GET" || req.method == "DELETE" || allowed("POST"))
             drain_call(req, reply, started);

@@ -5,6 +5,8 @@
 //   GET  /v1/self, /v1/health
 //   GET  /v1/self/tags       this member's tags; POST {"set": {"k": "v"}, "delete": ["k"]}
 //                            changes the operator's, kept in the data dir and gossiped
+//   POST /v1/force-leave/NAME  a dead member becomes left everywhere (?prune=true: forgotten
+//                            at once); alive ones are refused, 409
 //   GET  /v1/drain           whether this member drains; POST starts (answers once its queue
 //                            is handed over), DELETE ends it (`chorus drain [--off]`)
 //   POST /v1/leave           graceful leave; answers once the leave has spread, then the agent
@@ -78,6 +80,8 @@ class Api {
         std::function<Status(Tags)> set_tags = {};
         // Where they are kept ("" when they last only until the agent stops).
         std::string tags_file = {};
+        // POST /v1/force-leave/NAME[?prune=true]: daemon::Agent::force_leave. Unset: 503.
+        std::function<Result<MemberState>(std::string_view name, bool prune)> force_leave = {};
         Limits limits = {};
         // Who may call (http/acl.hpp): tokens, or without them the Host and Origin checks.
         AccessPolicy access = {};
@@ -126,11 +130,13 @@ class Api {
         keyring,
         tags,
         drain,
+        force_leave,
         other
     };
-    static constexpr std::array<const char*, 14> kRouteNames = {
-        "members",  "members_blocking", "self", "health",  "leave", "metrics", "task_submit",
-        "task_get", "task_cancel",      "ring", "keyring", "tags",  "drain",   "other"};
+    static constexpr std::array<const char*, 15> kRouteNames = {
+        "members",     "members_blocking", "self",        "health", "leave",   "metrics",
+        "task_submit", "task_get",         "task_cancel", "ring",   "keyring", "tags",
+        "drain",       "force_leave",      "other"};
     struct Waiter;
 
     std::string members_json() const;
@@ -138,6 +144,7 @@ class Api {
     void tags_call(const Request& req, const Reply& reply, uint64_t started);
     nlohmann::json tags_json() const;
     void drain_call(const Request& req, const Reply& reply, uint64_t started);
+    void force_leave_call(const Request& req, const Reply& reply, uint64_t started);
     void keyring_apply(const wire::KeyringOp& op, std::string subject, Reply reply,
                        uint64_t started);
     Response members() const;

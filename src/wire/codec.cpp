@@ -99,7 +99,7 @@ std::pair<gen::Update, fb::Offset<void>> update(fb::FlatBufferBuilder& b, const 
             } else {
                 return {gen::Update::Dead,
                         gen::CreateDead(b, str(b, x.name), inc32(x.incarnation), str(b, x.from),
-                                        x.left, x.incarnation.value)
+                                        x.left, x.incarnation.value, x.prune)
                             .Union()};
             }
         },
@@ -394,7 +394,7 @@ std::optional<Update> read_update(Reader& r, gen::Update type, const void* value
             const auto* d = static_cast<const gen::Dead*>(value);
             return DeadUpdate{r.name(d->name(), "dead.name"),
                               incarnation(d->incarnation(), d->incarnation64()),
-                              r.name(d->from(), "dead.from"), d->left()};
+                              r.name(d->from(), "dead.from"), d->left(), d->left() && d->prune()};
         }
         case gen::Update::NONE:
             break;

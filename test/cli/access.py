@@ -123,6 +123,7 @@ def run():
         ("GET", "/v1/drain", None, "read", {200}),
         ("POST", "/v1/drain", None, "admin", {200}),
         ("DELETE", "/v1/drain", None, "admin", {200}),
+        ("POST", "/v1/force-leave/nobody", None, "admin", {404}),
         ("GET", "/v1/health", None, None, {200}),
         ("GET", "/", None, None, {200}),  # the dashboard's page: no data in it
         ("POST", "/", {}, "write", {405}),

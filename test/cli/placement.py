@@ -5,7 +5,8 @@
   - `chorus tags --set/--delete` changes a member's tags at run time: kept in its data dir
     (a restart keeps them) and gossiped, so every member's view shows them;
   - a task with "where" runs only on members carrying those tags; none: 503 no_match;
-  - `chorus drain` stops new tasks landing on a member (it stays alive), `--off` ends it.
+  - `chorus drain` stops new tasks landing on a member (it stays alive), `--off` ends it;
+  - `chorus force-leave` makes a dead member left everywhere, and `--prune` forgets it.
 
   placement.py /path/to/chorus
 """
@@ -156,6 +157,29 @@ try:
         owners.add(body["owner"])
     if "gpu1" not in owners:
         logs.fail(f"after drain --off, 30 keys never landed on gpu1: {owners}")
+    step("chorus force-leave: a dead member made left everywhere, then forgotten with --prune")
+    rc, _, err = cli("force-leave", "--http", http["plain"], "gpu1")
+    if rc != 1 or "only a dead or left member" not in err:
+        logs.fail(f"force-leave of an alive member: exit {rc}, said {err!r}")
+    procs["gpu2"].kill()
+    procs["gpu2"].wait()
+
+    def state(of, at):
+        status, body, _ = call(http[at], "GET", "/v1/members")
+        found = [m["state"] for m in body["members"] if m["name"] == of] if status == 200 else []
+        return found[0] if found else None
+    logs.until(lambda: state("gpu2", "plain") == "dead" and state("gpu2", "gpu1") == "dead",
+               60, "the killed gpu2 was not declared dead")
+    rc, out, err = cli("force-leave", "--http", http["plain"], "gpu2")
+    if rc != 0 or "left" not in out:
+        logs.fail(f"chorus force-leave gpu2: exit {rc}, said {out!r} {err!r}")
+    logs.until(lambda: state("gpu2", "gpu1") == "left", 20,
+               "gpu1 did not hear that gpu2 was forced out")
+    rc, out, err = cli("force-leave", "--http", http["gpu1"], "gpu2", "--prune")
+    if rc != 0 or "forgets" not in out:
+        logs.fail(f"chorus force-leave --prune gpu2: exit {rc}, said {out!r} {err!r}")
+    logs.until(lambda: state("gpu2", "plain") is None and state("gpu2", "gpu1") is None, 20,
+               "gpu2 is still listed after --prune")
     step("ok")
 finally:
     stop(procs)

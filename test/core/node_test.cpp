@@ -107,6 +107,39 @@ TEST_CASE("a member that leaves is seen as left, not dead") {
     REQUIRE(c.all_see("d", MemberState::left));
 }
 
+TEST_CASE("force-leave turns a dead member left everywhere, and with prune forgets it at once") {
+    Cluster c = five();
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    // Only a failed member can be forced out.
+    REQUIRE(c["a"].force_leave(Name("c"), false, c.now).error().code == "not_failed");
+    REQUIRE(c["a"].force_leave(Name("a"), false, c.now).error().code == "self");
+    REQUIRE(c["a"].force_leave(Name("zz"), false, c.now).error().code == "unknown_member");
+    c.crash("c");
+    c.crash("d");
+    REQUIRE(c.run_until_true([&] { return c.all_see("c", MemberState::dead); }, seconds(30)));
+    REQUIRE(c.run_until_true([&] { return c.all_see("d", MemberState::dead); }, seconds(30)));
+
+    REQUIRE(c["a"].force_leave(Name("c"), false, c.now).value() == MemberState::dead);
+    REQUIRE(c.run_until_true([&] { return c.all_see("c", MemberState::left); }, seconds(10)));
+
+    REQUIRE(c["b"].force_leave(Name("d"), true, c.now).value() == MemberState::dead);
+    const auto nobody_knows = [&](const char* gone) {
+        return [&c, gone] {
+            for (const char* n : {"a", "b", "e"}) {
+                if (c[n].members().find(Name(gone)) != nullptr) return false;
+            }
+            return true;
+        };
+    };
+    REQUIRE(c.run_until_true(nobody_knows("d"), seconds(10)));
+    // Well before left_retain, and d stays out: its old gossip meets tombstones.
+    c.run_for(seconds(30));
+    REQUIRE(nobody_knows("d")());
+    // A left member may be pruned too.
+    REQUIRE(c["e"].force_leave(Name("c"), true, c.now).value() == MemberState::left);
+    REQUIRE(c.run_until_true(nobody_knows("c"), seconds(10)));
+}
+
 TEST_CASE("a suspected member refutes with a higher incarnation and stays alive") {
     Cluster c = five();
     REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
