@@ -76,6 +76,7 @@ class HttpFront : public FrontEnd {
                         }
                         return r;
                     },
+                .log = &p.log(),
                 .access = std::move(access),
                 .audit = f.audit_.get()});
         http::Limits limits;

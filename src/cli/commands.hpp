@@ -33,6 +33,8 @@ struct MembersOptions {
 Result<nlohmann::json> filter_members(nlohmann::json view, const MemberFilter& f);
 int run_members(const MembersOptions& options);
 int run_leave(const Target& agent);
+// chorus monitor [--level debug]: the agent's log lines as they are written, until stopped.
+int run_monitor(const Target& agent, const std::string& level);
 // chorus force-leave NAME [--prune]: a dead member is made left (and with --prune forgotten).
 int run_force_leave(const Target& agent, const std::string& name, bool prune);
 // chorus drain: the member takes no new tasks and hands its queue over (--off: takes them again).

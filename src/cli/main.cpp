@@ -4,6 +4,7 @@
 //   chorus members [--json|--watch] list the members a running agent sees
 //   chorus leave                    make a running agent leave gracefully and stop
 //   chorus drain [--off]            make it take no new tasks (and hand its queue over)
+//   chorus monitor [--level L]      stream its log
 //   chorus force-leave NAME [--prune]  a dead member made left (and forgotten everywhere)
 //   chorus submit --key K --type T  post a task to any node; it runs on the key's owner
 //   chorus task ID                  a task's status and result (--cancel cancels it)
@@ -111,6 +112,15 @@ int main(int argc, char** argv) {
     cli::Target leave_target;
     auto* leave = app.add_subcommand("leave", "make a running agent leave gracefully and stop");
     add_target(leave, leave_target);
+    cli::Target monitor_target;
+    std::string monitor_level = "info";
+    auto* monitor = app.add_subcommand(
+        "monitor", "stream a running agent's log, from now on, until stopped (Ctrl-C)");
+    add_target(monitor, monitor_target);
+    monitor
+        ->add_option("--level", monitor_level,
+                     "the least level shown, whatever the agent logs: debug, info, warn, error")
+        ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
     cli::Target force_target;
     std::string force_name;
     bool force_prune = false;
@@ -236,6 +246,7 @@ int main(int argc, char** argv) {
     if (members->parsed()) return cli::run_members(members_options);
     if (leave->parsed()) return cli::run_leave(leave_target);
     if (drain->parsed()) return cli::run_drain(drain_target, drain_off);
+    if (monitor->parsed()) return cli::run_monitor(monitor_target, monitor_level);
     if (force->parsed()) return cli::run_force_leave(force_target, force_name, force_prune);
     if (submit->parsed()) return cli::run_submit(submit_options);
     if (task->parsed()) return cli::run_task(task_target, task_id, task_options);

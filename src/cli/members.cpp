@@ -193,6 +193,29 @@ int run_leave(const Target& agent) {
     return 0;
 }
 
+int run_monitor(const Target& agent, const std::string& level) {
+    Loop loop;
+    http::SseReader reader;
+    bool bad = false;
+    http::ClientRequest req;
+    req.target = "/v1/monitor?level=" + http::url_encode(level);
+    req.on_body = [&](std::string_view bytes) {
+        auto events = reader.feed(bytes);
+        if (!events) {
+            bad = true;
+            return false;
+        }
+        for (const auto& e : *events)
+            fmt::print("{}\n", e.data);
+        std::fflush(stdout);
+        return true;
+    };
+    if (!call("monitor", agent, loop.get(), std::move(req))) return 1;
+    fmt::print(stderr, "chorus monitor: the agent {}\n",
+               bad ? "sent a malformed event" : "closed the stream");
+    return 1;
+}
+
 int run_force_leave(const Target& agent, const std::string& name, bool prune) {
     Loop loop;
     http::ClientRequest req;

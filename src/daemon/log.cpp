@@ -1,6 +1,8 @@
 #include "daemon/log.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -31,8 +33,24 @@ std::string utc_timestamp() {
                        std::chrono::time_point_cast<std::chrono::seconds>(now), ms);
 }
 
+uint64_t Logger::add_tap(Level min, Tap tap) const {
+    const uint64_t id = next_tap_++;
+    taps_.emplace(id, std::pair{min, std::move(tap)});
+    tap_min_ = std::min(tap_min_, min);
+    return id;
+}
+
+void Logger::remove_tap(uint64_t id) const {
+    taps_.erase(id);
+    tap_min_ = static_cast<Level>(4);
+    for (const auto& [_, t] : taps_)
+        tap_min_ = std::min(tap_min_, t.first);
+}
+
 void Logger::log(Level level, std::string_view msg, std::initializer_list<Field> fields) const {
-    if (!enabled(level)) return;
+    const bool to_out = level >= min_;
+    const bool to_taps = level >= tap_min_ && !tapping_;
+    if (!to_out && !to_taps) return;
     const std::string ts = utc_timestamp();
     const auto name = kNames[static_cast<int>(level)];
     std::string line;
@@ -59,8 +77,24 @@ void Logger::log(Level level, std::string_view msg, std::initializer_list<Field>
         }
     }
     line += '\n';
-    std::fwrite(line.data(), 1, line.size(), out_);
-    std::fflush(out_);
+    if (to_out) {
+        std::fwrite(line.data(), 1, line.size(), out_);
+        std::fflush(out_);
+    }
+    if (!to_taps) return;
+    // A tap may remove itself or another (its client went): each is looked up, and called
+    // through a copy, as the list stands at its turn.
+    tapping_ = true;
+    std::vector<uint64_t> ids;
+    for (const auto& [id, t] : taps_)
+        if (level >= t.first) ids.push_back(id);
+    for (const uint64_t id : ids) {
+        auto it = taps_.find(id);
+        if (it == taps_.end()) continue;
+        const Tap tap = it->second.second;
+        tap(line);
+    }
+    tapping_ = false;
 }
 
 }  // namespace chorus::daemon

@@ -5,7 +5,9 @@
 #include <concepts>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <initializer_list>
+#include <map>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -43,12 +45,27 @@ class Logger {
     static Level parse_level(std::string_view s);
 
     void log(Level level, std::string_view msg, std::initializer_list<Field> fields = {}) const;
-    bool enabled(Level level) const { return level >= min_; }
+    // Whether a line at `level` goes anywhere: the log, or a tap.
+    bool enabled(Level level) const { return level >= min_ || level >= tap_min_; }
+
+    // Another reader of the log (`chorus monitor`, GET /v1/monitor): each line at `min` or
+    // above, as the log writes it (text or JSON, with its newline), even below the log's own
+    // level. Called on the logging thread, the loop's; a line logged from within a tap goes
+    // to the log only, so a tap that logs cannot feed itself. Watching does not change what
+    // the log writes, hence const.
+    using Tap = std::function<void(std::string_view line)>;
+    uint64_t add_tap(Level min, Tap tap) const;
+    void remove_tap(uint64_t id) const;
+    size_t taps() const { return taps_.size(); }
 
   private:
     Level min_;
     bool json_;
     std::FILE* out_;
+    mutable std::map<uint64_t, std::pair<Level, Tap>> taps_;
+    mutable Level tap_min_ = static_cast<Level>(4);  // above error: no tap
+    mutable uint64_t next_tap_ = 1;
+    mutable bool tapping_ = false;
 };
 
 }  // namespace chorus::daemon

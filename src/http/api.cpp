@@ -96,6 +96,10 @@ Api::~Api() {
         w.timer->data = nullptr;
     for (const Stream& s : streams_)
         s.close();
+    for (const Monitor& m : monitors_) {
+        if (info_.log != nullptr) info_.log->remove_tap(m.tap);
+        m.stream.close();
+    }
 }
 
 std::string Api::members_json() const {
@@ -324,6 +328,8 @@ void Api::handle(const Request& req, Reply reply) {
         if (req.method == "GET" || allowed("POST")) tags_call(req, reply, started);
     } else if (req.path.starts_with("/v1/force-leave/")) {
         if (allowed("POST")) force_leave_call(req, reply, started);
+    } else if (req.path == "/v1/monitor") {
+        if (allowed("GET")) monitor_call(req, reply, started);
     } else if (req.path == "/v1/drain") {
         if (req.method == "GET" || req.method == "DELETE" || allowed("POST"))
             drain_call(req, reply, started);
@@ -333,12 +339,13 @@ void Api::handle(const Request& req, Reply reply) {
         if (allowed("GET")) finish(other, started, reply, dashboard());
     } else {
         finish(other, started, reply,
-               error_response(404, "not_found",
-                              "no such endpoint: " + req.path +
-                                  " (see / for the dashboard, /v1/members, "
-                                  "/v1/members/stream, /v1/self, /v1/self/tags, /v1/drain, "
-                                  "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /v1/keyring, "
-                                  "/metrics)"));
+               error_response(
+                   404, "not_found",
+                   "no such endpoint: " + req.path +
+                       " (see / for the dashboard, /v1/members, "
+                       "/v1/members/stream, /v1/self, /v1/self/tags, /v1/drain, /v1/monitor, "
+                       "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /v1/keyring, "
+                       "/metrics)"));
     }
 }
 
@@ -589,6 +596,12 @@ void Api::client_gone(uint64_t conn) {
         }
     }
     std::erase_if(streams_, [conn](const Stream& s) { return s.connection() == conn; });
+    for (const Monitor& m : monitors_) {
+        if (m.stream.connection() == conn) {
+            end_monitor(m.tap);
+            break;
+        }
+    }
     if (info_.tasks != nullptr) info_.tasks->client_gone(conn);  // its waits for tasks
 }
 
@@ -603,9 +616,13 @@ void Api::wake(std::list<Waiter>::iterator it) {
 // ---------------------------------------------------------------------------------------------
 // Event streams
 
-void Api::subscribe(Reply reply) {
+bool Api::streams_full() {
     std::erase_if(streams_, [](const Stream& s) { return !s.open(); });
-    if (streams_.size() >= info_.limits.streams_max) {
+    return streams_.size() + monitors_.size() >= info_.limits.streams_max;
+}
+
+void Api::subscribe(Reply reply) {
+    if (streams_full()) {
         ++streams_refused_;
         Response r = error_response(429, "too_many_streams",
                                     "too many event streams are open; retry shortly");
@@ -619,6 +636,10 @@ void Api::subscribe(Reply reply) {
     Stream s = reply.stream(head);
     if (!s.write(sse("snapshot", index_, members_json()))) return;
     streams_.push_back(std::move(s));
+    start_heartbeat();
+}
+
+void Api::start_heartbeat() {
     if (!heartbeat_) {
         auto timer = net::make_timer(loop_, this);
         if (!timer) return;
@@ -626,7 +647,7 @@ void Api::subscribe(Reply reply) {
         uv_timer_start(
             heartbeat_.get(),
             [](uv_timer_t* t) {
-                if (auto* api = static_cast<Api*>(t->data)) api->broadcast(": heartbeat\n\n");
+                if (auto* api = static_cast<Api*>(t->data)) api->heartbeat();
             },
             info_.limits.heartbeat_ms, info_.limits.heartbeat_ms);
     }
@@ -634,6 +655,70 @@ void Api::subscribe(Reply reply) {
 
 void Api::broadcast(std::string_view event) {
     std::erase_if(streams_, [&](const Stream& s) { return !s.write(event); });
+}
+
+void Api::heartbeat() {
+    broadcast(": heartbeat\n\n");
+    std::vector<uint64_t> gone;
+    for (const Monitor& m : monitors_)
+        if (!m.stream.write(": heartbeat\n\n")) gone.push_back(m.tap);
+    for (const uint64_t tap : gone)
+        end_monitor(tap);
+}
+
+void Api::monitor_call(const Request& req, const Reply& reply, uint64_t started) {
+    const auto fail = [&](Response r) { finish(monitor, started, reply, std::move(r)); };
+    if (info_.log == nullptr) {
+        return fail(error_response(503, "not_supported", "this server has no log to show"));
+    }
+    daemon::Level level = daemon::Level::info;
+    if (auto it = req.query.find("level"); it != req.query.end()) {
+        static constexpr std::pair<std::string_view, daemon::Level> kLevels[] = {
+            {"debug", daemon::Level::debug},
+            {"info", daemon::Level::info},
+            {"warn", daemon::Level::warn},
+            {"error", daemon::Level::error}};
+        const auto* found = std::find_if(std::begin(kLevels), std::end(kLevels),
+                                         [&](const auto& l) { return l.first == it->second; });
+        if (found == std::end(kLevels)) {
+            return fail(error_response(400, "bad_level", "level: debug, info, warn or error"));
+        }
+        level = found->second;
+    }
+    if (streams_full()) {
+        ++streams_refused_;
+        Response r = error_response(429, "too_many_streams",
+                                    "too many event streams are open; retry shortly");
+        r.headers.emplace_back("Retry-After", "1");
+        return fail(std::move(r));
+    }
+    Response head;
+    head.content_type = "text/event-stream";
+    Stream s = reply.stream(head);
+    if (!s.open()) return;
+    // Each line an event; a client that stops reading is dropped by the stream's cap.
+    const uint64_t tap = info_.log->add_tap(
+        level, [this, s, alive = std::weak_ptr<Api*>(alive_)](std::string_view line) {
+            if (!alive.lock()) return;
+            std::string event = "data: ";
+            event.append(line.substr(0, line.size() - (line.ends_with('\n') ? 1 : 0)));
+            event += "\n\n";
+            if (!s.write(event)) {
+                for (const Monitor& m : monitors_) {
+                    if (m.stream.connection() == s.connection()) {
+                        end_monitor(m.tap);
+                        break;
+                    }
+                }
+            }
+        });
+    monitors_.push_back(Monitor{std::move(s), tap});
+    start_heartbeat();
+}
+
+void Api::end_monitor(uint64_t tap) {
+    if (info_.log != nullptr) info_.log->remove_tap(tap);
+    std::erase_if(monitors_, [tap](const Monitor& m) { return m.tap == tap; });
 }
 
 void Api::changed(const MemberEvent& e) {
@@ -799,6 +884,8 @@ Response Api::metrics_text() const {
     }
     out.gauge("chorus_http_streams", "Open membership event streams.",
               static_cast<double>(streams_.size()));
+    out.gauge("chorus_http_log_streams", "Open log streams (chorus monitor).",
+              static_cast<double>(monitors_.size()));
     out.gauge("chorus_http_blocking_queries", "Blocking queries waiting.",
               static_cast<double>(waiters_.size()));
     out.family("chorus_http_request_duration_seconds", "histogram",

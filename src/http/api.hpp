@@ -7,6 +7,7 @@
 //                            changes the operator's, kept in the data dir and gossiped
 //   POST /v1/force-leave/NAME  a dead member becomes left everywhere (?prune=true: forgotten
 //                            at once); alive ones are refused, 409
+//   GET  /v1/monitor[?level=debug]  the agent's log as Server-Sent Events, one line an event
 //   GET  /v1/drain           whether this member drains; POST starts (answers once its queue
 //                            is handed over), DELETE ends it (`chorus drain [--off]`)
 //   POST /v1/leave           graceful leave; answers once the leave has spread, then the agent
@@ -34,6 +35,7 @@
 
 #include "core/node.hpp"
 #include "daemon/agent.hpp"
+#include "daemon/log.hpp"
 #include "daemon/tasks.hpp"
 #include "http/acl.hpp"
 #include "http/audit.hpp"
@@ -82,6 +84,8 @@ class Api {
         std::string tags_file = {};
         // POST /v1/force-leave/NAME[?prune=true]: daemon::Agent::force_leave. Unset: 503.
         std::function<Result<MemberState>(std::string_view name, bool prune)> force_leave = {};
+        // GET /v1/monitor: the agent's log, tapped. Null: the endpoint answers 503.
+        const daemon::Logger* log = nullptr;
         Limits limits = {};
         // Who may call (http/acl.hpp): tokens, or without them the Host and Origin checks.
         AccessPolicy access = {};
@@ -131,12 +135,13 @@ class Api {
         tags,
         drain,
         force_leave,
+        monitor,
         other
     };
-    static constexpr std::array<const char*, 15> kRouteNames = {
+    static constexpr std::array<const char*, 16> kRouteNames = {
         "members",     "members_blocking", "self",        "health", "leave",   "metrics",
         "task_submit", "task_get",         "task_cancel", "ring",   "keyring", "tags",
-        "drain",       "force_leave",      "other"};
+        "drain",       "force_leave",      "monitor",     "other"};
     struct Waiter;
 
     std::string members_json() const;
@@ -145,6 +150,8 @@ class Api {
     nlohmann::json tags_json() const;
     void drain_call(const Request& req, const Reply& reply, uint64_t started);
     void force_leave_call(const Request& req, const Reply& reply, uint64_t started);
+    void monitor_call(const Request& req, const Reply& reply, uint64_t started);
+    bool streams_full();  // streams_max open (member streams and log streams): 429 given
     void keyring_apply(const wire::KeyringOp& op, std::string subject, Reply reply,
                        uint64_t started);
     Response members() const;
@@ -154,6 +161,8 @@ class Api {
     void block(const Request& req, Reply reply, uint64_t started);
     void subscribe(Reply reply);
     void broadcast(std::string_view event);
+    void start_heartbeat();  // once a stream is open
+    void heartbeat();        // a comment on every stream
     void wake(std::list<Waiter>::iterator it);
     void finish(Route route, uint64_t started, const Reply& reply, Response r);
     // Tasks and the ring (task_api.cpp).
@@ -174,6 +183,12 @@ class Api {
     uint64_t streams_refused_ = 0;
     std::array<uint64_t, kRefusals> access_refused_{};
     std::vector<Stream> streams_;
+    struct Monitor {
+        Stream stream;
+        uint64_t tap = 0;  // its tap on the log
+    };
+    std::vector<Monitor> monitors_;
+    void end_monitor(uint64_t tap);  // the client went, or stopped reading
     net::Handle<uv_timer_t> heartbeat_;
     std::array<Histogram, kRouteNames.size()> latency_;
     Histogram forward_latency_;

@@ -124,6 +124,7 @@ def run():
         ("POST", "/v1/drain", None, "admin", {200}),
         ("DELETE", "/v1/drain", None, "admin", {200}),
         ("POST", "/v1/force-leave/nobody", None, "admin", {404}),
+        ("GET", "/v1/monitor?level=loud", None, "read", {400}),
         ("GET", "/v1/health", None, None, {200}),
         ("GET", "/", None, None, {200}),  # the dashboard's page: no data in it
         ("POST", "/", {}, "write", {405}),

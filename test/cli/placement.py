@@ -6,10 +6,12 @@
     (a restart keeps them) and gossiped, so every member's view shows them;
   - a task with "where" runs only on members carrying those tags; none: 503 no_match;
   - `chorus drain` stops new tasks landing on a member (it stays alive), `--off` ends it;
-  - `chorus force-leave` makes a dead member left everywhere, and `--prune` forgets it.
+  - `chorus force-leave` makes a dead member left everywhere, and `--prune` forgets it;
+  - `chorus monitor --level debug` streams the agent's log as it is written.
 
   placement.py /path/to/chorus
 """
+import http.client as http_client
 import json
 import os
 import subprocess
@@ -170,9 +172,33 @@ try:
         return found[0] if found else None
     logs.until(lambda: state("gpu2", "plain") == "dead" and state("gpu2", "gpu1") == "dead",
                60, "the killed gpu2 was not declared dead")
+    # chorus monitor on plain, at debug (the agent itself logs at info): the force-leave's
+    # line comes through it as it is written.
+    monitor_out = os.path.join(work, "monitor.out")
+    with open(monitor_out, "w") as out:
+        procs["monitor"] = subprocess.Popen(
+            [chorus, "monitor", "--http", http["plain"], "--level", "debug"], stdout=out,
+            stderr=subprocess.STDOUT)
+
+    def monitoring():
+        c = http_client.HTTPConnection(*http["plain"].rsplit(":", 1), timeout=5)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        return "chorus_http_log_streams 1" in text
+    logs.until(monitoring, 20, "chorus monitor did not open its stream")
     rc, out, err = cli("force-leave", "--http", http["plain"], "gpu2")
     if rc != 0 or "left" not in out:
         logs.fail(f"chorus force-leave gpu2: exit {rc}, said {out!r} {err!r}")
+
+    def monitored():
+        with open(monitor_out) as f:
+            return "member forced out member=gpu2 was=dead" in f.read()
+    logs.until(monitored, 20, "chorus monitor did not show the force-leave's log line")
+    procs["monitor"].kill()
+    status, body, _ = call(http["plain"], "GET", "/v1/monitor?level=loud")
+    if status != 400 or body["error"]["code"] != "bad_level":
+        logs.fail(f"GET /v1/monitor?level=loud: {status} {body}")
     logs.until(lambda: state("gpu2", "gpu1") == "left", 20,
                "gpu1 did not hear that gpu2 was forced out")
     rc, out, err = cli("force-leave", "--http", http["gpu1"], "gpu2", "--prune")

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -10,12 +11,8 @@ using namespace chorus::daemon;
 
 namespace {
 
-// What one log call writes, through a real FILE (as stderr is).
-std::string written(bool json, Level min, Level level,
-                    std::initializer_list<Logger::Field> fields) {
-    std::FILE* f = std::tmpfile();
-    REQUIRE(f != nullptr);
-    Logger(min, json, f).log(level, "member changed", fields);
+// Everything written to `f`, which is then closed.
+std::string read_and_close(std::FILE* f) {
     std::rewind(f);
     std::string out;
     char buf[512];
@@ -23,6 +20,15 @@ std::string written(bool json, Level min, Level level,
         out.append(buf, n);
     std::fclose(f);
     return out;
+}
+
+// What one log call writes, through a real FILE (as stderr is).
+std::string written(bool json, Level min, Level level,
+                    std::initializer_list<Logger::Field> fields) {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    Logger(min, json, f).log(level, "member changed", fields);
+    return read_and_close(f);
 }
 
 }  // namespace
@@ -55,4 +61,31 @@ TEST_CASE("text log lines print numbers bare and quote what the network sent") {
 TEST_CASE("lines below the minimum level are not written") {
     CHECK(written(false, Level::warn, Level::info, {{"times", 1}}).empty());
     CHECK_FALSE(written(false, Level::warn, Level::error, {}).empty());
+}
+
+TEST_CASE("a tap gets the lines at its own level, the log keeps its own, and a tap may go") {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    const Logger log(Level::info, false, f);
+    REQUIRE_FALSE(log.enabled(Level::debug));
+    std::vector<std::string> seen;
+    const uint64_t tap = log.add_tap(Level::debug, [&](std::string_view line) {
+        seen.emplace_back(line);
+        log.log(Level::error, "from within a tap");  // to the log only: no loop
+    });
+    REQUIRE(log.enabled(Level::debug));
+    log.log(Level::debug, "probe sent", {{"to", "n2"}});
+    log.log(Level::warn, "member suspect");
+    REQUIRE(seen.size() == 2);
+    REQUIRE(seen[0].find("debug probe sent to=n2\n") != std::string::npos);
+    log.remove_tap(tap);
+    REQUIRE_FALSE(log.enabled(Level::debug));
+    log.log(Level::warn, "member dead");
+    REQUIRE(seen.size() == 2);
+
+    const std::string out = read_and_close(f);
+    CHECK(out.find("probe sent") == std::string::npos);  // below the log's level
+    CHECK(out.find("member suspect") != std::string::npos);
+    CHECK(out.find("from within a tap") != std::string::npos);
+    CHECK(out.find("member dead") != std::string::npos);
 }
