@@ -458,6 +458,10 @@ void Node::about_self(Incarnation accused, Time now) {
 void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
     if (too_far_ahead(u.name, u.incarnation, now)) return;
     if (u.name == name_) {
+        if (u.addr != self().addr) {
+            name_claimed(u, now);
+            return;
+        }
         // An older life of ours left a higher incarnation behind: outrank it.
         if (!leaving_ && u.incarnation > self().incarnation) refute(u.incarnation, now);
         return;
@@ -503,6 +507,22 @@ void Node::apply_alive(const AliveUpdate& u, Time now, bool gossip) {
     transition(*m, MemberState::alive, u.incarnation, gossip ? Update(u) : std::optional<Update>{},
                now, false);
     if (was_gone) prober_.add(m->name);
+}
+
+void Node::name_claimed(const AliveUpdate& u, Time now) {
+    ++stats_.name_conflicts;
+    if (!joined_) claimed_at_join_ = true;
+    bool live = false;
+    if (auto it = claims_.find(u.addr); it != claims_.end()) {
+        live = u.incarnation > it->second;
+        it->second = std::max(it->second, u.incarnation);
+    } else if (claims_.size() < 16) {  // bounded: names claimed from many addresses are noise
+        claims_.emplace(u.addr, u.incarnation);
+    }
+    outbox_.conflicts.push_back(NameConflict{u.addr, u.incarnation, live, claimed_at_join_});
+    // The name is ours: announce it above the other claim. A stale entry (our previous life
+    // elsewhere) is then overridden everywhere; a live process answers in kind (`live`).
+    if (!leaving_ && u.incarnation >= self().incarnation) refute(u.incarnation, now);
 }
 
 void Node::apply_suspect(const SuspectUpdate& u, Time now, bool origin) {

@@ -55,6 +55,19 @@ struct MemberEvent {
     bool origin = false;
 };
 
+// Another process announced itself under this node's name, at another address: the same name
+// in use twice (a copied config), or this node restarted elsewhere before its old entry died.
+// The node claims its name (it announces itself above that incarnation); a stale entry stays
+// where it was, while a live process answers by raising its own: `live` says it did. `newcomer`:
+// this node met the other claim when it joined, so it is the later of the two. The driver
+// decides who stops (daemon/agent.hpp).
+struct NameConflict {
+    Address addr;
+    Incarnation incarnation;
+    bool live = false;
+    bool newcomer = false;
+};
+
 struct OutPacket {
     Address to;
     Packet packet;
@@ -69,6 +82,7 @@ struct Outbox {
     std::vector<OutPacket> packets;
     std::vector<OutPushPull> push_pulls;
     std::vector<MemberEvent> events;
+    std::vector<NameConflict> conflicts;
     // Empties the outbox. Buffers that grew past a few dozen entries (a push-pull merge emits
     // one event per member) are released rather than kept: every node keeps an outbox, and
     // N nodes holding N-entry buffers is N² of idle memory.
@@ -76,8 +90,11 @@ struct Outbox {
         release_if_large(packets);
         release_if_large(push_pulls);
         release_if_large(events);
+        conflicts.clear();
     }
-    bool empty() const { return packets.empty() && push_pulls.empty() && events.empty(); }
+    bool empty() const {
+        return packets.empty() && push_pulls.empty() && events.empty() && conflicts.empty();
+    }
 
   private:
     template <typename V>
@@ -110,8 +127,9 @@ struct NodeStats {
     uint64_t packets_ignored = 0;  // from ourselves, or a ping meant for another member
     uint64_t push_pulls = 0;
     uint64_t push_pulls_failed = 0;
-    uint64_t seed_rejoins = 0;  // push-pulls to a seed that was not a live member
-    uint64_t load_reports = 0;  // gossip ticks that told members of a changed load
+    uint64_t seed_rejoins = 0;    // push-pulls to a seed that was not a live member
+    uint64_t load_reports = 0;    // gossip ticks that told members of a changed load
+    uint64_t name_conflicts = 0;  // announcements of this node's name from another address
 };
 
 class Node {
@@ -240,6 +258,7 @@ class Node {
     // sender's side already has, and re-gossiping a whole table at every join floods the
     // cluster (N members × N updates) while anti-entropy is what carries it anyway.
     void apply_alive(const AliveUpdate& u, Time now, bool gossip = true);
+    void name_claimed(const AliveUpdate& u, Time now);  // our name, from another address
     void apply_suspect(const SuspectUpdate& u, Time now, bool origin);
     void apply_dead(const DeadUpdate& u, Time now, bool origin);
     // Moves a known member to `state` at `incarnation`, gossips `gossip` if given, and tells
@@ -274,7 +293,11 @@ class Node {
     uint64_t timer_order_ = 0;
 
     uint32_t next_seq_ = 1;
-    std::vector<Name> gone_;              // dead and left members, for reconnects and reaping
+    std::vector<Name> gone_;  // dead and left members, for reconnects and reaping
+    // The highest incarnation heard for our name from each other address (NameConflict), and
+    // whether one came before we had joined.
+    std::map<Address, Incarnation> claims_;
+    bool claimed_at_join_ = false;
     std::vector<Address> seeds_;          // as join() or set_seeds() gave them
     std::map<Address, Name> seed_names_;  // who answered at a seed's address
     size_t seed_turn_ = 0;                // the next seed to look at

@@ -725,6 +725,10 @@ void Agent::drain() {
         for (const MemberEvent& e : out.events)
             options_.on_event(e);
     }
+    if (options_.on_name_conflict) {
+        for (const NameConflict& c : out.conflicts)
+            options_.on_name_conflict(c, c.live && c.newcomer);
+    }
     for (const OutPacket& p : out.packets) {
         auto to = net::Endpoint::parse(p.to.value.view());
         if (!to) {

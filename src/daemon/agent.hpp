@@ -71,6 +71,10 @@ struct AgentOptions {
     // `last`: it was the last of retry_join_attempts, and the agent gives up (the process
     // exits non-zero, as Serf's does).
     std::function<void(uint32_t attempt, const std::string& why, bool last)> on_join_failed;
+    // Another process announced itself under this member's name (core/node.hpp, NameConflict).
+    // `stop`: it is live and this member is the newcomer: the newer of two live processes with
+    // one name stops, and the older keeps the name. Otherwise this member keeps it.
+    std::function<void(const NameConflict& c, bool stop)> on_name_conflict;
 };
 
 struct AgentStats {

@@ -1,5 +1,8 @@
 #include "daemon/process.hpp"
 
+#include <chrono>
+#include <map>
+
 #include <csignal>
 #include <ctime>
 
@@ -190,6 +193,33 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
                      {"detail", f.detail},
                      {"suppressed", suppressed}});
         };
+        options->on_name_conflict =
+            [&log, &loop, &rc, name = settings.name,
+             last = std::map<std::string, std::chrono::steady_clock::time_point>{}](
+                const NameConflict& c, bool stop) mutable {
+                if (stop) {
+                    log.log(Level::error,
+                            "the name is in use by a live member at another address; stopping. "
+                            "Give this agent another --name, or stop the other one first",
+                            {{"name", name}, {"other", c.addr.value.str()}});
+                    rc = 1;
+                    uv_stop(&loop);
+                    return;
+                }
+                // Once per address every 10 s: the two refute each other until one stops.
+                const auto now = std::chrono::steady_clock::now();
+                auto& at = last[c.addr.value.str()];
+                if (at != decltype(now){} && now - at < std::chrono::seconds(10)) return;
+                at = now;
+                log.log(Level::warn,
+                        c.newcomer ? "this member's name was last heard at another address (a "
+                                     "previous life of this member, or another process with its "
+                                     "name); claiming it"
+                                   : "another process announced itself under this member's name; "
+                                     "this member keeps it. Stop the other, or give it another "
+                                     "--name",
+                        {{"name", name}, {"other", c.addr.value.str()}});
+            };
         const uint32_t attempts_max = options->retry_join_attempts;
         options->on_join_failed = [&log, &loop, &rc, attempts_max](
                                       uint32_t attempt, const std::string& why, bool last) {

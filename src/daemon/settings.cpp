@@ -297,10 +297,12 @@ Status apply_config_json(Settings& s, const std::string& text, const std::string
         }
         const SettingSpec* spec = key.find('.') == std::string::npos ? find_setting(key) : nullptr;
         if (spec == nullptr) {  // a key may also be spelled as its flag is ("seed", "retry-join")
+            // Init-captured: clang 14 cannot capture a structured binding.
             const auto as_flag =
-                std::find_if(std::begin(kSettings), std::end(kSettings), [&](const SettingSpec& k) {
-                    return !k.flag.empty() && flag_as_key(k.flag) == flag_as_key(key);
-                });
+                std::find_if(std::begin(kSettings), std::end(kSettings),
+                             [wanted = flag_as_key(key)](const SettingSpec& k) {
+                                 return !k.flag.empty() && flag_as_key(k.flag) == wanted;
+                             });
             if (as_flag != std::end(kSettings)) spec = &*as_flag;
         }
         if (spec == nullptr) return bad(key, unknown(key, ""));

@@ -243,7 +243,7 @@ void Api::tags_call(const Request& req, const Reply& reply, uint64_t started) {
     }
     if (j.contains("set")) {
         for (const auto& [k, v] : j["set"].items()) {
-            std::erase_if(next, [&](const Tag& t) { return t.first == k; });
+            std::erase_if(next, [&name = k](const Tag& t) { return t.first == name; });
             next.emplace_back(k, v.get<std::string>());
             subject.push_back(k);
         }

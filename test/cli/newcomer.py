@@ -7,7 +7,9 @@
   - a config file may spell keys as the flags are, and its handlers' relative paths are its
     neighbours (examples/agent.json's checksum handler runs from any working directory);
   - JSON log lines keep numbers as numbers;
-  - a leave that stops a running task names it and says what becomes of it.
+  - a leave that stops a running task names it and says what becomes of it;
+  - a name already alive at another address: the newer process stops, the older says so, and
+    the same member restarted at a new address is taken there.
 
   newcomer.py /path/to/chorus /path/to/examples
 """
@@ -26,7 +28,7 @@ from agents import Logs, call, launch, step, stop  # noqa: E402
 chorus = os.path.abspath(sys.argv[1])
 examples = os.path.abspath(sys.argv[2])
 work = tempfile.mkdtemp(prefix="chorus-newcomer-")
-logs = Logs(work, ["lonely", "gives-up", "json", "example", "leaver"])
+logs = Logs(work, ["lonely", "gives-up", "json", "example", "leaver", "seed", "dup"])
 procs = {}
 
 
@@ -178,6 +180,38 @@ try:
     expected = f"handlers.resize: exec: {work}/handlers/resize.sh does not exist"
     if r.returncode != 2 or expected not in r.stderr:
         logs.fail(f"a missing handler program: exit {r.returncode}, said {r.stderr!r}")
+    step("a name already alive at another address: the newer process stops, the older says so")
+    dup_log = os.path.join(work, "dup.log")
+    procs["seed"], seed, seed_http = launch(chorus, "seed", os.path.join(work, "seed.log"))
+    procs["dup1"], first, _ = launch(chorus, "dup", dup_log, ["--seed", seed])
+
+    def dup_at(addr):
+        status, body, _ = call(seed_http, "GET", "/v1/members")
+        return status == 200 and any(m["name"] == "dup" and m["addr"] == addr and
+                                     m["state"] == "alive" for m in body["members"])
+    logs.until(lambda: dup_at(first), 20, "the first dup did not join")
+    procs["dup2"], second, _ = launch(chorus, "dup", dup_log, ["--seed", seed])
+    try:
+        code = procs["dup2"].wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        logs.fail("a second process with a name in use kept running")
+    with open(dup_log) as f:
+        text = f.read()
+    if code != 1 or "the name is in use by a live member at another address; stopping" not in \
+            text or f"other={first}" not in text:
+        logs.fail(f"the second dup exited {code} without naming the first")
+    logs.until(lambda: "another process announced itself under this member's name" in
+               open(dup_log).read(), 20, "the first dup did not say another claimed its name")
+    logs.until(lambda: dup_at(first), 20, "the seed's view did not go back to the first dup")
+    if procs["dup1"].poll() is not None:
+        logs.fail("the first dup stopped")
+    step("  the same member restarted at another address is not a conflict")
+    procs["dup1"].kill()
+    procs["dup1"].wait()
+    procs["dup3"], third, _ = launch(chorus, "dup", dup_log, ["--seed", seed])
+    logs.until(lambda: dup_at(third), 30, "the restarted dup was not taken at its new address")
+    if procs["dup3"].poll() is not None:
+        logs.fail("the restarted dup stopped")
     print("PASS")
 finally:
     stop(procs)

@@ -721,3 +721,51 @@ TEST_CASE("a full member table makes way for a new member with what is gone, nev
     REQUIRE(s.state("b") == MemberState::alive);
     REQUIRE(s.state("d") == MemberState::alive);
 }
+
+TEST_CASE("another process announcing this node's name at another address is reported") {
+    Solo s(Config::local());
+    const auto about_me = [&](const char* addr, uint64_t incarnation) {
+        s.node.outbox().clear();
+        s.node.handle_packet(
+            s.from("b", std::monostate{},
+                   {AliveUpdate{
+                       "a", Address{addr}, "", Incarnation{incarnation}, {}, kProtocolVersion}}),
+            s.now);
+        return s.node.outbox().conflicts;
+    };
+    // This node at its own address (an echo of its own gossip): nothing to say.
+    REQUIRE(about_me("a", 0).empty());
+    // Another address: a previous life, or another process. The name is claimed above it.
+    auto c = about_me("elsewhere", 0);
+    REQUIRE(c.size() == 1);
+    REQUIRE(c[0].addr == Address{"elsewhere"});
+    REQUIRE_FALSE(c[0].live);
+    REQUIRE_FALSE(c[0].newcomer);  // it joined before it heard of the other
+    REQUIRE(s.node.self().incarnation > Incarnation{0});
+    // The same incarnation again: a stale entry, gossiped on; not live.
+    REQUIRE_FALSE(about_me("elsewhere", 0).at(0).live);
+    // Raised there: a live process answering our claim.
+    c = about_me("elsewhere", 7);
+    REQUIRE(c.size() == 1);
+    REQUIRE(c[0].live);
+    REQUIRE(s.node.self().incarnation > Incarnation{7});
+    REQUIRE(s.node.self().addr == Address{"a"});
+    REQUIRE(s.node.stats().name_conflicts == 3);
+}
+
+TEST_CASE("a node that meets its name alive elsewhere as it joins is the newcomer") {
+    Config config = Config::local();
+    Node n(config, Identity{"a", Address{"a2"}, "", {}, Incarnation{5}}, 9, Time{});
+    n.join({Address{"b"}}, Time{});
+    PushPull pp;
+    pp.cluster = config.cluster;
+    pp.sender = "b";
+    pp.members = {
+        MemberSnapshot{"b", Address{"b"}, "", Incarnation{0}, MemberState::alive, {}, 0, 1},
+        MemberSnapshot{"a", Address{"a1"}, "", Incarnation{5}, MemberState::alive, {}, 0, 1}};
+    n.outbox().clear();
+    n.push_pull_done(Address{"b"}, pp, Time{});
+    REQUIRE(n.outbox().conflicts.size() == 1);
+    REQUIRE(n.outbox().conflicts[0].newcomer);
+    REQUIRE(n.self().incarnation > Incarnation{5});  // it claims the name at its own address
+}
