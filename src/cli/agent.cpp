@@ -136,7 +136,7 @@ class HttpFront : public FrontEnd {
 
 }  // namespace
 
-int run_agent(const Settings& settings) {
+int run_agent(const Settings& settings, bool check_only) {
     // The API's access policy and audit log are read before anything starts: a token file that
     // does not parse stops the agent with exit status 2, as any bad setting does.
     http::AccessPolicy access;
@@ -164,6 +164,20 @@ int run_agent(const Settings& settings) {
             return 2;
         }
         tls = std::move(*made);
+    }
+    if (check_only) {
+        // Everything the agent would refuse at start, short of binding its ports and opening
+        // its files (the journal, the audit log): a deploy kit's flags checked where it is made.
+        auto o = daemon::to_agent_options(settings);
+        if (!o) {
+            fmt::print(stderr, "chorus agent: {}\n", o.error().message);
+            return 2;
+        }
+        fmt::print(
+            "config ok: name {}, cluster {}, bind {}, http {}, {} seed(s), data dir {}\n",
+            o->identity.name, o->config.cluster, o->bind.str(), settings.http, o->seeds.size(),
+            settings.tasks.data_dir.empty() ? "none (memory only)" : settings.tasks.data_dir);
+        return 0;
     }
     std::unique_ptr<http::AuditLog> audit;
     if (!settings.audit_log.empty()) {

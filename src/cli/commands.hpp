@@ -13,7 +13,9 @@
 
 namespace chorus::cli {
 
-int run_agent(const daemon::Settings& settings);
+// `check_only` (--check-config): checks the settings as a start would, prints what the agent
+// would run with, and exits 0, or 2 naming what is wrong; nothing is bound or written.
+int run_agent(const daemon::Settings& settings, bool check_only = false);
 
 // `chorus members --status dead --tag role=db`: members in one of the states (none given: any)
 // with every tag given (key=value); the value may end with * for any suffix.

@@ -54,6 +54,10 @@ int main(int argc, char** argv) {
     std::string config_file;
     auto* agent = app.add_subcommand("agent", "run a member of the cluster");
     agent->add_option("--config", config_file, "JSON config file; flags given as well win");
+    bool check_config = false;
+    agent->add_flag("--check-config", check_config,
+                    "check the flags and the config file as a start would, print what the agent "
+                    "would run with, and exit: 0 if it would start, 2 if not");
     // Every flag comes from the settings table (daemon/settings.hpp), which the config file
     // reads too; a flag's text is applied after the file, as its value there would be.
     std::map<std::string_view, std::vector<std::string>> given;
@@ -284,5 +288,5 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    return cli::run_agent(s);
+    return cli::run_agent(s, check_config);
 }

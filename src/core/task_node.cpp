@@ -910,6 +910,11 @@ void TaskNode::restore(std::vector<Task> tasks, Time now) {
 }
 
 void TaskNode::hand_off(Duration drain, std::function<void(size_t, size_t)> done, Time now) {
+    leaving_ = true;
+    hand_off_queue(drain, std::move(done), now);
+}
+
+void TaskNode::hand_off_queue(Duration drain, std::function<void(size_t, size_t)> done, Time now) {
     now_ = now;
     handing_off_ = true;
     place_orphans(now);  // a dead owner's tasks that waited here for room go to other candidates
@@ -979,10 +984,16 @@ void TaskNode::drain(bool on, std::function<void(size_t, size_t)> done, Time now
     now_ = now;
     if (on) {
         draining_ = true;
-        hand_off(Duration::zero(), std::move(done), now);
+        if (handing_off_) {
+            // A leave, or an earlier drain, hands the queue over already (and a leave's
+            // continuation waits on it).
+            done(0, 0);
+            return;
+        }
+        hand_off_queue(Duration::zero(), std::move(done), now);
         return;
     }
-    if (draining_ && !node_.leaving()) {
+    if (draining_ && !leaving_) {
         draining_ = false;
         handing_off_ = false;
         start_ready(now);

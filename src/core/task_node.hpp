@@ -371,6 +371,9 @@ class TaskNode {
     void journal_failed(const Error& why, Time now);
     void journal_recovered(Time now);
     void check_drained(Time now);
+    // hand_off's work, for a leave or a drain: the queue to other candidates, then `done` once
+    // the running tasks end or `drain` passes.
+    void hand_off_queue(Duration drain, std::function<void(size_t, size_t)> done, Time now);
     TaskAnswer answer_query(const std::string& id, bool cancel, Time now);
     void wait_local(const std::string& id, Duration wait, std::function<void(Time)> woken,
                     uint64_t client, Time now);
@@ -427,6 +430,7 @@ class TaskNode {
 
     bool handing_off_ = false;  // leaving or draining: queued tasks are handed over, not started
     bool draining_ = false;
+    bool leaving_ = false;  // hand_off() was called: a drain's end does not take tasks again
     Time drain_until_ = Time::max();
     std::function<void()> drained_;  // what waits for the running tasks to end
     size_t telling_ = 0;             // outcomes sent to holders while leaving, not answered yet

@@ -665,3 +665,38 @@ TEST_CASE("a draining member takes no new task, hands its queue over, and takes 
     REQUIRE_FALSE(t["a"].draining());
     REQUIRE(t.run("b", work(t.key_owned_by("a"))).task->owner == "a");
 }
+
+TEST_CASE("a drain asked for while the node leaves keeps the leave going, and ends nothing") {
+    TaskNodeConfig config;
+    config.limits.capacity = 1;
+    config.candidates = 1;
+    Tasks t(config);
+    const std::string key = t.key_owned_by("a");
+    for (int i = 0; i < 2; ++i)
+        REQUIRE(t.run("a", work(key)).status == 202);
+    REQUIRE(t["a"].board().running() == 1);
+    std::optional<std::pair<size_t, size_t>> left;
+    t["a"].hand_off(
+        seconds(30),
+        [&](size_t handed, size_t kept) {
+            left = {handed, kept};
+        },
+        t.now());
+    std::optional<std::pair<size_t, size_t>> drained;
+    t["a"].drain(
+        true,
+        [&](size_t handed, size_t kept) {
+            drained = {handed, kept};
+        },
+        t.now());
+    REQUIRE(drained == std::pair<size_t, size_t>{0, 0});
+    t["a"].drain(
+        false, [](size_t, size_t) {}, t.now());  // does not undo the leave's hand-off
+    t.settle();
+    REQUIRE(t["a"].board().queued() == 0);
+    REQUIRE_FALSE(left);  // the running task holds the leave, up to its drain time
+    t["a"].finished(t.started["a"].front(), TaskOutcome{}, t.now());
+    t.settle();
+    t.advance(milliseconds(100));
+    REQUIRE(left == std::pair<size_t, size_t>{1, 0});
+}
