@@ -204,7 +204,7 @@ step "  a POST to another agent's API became a task's result; a 404 failed its t
 
 step "bad input"
 out=$("$chorus" submit --http "$(at a)" --key k --type nope 2>&1); rc=$?
-[ $rc -eq 1 ] && grep -q "no handler named 'nope'" <<< "$out" && grep -q "(422)" <<< "$out" ||
+[ $rc -eq 1 ] && grep -q "no member has a handler named 'nope'" <<< "$out" && grep -q "(422)" <<< "$out" ||
   fail "unknown type: $rc $out"
 resp=$(raw "$(hport 0)" "POST /v1/tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"key\":1,")
 grep -q "^HTTP/1.1 400" <<< "$resp" && grep -q bad_json <<< "$resp" || fail "bad JSON: $resp"
