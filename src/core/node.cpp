@@ -737,8 +737,19 @@ void Node::merge(const PushPull& remote, Time now) {
 }
 
 PushPull Node::handle_push_pull(const PushPull& remote, Time now) {
+    // What we held of the sender's name before its word replaced it: if that was another
+    // address, the sender must hear of it (a joiner meeting its name alive elsewhere is the
+    // newcomer: NameConflict), so the answer carries it instead of the sender's own entry.
+    std::optional<MemberSnapshot> before;
+    if (const Member* m = members_.find(remote.sender)) before = m->snapshot();
     merge(remote, now);
-    return snapshot(false, now);
+    PushPull reply = snapshot(false, now);
+    if (before && before->state == MemberState::alive) {
+        for (MemberSnapshot& s : reply.members) {
+            if (s.name == remote.sender && s.addr != before->addr) s = *before;
+        }
+    }
+    return reply;
 }
 
 void Node::push_pull_done(const Address& peer, const PushPull& remote, Time now) {

@@ -769,3 +769,33 @@ TEST_CASE("a node that meets its name alive elsewhere as it joins is the newcome
     REQUIRE(n.outbox().conflicts[0].newcomer);
     REQUIRE(n.self().incarnation > Incarnation{5});  // it claims the name at its own address
 }
+
+TEST_CASE("a joiner whose name is alive at another address hears of it, whatever its incarnation") {
+    Config config = Config::local();
+    Node seed(config, Identity{"b", Address{"b"}, "", {}, Incarnation{1}}, 9, Time{});
+    const auto from = [&](const char* addr, uint64_t incarnation) {
+        PushPull pp;
+        pp.cluster = config.cluster;
+        pp.sender = "a";
+        pp.members = {MemberSnapshot{
+            "a", Address{addr}, "", Incarnation{incarnation}, MemberState::alive, {}, 0, 1}};
+        return pp;
+    };
+    seed.handle_push_pull(from("a1", 5), Time{});  // the first process with the name
+    // A second one, started a second later: its word wins at the seed, but its answer says
+    // where the name was.
+    const PushPull reply = seed.handle_push_pull(from("a2", 6), Time{});
+    REQUIRE(seed.members().find(Name("a"))->addr == Address{"a2"});
+    Node joiner(config, Identity{"a", Address{"a2"}, "", {}, Incarnation{6}}, 9, Time{});
+    joiner.join({Address{"b"}}, Time{});
+    joiner.outbox().clear();
+    joiner.push_pull_done(Address{"b"}, reply, Time{});
+    REQUIRE(joiner.outbox().conflicts.size() == 1);
+    REQUIRE(joiner.outbox().conflicts[0].addr == Address{"a1"});
+    REQUIRE(joiner.outbox().conflicts[0].newcomer);
+    // Its own address again: nothing to report.
+    const PushPull again = seed.handle_push_pull(from("a2", 6), Time{});
+    joiner.outbox().clear();
+    joiner.push_pull_done(Address{"b"}, again, Time{});
+    REQUIRE(joiner.outbox().conflicts.empty());
+}
