@@ -1286,9 +1286,9 @@ TaskAnswer TaskNode::no_candidate(const TaskSpec& spec) {
     // Why no live member may run it, from the most basic want up: a handler anywhere, then
     // the tags asked for, then members that are not draining.
     std::vector<Name> handled, matching;
+    TaskSpec bare;  // the type alone: who has the handler
+    bare.type = spec.type;
     for (const Name& n : ring().members()) {
-        TaskSpec bare;
-        bare.type = spec.type;
         const Member* m = node_.members().find(n);
         if (m == nullptr) continue;
         Tags tags = m->tags();

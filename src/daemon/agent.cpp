@@ -173,6 +173,7 @@ Result<std::unique_ptr<Agent>> Agent::start(uv_loop_t* loop, AgentOptions option
         }
         node_config.packet_bytes_max -= net::kSealOverhead;
     }
+    a->started_ = a->now();
     a->node_ = std::make_unique<Node>(node_config, o.identity, seed, a->now());
     a->join();
     a->after_input();
@@ -727,7 +728,8 @@ void Agent::drain() {
     }
     if (options_.on_name_conflict) {
         for (const NameConflict& c : out.conflicts)
-            options_.on_name_conflict(c, c.live && c.newcomer);
+            options_.on_name_conflict(c,
+                                      c.live && c.newcomer && now() - started_ < kNewcomerWindow);
     }
     for (const OutPacket& p : out.packets) {
         auto to = net::Endpoint::parse(p.to.value.view());

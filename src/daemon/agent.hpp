@@ -72,10 +72,16 @@ struct AgentOptions {
     // exits non-zero, as Serf's does).
     std::function<void(uint32_t attempt, const std::string& why, bool last)> on_join_failed;
     // Another process announced itself under this member's name (core/node.hpp, NameConflict).
-    // `stop`: it is live and this member is the newcomer: the newer of two live processes with
-    // one name stops, and the older keeps the name. Otherwise this member keeps it.
+    // `stop`: it is live and this member is the newcomer, started less than kNewcomerWindow ago:
+    // the newer of two live processes with one name stops, and the older keeps the name.
+    // Otherwise this member keeps it.
     std::function<void(const NameConflict& c, bool stop)> on_name_conflict;
 };
+
+// How long after its start an agent gives way to a live process with its name. A duplicate
+// shows itself within seconds of the join; beyond this, forged claims (two datagrams, in a
+// cluster without a key) could otherwise stop a member, so a member keeps its name and warns.
+inline constexpr Duration kNewcomerWindow = seconds(60);
 
 struct AgentStats {
     wire::DecodeStats rejected;
@@ -175,6 +181,7 @@ class Agent {
     // Prober. A wall clock stepped later does not move it.
     uint64_t start_ns_;
     int64_t start_wall_us_;
+    Time started_{};  // for kNewcomerWindow
     std::unique_ptr<Node> node_;
     std::unique_ptr<net::Envelope> envelope_;  // before the hub, which uses it: it goes after
     std::vector<std::string> notes_;
