@@ -321,6 +321,10 @@ void Node::on_body(const Packet& p, const Ping& ping, Time now) {
     if (const Member* m = members_.find(p.sender); m != nullptr && is_gone(m->state)) {
         DeadUpdate verdict{m->name, m->incarnation, name_, m->state == MemberState::left};
         first.emplace_back(std::in_place_type<DeadUpdate>, std::move(verdict));
+    } else if (m != nullptr && m->addr != p.sender_addr) {
+        // Its name is alive here at another address: it hears where (NameConflict), even when
+        // the gossip of that entry has run its course, since gossip goes to that address.
+        first.emplace_back(std::in_place_type<AliveUpdate>, alive_of(*m));
     }
     send(p.sender_addr, Ack{ping.seq}, first);
 }

@@ -799,3 +799,16 @@ TEST_CASE("a joiner whose name is alive at another address hears of it, whatever
     joiner.push_pull_done(Address{"b"}, again, Time{});
     REQUIRE(joiner.outbox().conflicts.empty());
 }
+
+TEST_CASE("a probe from a name held alive at another address is answered with that entry") {
+    Solo s(Config::local());
+    Packet ping = s.from("b", Ping{7, "a"});
+    ping.sender_addr = Address{"b-elsewhere"};  // a second process named b
+    s.sent();
+    s.node.handle_packet(ping, s.now);
+    auto out = s.sent();
+    REQUIRE(out.size() == 1);
+    REQUIRE(out[0].to == Address{"b-elsewhere"});
+    REQUIRE(carries(out[0].packet, "b", 0));
+    REQUIRE(std::get<AliveUpdate>(out[0].packet.updates[0]).addr == Address{"b"});
+}
