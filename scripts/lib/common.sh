@@ -20,7 +20,7 @@ CHORUS_PACKAGES=(
 # python3-yaml reads examples/kubernetes (test/cli/kubernetes.py).
 # chromium runs the dashboard in a real browser (test/browser, with playwright-core from the npm
 # registry, on Node.js: see ensure_node).
-CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 python3-yaml openssl curl systemd chromium)
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 python3-yaml openssl curl systemd chromium dnsmasq-base)
 
 # Node.js and npm from Debian (nodejs, npm) unless some are already there: a machine may have
 # them from elsewhere (NodeSource's nodejs holds npm), and Debian's npm would not install
@@ -98,7 +98,7 @@ check_no_strays() {
 # that brings up loopback in the fuzzers' network namespace (unshare is util-linux's).
 CHORUS_FUZZ_PACKAGES=(clang libclang-rt-dev llvm iproute2)
 # Every target in test/fuzz/CMakeLists.txt, without its fuzz_ prefix.
-CHORUS_FUZZ_TARGETS=(packet frame config http task_json stream seal)
+CHORUS_FUZZ_TARGETS=(packet frame config http task_json stream seal srv)
 
 # Configures build-fuzz (clang, CHORUS_FUZZ; the test suite is not built there) and builds the
 # fuzz targets.

@@ -8,6 +8,7 @@
 
 #include "daemon/keyring.hpp"
 #include "daemon/tags.hpp"
+#include "net/srv.hpp"
 
 namespace chorus::daemon {
 
@@ -522,7 +523,11 @@ void Agent::resolve_seeds() {
     resolved_.clear();
     resolving_ = 0;
     for (const auto& seed : options_.seeds) {
-        if (auto e = net::Endpoint::parse(seed)) {
+        auto srv = net::srv_seed_name(seed);
+        if (srv && !srv->empty()) {
+            ++resolving_;
+            resolve_srv(seed, *srv, resolve_round_);
+        } else if (auto e = net::Endpoint::parse(seed)) {
             resolved_.push_back(Address{e->str()});
         } else if (auto hp = net::split_host_port(seed)) {
             ++resolving_;
@@ -583,7 +588,7 @@ void Agent::resolve(const std::string& host, uint16_t port, uint32_t round) {
                         self->resolved_.push_back(a);
                     }
                 }
-                if (--self->resolving_ == 0) self->join_resolved();
+                self->resolved_one();
             }
             uv_freeaddrinfo(res);
         },
@@ -594,6 +599,57 @@ void Agent::resolve(const std::string& host, uint16_t port, uint32_t round) {
         join_failed(seed, fmt::format("cannot resolve it ({})", uv_strerror(rc)));
         --resolving_;
     }
+}
+
+namespace {
+struct SrvLookup {
+    uv_work_t req;
+    std::shared_ptr<Agent*> owner;
+    uint32_t round;
+    std::string seed;  // "dnssrv+NAME", as given
+    std::string name;
+    Result<std::vector<net::SrvTarget>> answer = std::vector<net::SrvTarget>{};
+};
+}  // namespace
+
+void Agent::resolve_srv(const std::string& seed, const std::string& name, uint32_t round) {
+    auto* l = new SrvLookup{{}, alive_, round, seed, name};
+    l->req.data = l;
+    const int rc = uv_queue_work(
+        loop_, &l->req,
+        [](uv_work_t* req) {  // on the thread pool
+            auto* lookup = static_cast<SrvLookup*>(req->data);
+            lookup->answer = net::query_srv(lookup->name);
+        },
+        [](uv_work_t* req, int) {
+            std::unique_ptr<SrvLookup> done(static_cast<SrvLookup*>(req->data));
+            Agent* self = *done->owner;
+            if (self == nullptr || done->round != self->resolve_round_) return;
+            if (!done->answer) {
+                ++self->stats_.resolve_failures;
+                self->join_failed(Address{done->seed},
+                                  fmt::format("cannot look up its SRV records ({})",
+                                              done->answer.error().message));
+            } else {
+                // Each target is looked up in this same round, before this lookup counts as over.
+                for (const net::SrvTarget& t : *done->answer) {
+                    ++self->resolving_;
+                    self->resolve(t.host, t.port, done->round);
+                }
+            }
+            self->resolved_one();
+        });
+    if (rc != 0) {
+        delete l;
+        ++stats_.resolve_failures;
+        join_failed(Address{seed},
+                    fmt::format("cannot look up its SRV records ({})", uv_strerror(rc)));
+        --resolving_;
+    }
+}
+
+void Agent::resolved_one() {
+    if (--resolving_ == 0) join_resolved();
 }
 
 void Agent::join_resolved() {

@@ -12,6 +12,7 @@
 #include "core/text.hpp"
 #include "daemon/json.hpp"
 #include "daemon/tags.hpp"
+#include "net/srv.hpp"
 
 namespace chorus::daemon {
 
@@ -58,8 +59,9 @@ const SettingSpec kSettings[] = {
      Text{&field<&S::advertise>}},
     {"http", "--http", "HTTP API address", Text{&field<&S::http>}},
     {"seeds", "--seed",
-     "host:port, ip:port or [ipv6]:port of a member to join through (repeatable; names are "
-     "resolved again on every attempt)",
+     "host:port, ip:port or [ipv6]:port of a member to join through, or dnssrv+NAME for the "
+     "members NAME's DNS SRV records list (repeatable; names are resolved again on every "
+     "attempt)",
      Texts{&field<&S::seeds>}},
     {"retry_join", "--retry-join",
      "join attempts before giving up, with doubling backoff; 0 = keep trying",
@@ -525,6 +527,12 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
     if (!http) return bad("http", http.error().message);
     for (const auto& seed : s.seeds) {
         // Names stay names: the agent resolves them again on every join attempt.
+        auto srv = net::srv_seed_name(seed);
+        if (!srv) return bad("seed", srv.error().message);
+        if (!srv->empty()) {
+            o.seeds.push_back(seed);
+            continue;
+        }
         auto hp = net::split_host_port(seed);
         if (!hp) return bad("seed", hp.error().message);
         auto e = net::Endpoint::parse(seed);

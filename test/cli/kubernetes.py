@@ -5,7 +5,7 @@
   - the container's arguments, with the pod's name and address put in as Kubernetes would,
     are ones the agent takes: `chorus agent ARGS --check-config` exits 0;
   - readiness is /v1/health on the API's port, liveness is not (an unjoined member is alive);
-  - the seeds are pods of this StatefulSet under the Service's DNS names;
+  - the seed is the Service's SRV name for its TCP gossip port (which lists every pod);
   - the preStop hook is a `chorus leave` the CLI takes, and the grace period outlasts the
     leave timeout.
 
@@ -70,8 +70,11 @@ if bad.returncode != 2 or "bind" not in bad.stderr:
 name = sts["metadata"]["name"]
 domain = f"{service['metadata']['name']}.default.svc.cluster.local"
 seeds = [a.split("=", 1)[1] for a in args if a.startswith("--seed=")]
-if not seeds or any(not re.fullmatch(rf"{name}-\d+\.{re.escape(domain)}:7900", s) for s in seeds):
-    fail(f"the seeds are not this StatefulSet's pods under the Service: {seeds}")
+gossip_tcp = [p["name"] for p in service["spec"]["ports"]
+              if p["port"] == 7900 and p.get("protocol", "TCP") == "TCP"]
+if sts["spec"]["serviceName"] != service["metadata"]["name"] or len(gossip_tcp) != 1 or \
+        seeds != [f"dnssrv+_{gossip_tcp[0]}._tcp.{domain}"]:
+    fail(f"the seed is not the Service's SRV name for its TCP gossip port: {seeds}")
 
 ports = {p["name"]: p["containerPort"] for p in container["ports"]}
 ready = container["readinessProbe"]["httpGet"]

@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 
 #include "net/black_hole.hpp"
@@ -12,6 +13,7 @@
 #include "net/frames.hpp"
 #include "net/loop.hpp"
 #include "net/seal.hpp"
+#include "net/srv.hpp"
 #include "net/udp.hpp"
 
 using namespace chorus;
@@ -491,4 +493,154 @@ TEST_CASE("a sealed frame shows nothing of its bytes on the wire") {
     REQUIRE(std::search(wire.begin(), wire.end(), run.begin(), run.end()) == wire.end());
     ::close(peer);
     ::close(listener);
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS SRV seeds: the name in the seed, and the records in an answer
+
+namespace {
+// A DNS answer as a server sends it, built by hand: the header, one question, then the records.
+struct DnsMessage {
+    std::vector<unsigned char> b;
+    void u16(unsigned v) {
+        b.push_back(static_cast<unsigned char>(v >> 8));
+        b.push_back(static_cast<unsigned char>(v));
+    }
+    void name(std::string_view n) {  // uncompressed, from dotted text
+        size_t start = 0;
+        while (start < n.size()) {
+            const size_t dot = std::min(n.find('.', start), n.size());
+            b.push_back(static_cast<unsigned char>(dot - start));
+            b.insert(b.end(), n.begin() + static_cast<ptrdiff_t>(start),
+                     n.begin() + static_cast<ptrdiff_t>(dot));
+            start = dot + 1;
+        }
+        b.push_back(0);
+    }
+    explicit DnsMessage(unsigned answers) {
+        u16(0x1234);  // id
+        u16(0x8180);  // a response, recursion desired and available, no error
+        u16(1);       // questions
+        u16(answers);
+        u16(0);
+        u16(0);
+        name("_chorus._tcp.example");  // at offset 12: answers point back to it
+        u16(33);                       // SRV
+        u16(1);                        // IN
+    }
+    // One record for the question's name (a pointer to offset 12); `target` written out, or as
+    // a pointer when it starts with '@' ("@12" points at the question's name).
+    void srv(unsigned priority, unsigned weight, unsigned port, std::string_view target,
+             unsigned type = 33) {
+        u16(0xC00C);
+        u16(type);
+        u16(1);
+        u16(0);
+        u16(60);  // TTL
+        DnsMessage data(0);
+        data.b.clear();
+        data.u16(priority);
+        data.u16(weight);
+        data.u16(port);
+        if (target.starts_with('@')) {
+            data.u16(0xC000 | static_cast<unsigned>(std::stoi(std::string(target.substr(1)))));
+        } else {
+            data.name(target);
+        }
+        u16(static_cast<unsigned>(data.b.size()));
+        b.insert(b.end(), data.b.begin(), data.b.end());
+    }
+};
+}  // namespace
+
+TEST_CASE("an SRV seed's name is checked and other seeds are left alone") {
+    CHECK(srv_seed_name("dnssrv+_chorus._tcp.example.com").value() == "_chorus._tcp.example.com");
+    CHECK(srv_seed_name("dnssrv+_chorus._tcp.example.com.").value() == "_chorus._tcp.example.com");
+    CHECK(srv_seed_name("chorus-0.example:7900").value().empty());  // not an SRV seed
+    for (const char* bad : {"dnssrv+", "dnssrv+.", "dnssrv+a..b", "dnssrv+a b", "dnssrv+a/b"}) {
+        INFO(bad);
+        auto r = srv_seed_name(bad);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().message.find(std::string("'") + bad + "' is not an SRV seed") == 0);
+    }
+    CHECK_FALSE(srv_seed_name("dnssrv+" + std::string(64, 'a') + ".example"));
+    CHECK(srv_seed_name("dnssrv+" + std::string(63, 'a') + ".example"));
+    std::string long_name = "dnssrv+";
+    for (int i = 0; i < 64; ++i)
+        long_name += "abc.";
+    CHECK_FALSE(srv_seed_name(long_name + "x"));  // 257 characters
+}
+
+TEST_CASE("an SRV answer gives its targets, lowest priority then heaviest weight first") {
+    DnsMessage m(5);
+    m.srv(20, 0, 7903, "c.example");
+    m.srv(10, 5, 7901, "a.example");
+    m.srv(10, 50, 7902, "b.example.");
+    m.srv(0, 0, 0, ".");                        // the service is not offered there
+    m.srv(0, 0, 0, "x.example", /*type A=*/1);  // not an SRV record: skipped
+    auto r = parse_srv_answer(m.b);
+    REQUIRE(r);
+    REQUIRE(r->size() == 3);
+    CHECK((*r)[0].host == "b.example");
+    CHECK((*r)[0].port == 7902);
+    CHECK((*r)[0].weight == 50);
+    CHECK((*r)[1].host == "a.example");
+    CHECK((*r)[2].host == "c.example");
+    CHECK((*r)[2].priority == 20);
+
+    SECTION("a target given as a pointer to a name earlier in the message") {
+        DnsMessage p(1);
+        p.srv(0, 0, 7900, "@12");
+        auto q = parse_srv_answer(p.b);
+        REQUIRE(q);
+        REQUIRE(q->size() == 1);
+        CHECK((*q)[0].host == "_chorus._tcp.example");
+    }
+    SECTION("at most kSrvTargetsMax targets are taken") {
+        DnsMessage big(100);
+        for (unsigned i = 0; i < 100; ++i)
+            big.srv(i, 0, 7000 + i, fmt::format("n{}.example", i));
+        auto q = parse_srv_answer(big.b);
+        REQUIRE(q);
+        CHECK(q->size() == kSrvTargetsMax);
+        CHECK(q->front().host == "n0.example");
+    }
+}
+
+TEST_CASE("an SRV answer that does not parse is refused, never read past its end") {
+    DnsMessage m(1);
+    m.srv(10, 5, 7901, "a.example");
+    SECTION("cut short anywhere") {
+        for (size_t n = 0; n < m.b.size(); ++n) {
+            INFO(n);
+            CHECK_FALSE(parse_srv_answer(std::span(m.b.data(), n)));
+        }
+    }
+    SECTION("a record too short for an SRV record") {
+        DnsMessage s(1);
+        s.u16(0xC00C);
+        s.u16(33);
+        s.u16(1);
+        s.u16(0);
+        s.u16(60);
+        s.u16(4);
+        s.u16(1);
+        s.u16(2);
+        CHECK_FALSE(parse_srv_answer(s.b));
+    }
+    SECTION("a target name that runs past its record") {
+        DnsMessage s(2);
+        s.srv(1, 1, 7901, "a.example");
+        // The first record's data length says 7: its name goes on into the next record.
+        const size_t rdlength_at = 12 + 26 + 10;  // header, question, name to TTL
+        s.b[rdlength_at] = 0;
+        s.b[rdlength_at + 1] = 7;
+        s.srv(1, 1, 7902, "b.example");
+        CHECK_FALSE(parse_srv_answer(s.b));
+    }
+    SECTION("a target that points at itself") {
+        DnsMessage s(1);
+        s.srv(1, 1, 7901, "@56");  // header, question, 10 bytes to TTL, length, 6 bytes
+        CHECK_FALSE(parse_srv_answer(s.b));
+    }
 }
