@@ -672,6 +672,7 @@ void Api::monitor_call(const Request& req, const Reply& reply, uint64_t started)
         return fail(error_response(503, "not_supported", "this server has no log to show"));
     }
     daemon::Level level = daemon::Level::info;
+    std::string_view level_name = "info";
     if (auto it = req.query.find("level"); it != req.query.end()) {
         static constexpr std::pair<std::string_view, daemon::Level> kLevels[] = {
             {"debug", daemon::Level::debug},
@@ -684,6 +685,7 @@ void Api::monitor_call(const Request& req, const Reply& reply, uint64_t started)
             return fail(error_response(400, "bad_level", "level: debug, info, warn or error"));
         }
         level = found->second;
+        level_name = found->first;
     }
     if (streams_full()) {
         ++streams_refused_;
@@ -714,6 +716,10 @@ void Api::monitor_call(const Request& req, const Reply& reply, uint64_t started)
         });
     monitors_.push_back(Monitor{std::move(s), tap});
     start_heartbeat();
+    // Its first line, to every log reader: a stream that says nothing on an idle agent leaves
+    // its reader wondering whether it is connected.
+    info_.log->log(daemon::Level::info, "log stream opened",
+                   {{"peer", req.peer}, {"level", level_name}});
 }
 
 void Api::end_monitor(uint64_t tap) {

@@ -143,3 +143,30 @@ def stop(procs):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def rerun_in_netns(prefix, argv, resolv_conf=None, timeout=600):
+    """Runs ARGV (this script again, with an argument saying so) in a network namespace of its
+    own with loopback up, so that it may bind fixed ports and, with RESOLV_CONF, see that text
+    as /etc/resolv.conf (`ip netns exec` mounts /etc/netns/NS/resolv.conf over it). Returns its
+    exit status, or 77 (skipped) where no namespace can be made (not root, no `ip`). The
+    namespace and its folder are removed whatever happened."""
+    import shutil
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        print("SKIP: needs root and `ip` for a network namespace")
+        return 77
+    ns = f"{prefix}-{os.getpid()}"
+    ns_etc = f"/etc/netns/{ns}"
+    try:
+        if resolv_conf is not None:
+            os.makedirs(ns_etc)
+            with open(f"{ns_etc}/resolv.conf", "w") as f:
+                f.write(resolv_conf)
+        if subprocess.run(["ip", "netns", "add", ns]).returncode != 0:
+            print("SKIP: cannot make a network namespace")
+            return 77
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        return subprocess.run(["ip", "netns", "exec", ns, *argv], timeout=timeout).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+        shutil.rmtree(ns_etc, ignore_errors=True)

@@ -28,7 +28,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from agents import Logs, call, launch, refused_at_start, step, stop  # noqa: E402
+from agents import Logs, call, launch, refused_at_start, rerun_in_netns, step, stop  # noqa: E402
 
 CHORUS = os.path.abspath(sys.argv[1])
 SERVICE = "_chorus._tcp.chorus.test"
@@ -47,27 +47,15 @@ if not INSIDE:
         if code == 0 or f"'{seed}' is not an SRV seed: {why}" not in said:
             fail(f"--seed {seed!r}: exit {code}, said: {said.strip()}")
 
-    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("dnsmasq") is None:
-        print("SKIP: the DNS part needs root, ip and dnsmasq")
+    if shutil.which("dnsmasq") is None:
+        print("SKIP: the DNS part needs dnsmasq")
         sys.exit(77)
-    # The namespace, then this script again inside it (`ip netns exec` gives it the namespace's
-    # resolv.conf), then the namespace undone whatever happened.
-    ns = f"chorus-dns-{os.getpid()}"
-    ns_etc = f"/etc/netns/{ns}"
+    # This script again, in a namespace whose resolv.conf names the dnsmasq it starts.
     try:
-        os.makedirs(ns_etc)
-        with open(f"{ns_etc}/resolv.conf", "w") as f:
-            f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:2\n")
-        if subprocess.run(["ip", "netns", "add", ns]).returncode != 0:
-            print("SKIP: cannot make a network namespace")
-            sys.exit(77)
-        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
-        inner = subprocess.run(["ip", "netns", "exec", ns, sys.executable,
-                                os.path.abspath(__file__), CHORUS, "--inside", work], timeout=240)
-        sys.exit(inner.returncode)
+        sys.exit(rerun_in_netns("chorus-dns", [sys.executable, os.path.abspath(__file__), CHORUS,
+                                               "--inside", work],
+                                "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n", 240))
     finally:
-        subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
-        shutil.rmtree(ns_etc, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
 
 procs = {}

@@ -187,6 +187,12 @@ try:
         c.close()
         return "chorus_http_log_streams 1" in text
     logs.until(monitoring, 20, "chorus monitor did not open its stream")
+
+    def greeted():  # its first line: the agent's own word that the stream is open
+        with open(monitor_out) as f:
+            first = f.readline()
+        return "log stream opened" in first and "level=debug" in first
+    logs.until(greeted, 20, "chorus monitor's first line is not the agent's 'log stream opened'")
     rc, out, err = cli("force-leave", "--http", http["plain"], "gpu2")
     if rc != 0 or "left" not in out:
         logs.fail(f"chorus force-leave gpu2: exit {rc}, said {out!r} {err!r}")
