@@ -12,6 +12,7 @@ CHORUS_PACKAGES=(
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
   catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev libssl-dev
   util-linux  # prlimit: an exec handler's resource limits
+  help2man    # chorus(1) from `chorus --help` (a build without it installs no man page)
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
