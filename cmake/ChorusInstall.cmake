@@ -1,4 +1,5 @@
-# What `cmake --install` lays out:
+# What `cmake --install` lays out, and the Debian package CPack makes of it (README.md,
+# "Install"):
 #
 #   bin/chorus, bin/chorus-sim
 #   lib/systemd/system/chorus.service     examples/systemd's unit, its paths made this install's
@@ -52,3 +53,43 @@ endif()
 
 install(FILES README.md LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 install(DIRECTORY examples/ DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples USE_SOURCE_PERMISSIONS)
+
+# ---- the Debian package: `cpack -G DEB` in the build directory (README.md, "Install").
+#
+# Built from the default static binary, the package depends on no shared library; its chorus
+# still resolves seed names through the NSS modules of the glibc it was built with (see
+# CHORUS_STATIC), so build a package for other Debian releases with -DCHORUS_STATIC=OFF, where
+# dpkg-shlibdeps names the libraries' packages (libuv1, libssl3, libsqlite3-0, ...).
+set(CPACK_PACKAGE_NAME chorus)
+set(CPACK_PACKAGE_VENDOR "The Chorus authors")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "leaderless cluster daemon: SWIM membership and task routing")
+# The description's first line is the summary; this follows it (lines of dpkg's 80 columns).
+string(CONCAT CPACK_PACKAGE_DESCRIPTION
+  "Chorus runs the same agent on every node: members find each other from a seed\n"
+  "list, agree on who is alive through SWIM gossip with Lifeguard's refinements\n"
+  "and a phi-accrual failure detector, and route each task to the least-loaded\n"
+  "healthy owner of its key on a consistent-hash ring.\n"
+  "This package holds the chorus binary (the agent and its CLI), the chorus-sim\n"
+  "simulator, and a systemd service that runs the agent as the system user chorus.")
+if(NOT CPACK_DEBIAN_PACKAGE_MAINTAINER)
+  set(CPACK_DEBIAN_PACKAGE_MAINTAINER "The Chorus authors")
+endif()
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+# Staged through DESTDIR, the install sees CMAKE_INSTALL_PREFIX=/usr (CPACK_INSTALL_PREFIX)
+# rather than a path under CPack's staging folder: the install-time code above reads it.
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+# adduser: the postinst makes the user chorus. (deb-systemd-helper comes with
+# init-system-helpers, which is essential.)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS adduser)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${PROJECT_SOURCE_DIR}/cmake/deb/conffiles
+    ${PROJECT_SOURCE_DIR}/cmake/deb/postinst
+    ${PROJECT_SOURCE_DIR}/cmake/deb/prerm
+    ${PROJECT_SOURCE_DIR}/cmake/deb/postrm)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+include(CPack)
