@@ -12,15 +12,19 @@ CHORUS_PACKAGES=(
   libuv1-dev libflatbuffers-dev flatbuffers-compiler nlohmann-json3-dev libfmt-dev
   catch2 libcli11-dev node-llhttp libxxhash-dev libsqlite3-dev libssl-dev
   util-linux  # prlimit: an exec handler's resource limits
+  help2man    # chorus(1) from `chorus --help` (a build without it installs no man page)
 )
 # What the tests need beyond the build: promtool (from prometheus) checks /metrics; iproute2
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
 # the chaos test's client; openssl and curl check the API's TLS (test/cli/tls.py); systemd
 # brings systemd-analyze, which checks the unit in examples/systemd (test/cli/systemd.py);
-# python3-yaml reads examples/kubernetes (test/cli/kubernetes.py).
+# python3-yaml reads examples/kubernetes (test/cli/kubernetes.py); dpkg-dev (dpkg-shlibdeps)
+# and systemd-container (systemd-nspawn) build the Debian package and boot a container that
+# installs and runs it (test/cli/package.sh).
 # chromium runs the dashboard in a real browser (test/browser, with playwright-core from the npm
 # registry, on Node.js: see ensure_node).
-CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 python3-yaml openssl curl systemd chromium dnsmasq-base)
+CHORUS_TEST_PACKAGES=(prometheus iproute2 iptables python3 python3-yaml openssl curl systemd chromium
+  dnsmasq-base dpkg-dev systemd-container)
 
 # Node.js and npm from Debian (nodejs, npm) unless some are already there: a machine may have
 # them from elsewhere (NodeSource's nodejs holds npm), and Debian's npm would not install

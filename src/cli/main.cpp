@@ -13,6 +13,7 @@
 //   chorus keys [--install|--use|--remove KEY]  the keyring on every member
 //   chorus tags [--set K=V] [--delete K]  a member's tags, changed at run time
 //   chorus tokengen --id ID --scope S  a new API token and its entry for --acl-tokens
+//   chorus --version                the version, as the package and chorus(1) give it
 //
 // Exit status: 0 on success, 1 on failure (the agent could not start or be reached),
 // 2 for bad flags or configuration (nothing was done).
@@ -50,6 +51,8 @@ std::string host_name() {
 int main(int argc, char** argv) {
     CLI::App app{"chorus: a leaderless cluster daemon"};
     app.require_subcommand(1);
+    // The project's version (CMakeLists.txt), as packages and help2man's chorus(1) show it.
+    app.set_version_flag("--version", CHORUS_VERSION);
 
     std::string config_file;
     auto* agent = app.add_subcommand("agent", "run a member of the cluster");
