@@ -18,7 +18,8 @@ CHORUS_PACKAGES=(
 # and iptables build the network-namespace cluster and its partitions and loss; python3 runs
 # the chaos test's client; openssl and curl check the API's TLS (test/cli/tls.py); systemd
 # brings systemd-analyze, which checks the unit in examples/systemd (test/cli/systemd.py);
-# python3-yaml reads examples/kubernetes (test/cli/kubernetes.py); dpkg-dev (dpkg-shlibdeps)
+# python3-yaml reads examples/kubernetes (test/cli/kubernetes.py); dnsmasq-base serves the DNS
+# SRV seeds in test/cli/dns_seeds.py; dpkg-dev (dpkg-shlibdeps)
 # and systemd-container (systemd-nspawn) build the Debian package and boot a container that
 # installs and runs it (test/cli/package.sh).
 # chromium runs the dashboard in a real browser (test/browser, with playwright-core from the npm

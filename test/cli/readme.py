@@ -21,7 +21,9 @@ and `chorus-sim` first on PATH:
 Placeholders are filled in, and only these: NAME and n4 (a member killed for the purpose, dead
 by then), ID and 5f1c...-nightly-17 (a task's real id), NEWKEY and OLDKEY (keys from `chorus
 keygen`); doc.json is written first. The two commands of the first block (scripts/demo,
-scripts/test) are not run here: scripts/test is this suite.
+scripts/test) are not run here: scripts/test is this suite; of the install block, the build is
+what the suite did and `cmake --install` runs into a scratch DESTDIR (test/cli/package.sh
+installs the package and starts the service in a container).
 
     readme.py /path/to/build /path/to/README.md /path/to/examples
 
@@ -280,6 +282,21 @@ try:
         until(lambda: agents[0].poll() is not None, 30, f"`{c}` did not end the agent")
         agents[0] = start(start_cmds[0] + f" --encrypt {new}", "a")
         until(alive(["a", "b"]), 30, "a did not come back after leaving")
+
+    step("install: cmake --install into a scratch DESTDIR (the package itself: package.sh)")
+    (number, install_cmds, _), = take("cmake")
+    dest = os.path.join(work, "dest")
+    line = next(c for c in install_cmds if c.startswith("cmake --install build"))
+    run(line.split("  ")[0].replace("cmake --install build", f"DESTDIR={dest} cmake --install {BUILD}"))
+    units = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs
+             if f == "chorus.service" and d.endswith("/lib/systemd/system")]
+    binaries = [os.path.join(d, f) for d, _, fs in os.walk(dest) for f in fs if f == "chorus"]
+    if len(units) != 1 or len(binaries) != 1:
+        fail(f"cmake --install laid out units {units} and binaries {binaries}")
+    with open(units[0]) as f:
+        exec_start = re.search(r"^ExecStart=(\S+)", f.read(), re.M).group(1)
+    if dest + exec_start != binaries[0]:
+        fail(f"the installed unit starts {exec_start}, the binary is at {binaries[0]}")
 
     untested = set(by_first) - tested - {"scripts/demo"}
     if untested:
