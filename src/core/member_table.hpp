@@ -31,6 +31,9 @@ struct Member {
     // counts what it sent the member since then on top (ARCHITECTURE.md, "Tasks").
     Time load_at{};
     uint8_t protocol = kProtocolVersion;
+    // The member's ring checksum as it last said it (its low 32 bits, Packet): it sits in the
+    // padding after `protocol`, so a record costs no more. 0: never said.
+    uint32_t ring_checksum = 0;
     Time state_since{};
     std::unique_ptr<Suspicion> suspicion;  // set while suspect
     PhiDetector phi;                       // fed by every direct sign of life

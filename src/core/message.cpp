@@ -20,7 +20,7 @@ constexpr size_t table_bound(size_t field_bytes) {
     return 4 + field_bytes + 7;
 }
 constexpr size_t kUnionEntry = 1 + 4;
-// Packet (9 fields) and the largest body table (PingReq, 3); Alive (7 fields) in eight shapes
+// Packet (10 fields) and the largest body table (PingReq, 3); Alive (7 fields) in eight shapes
 // (with and without tags, http and a 64-bit incarnation), Dead (5) in four (left set or not,
 // the same), Suspect (4) in two, Tag (2) in two (empty value or not). A vtable is 4 bytes
 // plus 2 per field, padded to 4.
@@ -28,7 +28,7 @@ constexpr size_t vtable(size_t fields) {
     return (4 + 2 * fields + 3) / 4 * 4;
 }
 constexpr size_t kVtables =
-    vtable(9) + vtable(3) + 8 * vtable(7) + 4 * vtable(5) + 2 * vtable(4) + 2 * vtable(2);
+    vtable(10) + vtable(3) + 8 * vtable(7) + 4 * vtable(5) + 2 * vtable(4) + 2 * vtable(2);
 // A 64-bit field costs its 8 bytes and up to 4 of alignment inside its table.
 constexpr size_t kUint64Field = 8 + 4;
 
@@ -63,8 +63,9 @@ size_t encoded_size_bound(const Update& u) {
 
 size_t encoded_size_bound(const Packet& p) {
     // Root offset and alignment; the Packet table (version, cluster, sender, sender_addr, load,
-    // body type, body, update types, updates); its strings; both update vectors' headers.
-    size_t n = 8 + kVtables + table_bound(1 + 4 + 4 + 4 + 4 + 1 + 4 + 4 + 4) +
+    // body type, body, update types, updates, ring checksum); its strings; both update
+    // vectors' headers.
+    size_t n = 8 + kVtables + table_bound(1 + 4 + 4 + 4 + 4 + 1 + 4 + 4 + 4 + 4) +
                string_bound(p.cluster.size()) + string_bound(p.sender.size()) +
                string_bound(p.sender_addr.value.size()) + 2 * (4 + 3);
     n += std::visit(

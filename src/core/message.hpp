@@ -86,6 +86,9 @@ struct Packet {
         0;  // the sender's load × 1000 (ARCHITECTURE.md, "Tasks"); 0 until tasks run
     Body body;
     std::vector<Update> updates;
+    // The low 32 bits of the sender's ring checksum (Ring::checksum), on some pings and acks
+    // (Node::send); 0 when not said.
+    uint32_t sender_ring_checksum = 0;
 };
 
 // ---- anti-entropy (push-pull over a stream) ----

@@ -264,6 +264,23 @@ void Node::send(const Address& to, Body body, std::span<const Update> first) {
     const Member& me = self();
     p.sender_addr = me.addr;
     p.sender_load_milli = me.load_milli;
+    if (ring_checksum_ &&
+        (std::holds_alternative<Ping>(body) || std::holds_alternative<Ack>(body))) {
+        // Said on every probe and ack for a round after it changes (each member is probed once
+        // a round), then on one in kRingChecksumEvery: a changed view spreads at once, and a
+        // steady one costs under a byte a packet.
+        const auto c = static_cast<uint32_t>(ring_checksum_());
+        if (c != ring_checksum_said_) {
+            ring_checksum_said_ = c;
+            ring_checksum_fresh_ = 2 * members_.live();
+        }
+        const uint32_t seq =
+            std::holds_alternative<Ping>(body) ? std::get<Ping>(body).seq : std::get<Ack>(body).seq;
+        if (ring_checksum_fresh_ > 0 || seq % kRingChecksumEvery == 0) {
+            p.sender_ring_checksum = c;
+            if (ring_checksum_fresh_ > 0) --ring_checksum_fresh_;
+        }
+    }
     p.body = std::move(body);
     size_t budget = config_.packet_bytes_max -
                     std::min<size_t>(config_.packet_bytes_max, encoded_size_bound(p));
@@ -292,6 +309,7 @@ void Node::handle_packet(const Packet& p, Time now) {
     if (Member* m = members_.find(p.sender)) {
         m->load_milli = p.sender_load_milli;
         m->load_at = now;
+        if (p.sender_ring_checksum != 0) m->ring_checksum = p.sender_ring_checksum;
     }
     heard_from(p.sender, now);
     for (const Update& u : p.updates)

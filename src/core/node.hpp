@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <queue>
@@ -152,6 +153,13 @@ class Node {
     // This node's task load changed ((running + queued) / capacity × 1000); members hear it at
     // the next gossip tick.
     void set_load(uint32_t load_milli);
+    // Where this node's ring checksum comes from (the task layer's ring), asked when a probe
+    // or an ack goes out; members keep what each other said (Member::ring_checksum, its low 32
+    // bits), so that any of them can tell whether the cluster agrees on who is on the ring.
+    // Null: not said.
+    void set_ring_checksum_source(std::function<uint64_t()> source) {
+        ring_checksum_ = std::move(source);
+    }
     // This node's tags change (`chorus tags`): it announces itself under the next incarnation,
     // so every member takes the new tags as it would a refutation. Unchanged tags send nothing.
     void set_tags(Tags tags, Time now);
@@ -305,6 +313,10 @@ class Node {
     Duration push_pull_next_;            // the fast start's current interval (see push_pull_tick)
     uint64_t applied_at_push_pull_ = 0;  // stats_.updates_applied at the last push-pull tick
     uint32_t load_reported_ = 0;         // the load members were last told of
+    std::function<uint64_t()> ring_checksum_;
+    static constexpr uint32_t kRingChecksumEvery = 8;
+    uint32_t ring_checksum_said_ = 0;  // its low 32 bits, the last time a packet said it
+    size_t ring_checksum_fresh_ = 0;   // probes and acks left that say it whatever their seq
     bool joined_ = false;
     bool leaving_ = false;
 };

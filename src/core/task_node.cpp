@@ -146,7 +146,13 @@ TaskNode::TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std
                    const Task* t = owned(id);
                    return t != nullptr ? copy_targets(t->spec, now_) : std::vector<Name>{};
                }),
-      next_check_(now + config_.copy_check) {}
+      next_check_(now + config_.copy_check) {
+    node_.set_ring_checksum_source([this] { return ring().checksum(); });
+}
+
+TaskNode::~TaskNode() {
+    node_.set_ring_checksum_source(nullptr);
+}
 
 const Name& TaskNode::self() const {
     return node_.self().name;

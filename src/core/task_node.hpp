@@ -184,6 +184,7 @@ class TaskNode {
     // refused with it).
     TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std::string> handlers,
              bool journaled, std::optional<Error> journal_error, uint64_t seed, Time now);
+    ~TaskNode();
     TaskNode(const TaskNode&) = delete;
     TaskNode& operator=(const TaskNode&) = delete;
 

@@ -215,19 +215,32 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
     Response r;
     if (req.path == "/v1/ring") {
         const Ring& g = t.ring();
+        // Whether the members agree on who is on the ring: each says its checksum on its probes
+        // and acks (Member::ring_checksum), the last word of each is compared with ours.
+        const auto hex = [](uint64_t c) { return fmt::format("{:016x}", c); };
+        const auto mine = static_cast<uint32_t>(g.checksum());  // members say the low 32 bits
         json members = json::array();
+        size_t agree = 0, differ = 0, unknown = 0;
         for (const auto& [name, share] : g.shares()) {
             const Member* m = agent_.node().members().find(name);
-            members.push_back({{"name", name.str()},
-                               {"share", share},
-                               {"load", m == nullptr || m->load_milli == kLoadRefusing
-                                            ? json(nullptr)
-                                            : json(m->load_milli / 1000.0)}});
+            const uint32_t said = name == agent_.node().self().name ? mine
+                                  : m != nullptr                    ? m->ring_checksum
+                                                                    : 0;
+            ++(said == 0 ? unknown : said == mine ? agree : differ);
+            members.push_back(
+                {{"name", name.str()},
+                 {"share", share},
+                 {"load", m == nullptr || m->load_milli == kLoadRefusing
+                              ? json(nullptr)
+                              : json(m->load_milli / 1000.0)},
+                 {"checksum", said == 0 ? json(nullptr) : json(fmt::format("{:08x}", said))}});
         }
-        r.body = daemon::dump_json({{"checksum", fmt::format("{:016x}", g.checksum())},
-                                    {"vnodes", t.options().vnodes},
-                                    {"candidates", t.options().candidates},
-                                    {"members", members}});
+        r.body = daemon::dump_json(
+            {{"checksum", hex(g.checksum())},
+             {"agreement", {{"agree", agree}, {"differ", differ}, {"unknown", unknown}}},
+             {"vnodes", t.options().vnodes},
+             {"candidates", t.options().candidates},
+             {"members", members}});
         return finish(ring, started, reply, std::move(r));
     }
     const auto key = req.query.find("key");

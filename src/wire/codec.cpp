@@ -149,7 +149,7 @@ std::vector<uint8_t> encode(const Packet& p) {
     const auto values_vec = values.empty() ? 0 : b.CreateVector(values);
     b.Finish(gen::CreatePacket(b, p.version, str(b, p.cluster), str(b, p.sender),
                                str(b, p.sender_addr.value), p.sender_load_milli, body_type,
-                               body_value, types_vec, values_vec));
+                               body_value, types_vec, values_vec, p.sender_ring_checksum));
     return finish(b);
 }
 
@@ -423,6 +423,7 @@ Decoded<Packet> decode_packet(std::span<const uint8_t> bytes, const Limits& l) {
     out.sender = r.name(p->sender(), "sender");
     out.sender_addr = r.addr(p->sender_addr(), "sender_addr", true);
     out.sender_load_milli = p->sender_load_milli();
+    out.sender_ring_checksum = p->sender_ring_checksum();
     // The Verifier accepts a union whose type is set and whose value is absent; every
     // body_as_X() below would then return null.
     if (p->body_type() != gen::Body::NONE && p->body() == nullptr) {

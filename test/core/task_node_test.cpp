@@ -700,3 +700,34 @@ TEST_CASE("a drain asked for while the node leaves keeps the leave going, and en
     t.advance(milliseconds(100));
     REQUIRE(left == std::pair<size_t, size_t>{1, 0});
 }
+
+TEST_CASE("members say their ring checksum on probes, so each knows who sees the ring as it does") {
+    Tasks t;
+    t.advance(seconds(5));
+    const auto said = [&](const char* observer, const char* member) {
+        const Member* m = t.members[observer].members().find(Name(member));
+        REQUIRE(m != nullptr);
+        return m->ring_checksum;
+    };
+    const auto three = static_cast<uint32_t>(t["a"].ring().checksum());
+    for (const char* o : kNames) {
+        REQUIRE(static_cast<uint32_t>(t[o].ring().checksum()) == three);
+        for (const char* m : kNames) {
+            if (std::string_view(o) != m) REQUIRE(said(o, m) == three);
+        }
+    }
+    // A fourth member, with no task layer (it says no checksum): the three's rings change, and
+    // so does what they say to each other.
+    t.members.add("d", {"a"});
+    t.advance(seconds(5));
+    const auto four = static_cast<uint32_t>(t["a"].ring().checksum());
+    REQUIRE(four != three);
+    REQUIRE(t["a"].ring().members().size() == 4);
+    for (const char* o : kNames) {
+        REQUIRE(static_cast<uint32_t>(t[o].ring().checksum()) == four);
+        REQUIRE(said(o, "d") == 0);
+        for (const char* m : kNames) {
+            if (std::string_view(o) != m) REQUIRE(said(o, m) == four);
+        }
+    }
+}

@@ -56,6 +56,7 @@ Packet random_packet(Rng& r) {
     p.sender = random_string(r, 1, 60);
     p.sender_addr = Address{random_string(r, 1, 40)};
     p.sender_load_milli = static_cast<uint32_t>(r.below(5000));
+    if (r.below(2) == 0) p.sender_ring_checksum = static_cast<uint32_t>(r.next() | 1);
     switch (r.below(5)) {
         case 0:
             break;
@@ -107,12 +108,14 @@ Packet sample_packet() {
 }  // namespace
 
 TEST_CASE("packets survive a round trip unchanged") {
-    const Packet p = sample_packet();
+    Packet p = sample_packet();
+    p.sender_ring_checksum = 0xfedcba98;
     auto d = decode_packet(encode(p), limits());
     REQUIRE(d.ok());
     REQUIRE(d->sender == p.sender);
     REQUIRE(d->sender_addr == p.sender_addr);
     REQUIRE(d->sender_load_milli == 250);
+    REQUIRE(d->sender_ring_checksum == 0xfedcba98);
     const auto& req = std::get<PingReq>(d->body);
     REQUIRE(req.seq == 42);
     REQUIRE(req.target == "node-2");
@@ -142,6 +145,7 @@ TEST_CASE("random packets round trip and never exceed the core's size bound") {
         l.packet_bytes_max = 65000;
         auto d = decode_packet(bytes, l);
         REQUIRE(d.ok());
+        REQUIRE(d->sender_ring_checksum == p.sender_ring_checksum);
         REQUIRE(d->updates.size() == p.updates.size());
         for (size_t k = 0; k < p.updates.size(); ++k) {
             const auto inc = [](const Update& u) {
@@ -565,6 +569,7 @@ TEST_CASE("every message decodes from the bytes an earlier build wrote (golden e
             REQUIRE(d.ok());
             REQUIRE(d->sender == "node-1");
             REQUIRE(d->sender_load_milli == 250);
+            REQUIRE(d->sender_ring_checksum == 0);  // written before packets carried one
             REQUIRE(d->body.index() == body.index());
             REQUIRE(d->updates.size() == 4);
             REQUIRE(std::get<AliveUpdate>(d->updates[0]).tags ==
