@@ -268,9 +268,10 @@ int main(int argc, char** argv) {
                  "print the report as CSV instead: a header line and one row, --json's fields")
         ->excludes(json_flag);
     app.add_option(
-        "--csv-detections", detections_path,
-        "also write, as CSV, when each node saw each crashed node suspect and dead: "
-        "nodes,seed,loss,crashed_node,observer,suspect_s,dead_s (seconds since the crash)");
+           "--csv-detections", detections_path,
+           "also write, as CSV, when each node saw each crashed node suspect and dead: "
+           "nodes,seed,loss,crashed_node,observer,suspect_s,dead_s (seconds since the crash)")
+        ->type_name("FILE");
     app.add_flag("--progress", o.progress, "report progress on stderr every 10 virtual seconds");
     try {
         app.parse(argc, argv);
