@@ -3,8 +3,23 @@
 //   chorus-sim --nodes 100 --seed 7 --duration 120 --crash 1 --crash-at 60 --json
 //
 // Exit status: 0 when every invariant held, 1 when one was broken (the violations are printed),
-// 2 for bad flags.
+// 2 for bad flags (a --csv-detections file that cannot be written among them).
+//
+// For spreadsheets and plots (scripts/plot-sim), two CSV tables (RFC 4180: comma-separated,
+// a header line, text quoted only when it holds a comma, quote or line break):
+//
+//   --csv                  the report on stdout: a header line and one row, the same fields in
+//                          the same order as --json (a list, invariant_violations, as its
+//                          length; null as an empty field; true and false as in JSON)
+//   --csv-detections FILE  the detection times behind detect_first_s and detect_all_s: a
+//                          header line and a row for each crashed node and each node that held
+//                          it alive or suspect at the crash, columns
+//                            nodes,seed,loss,crashed_node,observer,suspect_s,dead_s
+//                          with suspect_s and dead_s in seconds since the crash, when the
+//                          observer first stopped holding it alive and first held it dead
+//                          (empty: never, or not before the observer crashed too)
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include <fmt/format.h>
@@ -18,11 +33,14 @@ namespace {
 using chorus::sim::Options;
 using chorus::sim::Report;
 
-nlohmann::json opt(const std::optional<double>& v) {
-    return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+// Ordered: the CSV's columns follow the fields as listed here.
+using Json = nlohmann::ordered_json;
+
+Json opt(const std::optional<double>& v) {
+    return v ? Json(*v) : Json(nullptr);
 }
 
-nlohmann::json to_json(const Report& r) {
+Json to_json(const Report& r) {
     const Options& o = r.options;
     return {
         {"nodes", o.nodes},
@@ -80,6 +98,49 @@ nlohmann::json to_json(const Report& r) {
         {"task_frames", r.task_frames},
         {"task_bytes", r.task_bytes},
     };
+}
+
+// One CSV field (RFC 4180): quoted only when it must be.
+std::string csv_field(std::string_view text) {
+    if (text.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(text);
+    std::string quoted = "\"";
+    for (char c : text) {
+        quoted += c;
+        if (c == '"') quoted += '"';
+    }
+    return quoted + "\"";
+}
+
+std::string csv_value(const Json& v) {
+    if (v.is_null()) return "";
+    if (v.is_array()) return std::to_string(v.size());
+    if (v.is_string()) return csv_field(v.get<std::string>());
+    return v.dump();
+}
+
+// The report as a header line and one row, the fields of to_json in its order.
+std::string summary_csv(const Report& r) {
+    const Json fields = to_json(r);
+    std::string header, row;
+    for (const auto& [key, value] : fields.items()) {
+        const char* sep = header.empty() ? "" : ",";
+        header += sep + csv_field(key);
+        row += sep + csv_value(value);
+    }
+    return header + "\n" + row + "\n";
+}
+
+std::string seconds_or_empty(const std::optional<double>& v) {
+    return v ? fmt::format("{}", *v) : "";
+}
+
+void write_detections_csv(std::ostream& out, const Report& r) {
+    const Options& o = r.options;
+    out << "nodes,seed,loss,crashed_node,observer,suspect_s,dead_s\n";
+    for (const chorus::sim::Detection& d : r.detections) {
+        out << fmt::format("{},{},{},n{},n{},{},{}\n", o.nodes, o.seed, o.loss, d.crashed_node,
+                           d.observer, seconds_or_empty(d.suspect_s), seconds_or_empty(d.dead_s));
+    }
 }
 
 std::string seconds_or_none(const std::optional<double>& v) {
@@ -148,6 +209,8 @@ void print_summary(const Report& r) {
 int main(int argc, char** argv) {
     Options o;
     bool json = false;
+    bool csv = false;
+    std::string detections_path;
     bool no_lifeguard = false;
     double partition_at = -1, heal_at = -1, restart_after = -1, tasks_until = -1, dead_retain = -1;
     CLI::App app{
@@ -200,7 +263,15 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--tasks-until", tasks_until,
                    "when clients stop submitting (default: 60 s before the end)");
-    app.add_flag("--json", json, "print one JSON object instead of a summary");
+    auto* json_flag = app.add_flag("--json", json, "print one JSON object instead of a summary");
+    app.add_flag("--csv", csv,
+                 "print the report as CSV instead: a header line and one row, --json's fields")
+        ->excludes(json_flag);
+    app.add_option(
+           "--csv-detections", detections_path,
+           "also write, as CSV, when each node saw each crashed node suspect and dead: "
+           "nodes,seed,loss,crashed_node,observer,suspect_s,dead_s (seconds since the crash)")
+        ->type_name("FILE");
     app.add_flag("--progress", o.progress, "report progress on stderr every 10 virtual seconds");
     try {
         app.parse(argc, argv);
@@ -218,9 +289,29 @@ int main(int argc, char** argv) {
         fmt::print(stderr, "chorus-sim: {}\n", s.error().message);
         return 2;
     }
+    // Opened before the run, so that a path that cannot be written costs no simulation.
+    std::ofstream detections;
+    if (!detections_path.empty()) {
+        detections.open(detections_path);
+        if (!detections) {
+            fmt::print(stderr, "chorus-sim: --csv-detections: cannot write {}\n", detections_path);
+            return 2;
+        }
+    }
     const Report r = chorus::sim::run(o);
+    if (detections.is_open()) {
+        write_detections_csv(detections, r);
+        detections.close();
+        if (!detections) {
+            fmt::print(stderr, "chorus-sim: --csv-detections: writing {} failed\n",
+                       detections_path);
+            return 2;
+        }
+    }
     if (json) {
         std::cout << to_json(r).dump() << "\n";
+    } else if (csv) {
+        std::cout << summary_csv(r);
     } else {
         print_summary(r);
     }

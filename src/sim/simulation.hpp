@@ -108,11 +108,20 @@ class Simulation {
         uint64_t epoch = 0;  // bumps on crash and restart; stale push-pull answers are dropped
         uint64_t wake_token = 0;
         Time wake_at = Time::max();
-        // For detection: when it crashed, how many live nodes see it gone, when the first did.
+        // For detection: when it crashed, how many live nodes see it gone, when the first did
+        // (and the last of those counted so far).
         Time crashed_at{};
         uint32_t seen_gone_by = 0;
         std::optional<Time> first_seen_gone;
+        std::optional<Time> last_seen_gone;
         std::optional<Time> all_seen_gone;
+        // Per observer (by index; empty until it crashes): what Report::detections is made of.
+        struct Watch {
+            bool on = false;  // the observer was live at the crash and held it not gone
+            std::optional<Time> suspect = {};
+            std::optional<Time> gone = {};
+        };
+        std::vector<Watch> watched_by;
         // For convergence: how many live nodes this node sees alive.
         uint32_t sees_alive = 0;
         // While some member saw it gone (dead or left), crashed or not: what lets a holder run
@@ -138,6 +147,8 @@ class Simulation {
     void on_member_event(uint32_t observer, const MemberEvent& ev);
     void check_self(uint32_t i);
     void recount(Time now);
+    void watch(uint32_t crashed, Time now);
+    void report_detections();
     void set_sees_alive(uint32_t i, uint32_t value);
     bool in_partition_window(Time now) const;
     void note_convergence(Time now);

@@ -181,6 +181,39 @@ void Simulation::recount(Time now) {
     }
 }
 
+// Starts the per-observer detection times of a node that just crashed: every live node that
+// holds it alive or suspect will be timed. The others already count as seeing it gone.
+void Simulation::watch(uint32_t crashed, Time now) {
+    Slot& dead = nodes_[crashed];
+    dead.watched_by.assign(nodes_.size(), Slot::Watch{});
+    for (uint32_t i = 0; i < nodes_.size(); ++i) {
+        if (!nodes_[i].up) continue;
+        const Member* m = nodes_[i].node->members().find(node_name(crashed));
+        if (m == nullptr || is_gone(m->state)) continue;
+        Slot::Watch& w = dead.watched_by[i];
+        w.on = true;
+        if (m->state != MemberState::alive) w.suspect = now;
+    }
+}
+
+void Simulation::report_detections() {
+    const auto since = [](const std::optional<Time>& t, Time crash) -> std::optional<double> {
+        if (!t) return std::nullopt;
+        return to_seconds(*t - crash);
+    };
+    for (uint32_t c : crashed_) {
+        const Slot& dead = nodes_[c];
+        for (uint32_t i = 0; i < dead.watched_by.size(); ++i) {
+            const Slot::Watch& w = dead.watched_by[i];
+            if (!w.on) continue;
+            report_.detections.push_back(Detection{.crashed_node = c,
+                                                   .observer = i,
+                                                   .suspect_s = since(w.suspect, dead.crashed_at),
+                                                   .dead_s = since(w.gone, dead.crashed_at)});
+        }
+    }
+}
+
 void Simulation::note_convergence(Time now) {
     if (full_views_ != live_) return;
     if (!report_.join_converged_s && live_ == o_.nodes) {
@@ -227,8 +260,20 @@ void Simulation::on_member_event(uint32_t observer, const MemberEvent& ev) {
         const bool now_gone = !ev.current || is_gone(*ev.current);
         if (was_gone != now_gone && ev.previous) {
             target.seen_gone_by += now_gone ? 1 : static_cast<uint32_t>(-1);
-            if (now_gone && !target.first_seen_gone) target.first_seen_gone = now;
-            if (!target.all_seen_gone && target.seen_gone_by == live_) target.all_seen_gone = now;
+            // Members' times come in no set order here either: the earliest and the latest count.
+            if (now_gone) {
+                target.first_seen_gone = std::min(target.first_seen_gone.value_or(now), now);
+                target.last_seen_gone = std::max(target.last_seen_gone.value_or(now), now);
+            }
+            if (!target.all_seen_gone && target.seen_gone_by == live_) {
+                target.all_seen_gone = target.last_seen_gone.value_or(now);
+            }
+        }
+        if (observer < target.watched_by.size() && target.watched_by[observer].on) {
+            Slot::Watch& w = target.watched_by[observer];
+            if (ev.previous && ev.current != MemberState::alive)
+                w.suspect = std::min(w.suspect.value_or(now), now);
+            if (ev.previous && !was_gone && now_gone) w.gone = std::min(w.gone.value_or(now), now);
         }
     }
     // False positives: our own conclusion about a member that never crashed.
@@ -365,7 +410,9 @@ void Simulation::crash_node(uint32_t i, Time now) {
     s.node.reset();
     s.crashed_at = now;
     s.first_seen_gone.reset();
+    s.last_seen_gone.reset();
     s.all_seen_gone.reset();
+    watch(i, now);
     last_fault_ = now;
     recount(now);
 }
@@ -537,6 +584,7 @@ Report Simulation::run() {
         else if (!s.up)
             ++report_.undetected;  // a restarted node is judged by its rejoin
     }
+    report_detections();
     if (!first.empty()) report_.detect_first_s = median(first);
     if (!all.empty()) {
         report_.detect_all_s = median(all);

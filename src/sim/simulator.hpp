@@ -51,6 +51,16 @@ struct Options {
     std::optional<double> tasks_until_s;
 };
 
+// One node's view of a crashed node, from the crash on: when it first stopped holding it alive
+// (suspect, or dead at once) and when it first held it dead (or reaped it), in seconds since
+// the crash. Empty: not by the end of the run, or not before the observer crashed too.
+struct Detection {
+    uint32_t crashed_node = 0;  // node indexes: the nodes are named n<index>
+    uint32_t observer = 0;
+    std::optional<double> suspect_s = {};
+    std::optional<double> dead_s = {};
+};
+
 struct Report {
     Options options;
     std::optional<double> join_converged_s;
@@ -62,6 +72,11 @@ struct Report {
     std::optional<double> detect_all_s;
     std::optional<double> detect_all_max_s;
     uint32_t undetected = 0;  // crashed nodes some live node still believed in at the end
+    // What the detection times above are made of: for each crashed node (in crash order), one
+    // entry per node that was live at the crash and held it alive or suspect then, by
+    // observer. Unless a view goes back or an observer crashes first, a crashed node's earliest
+    // dead_s is its detect_first, its latest its detect_all. At most N entries per crash.
+    std::vector<Detection> detections;
     std::optional<double> heal_converged_s;
     bool converged_at_end = false;
     double msgs_per_node_per_s = 0;

@@ -74,6 +74,29 @@ TEST_CASE("at N=100 a crash is seen dead by every node within 6 s, median over 1
     REQUIRE(median <= 6);
 }
 
+TEST_CASE("per-observer detection times start at detect_first and end at detect_all") {
+    Options o;
+    o.nodes = 20;
+    o.duration_s = 40;
+    o.crash = 1;
+    o.crash_at_s = 10;
+    for_each_seed(o, [&](const Report& r) {
+        REQUIRE(r.detections.size() == o.nodes - 1);
+        std::vector<double> dead;
+        for (const Detection& d : r.detections) {
+            INFO("n" << d.observer << " about n" << d.crashed_node);
+            REQUIRE(d.crashed_node == r.detections.front().crashed_node);
+            REQUIRE(d.observer != d.crashed_node);
+            REQUIRE(d.dead_s.has_value());
+            REQUIRE(d.suspect_s.has_value());
+            REQUIRE(*d.suspect_s <= *d.dead_s);
+            dead.push_back(*d.dead_s);
+        }
+        REQUIRE(r.detect_first_s == *std::min_element(dead.begin(), dead.end()));
+        REQUIRE(r.detect_all_s == *std::max_element(dead.begin(), dead.end()));
+    });
+}
+
 TEST_CASE("10% datagram loss causes suspicions but no false deaths") {
     Options o;
     o.nodes = 40;
