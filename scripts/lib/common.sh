@@ -105,10 +105,14 @@ CHORUS_FUZZ_PACKAGES=(clang libclang-rt-dev llvm iproute2)
 # Every target in test/fuzz/CMakeLists.txt, without its fuzz_ prefix.
 CHORUS_FUZZ_TARGETS=(packet frame config http task_json stream seal srv)
 
+# A unity build, eight files to a batch: what scripts/test's second and later builds use (see
+# there). Two cores still have batches enough to share.
+CHORUS_UNITY=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=8)
+
 # Configures build-fuzz (clang, CHORUS_FUZZ; the test suite is not built there) and builds the
 # fuzz targets.
 build_fuzzers() {
-  cmake -S "$CHORUS_ROOT" -B "$CHORUS_ROOT/build-fuzz" -G Ninja \
+  cmake -S "$CHORUS_ROOT" -B "$CHORUS_ROOT/build-fuzz" -G Ninja "${CHORUS_UNITY[@]}" \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCHORUS_FUZZ=ON -DCHORUS_STATIC=OFF -DBUILD_TESTING=OFF -DCHORUS_WERROR=ON >/dev/null
   cmake --build "$CHORUS_ROOT/build-fuzz" -j "$(nproc 2>/dev/null || echo 2)" --target fuzzers
