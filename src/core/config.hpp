@@ -56,6 +56,11 @@ struct Config {
     // comparison with plain SWIM; suspicion then lasts the minimum timeout.
     bool lifeguard = true;
 
+    // Keep each member's last direct round trip (Node::round_trip), for operators: the agent
+    // shows it (/v1/members, the dashboard). Off in the simulator, whose 10,000 nodes would
+    // each keep 10,000.
+    bool member_rtts = false;
+
     // ---- phi accrual (Hayashibara et al.; Akka's normal-distribution form) ----
 
     // Inter-arrival samples kept per member; older ones are forgotten. Signs of life at scale

@@ -76,6 +76,11 @@ double Node::phi(const Name& name, Time now) const {
     return m->phi.phi(now, phi_params());
 }
 
+std::optional<Duration> Node::round_trip(const Name& name) const {
+    const auto it = member_rtts_.find(name);
+    return it == member_rtts_.end() ? std::nullopt : std::optional<Duration>(it->second);
+}
+
 Duration Node::probe_timeout() const {
     const Duration base = rtt_.timeout(config_.probe_timeout_initial, config_.probe_timeout_min,
                                        config_.probe_timeout_max);
@@ -362,7 +367,10 @@ void Node::on_body(const Packet& p, const Ack& ack, Time now) {
     ++stats_.acks;
     if (const Prober::Probe* probe = prober_.current(ack.seq)) {
         // A direct ack measures the round trip; a relayed one only proves life.
-        if (p.sender == probe->target) rtt_.sample(now - probe->sent);
+        if (p.sender == probe->target) {
+            rtt_.sample(now - probe->sent);
+            if (config_.member_rtts) member_rtts_[p.sender] = now - probe->sent;
+        }
         heard_from(probe->target, now);
         if (config_.lifeguard) awareness_.apply(-1);
         prober_.finish();
@@ -862,6 +870,7 @@ void Node::reap_tick(Time now) {
 void Node::reap(const Member& m, Time now) {
     MemberEvent e{m.name, m.state, std::nullopt, m.incarnation, m.incarnation, now, true};
     broadcasts_.forget(m.name);
+    member_rtts_.erase(m.name);
     members_.remove(m.name, now + config_.tombstone_ttl);
     outbox_.events.push_back(std::move(e));
 }

@@ -188,6 +188,8 @@ class Node {
     const Config& config() const { return config_; }
     const NodeStats& stats() const { return stats_; }
     double phi(const Name& name, Time now) const;
+    // The last direct probe's round trip to `name` (with Config::member_rtts); none yet: null.
+    std::optional<Duration> round_trip(const Name& name) const;
     uint32_t health_score() const { return awareness_.score(); }
     Duration probe_timeout() const;
     size_t broadcasts_pending() const { return broadcasts_.size(); }
@@ -293,6 +295,7 @@ class Node {
     Prober prober_;
     Awareness awareness_;
     RttEstimator rtt_;
+    std::map<Name, Duration> member_rtts_;  // with config_.member_rtts; members in the table
     BroadcastQueue broadcasts_;
     Outbox outbox_;
     NodeStats stats_;

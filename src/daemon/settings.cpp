@@ -494,6 +494,7 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
     o.config = *profile;
     o.config.cluster = s.cluster;
     o.config.dead_retain = s.dead_retain;
+    o.config.member_rtts = true;  // shown in /v1/members and the dashboard
     if (auto v = o.config.validate(); !v) return v.error();
     if (s.name.empty()) return bad("name", "must not be empty");
     if (s.name.size() > o.config.name_bytes_max) {

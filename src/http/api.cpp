@@ -28,6 +28,7 @@ nlohmann::json member_json(const Member& m, const Node& n, Time now) {
     nlohmann::json tags = nlohmann::json::object();
     for (const auto& [k, v] : m.tags())
         tags[k] = v;
+    const std::optional<Duration> rtt = n.round_trip(m.name);
     return {{"name", m.name.str()},
             {"addr", m.addr.value.str()},
             {"http", m.http.str()},
@@ -38,6 +39,9 @@ nlohmann::json member_json(const Member& m, const Node& n, Time now) {
             {"load", m.load_milli == kLoadRefusing ? nlohmann::json(nullptr)
                                                    : nlohmann::json(m.load_milli / 1000.0)},
             {"tags", tags},
+            // The last direct probe's round trip, in ms (fractional); none yet: null.
+            {"rtt_ms", rtt ? nlohmann::json(std::chrono::duration<double, std::milli>(*rtt).count())
+                           : nlohmann::json(nullptr)},
             {"state_since_ms", ms(now - m.state_since)}};
 }
 

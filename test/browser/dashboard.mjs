@@ -1,6 +1,6 @@
 // The dashboard in a real browser (issue 16's target): Debian's chromium, headless, driven by
 // playwright-core. Three agents with ACL tokens on the local profile; the page asks for a token
-// and shows 3 alive, the ring agreed by all 3; a task submitted through the form with a `where`
+// and shows 3 alive, with round trips to the other two, the ring agreed by all 3; a task submitted through the form with a `where`
 // runs on a member with that tag (two have it: the task's copy needs one too) and shows
 // succeeded, its constraint beside its key; one agent is killed with SIGKILL and its row must
 // turn dead within 5 s; a task submitted through the form shows succeeded; a drained member's
@@ -131,6 +131,9 @@ try {
   await page.click("#token-form button");
   const alive = () => page.$$eval("#members tbody tr[data-state=alive]", (rows) => rows.length);
   await until(async () => (await alive()) === 3, 20, "the page did not show 3 alive members");
+  const rtts = () => page.$$eval("#members tbody tr", (rows) =>
+    rows.filter((r) => r.dataset.name !== "alpha" && /\d ms$/.test(r.querySelector("td.rtt").textContent)).length);
+  await until(async () => (await rtts()) === 2, 20, "the round trips to bravo and charlie are not shown");
   const agreement = () => page.$eval("#ring-checksum", (p) => [p.dataset.agree, p.dataset.total].join("/"));
   await until(async () => (await agreement()) === "3/3", 20,
     "the ring's agreement did not reach 3 of 3 (members say their checksum on probes and acks)");

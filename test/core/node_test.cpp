@@ -94,6 +94,32 @@ TEST_CASE("a crashed member is suspected, then declared dead by every other memb
     REQUIRE(suspected_first);
 }
 
+TEST_CASE(
+    "with member_rtts a node keeps each member's last direct round trip, until it is reaped") {
+    Cluster c;
+    c.config.member_rtts = true;
+    c.config.dead_retain = seconds(20);
+    c.latency = milliseconds(3);  // each way
+    c.add("a");
+    c.add("b", {"a"});
+    c.add("c", {"a"});
+    REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
+    REQUIRE(c.run_until_true([&] { return c["a"].round_trip("b") && c["a"].round_trip("c"); },
+                             seconds(10)));
+    REQUIRE(*c["a"].round_trip("b") == milliseconds(6));
+    REQUIRE_FALSE(c["a"].round_trip("a"));  // nobody probes itself
+    c.crash("c");
+    REQUIRE(c.run_until_true([&] { return c["a"].members().find("c") == nullptr; }, seconds(120)));
+    REQUIRE_FALSE(c["a"].round_trip("c"));
+
+    Cluster off;  // the simulator's way: no record kept
+    off.add("a");
+    off.add("b", {"a"});
+    REQUIRE(off.run_until_true([&] { return everyone_sees_everyone(off); }, seconds(10)));
+    off.run_for(seconds(5));
+    REQUIRE_FALSE(off["a"].round_trip("b"));
+}
+
 TEST_CASE("a member that leaves is seen as left, not dead") {
     Cluster c = five();
     REQUIRE(c.run_until_true([&] { return everyone_sees_everyone(c); }, seconds(10)));
