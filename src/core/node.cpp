@@ -274,14 +274,14 @@ void Node::send(const Address& to, Body body, std::span<const Update> first) {
         // Said on every probe and ack for a round after it changes (each member is probed once
         // a round), then on one in kRingChecksumEvery: a changed view spreads at once, and a
         // steady one costs under a byte a packet.
-        const auto c = static_cast<uint32_t>(ring_checksum_());
+        const auto c = static_cast<uint32_t>(ring_checksum_());  // 0: none to say
         if (c != ring_checksum_said_) {
             ring_checksum_said_ = c;
             ring_checksum_fresh_ = 2 * members_.live();
         }
         const uint32_t seq =
             std::holds_alternative<Ping>(body) ? std::get<Ping>(body).seq : std::get<Ack>(body).seq;
-        if (ring_checksum_fresh_ > 0 || seq % kRingChecksumEvery == 0) {
+        if (c != 0 && (ring_checksum_fresh_ > 0 || seq % kRingChecksumEvery == 0)) {
             p.sender_ring_checksum = c;
             if (ring_checksum_fresh_ > 0) --ring_checksum_fresh_;
         }

@@ -147,11 +147,13 @@ TaskNode::TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std
                    return t != nullptr ? copy_targets(t->spec, now_) : std::vector<Name>{};
                }),
       next_check_(now + config_.copy_check) {
-    node_.set_ring_checksum_source([this] { return ring().checksum(); });
-}
-
-TaskNode::~TaskNode() {
-    node_.set_ring_checksum_source(nullptr);
+    // Either may go first (a test crashes the Node under its TaskNode; a driver may drop the
+    // task layer first): the source finds this node through a weak handle, and says nothing
+    // (0) once it is gone.
+    node_.set_ring_checksum_source([alive = std::weak_ptr<TaskNode*>(alive_)]() -> uint64_t {
+        const auto self = alive.lock();
+        return self ? (*self)->ring().checksum() : 0;
+    });
 }
 
 const Name& TaskNode::self() const {

@@ -184,7 +184,6 @@ class TaskNode {
     // refused with it).
     TaskNode(TaskNodeConfig config, Node& node, KeyHash hash, std::set<std::string> handlers,
              bool journaled, std::optional<Error> journal_error, uint64_t seed, Time now);
-    ~TaskNode();
     TaskNode(const TaskNode&) = delete;
     TaskNode& operator=(const TaskNode&) = delete;
 
@@ -406,6 +405,7 @@ class TaskNode {
 
     TaskNodeConfig config_;
     Node& node_;
+    std::shared_ptr<TaskNode*> alive_ = std::make_shared<TaskNode*>(this);  // for node_'s source
     KeyHash hash_;
     std::set<std::string> handlers_;
     bool journaled_;
