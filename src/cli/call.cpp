@@ -8,6 +8,15 @@
 
 namespace chorus::cli {
 
+std::optional<nlohmann::json> parse_object(const char* command, const http::ClientResponse& r) {
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+        fmt::print(stderr, "chorus {}: the agent's answer is not a JSON object\n", command);
+        return std::nullopt;
+    }
+    return j;
+}
+
 std::string describe_error(const http::ClientResponse& r) {
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (j.is_object() && j.contains("error") && j["error"].is_object() &&

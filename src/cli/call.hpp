@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "http/client.hpp"
 
 namespace chorus::cli {
@@ -50,6 +52,10 @@ std::string describe_error(const http::ClientResponse& r);
 // the agent is printed.
 std::optional<http::ClientResponse> call(const char* command, const Target& agent, uv_loop_t* loop,
                                          http::ClientRequest request, bool any_status = false);
+
+// The answer's body as a JSON object; anything else is said on stderr, naming the command, and
+// gives nullopt.
+std::optional<nlohmann::json> parse_object(const char* command, const http::ClientResponse& r);
 
 // Rows of cells as columns aligned two spaces apart, the first row a header; trailing
 // blanks trimmed.

@@ -41,6 +41,9 @@ int run_monitor(const Target& agent, const std::string& level);
 int run_force_leave(const Target& agent, const std::string& name, bool prune);
 // chorus drain: the member takes no new tasks and hands its queue over (--off: takes them again).
 int run_drain(const Target& agent, bool off);
+// chorus coordinator [--json]: the member this agent's view names coordinator, and the view's
+// index.
+int run_coordinator(const Target& agent, bool json);
 
 struct TaskOutputOptions {
     std::string wait;  // "10s": wait up to that long for the task to finish

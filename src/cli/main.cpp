@@ -4,6 +4,7 @@
 //   chorus members [--json|--watch] list the members a running agent sees
 //   chorus leave                    make a running agent leave gracefully and stop
 //   chorus drain [--off]            make it take no new tasks (and hand its queue over)
+//   chorus coordinator [--json]     the member its view names coordinator
 //   chorus monitor [--level L]      stream its log
 //   chorus force-leave NAME [--prune]  a dead member made left (and forgotten everywhere)
 //   chorus submit --key K --type T  post a task to any node; it runs on the key's owner
@@ -145,6 +146,14 @@ int main(int argc, char** argv) {
         "member and lets running tasks finish");
     add_target(drain, drain_target);
     drain->add_flag("--off", drain_off, "take tasks again");
+    cli::Target coordinator_target;
+    bool coordinator_json = false;
+    auto* coordinator = app.add_subcommand(
+        "coordinator",
+        "the member a running agent's view names coordinator: the alive member with the highest "
+        "priority tag, ties to the lowest name");
+    add_target(coordinator, coordinator_target);
+    coordinator->add_flag("--json", coordinator_json, "the API's JSON answer");
 
     cli::SubmitOptions submit_options;
     auto* submit =
@@ -253,6 +262,7 @@ int main(int argc, char** argv) {
     if (members->parsed()) return cli::run_members(members_options);
     if (leave->parsed()) return cli::run_leave(leave_target);
     if (drain->parsed()) return cli::run_drain(drain_target, drain_off);
+    if (coordinator->parsed()) return cli::run_coordinator(coordinator_target, coordinator_json);
     if (monitor->parsed()) return cli::run_monitor(monitor_target, monitor_level);
     if (force->parsed()) return cli::run_force_leave(force_target, force_name, force_prune);
     if (submit->parsed()) return cli::run_submit(submit_options);

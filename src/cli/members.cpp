@@ -237,17 +237,37 @@ int run_drain(const Target& agent, bool off) {
     req.timeout = seconds(60);
     auto r = call("drain", agent, loop.get(), std::move(req));
     if (!r) return 1;
-    auto j = nlohmann::json::parse(r->body, nullptr, false);
-    if (!j.is_object()) {
-        fmt::print(stderr, "chorus drain: the agent's answer is not a JSON object\n");
-        return 1;
-    }
+    auto parsed = parse_object("drain", *r);
+    if (!parsed) return 1;
+    const nlohmann::json& j = *parsed;
     if (off) {
         fmt::print("Taking tasks again ({} running, {} queued)\n", j.value("running", 0),
                    j.value("queued", 0));
     } else {
         fmt::print("Draining: no new tasks; {} queued handed over, {} kept; {} still running\n",
                    j.value("handed_over", 0), j.value("kept", 0), j.value("running", 0));
+    }
+    return 0;
+}
+
+int run_coordinator(const Target& agent, bool json) {
+    Loop loop;
+    http::ClientRequest req;
+    req.target = "/v1/coordinator";
+    auto r = call("coordinator", agent, loop.get(), std::move(req));
+    if (!r) return 1;
+    auto parsed = parse_object("coordinator", *r);
+    if (!parsed) return 1;
+    const nlohmann::json& j = *parsed;
+    if (json) {
+        fmt::print("{}\n", j.dump());
+    } else if (const auto who = j.find("coordinator"); who != j.end() && who->is_string()) {
+        fmt::print("{} (priority {}{}), view index {}\n", who->get<std::string>(),
+                   j.value("priority", int64_t{0}), j.value("self", false) ? ", this agent" : "",
+                   j.value("index", uint64_t{0}));
+    } else {
+        fmt::print("none: no member is alive in this agent's view (index {})\n",
+                   j.value("index", uint64_t{0}));
     }
     return 0;
 }

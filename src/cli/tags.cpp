@@ -40,11 +40,9 @@ int run_tags(const TagsOptions& o) try {
     Loop loop;
     auto r = call("tags", o.agent, loop.get(), std::move(req));
     if (!r) return 1;
-    auto j = nlohmann::json::parse(r->body, nullptr, false);
-    if (!j.is_object()) {
-        fmt::print(stderr, "chorus tags: the agent's answer is not a JSON object\n");
-        return 1;
-    }
+    auto parsed = parse_object("tags", *r);
+    if (!parsed) return 1;
+    const nlohmann::json& j = *parsed;
     if (o.json) {
         fmt::print("{}\n", j.dump(2));
     } else {

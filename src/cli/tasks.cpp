@@ -23,15 +23,6 @@ std::string load_text(const json& member) {
     return fmt::format("{:.2f}", it->get<double>());
 }
 
-std::optional<json> parse_object(const char* command, const http::ClientResponse& r) {
-    auto j = json::parse(r.body, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-        fmt::print(stderr, "chorus {}: the agent's answer is not a JSON object\n", command);
-        return std::nullopt;
-    }
-    return j;
-}
-
 // Prints a task answer; the exit status is 1 for a task that ended other than succeeded.
 int print_task(const TaskOutputOptions& o, const json& task) {
     fmt::print("{}", o.json ? task.dump(2) + "\n" : task_summary(task));

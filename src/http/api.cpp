@@ -61,6 +61,15 @@ struct Api::Waiter {
     uint64_t started = 0;
 };
 
+nlohmann::json Api::coordinator_json() const {
+    const std::optional<Coordinator> c = coordinator_of(agent_.node().members());
+    return {{"coordinator", c ? nlohmann::json(c->name.str()) : nlohmann::json(nullptr)},
+            {"priority", c ? nlohmann::json(c->priority) : nlohmann::json(nullptr)},
+            {"self", c && c->name == agent_.node().self().name},
+            {"index", index_},
+            {"changes", coordinator_changes_}};
+}
+
 std::optional<Duration> parse_wait(std::string_view text) {
     double value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -337,6 +346,13 @@ void Api::handle(const Request& req, Reply reply) {
     } else if (req.path == "/v1/drain") {
         if (req.method == "GET" || req.method == "DELETE" || allowed("POST"))
             drain_call(req, reply, started);
+    } else if (req.path == "/v1/coordinator") {
+        if (allowed("GET")) {
+            Response r;
+            r.body = daemon::dump_json(coordinator_json());
+            r.headers.emplace_back("X-Chorus-Index", std::to_string(index_));
+            finish(coordinator, started, reply, std::move(r));
+        }
     } else if (req.path == "/metrics") {
         if (allowed("GET")) finish(metrics, started, reply, metrics_text());
     } else if (req.path == "/") {
@@ -348,6 +364,7 @@ void Api::handle(const Request& req, Reply reply) {
                    "no such endpoint: " + req.path +
                        " (see / for the dashboard, /v1/members, "
                        "/v1/members/stream, /v1/self, /v1/self/tags, /v1/drain, /v1/monitor, "
+                       "/v1/coordinator, "
                        "/v1/health, /v1/leave, /v1/tasks, /v1/ring, /v1/keyring, "
                        "/metrics)"));
     }
@@ -733,6 +750,12 @@ void Api::end_monitor(uint64_t tap) {
 
 void Api::changed(const MemberEvent& e) {
     ++index_;
+    const std::optional<Coordinator> now_coordinator = coordinator_of(agent_.node().members());
+    const bool coordinator_changed = now_coordinator != coordinator_;
+    if (coordinator_changed) {
+        coordinator_ = now_coordinator;
+        ++coordinator_changes_;
+    }
     while (!waiters_.empty())
         wake(waiters_.begin());
     if (streams_.empty()) return;
@@ -746,6 +769,8 @@ void Api::changed(const MemberEvent& e) {
     if (const Member* m = n.members().find(e.name); m != nullptr && e.current)
         j["member"] = member_json(*m, n, agent_.now());
     broadcast(sse("member", index_, daemon::dump_json(j)));
+    if (coordinator_changed)
+        broadcast(sse("coordinator", index_, daemon::dump_json(coordinator_json())));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -767,6 +792,9 @@ Response Api::metrics_text() const {
               "Local health (Lifeguard awareness); 0 is healthy, higher slows probing.",
               n.health_score());
     out.gauge("chorus_incarnation", "This node's incarnation number.", n.self().incarnation.value);
+    out.counter("chorus_coordinator_changes_total",
+                "Times this node's view named another coordinator (or none).",
+                coordinator_changes_);
     out.gauge("chorus_broadcast_queue_depth", "Membership updates waiting to be gossiped.",
               static_cast<double>(n.broadcasts_pending()));
     out.gauge("chorus_probe_timeout_seconds", "The adaptive probe timeout now.",

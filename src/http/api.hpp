@@ -33,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "core/coordinator.hpp"
 #include "core/node.hpp"
 #include "daemon/agent.hpp"
 #include "daemon/log.hpp"
@@ -136,15 +137,19 @@ class Api {
         drain,
         force_leave,
         monitor,
+        coordinator,
         other
     };
-    static constexpr std::array<const char*, 16> kRouteNames = {
-        "members",     "members_blocking", "self",        "health", "leave",   "metrics",
-        "task_submit", "task_get",         "task_cancel", "ring",   "keyring", "tags",
-        "drain",       "force_leave",      "monitor",     "other"};
+    static constexpr std::array<const char*, 17> kRouteNames = {
+        "members",     "members_blocking", "self",        "health",      "leave",   "metrics",
+        "task_submit", "task_get",         "task_cancel", "ring",        "keyring", "tags",
+        "drain",       "force_leave",      "monitor",     "coordinator", "other"};
     struct Waiter;
 
     std::string members_json() const;
+    // GET /v1/coordinator: this view's coordinator (core/coordinator.hpp), with the view's
+    // index; a `coordinator` event goes to the streams when it changes.
+    nlohmann::json coordinator_json() const;
     void keyring_call(const Request& req, Reply reply, uint64_t started);
     void tags_call(const Request& req, const Reply& reply, uint64_t started);
     nlohmann::json tags_json() const;
@@ -178,6 +183,8 @@ class Api {
     std::weak_ptr<Server*> server_;  // reads null before attach() and once the server is gone
     std::shared_ptr<Api*> alive_ = std::make_shared<Api*>(this);
     uint64_t index_ = 1;
+    std::optional<Coordinator> coordinator_;  // as of the last member event
+    uint64_t coordinator_changes_ = 0;
     std::list<Waiter> waiters_;
     uint64_t waiters_refused_ = 0;
     uint64_t streams_refused_ = 0;

@@ -119,6 +119,7 @@ def run():
         ("POST", "/v1/keyring", {"op": "install", "key": new_key}, "admin", {200}),
         ("GET", "/v1/tasks", None, "read", {200}),
         ("GET", "/v1/self/tags", None, "read", {200}),
+        ("GET", "/v1/coordinator", None, "read", {200}),
         ("POST", "/v1/self/tags", {"set": {"rack": "r1"}}, "admin", {200}),
         ("GET", "/v1/drain", None, "read", {200}),
         ("POST", "/v1/drain", None, "admin", {200}),
