@@ -164,7 +164,7 @@ class Agent {
     void resolve(const std::string& host, uint16_t port, uint32_t round);
     // A "dnssrv+NAME" seed: NAME's SRV records, then each target resolved as a host:port seed.
     void resolve_srv(const std::string& seed, const std::string& name, uint32_t round);
-    void resolved_one();  // one of this round's lookups is over
+    void resolved_one();   // one of this round's lookups is over
     void resolve_seeds();  // a round: addresses into resolved_, names looked up
     void join_resolved();  // all of this round's names are resolved (or failed)
     void join_failed(const Address& seed, std::string why);  // a seed did not answer

@@ -62,7 +62,7 @@ struct Api::Waiter {
 };
 
 nlohmann::json Api::coordinator_json() const {
-    const std::optional<Coordinator> c = coordinator_of(agent_.node().members());
+    const std::optional<Coordinator>& c = coordinator_;
     return {{"coordinator", c ? nlohmann::json(c->name.str()) : nlohmann::json(nullptr)},
             {"priority", c ? nlohmann::json(c->priority) : nlohmann::json(nullptr)},
             {"self", c && c->name == agent_.node().self().name},
@@ -92,7 +92,10 @@ std::optional<Duration> parse_wait(std::string_view text) {
 }
 
 Api::Api(uv_loop_t* loop, const daemon::Agent& agent, Info info)
-    : loop_(loop), agent_(agent), info_(std::move(info)) {
+    : loop_(loop),
+      agent_(agent),
+      info_(std::move(info)),
+      coordinator_(coordinator_of(agent.node().members())) {
     if (info_.tasks != nullptr) {
         info_.tasks->set_on_forwarded(
             [this](Duration d) { forward_latency_.observe(to_seconds(d)); });
@@ -750,7 +753,14 @@ void Api::end_monitor(uint64_t tap) {
 
 void Api::changed(const MemberEvent& e) {
     ++index_;
-    const std::optional<Coordinator> now_coordinator = coordinator_of(agent_.node().members());
+    // Only an event about the coordinator, or about an alive member that could outrank it, can
+    // name another: the view is not walked on every event of a large cluster's churn.
+    const Member* m = agent_.node().members().find(e.name);
+    const bool may_change = !coordinator_ || e.name == coordinator_->name ||
+                            (m != nullptr && m->state == MemberState::alive &&
+                             priority_of(m->tags()) >= coordinator_->priority);
+    const std::optional<Coordinator> now_coordinator =
+        may_change ? coordinator_of(agent_.node().members()) : coordinator_;
     const bool coordinator_changed = now_coordinator != coordinator_;
     if (coordinator_changed) {
         coordinator_ = now_coordinator;
