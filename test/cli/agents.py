@@ -45,9 +45,12 @@ def started(path, offset, proc):
     sys.exit(f"an agent said nothing of starting in 30 s; see {path}")
 
 
-def launch(chorus, name, log_path, args=(), bind="127.0.0.1:0", http_at="127.0.0.1:0"):
+def launch(chorus, name, log_path, args=(), bind="127.0.0.1:0", http_at="127.0.0.1:0",
+           wrap=()):
     """Starts `chorus agent --name NAME` with ARGS, appending to LOG_PATH, and waits until it
-    listens: (process, gossip address, HTTP address), or (process, None, None) if it exited."""
+    listens: (process, gossip address, HTTP address), or (process, None, None) if it exited.
+    WRAP runs it elsewhere (Lan.wrap: on a host of a Lan; `ip netns exec` execs the agent, so
+    the process is the agent's)."""
     try:
         with open(log_path, "rb") as f:
             offset = len(f.read())
@@ -55,7 +58,7 @@ def launch(chorus, name, log_path, args=(), bind="127.0.0.1:0", http_at="127.0.0
         offset = 0
     with open(log_path, "a") as log:
         proc = subprocess.Popen(
-            [chorus, "agent", "--name", name, "--bind", bind, "--http", http_at, *args],
+            [*wrap, chorus, "agent", "--name", name, "--bind", bind, "--http", http_at, *args],
             stdout=log, stderr=subprocess.STDOUT)
     bound = started(log_path, offset, proc)
     return (proc, *bound) if bound else (proc, None, None)
@@ -170,3 +173,98 @@ def rerun_in_netns(prefix, argv, resolv_conf=None, timeout=600):
     finally:
         subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
         shutil.rmtree(ns_etc, ignore_errors=True)
+
+
+class Lan:
+    """Hosts on a LAN made of network namespaces: one namespace per host, each with its own
+    address (PREFIX.i/24) on a veth to a bridge that lives in a namespace of its own, so the
+    machine's network is untouched. The test itself runs as one more host, `client`, so that
+    a partition or a silent host (iptables DROP inside a host's namespace, which answers
+    nothing, not even an RST) cuts agents off from each other but not from the test.
+
+    `Lan.rerun(tag, hosts, argv)` builds it from the root namespace, runs ARGV (the script
+    again) as `client` with CHORUS_LAN in its environment, and removes every namespace it made
+    whatever happened: its exit status, or 77 (skipped) without root, `ip` or `iptables`.
+    Inside, `Lan()` reads CHORUS_LAN back."""
+
+    @staticmethod
+    def rerun(tag, hosts, argv, timeout=900):
+        import shutil
+        if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables"):
+            print("SKIP: needs root, `ip` and `iptables` for network namespaces")
+            return 77
+        tag = f"{tag[:6]}{os.getpid() % 10000}"  # interface names: 15 characters at most
+        prefix = f"10.{100 + os.getpid() % 100}.{os.getpid() // 100 % 250}"
+        everyone = [*hosts, "client"]
+        made = []
+
+        def sh(*command, ns=None):
+            full = ["ip", "netns", "exec", ns, *command] if ns else list(command)
+            return subprocess.run(full, capture_output=True, text=True)
+
+        try:
+            for ns in [f"{tag}br"] + [f"{tag}h{i}" for i in range(len(everyone))]:
+                if sh("ip", "netns", "add", ns).returncode != 0:
+                    print("SKIP: cannot make a network namespace")
+                    return 77
+                made.append(ns)
+                sh("ip", "link", "set", "lo", "up", ns=ns)
+            br = f"{tag}br"
+            if sh("ip", "link", "add", "br0", "type", "bridge", ns=br).returncode != 0:
+                print("SKIP: cannot make a bridge")
+                return 77
+            sh("ip", "link", "set", "br0", "up", ns=br)
+            for i in range(len(everyone)):
+                ns, veth = f"{tag}h{i}", f"{tag}v{i}"
+                for command in (["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0",
+                                 "netns", ns],
+                                ["ip", "link", "set", veth, "netns", br]):
+                    if sh(*command).returncode != 0:
+                        print(f"SKIP: cannot make a veth pair: {' '.join(command)}")
+                        return 77
+                sh("ip", "link", "set", veth, "master", "br0", "up", ns=br)
+                sh("ip", "addr", "add", f"{prefix}.{i + 1}/24", "dev", "eth0", ns=ns)
+                sh("ip", "link", "set", "eth0", "up", ns=ns)
+            r = sh("iptables", "-L", "-n", ns=f"{tag}h0")
+            if r.returncode != 0:
+                print(f"SKIP: iptables does not work in a namespace here: {r.stderr.strip()}")
+                return 77
+            env = dict(os.environ, CHORUS_LAN=json.dumps(
+                {"tag": tag, "prefix": prefix, "hosts": everyone}))
+            return subprocess.run(["ip", "netns", "exec", f"{tag}h{len(hosts)}", *argv],
+                                  env=env, timeout=timeout).returncode
+        finally:
+            for ns in made:
+                subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
+
+    def __init__(self):
+        lan = json.loads(os.environ["CHORUS_LAN"])
+        self.tag, self.prefix, self.hosts = lan["tag"], lan["prefix"], lan["hosts"]
+
+    def ip(self, host):
+        return f"{self.prefix}.{self.hosts.index(host) + 1}"
+
+    def wrap(self, host):
+        """What runs a command on HOST (its namespace)."""
+        return ["ip", "netns", "exec", f"{self.tag}h{self.hosts.index(host)}"]
+
+    def iptables(self, host, *rule):
+        subprocess.run([*self.wrap(host), "iptables", *rule], check=True)
+
+    def cut(self, side_a, side_b):
+        """A partition: nothing passes between the hosts of SIDE_A and those of SIDE_B."""
+        for near, far in ((side_a, side_b), (side_b, side_a)):
+            for h in near:
+                for f in far:
+                    self.iptables(h, "-A", "INPUT", "-s", self.ip(f), "-j", "DROP")
+                    self.iptables(h, "-A", "OUTPUT", "-d", self.ip(f), "-j", "DROP")
+
+    def silence(self, host):
+        """HOST drops every packet in and out (loopback aside): a host that lost power."""
+        self.iptables(host, "-A", "INPUT", "!", "-i", "lo", "-j", "DROP")
+        self.iptables(host, "-A", "OUTPUT", "!", "-o", "lo", "-j", "DROP")
+
+    def heal(self):
+        for h in self.hosts:
+            if h != "client":
+                self.iptables(h, "-F")
