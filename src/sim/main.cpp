@@ -259,6 +259,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--commit-ms", o.commit_ms, "how long a journal commit takes")
         ->capture_default_str();
+    app.add_option("--coordinator-share", o.coordinator_share,
+                   "of the tasks, the share placed by the coordinator")
+        ->capture_default_str();
+    app.add_option("--singleton-share", o.singleton_share,
+                   "of the tasks, the share submitted as singletons (run on the coordinator)")
+        ->capture_default_str();
     app.add_option("--tasks-from", o.tasks_from_s, "when clients start submitting, in seconds")
         ->capture_default_str();
     app.add_option("--tasks-until", tasks_until,

@@ -105,6 +105,7 @@ class Simulation {
         bool up = false;
         bool slow = false;
         bool crashed_ever = false;
+        Tags tags;           // what it announces from its start
         uint64_t epoch = 0;  // bumps on crash and restart; stale push-pull answers are dropped
         uint64_t wake_token = 0;
         Time wake_at = Time::max();

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "core/assert.hpp"
+#include "core/coordinator.hpp"
 #include "sim/simulation.hpp"
 
 namespace chorus::sim {
@@ -48,6 +49,9 @@ Status validate(const Options& o) {
         need(o.data_loss <= o.crash, "--data-loss", "must be at most --crash"),
         need(o.commit_ms >= 0 && o.commit_ms <= 10000, "--commit-ms", "must lie within [0, 10000]"),
         need(o.tasks_from_s >= 0, "--tasks-from", "must not be negative"),
+        need(o.coordinator_share >= 0 && o.singleton_share >= 0 &&
+                 o.coordinator_share + o.singleton_share <= 1,
+             "--coordinator-share/--singleton-share", "must be 0 or more, and at most 1 together"),
         need(o.crash == 0 || o.crash_at_s + (o.crash - 1) * o.crash_every_s < o.duration_s,
              "--crash-at/--crash-every", "every crash must come before the end"),
     };
@@ -103,6 +107,8 @@ std::string to_flags(const Options& o) {
         add(o.commit_ms != d.commit_ms, fmt::format("--commit-ms {}", o.commit_ms));
         add(o.tasks_from_s != d.tasks_from_s, fmt::format("--tasks-from {}", o.tasks_from_s));
         add(o.tasks_until_s.has_value(), fmt::format("--tasks-until {}", tasks_until(o)));
+        add(o.coordinator_share != 0, fmt::format("--coordinator-share {}", o.coordinator_share));
+        add(o.singleton_share != 0, fmt::format("--singleton-share {}", o.singleton_share));
     }
     return f;
 }
@@ -371,7 +377,7 @@ void Simulation::start_node(uint32_t i, Time now) {
     // previous life, and the others see it come back under a new incarnation.
     const auto incarnation = static_cast<uint64_t>(to_seconds(now.time_since_epoch()));
     s.node = std::make_unique<Node>(
-        config_, Identity{node_name(i), addr(i), {}, {}, Incarnation{incarnation}}, rng_.fork(),
+        config_, Identity{node_name(i), addr(i), {}, s.tags, Incarnation{incarnation}}, rng_.fork(),
         now);
     s.up = true;
     ++s.epoch;
@@ -547,6 +553,10 @@ Report Simulation::run() {
     }
     for (uint32_t k = 0; k < o_.slow; ++k)
         nodes_[candidates[o_.crash + k]].slow = true;
+    // With tasks for the coordinator, the first node to crash is the coordinator (the highest
+    // priority), so that the crash tests the hand-over to the next.
+    if (o_.crash > 0 && o_.coordinator_share + o_.singleton_share > 0)
+        nodes_[candidates[0]].tags = {{std::string(kPriorityTag), "1"}};
     if (o_.partition_at_s) {
         push(Event{at(*o_.partition_at_s), 0, Kind::partition, 0, 0, 0, {}});
         push(Event{at(*o_.heal_at_s), 0, Kind::heal, 0, 0, 0, {}});

@@ -49,6 +49,11 @@ struct Options {
     double commit_ms = 2;  // how long a journal commit takes
     double tasks_from_s = 5;
     std::optional<double> tasks_until_s;
+    // Of the tasks, the shares submitted for coordinator placement and as singletons (issue
+    // 17); the rest are placed on their keys' owners. With either, the first node to crash is
+    // the coordinator.
+    double coordinator_share = 0;
+    double singleton_share = 0;
 };
 
 // One node's view of a crashed node, from the crash on: when it first stopped holding it alive

@@ -267,6 +267,12 @@ void Simulation::submit_task(Time now) {
     TaskSpec spec;
     spec.key = fmt::format("k{}", rng_.below(1'000'000));
     spec.type = "work";
+    if (o_.coordinator_share + o_.singleton_share > 0) {  // else no draw: seeds replay as before
+        const double which = rng_.unit();
+        spec.singleton = which < o_.singleton_share;
+        if (!spec.singleton && which < o_.singleton_share + o_.coordinator_share)
+            spec.placement = TaskPlacement::coordinator;
+    }
     ++report_.tasks_submitted;
     const size_t serial = asked_.size();
     asked_.push_back(Asked{entry, nodes_[entry].epoch, false});

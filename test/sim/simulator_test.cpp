@@ -284,6 +284,27 @@ TEST_CASE("a host back with an empty disk before anyone noticed it was gone lose
         kTaskSeeds);
 }
 
+TEST_CASE("coordinator-placed tasks and singletons survive the coordinator's crash and lost disk") {
+    // The first node to crash is the coordinator; it comes back with an empty disk, and the
+    // second crash takes whoever coordinates or owns what next.
+    Options o = tasks(12, 150);
+    o.coordinator_share = 0.4;
+    o.singleton_share = 0.2;
+    o.crash = 2;
+    o.crash_at_s = 25;
+    o.crash_every_s = 35;
+    o.restart_after_s = 10;
+    o.data_loss = 1;
+    for_each_seed(
+        o,
+        [](const Report& r) {
+            require_tasks_kept(r);
+            REQUIRE(r.tasks_acked > r.tasks_submitted * 8 / 10);
+            REQUIRE(r.disks_lost == 1);
+        },
+        kTaskSeeds);
+}
+
 TEST_CASE("a partition refuses or delays tasks, and loses none") {
     Options o = tasks(12, 120);
     o.partition_at_s = 20;
