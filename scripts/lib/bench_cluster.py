@@ -10,7 +10,12 @@ import http.client
 import json
 import os
 import subprocess
+import sys
 import time
+
+# call(API, method, path, body): one HTTP exchange, as the process tests make them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../test/cli"))
+from agents import call  # noqa: E402,F401
 
 
 class Loopback:
@@ -21,24 +26,6 @@ class Loopback:
 
     def prefix(self, i):
         return []  # what runs a command on host i: nothing, it is this one
-
-
-def call(api, method, path, body=None, timeout=5):
-    """One HTTP exchange with API (host:port): (status, parsed JSON or None, headers)."""
-    host, port = api.rsplit(":", 1)
-    c = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        data = json.dumps(body).encode() if body is not None else None
-        c.request(method, path, data, {"Content-Type": "application/json"} if data else {})
-        r = c.getresponse()
-        text = r.read()
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            parsed = None
-        return r.status, parsed, dict(r.getheaders())
-    finally:
-        c.close()
 
 
 def metrics(api):
@@ -58,19 +45,45 @@ def metrics(api):
     return out
 
 
-class Agents:
+class Processes:
+    """Servers started by a bench, by member number: `procs` holds each one's Popen."""
+
+    def __init__(self):
+        self.procs = {}
+
+    def kill(self, i):
+        """kill -9 member i and reap it."""
+        p = self.procs.pop(i)
+        p.kill()
+        p.wait()
+
+    def stop(self):
+        """Ends every member still running: SIGTERM, then -9 after 10 s."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs = {}
+
+
+class Agents(Processes):
     """N agents named n0..n(N-1), all with CONFIG (a dict, written as their --config file) and
     ARGS(i) more flags each; `data` gives each a --data-dir under WORKDIR."""
 
     def __init__(self, chorus, workdir, n, base, config, hosts=None, args=lambda i: [], data=False,
                  tag="a"):
+        super().__init__()
         self.chorus, self.workdir, self.n, self.base = chorus, workdir, n, base
         self.hosts = hosts or Loopback()
         self.args, self.data, self.tag = args, data, tag
         self.config = os.path.join(workdir, f"{tag}.json")
         with open(self.config, "w") as f:
             json.dump(config, f)
-        self.procs = {}
 
     def name(self, i):
         return f"n{i}"
@@ -122,22 +135,3 @@ class Agents:
                 return True
             time.sleep(0.1)
         return False
-
-    def kill(self, i):
-        """kill -9 agent i and reap it."""
-        p = self.procs.pop(i)
-        p.kill()
-        p.wait()
-
-    def stop(self):
-        """Ends every agent still running: SIGTERM, then -9 after 10 s."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in self.procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.procs = {}
