@@ -25,7 +25,7 @@ QUICK = os.environ.get("QUICK") == "1"
 DURATION = float(os.environ.get("DURATION", "3" if QUICK else "10"))  # one wrk run, s
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "32"))
 BALANCE_S = float(os.environ.get("BALANCE_S", "5" if QUICK else "15"))
-REPEAT = int(os.environ.get("REPEAT", "1" if QUICK else "3"))
+REPEAT = int(os.environ.get("REPEAT", "1" if QUICK else "5"))
 ETCD_SIZES = [int(n) for n in os.environ.get("ETCD_SIZES", "3 5").split()]
 # The placements compared: "leaderless" is Chorus's default; "coordinator" sends every task
 # with "placement": "coordinator" in its body. A build without coordinator placement refuses
@@ -185,6 +185,11 @@ class SteadyClient(threading.Thread):
         self.halt.set()
         self.join(REQUEST_TIMEOUT + 5)
 
+    def stalls(self, fault_at, over=0.5):
+        """How many intervals between acknowledgements after the fault exceed OVER seconds."""
+        acks = [t for t in self.acks if t >= fault_at - 1.0]
+        return sum(b - a > over for a, b in zip(acks, acks[1:]))
+
     def gap(self, fault_at):
         """The longest interval between successive acknowledgements from 1 s before the fault
         on; if none came after the fault, the time since the last one (a lower bound)."""
@@ -220,6 +225,7 @@ def failover(client, what, arm):
     finally:
         client.finish()
     watch.join()
+    watch.stalls = client.stalls(fault_at)
     return (*client.gap(fault_at), watch)
 
 
@@ -345,7 +351,8 @@ def chorus_trial(agents, hosts, placement, fault, key):
             lambda: all(coordinator_of(agents, i) == victim_name for i in range(agents.n)), 30):
         raise SystemExit(f"the agents do not agree on {victim_name} as coordinator again")
     return {"gap": gap, "bound": bound, "agree": agree, "failures": client.failures,
-            "statuses": client.statuses, "victim": victim_name, "owners": struck["owners"]}
+            "statuses": client.statuses, "victim": victim_name, "owners": struck["owners"],
+            "stalls": watch.stalls}
 
 
 def chorus_failover(workdir, base, placements):
@@ -377,8 +384,11 @@ def chorus_failover(workdir, base, placements):
                     out[(placement, fault)].append(t)
                     agree = "-" if t["agree"] is None else f"{t['agree']:.2f} s"
                     owners = ", ".join(f"{n} {c}" for n, c in sorted(t["owners"].items()))
-                    print(f"   {t['victim']} (tasks ran on {owners}): gap {t['gap']:.3f} s{' (at least)' if t['bound'] else ''},"
-                          f" all survivors agreed {agree}, {t['failures']} failed requests {t['statuses']}")
+                    least = " (at least)" if t["bound"] else ""
+                    print(f"   {t['victim']} (tasks ran on {owners}): gap {t['gap']:.3f} s{least}"
+                          f" ({t['stalls']} over 0.5 s),"
+                          f" all survivors agreed {agree},"
+                          f" {t['failures']} failed requests {t['statuses']}")
     finally:
         agents.stop()
         if hosts:
@@ -419,7 +429,8 @@ def balance(workdir, base, placements):
     bench_balance.DURATION = BALANCE_S
     out = {}
     for n, placement in enumerate(placements):
-        step(f"chorus {placement}: Zipf sleep tasks, {bench_balance.RATE:.0f}/s for {BALANCE_S:.0f} s")
+        step(f"chorus {placement}: Zipf sleep tasks,"
+             f" {bench_balance.RATE:.0f}/s for {BALANCE_S:.0f} s")
         ran, load, sent, refused, errors = bench_balance.run(
             3, base + 200 * n, workdir, None if placement == "leaderless" else placement)
         out[placement] = (bench_balance.ratio(ran), bench_balance.ratio(load), refused, errors)
@@ -451,7 +462,8 @@ class Etcd(Processes):
         url, peer = f"http://{self.api(i)}", f"http://127.0.0.1:{self.base + 50 + i}"
         log = open(os.path.join(self.workdir, f"etcd{self.n}-e{i}.log"), "a")
         self.procs[i] = subprocess.Popen(
-            ["etcd", "--name", f"e{i}", "--data-dir", os.path.join(self.workdir, f"etcd{self.n}-e{i}"),
+            ["etcd", "--name", f"e{i}",
+             "--data-dir", os.path.join(self.workdir, f"etcd{self.n}-e{i}"),
              "--listen-client-urls", url, "--advertise-client-urls", url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", self.peers, "--initial-cluster-state", "new",
@@ -463,7 +475,9 @@ class Etcd(Processes):
         """(leader id, raft term) as member i reports them, or None."""
         try:
             s, body, _ = call(self.api(i), "POST", "/v3/maintenance/status", {}, timeout=1)
-            return (int(body.get("leader", 0)), int(body["header"].get("raft_term", 0))) if s == 200 else None
+            if s != 200:
+                return None
+            return int(body.get("leader", 0)), int(body["header"].get("raft_term", 0))
         except (OSError, http.client.HTTPException, KeyError, TypeError, ValueError):
             return None
 
@@ -506,7 +520,7 @@ def etcd_trial(etcd, ids):
     etcd.start(leader)
     etcd.wait_ready()
     return {"first": watch.first(), "all": agreed, "gap": gap, "bound": bound,
-            "failures": client.failures, "statuses": client.statuses}
+            "failures": client.failures, "statuses": client.statuses, "stalls": watch.stalls}
 
 
 def etcd_failover(workdir, base):
@@ -527,7 +541,8 @@ def etcd_failover(workdir, base):
                 first = "-" if t["first"] is None else f"{t['first']:.2f}"
                 agreed = "-" if t["all"] is None else f"{t['all']:.2f}"
                 print(f"   new leader at the first survivor {first} s, at all {agreed} s;"
-                      f" writer's gap {t['gap']:.3f} s{' (at least)' if t['bound'] else ''},"
+                      f" writer's gap {t['gap']:.3f} s{' (at least)' if t['bound'] else ''}"
+                      f" ({t['stalls']} over 0.5 s),"
                       f" {t['failures']} failed requests {t['statuses']}")
         finally:
             etcd.stop()
@@ -583,10 +598,13 @@ def report(tput, bal, chorus, etcd, placements, missing):
                         spread([t["agree"] for t in trials])]
         rows += [(f"chorus {p}: {label}", fig) for label, fig in zip(labels, figures)]
     for n, trials in etcd.items():
-        rows.append((f"etcd {n}: new leader at first survivor", spread([t["first"] for t in trials])))
+        rows.append((f"etcd {n}: new leader at first survivor",
+                     spread([t["first"] for t in trials])))
         rows.append((f"etcd {n}: new leader at all survivors", spread([t["all"] for t in trials])))
+        waited = sum(t["gap"] >= REQUEST_TIMEOUT for t in trials)
         rows.append((f"etcd {n}: client gap, leader kill -9",
-                     spread([t["gap"] for t in trials], gaps(trials)[1])))
+                     spread([t["gap"] for t in trials], gaps(trials)[1])
+                     + (f", {waited} of {len(trials)} at the client's timeout" if waited else "")))
     print(f"\nFailover rows: the median of {REPEAT} trials (lowest-highest).\n")
     print("| row | figure |\n|---|---|")
     for name, fig in rows:
@@ -619,11 +637,13 @@ def report(tput, bal, chorus, etcd, placements, missing):
             verdict(f"target leaderless gap, {label} <= 0.1x etcd's ({g:.3f} s: {against(g)})",
                     g <= 0.1 * etcd_gap and not bound)
     if "coordinator" in missing:
-        print("targets for coordinator placement: TBD (this build refuses \"placement\": \"coordinator\")")
+        print("targets for coordinator placement: TBD"
+              " (this build refuses \"placement\": \"coordinator\")")
     elif "coordinator" in placements:
         kill = chorus.get(("coordinator", "kill"), [])
         a = agrees(kill)
-        verdict(f"target coordinator mode, all agents agree on the new coordinator < 3 s ({fmt_s(a)})",
+        verdict(f"target coordinator mode, all agents agree on the new coordinator < 3 s"
+                f" ({fmt_s(a)})",
                 a is not None and a < 3)
         if etcd_gap:
             g, bound = gaps(kill)
@@ -631,7 +651,8 @@ def report(tput, bal, chorus, etcd, placements, missing):
                     g <= etcd_gap and not bound)
         if "leaderless" in bal:
             c, l = bal["coordinator"][0], bal["leaderless"][0]
-            verdict(f"target coordinator max/mean under Zipf <= leaderless R=3's ({c:.2f} vs {l:.2f})",
+            verdict(f"target coordinator max/mean under Zipf <= leaderless R=3's"
+                    f" ({c:.2f} vs {l:.2f})",
                     c <= l)
 
 def main():
