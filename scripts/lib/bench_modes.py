@@ -211,7 +211,7 @@ def until(cond, seconds, pause=0.05):
 def failover(client, what, arm):
     """Runs CLIENT until it has 20 acknowledgements; then ARM() gives (watch, fault): FAULT()
     strikes, WATCH begins, and the client goes on until it has settled. Returns (gap, whether
-    the gap is a lower bound, watch)."""
+    the gap is a lower bound, intervals over 0.5 s after the fault, watch)."""
     client.start()
     try:
         if not until(lambda: len(client.acks) >= 20, 10):
@@ -225,8 +225,7 @@ def failover(client, what, arm):
     finally:
         client.finish()
     watch.join()
-    watch.stalls = client.stalls(fault_at)
-    return (*client.gap(fault_at), watch)
+    return (*client.gap(fault_at), client.stalls(fault_at), watch)
 
 
 def settle(client, fault_at, observed):
@@ -335,7 +334,7 @@ def chorus_trial(agents, hosts, placement, fault, key):
             return watch, lambda: agents.kill(victim)
         return watch, lambda: hosts.silence(victim)
 
-    gap, bound, watch = failover(client, f"chorus {placement}", arm)
+    gap, bound, stalls, watch = failover(client, f"chorus {placement}", arm)
     victim, victim_name = struck["victim"], struck["name"]
     agree = watch.all()
     if placement != "leaderless" and agree is not None and len(set(watch.values.values())) != 1:
@@ -352,7 +351,7 @@ def chorus_trial(agents, hosts, placement, fault, key):
         raise SystemExit(f"the agents do not agree on {victim_name} as coordinator again")
     return {"gap": gap, "bound": bound, "agree": agree, "failures": client.failures,
             "statuses": client.statuses, "victim": victim_name, "owners": struck["owners"],
-            "stalls": watch.stalls}
+            "stalls": stalls}
 
 
 def chorus_failover(workdir, base, placements):
@@ -491,16 +490,21 @@ class Etcd(Processes):
         return leaders.pop() if len(leaders) == 1 and 0 not in leaders else None
 
     def wait_ready(self, seconds=60):
-        if not until(lambda: self.agreed_leader() is not None, seconds, 0.1):
-            raise SystemExit(f"etcd, {self.n} members: no agreed leader in {seconds} s;"
-                             f" logs in {self.workdir}/etcd{self.n}-e*.log")
-
+        """Waits until every member names the same leader, and returns its id."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            leader = self.agreed_leader()
+            if leader is not None:
+                return leader
+            time.sleep(0.1)
+        raise SystemExit(f"etcd, {self.n} members: no agreed leader in {seconds} s;"
+                         f" logs in {self.workdir}/etcd{self.n}-e*.log")
 
 def etcd_trial(etcd, ids):
     """One leader kill -9 under a steady writer that starts on a follower: {first, all, gap,
     bound, failures}; first and all are when the first and the last survivor named a new
     leader (they must agree)."""
-    leader_id = etcd.agreed_leader()
+    leader_id = etcd.wait_ready()
     leader = ids.index(leader_id)
     follower = next(i for i in range(etcd.n) if i != leader)
     order = [(follower + k) % etcd.n for k in range(etcd.n)]
@@ -512,15 +516,17 @@ def etcd_trial(etcd, ids):
 
     client = SteadyClient([etcd.api(i) for i in order], request)
     survivors = [i for i in range(etcd.n) if i != leader]
-    gap, bound, watch = failover(
-        client, f"etcd {etcd.n}", lambda: (Watch(survivors, etcd.status,
-                                                 lambda st: st[0] not in (0, leader_id)),
-                                           lambda: etcd.kill(leader)))
+
+    def arm():
+        watch = Watch(survivors, etcd.status, lambda st: st[0] not in (0, leader_id))
+        return watch, lambda: etcd.kill(leader)
+
+    gap, bound, stalls, watch = failover(client, f"etcd {etcd.n}", arm)
     agreed = watch.all() if len({v[0] for v in watch.values.values()}) == 1 else None
     etcd.start(leader)
     etcd.wait_ready()
     return {"first": watch.first(), "all": agreed, "gap": gap, "bound": bound,
-            "failures": client.failures, "statuses": client.statuses, "stalls": watch.stalls}
+            "failures": client.failures, "statuses": client.statuses, "stalls": stalls}
 
 
 def etcd_failover(workdir, base):
