@@ -59,6 +59,8 @@ struct SubmitOptions {
     std::string id;
     uint64_t timeout_ms = 0;
     std::vector<std::string> where;  // name=value: run only on members with these tags
+    std::string placement;           // ring or coordinator; empty: the agent's default
+    bool singleton = false;          // run on the coordinator, and the next if it dies
     TaskOutputOptions out;
 };
 int run_submit(const SubmitOptions& options);

@@ -177,6 +177,13 @@ int main(int argc, char** argv) {
                        "wait up to this long (10s, 500ms, 2m) for the task to finish");
     submit->add_option("--where", submit_options.where,
                        "name=value: run only on a member with this tag (repeatable)");
+    submit
+        ->add_option("--placement", submit_options.placement,
+                     "ring (the key's owners) or coordinator (where the coordinator assigns "
+                     "it); default: the agent's tasks.placement")
+        ->check(CLI::IsMember({"ring", "coordinator"}));
+    submit->add_flag("--singleton", submit_options.singleton,
+                     "run on the coordinator, and on the next one if it dies first");
     submit->add_flag("--json", submit_options.out.json, "print the agent's JSON answer");
     cli::Target task_target;
     std::string task_id;

@@ -133,6 +133,8 @@ int run_submit(const SubmitOptions& o) try {
         body["where"][tag->first] = tag->second;
     }
     if (!o.id.empty()) body["id"] = o.id;
+    if (!o.placement.empty()) body["placement"] = o.placement;
+    if (o.singleton) body["singleton"] = true;
     if (o.timeout_ms != 0) body["timeout_ms"] = o.timeout_ms;
     Loop loop;
     http::ClientRequest req;

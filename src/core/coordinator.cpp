@@ -1,5 +1,6 @@
 #include "core/coordinator.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace chorus {
@@ -22,6 +23,35 @@ std::optional<Coordinator> coordinator_of(const MemberTable& members) {
         if (!best || p > best->priority) best = Coordinator{m.name, p};
     });
     return best;
+}
+
+std::vector<Name> succession(const MemberTable& members, size_t max,
+                             const std::function<bool(const Member&)>& eligible) {
+    // The best `max` by (priority, then the lowest name), kept sorted as the members go by:
+    // max is a handful, the table may hold thousands.
+    std::vector<Coordinator> line;
+    if (max == 0) return {};
+    const auto before = [](const Coordinator& a, const Coordinator& b) {
+        return a.priority != b.priority ? a.priority > b.priority : a.name < b.name;
+    };
+    members.for_each([&](const Member& m) {
+        if (m.state != MemberState::alive || (eligible && !eligible(m))) return;
+        Coordinator c{m.name, priority_of(m.tags())};
+        if (line.size() == max && !before(c, line.back())) return;
+        line.insert(std::upper_bound(line.begin(), line.end(), c, before), std::move(c));
+        if (line.size() > max) line.pop_back();
+    });
+    std::vector<Name> names;
+    names.reserve(line.size());
+    for (Coordinator& c : line)
+        names.push_back(std::move(c.name));
+    return names;
+}
+
+Quorum quorum_of(const MemberTable& members) {
+    const size_t alive = members.count(MemberState::alive);
+    return Quorum{alive,
+                  alive + members.count(MemberState::suspect) + members.count(MemberState::dead)};
 }
 
 }  // namespace chorus

@@ -40,6 +40,7 @@ class Placement {
     void refused(const Name& owner, std::string_view code, std::string_view why);
 
     size_t tried() const { return tried_.size(); }
+    bool tried(const Name& owner) const { return tried_.contains(owner); }
 
   private:
     std::string key_;

@@ -26,6 +26,16 @@ std::string_view to_string(TaskState s) {
     return "unknown";
 }
 
+std::string_view to_string(TaskPlacement p) {
+    return p == TaskPlacement::coordinator ? "coordinator" : "ring";
+}
+
+std::optional<TaskPlacement> placement_from(std::string_view text) {
+    if (text == "ring") return TaskPlacement::ring;
+    if (text == "coordinator") return TaskPlacement::coordinator;
+    return std::nullopt;
+}
+
 size_t Task::bytes() const {
     // The strings dominate; the fixed part is a rough constant for the record and its indexes.
     size_t where = 0;

@@ -37,6 +37,14 @@ constexpr bool is_finished(TaskState s) {
     return s != TaskState::queued && s != TaskState::running;
 }
 
+// How the entry node finds a task's owner (ARCHITECTURE.md, "Tasks"): among its key's
+// candidates on the ring (leaderless, the default), or the member the coordinator assigns it
+// to (issue 17: the least loaded under load_threshold).
+enum class TaskPlacement : uint8_t { ring, coordinator };
+
+std::string_view to_string(TaskPlacement p);
+std::optional<TaskPlacement> placement_from(std::string_view text);
+
 // What a client asks to run. `payload` is JSON text, checked at the boundary that took it.
 struct TaskSpec {
     std::string id;
@@ -47,6 +55,10 @@ struct TaskSpec {
     // Placement constraints, sorted by key: the task runs only on a member carrying every one
     // of these tags with the same value (Nomad's constraints, by equality). Empty: anywhere.
     Tags where;
+    TaskPlacement placement = TaskPlacement::ring;
+    // One runner: the task runs on the coordinator of the members that can run it, and if that
+    // member dies before it finishes, on the next (core/coordinator.hpp, succession).
+    bool singleton = false;
 };
 
 // Whether a member with `tags` may run `spec`: it carries every tag of spec.where, and its
@@ -126,6 +138,8 @@ struct TaskSubmit {
     TaskSpec spec;
     // How long the sender waits for the answer (zero: not said); the owner answers within it.
     Duration budget{};
+    // Run nothing: the receiver, as coordinator, answers with the member that should run it.
+    bool assign = false;
 };
 // A task's status; with `cancel`, cancel it first; with `wait`, answer when it finishes or the
 // wait ends.
@@ -145,6 +159,7 @@ struct TaskReply {
     uint32_t capacity = 0;
     std::optional<Task> task;
     uint32_t replicas = 0;  // a submission accepted: members storing the task, the owner included
+    Name assignee{};        // a TaskSubmit with assign: the member the coordinator chose
 };
 
 // Keep this copy of another node's task (or, with `drop`, forget it); the reply says whether

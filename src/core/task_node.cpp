@@ -1,12 +1,14 @@
 #include "core/task_node.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <iterator>
 #include <tuple>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "core/coordinator.hpp"
 #include "core/text.hpp"
 
 namespace chorus {
@@ -78,6 +80,9 @@ Status TaskNodeConfig::validate() const {
                                task_replicas));
     }
     if (copy_timeout <= Duration::zero()) return bad("copy_timeout_ms: must be positive");
+    if (!(load_threshold > 0) || !std::isfinite(load_threshold)) {
+        return bad("load_threshold: must be above 0 (1 is a full node)");
+    }
     return Ok{};
 }
 
@@ -99,6 +104,9 @@ struct TaskNode::Submission {
     Done done;
     uint64_t client = 0;
     Placement search;  // which candidate next, and the answer when none is left
+    // Coordinator placement: coordinators that did not answer, and assignments asked for.
+    std::set<Name> coordinators_tried;
+    size_t assignments = 0;
 };
 
 // A lookup of a task placed from any node.
@@ -244,6 +252,7 @@ std::optional<TaskAnswer> TaskNode::validate(TaskSpec& spec) {
         return TaskAnswer::error(400, "bad_key", fmt::format("key: {}", describe(p)));
     }
     if (auto bad = check_where(spec.where)) return bad;
+    if (spec.singleton) spec.placement = TaskPlacement::coordinator;  // it follows the coordinator
     if (spec.payload.size() > l.payload_bytes_max) {
         return TaskAnswer::error(413, "payload_too_large",
                                  fmt::format("payload: {} bytes, over the limit of {}",
@@ -288,6 +297,12 @@ void TaskNode::accept(TaskSpec spec, Duration budget, Done done, Time now) {
             422, "unknown_type",
             fmt::format("type: no handler named '{}' on {}", spec.type, self().str())));
         return;
+    }
+    if (spec.singleton) {
+        if (auto no = lacks_quorum()) {
+            done(std::move(*no));
+            return;
+        }
     }
     if (!fits(node_.self().tags(), spec)) {
         // The sender's view of our tags is behind (changed, or draining): it tries another.
@@ -485,8 +500,31 @@ bool TaskNode::can_run(const Name& member, const TaskSpec& spec) const {
 }
 
 std::vector<Name> TaskNode::preference(const TaskSpec& spec, size_t count) {
+    if (spec.singleton) {  // the coordinator's line, not the key's: see runs_here
+        return succession(node_.members(), count,
+                          [&](const Member& m) { return can_run(m.name, spec); });
+    }
     return ring().preference_at(hash_(spec.key), count,
                                 [&](const Name& n) { return can_run(n, spec); });
+}
+
+bool TaskNode::runs_here(const TaskSpec& spec) {
+    if (!spec.singleton) return true;
+    if (lacks_quorum()) return false;
+    const auto first = preference(spec, 1);
+    return !first.empty() && first.front() == self();
+}
+
+std::optional<TaskAnswer> TaskNode::lacks_quorum() {
+    if (!config_.coordinator_quorum) return std::nullopt;
+    const Quorum q = quorum_of(node_.members());
+    if (q.held()) return std::nullopt;
+    ++stats_.no_quorum;
+    return TaskAnswer::error(
+        503, "no_quorum",
+        fmt::format("{} sees {} of the {} members it counts alive, not a majority: it does not "
+                    "coordinate until it does (tasks.coordinator_quorum)",
+                    self(), q.alive, q.counted));
 }
 
 std::vector<Name> TaskNode::copy_targets(const TaskSpec& spec, Time now) {
@@ -662,10 +700,11 @@ void TaskNode::take_over(const std::vector<std::string>& ids, Time now) {
             taken_here.push_back(id);
             continue;
         }
-        if (!has_room()) {
+        if (!has_room() || !runs_here(r->spec)) {
             // Beyond this node's capacity: the copy stays here until room frees up or another
             // candidate of its key takes the task (place_orphans). Never dropped, never run
-            // past the limits.
+            // past the limits. A singleton goes to the first of its line, when that is not
+            // this node (a member with a higher priority joined since its copy came here).
             orphans_.insert(id);
             continue;
         }
@@ -702,7 +741,7 @@ void TaskNode::place_orphans(Time now) {
             local.push_back(id);  // settled meanwhile: take_over skips it and forgets it
             continue;
         }
-        if (has_room() && !handing_off_) {
+        if (has_room() && !handing_off_ && runs_here(r->spec)) {
             local.push_back(id);
             continue;
         }
@@ -1233,8 +1272,10 @@ void TaskNode::submit(TaskSpec spec, Duration wait, Done done, uint64_t client, 
     auto s = std::make_shared<Search>();
     s->id = p->spec.id;
     s->key_hash = key_hash;
-    const auto near = preference(p->spec, config_.candidates + config_.task_replicas);
-    s->may_hold.emplace(near.begin(), near.end());
+    if (p->spec.placement == TaskPlacement::ring || p->spec.singleton) {
+        const auto near = preference(p->spec, config_.candidates + config_.task_replicas);
+        s->may_hold.emplace(near.begin(), near.end());
+    }  // else the coordinator may have put it on any member
     // Held there, not stored yet: the retry goes to that member and hears what the first
     // submission hears (accept() keeps the two together).
     s->on_pending = [this, p](const Name& at) { try_owner(p, at, now_); };
@@ -1326,9 +1367,17 @@ TaskAnswer TaskNode::no_candidate(const TaskSpec& spec) {
 }
 
 void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
+    if (p->spec.placement == TaskPlacement::coordinator && !p->spec.singleton) {
+        ask_coordinator(std::move(p), now);
+        return;
+    }
     std::vector<RouteCandidate> cs;
-    for (const Name& n : preference(p->spec, config_.candidates))
+    for (const Name& n : preference(p->spec, config_.candidates)) {
         cs.push_back(candidate(n, now));
+        // A singleton goes down its line in order, whatever the loads (the router's ties go
+        // to the first).
+        if (p->spec.singleton) cs.back().load = cs.back().sent = 0;
+    }
     auto next = p->search.next(std::move(cs), config_.phi_route, config_.balance_factor);
     if (auto* end = std::get_if<Placement::GiveUp>(&next)) {
         ++stats_.unavailable;
@@ -1336,6 +1385,107 @@ void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
         return;
     }
     try_owner(std::move(p), std::get<Placement::Try>(next).owner, now);
+}
+
+void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
+    // Each owner named and refused counts, as does each coordinator that did not answer: a
+    // submission asks at most `candidates` times, as a leaderless one tries that many owners.
+    const auto give_up = [this](const std::shared_ptr<Submission>& sub) {
+        ++stats_.unavailable;
+        if (sub->search.tried() == 0) {
+            std::vector<std::string> asked;
+            for (const Name& n : sub->coordinators_tried)
+                asked.push_back(n.str());
+            sub->done(TaskAnswer::error(
+                503, "no_coordinator",
+                fmt::format(
+                    "no coordinator answered (asked: {}); retry later",
+                    asked.empty() ? "none alive" : fmt::format("{}", fmt::join(asked, ", ")))));
+            return;
+        }
+        auto end = std::get<Placement::GiveUp>(sub->search.next({}, config_.phi_route, 0));
+        sub->done(TaskAnswer::error(503, std::move(end.code), std::move(end.message)));
+    };
+    if (p->assignments + p->coordinators_tried.size() >= config_.candidates) return give_up(p);
+    // The coordinator of this view, or after one that did not answer, the next in line:
+    // the member that takes over when this view learns the first is gone. One that has gone
+    // quiet (φ) is passed over at once.
+    std::optional<Name> to;
+    for (const Name& n :
+         succession(node_.members(), config_.candidates + p->coordinators_tried.size())) {
+        if (p->coordinators_tried.contains(n)) continue;
+        if (!to) to = n;
+        if (n == self() || node_.phi(n, now) < config_.phi_route) {
+            to = n;
+            break;
+        }
+    }
+    if (!to) return give_up(p);
+    const auto assigned = [this, p, give_up](const Name& owner) {
+        ++p->assignments;
+        if (p->search.tried(owner)) return give_up(p);  // named again after it refused
+        try_owner(p, owner, now_);
+    };
+    if (*to == self()) {
+        auto choice = assign(p->spec, now);
+        if (auto* refusal = std::get_if<TaskAnswer>(&choice)) {
+            p->done(std::move(*refusal));
+            return;
+        }
+        assigned(std::get<Name>(std::move(choice)));
+        return;
+    }
+    TaskSubmit ask{0, p->spec, config_.forward_timeout};
+    ask.assign = true;
+    request(
+        *to, std::move(ask), config_.forward_timeout,
+        [this, p, coordinator = *to, assigned](Result<TaskReply> r) mutable {
+            if (!r) {  // the task never left this node: asking the next in line runs it once
+                p->coordinators_tried.insert(coordinator);
+                ++stats_.retries;
+                ask_coordinator(std::move(p), now_);
+                return;
+            }
+            if (r->status != 200 || r->assignee.empty()) {
+                if (r->status == 200) r->code = "bad_reply";
+                p->done(TaskAnswer::error(r->status == 200 ? 503 : r->status, std::move(r->code),
+                                          std::move(r->message)));
+                return;
+            }
+            assigned(std::move(r->assignee));
+        },
+        now);
+}
+
+std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec, Time now) {
+    if (auto no = lacks_quorum()) return std::move(*no);
+    // Every alive member that can run it, as the router sees them: its last load plus what
+    // this node assigned it since. The coordinator sees every assignment, so that count is
+    // whole, not one entry node's share.
+    std::vector<RouteCandidate> cs;
+    size_t over = 0;
+    node_.members().for_each([&](const Member& m) {
+        if (m.state != MemberState::alive || !can_run(m.name, spec)) return;
+        cs.push_back(candidate(m.name, now));
+        if (cs.back().load + cs.back().sent >= config_.load_threshold) {
+            cs.back().alive = false;
+            ++over;
+        }
+    });
+    if (cs.empty()) return no_candidate(spec);
+    const auto choice = choose_owner(cs, config_.phi_route, 0);
+    if (!choice) {
+        ++stats_.overloaded;
+        return TaskAnswer::error(
+            503, "overloaded",
+            fmt::format("no available node: the {} members that can run it are all at or above "
+                        "the load threshold of {} (tasks.load_threshold)",
+                        over, config_.load_threshold));
+    }
+    const Name& owner = cs[*choice].name;
+    if (owner != self()) ++peers_[owner].sent;
+    ++stats_.assigned;
+    return owner;
 }
 
 std::optional<TaskAnswer> TaskNode::held_elsewhere(const TaskSpec& spec, const Name& from) {
@@ -1659,7 +1809,16 @@ void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time n
                             std::move(a.task), a.replicas},
                   now_);
         };
-        if (task_key_hash(submit->spec.id) != hash_(submit->spec.key)) {
+        if (submit->assign) {
+            auto choice = assign(submit->spec, now);
+            if (auto* refusal = std::get_if<TaskAnswer>(&choice)) {
+                answer(std::move(*refusal));
+            } else {
+                TaskReply r{request, 200, "", "", 0, 0, {}, 0};
+                r.assignee = std::get<Name>(std::move(choice));
+                reply(link, std::move(r), now);
+            }
+        } else if (task_key_hash(submit->spec.id) != hash_(submit->spec.key)) {
             answer(TaskAnswer::error(400, "bad_id", "the task id does not carry its key's hash"));
         } else if (auto elsewhere = held_elsewhere(submit->spec, from)) {
             answer(std::move(*elsewhere));

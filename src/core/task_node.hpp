@@ -83,6 +83,17 @@ struct TaskNodeConfig {
     // was, or crashed before telling it); asked, the owner brings it up to date, and an owner
     // that no longer has the task at all (its journal lost) leaves it to this node to run.
     Duration copy_check = seconds(30);
+    // How a task that does not say is placed (its "placement"): on its key's candidates
+    // (ring), or by the coordinator.
+    TaskPlacement placement = TaskPlacement::ring;
+    // Coordinator placement: the coordinator assigns a task to the least loaded member that
+    // can run it and whose load ((running + queued) / capacity, with what the coordinator
+    // sent it since) is under this; when none is, the task is refused, 503 overloaded.
+    double load_threshold = 1.0;
+    // Keep-majority: a member acts as coordinator (assigns tasks, runs singletons) only while
+    // its view holds quorum (core/coordinator.hpp), so at most one side of a partition does.
+    // Off (the default), each side of a partition coordinates its own members.
+    bool coordinator_quorum = false;
 
     Status validate() const;
 };
@@ -121,6 +132,9 @@ struct TaskNodeStats {
     uint64_t copies_stale = 0;      // copies refused: another owner's record of the task, as far
                                     // along or further, is held here and that owner is up
     uint64_t held_elsewhere = 0;    // tasks refused: their copy is here, and their owner is up
+    uint64_t assigned = 0;          // tasks this node, as coordinator, assigned to a member
+    uint64_t overloaded = 0;        // assignments refused: every member at load_threshold
+    uint64_t no_quorum = 0;         // coordinator work refused: this view does not hold quorum
 };
 
 // A journal change, in the order the driver stages them.
@@ -382,6 +396,17 @@ class TaskNode {
 
     RouteCandidate candidate(const Name& name, Time now);
     void place(std::shared_ptr<Submission> p, Time now);
+    // Coordinator placement, on the entry node: asks the coordinator (the first of the line
+    // this submission has not tried) which member runs the task, then sends it there.
+    void ask_coordinator(std::shared_ptr<Submission> p, Time now);
+    // On the coordinator: the member that should run `spec`, or why none can (503 overloaded,
+    // no_quorum, no_match; 422 unknown_type).
+    std::variant<Name, TaskAnswer> assign(const TaskSpec& spec, Time now);
+    // With coordinator_quorum, why this node may not coordinate now; nullopt when it may.
+    std::optional<TaskAnswer> lacks_quorum();
+    // Whether this node may run `spec` as its own now: any task, but a singleton only on the
+    // first of its line (and with quorum when that is asked for).
+    bool runs_here(const TaskSpec& spec);
     // Submits to `owner` (this node, or a frame); a refusal or silence places it anew.
     void try_owner(std::shared_ptr<Submission> p, const Name& owner, Time now);
     // 503 held_elsewhere when this node holds the task's copy from an owner that is up and is

@@ -240,8 +240,11 @@ int Process::run(const Settings& settings, const std::function<HttpPost(uv_loop_
             rc = 1;
         } else {
             p.agent_ = std::move(*agent);
+            TaskOptions tasks = settings.tasks;
+            // Checked by to_agent_options.
+            tasks.placement = placement_from(settings.task_placement).value_or(TaskPlacement::ring);
             p.tasks_ =
-                std::make_unique<TaskService>(&loop, *p.agent_, settings.tasks, http_post(&loop));
+                std::make_unique<TaskService>(&loop, *p.agent_, std::move(tasks), http_post(&loop));
             p.tasks_->set_on_journal_state([&log](const std::optional<Error>& failing) {
                 if (failing) {
                     log.log(Level::error,

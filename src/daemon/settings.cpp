@@ -161,6 +161,18 @@ const SettingSpec kSettings[] = {
      Real{&field<&S::tasks, &T::phi_route>}},
     {"tasks.balance_factor", "", "0: least loaded; >= 1: bounded loads",
      Real{&field<&S::tasks, &T::balance_factor>}},
+    {"tasks.placement", "--task-placement",
+     "where a task that does not say goes: ring (its key's owners, leaderless) or coordinator "
+     "(the member the coordinator assigns it to)",
+     Text{&field<&S::task_placement>}},
+    {"tasks.load_threshold", "--load-threshold",
+     "coordinator placement: a member at or above this load ((running + queued) / capacity) "
+     "is not assigned tasks; when all are, tasks are refused (503 overloaded)",
+     Real{&field<&S::tasks, &T::load_threshold>}},
+    {"tasks.coordinator_quorum", "--coordinator-quorum",
+     "a member coordinates (assigns tasks, runs singletons) only while it sees a strict "
+     "majority of the members it knows alive: at most one side of a partition does",
+     Switch{&field<&S::tasks, &T::coordinator_quorum>}},
 };
 
 // The keys of one section ("" or "tasks"), for an error naming an unknown one.
@@ -597,6 +609,10 @@ Result<AgentOptions> to_agent_options(const Settings& s, std::optional<uint32_t>
         Error e = st.error();
         if (!e.message.starts_with("handlers")) e.message = "tasks." + e.message;
         return e;
+    }
+    if (!placement_from(s.task_placement)) {
+        return bad("tasks.placement",
+                   fmt::format("'{}' is not ring or coordinator", s.task_placement));
     }
     o.task_limits = s.tasks.limits;
     // A dial to a peer that never answers is given up as a forwarded task would be, so

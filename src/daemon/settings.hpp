@@ -27,6 +27,7 @@ struct Settings {
     std::vector<std::string> seeds;
     uint32_t retry_join = 0;  // join attempts before giving up; 0 = keep trying
     std::string profile = "lan";
+    std::string task_placement = "ring";  // tasks.placement, read into tasks.placement
     std::string cluster = "chorus";
     std::map<std::string, std::string> tags;
     std::string log_level = "info";

@@ -63,11 +63,19 @@ struct Api::Waiter {
 
 nlohmann::json Api::coordinator_json() const {
     const std::optional<Coordinator>& c = coordinator_;
+    const Quorum q = quorum_of(agent_.node().members());
     return {{"coordinator", c ? nlohmann::json(c->name.str()) : nlohmann::json(nullptr)},
             {"priority", c ? nlohmann::json(c->priority) : nlohmann::json(nullptr)},
             {"self", c && c->name == agent_.node().self().name},
             {"index", index_},
-            {"changes", coordinator_changes_}};
+            {"changes", coordinator_changes_},
+            // Keep-majority (tasks.coordinator_quorum): whether this view holds it, and if it
+            // is required for this node to coordinate.
+            {"quorum",
+             {{"alive", q.alive},
+              {"counted", q.counted},
+              {"held", q.held()},
+              {"required", info_.tasks != nullptr && info_.tasks->options().coordinator_quorum}}}};
 }
 
 std::optional<Duration> parse_wait(std::string_view text) {

@@ -46,6 +46,8 @@ json task_json(const Task& t, bool with_payload) {
     if (!t.error.empty()) j["error"] = t.error;
     if (t.exit_code) j["exit_code"] = *t.exit_code;
     if (with_payload) j["payload"] = daemon::json_or_string(t.spec.payload);
+    j["placement"] = to_string(t.spec.placement);
+    if (t.spec.singleton) j["singleton"] = true;
     if (!t.spec.where.empty()) {
         json where = json::object();
         for (const auto& [k, v] : t.spec.where)
@@ -118,12 +120,25 @@ std::optional<Response> read_spec(const json& body, TaskSpec& spec) {
             }
             for (const auto& [k, v] : value.items())
                 spec.where.emplace_back(k, v.get<std::string>());
+        } else if (field == "placement") {
+            const auto p =
+                value.is_string() ? placement_from(value.get<std::string>()) : std::nullopt;
+            if (!p) return bad("bad_placement", "placement: must be \"ring\" or \"coordinator\"");
+            spec.placement = *p;
+        } else if (field == "singleton") {
+            if (!value.is_boolean())
+                return bad("bad_singleton", "singleton: must be true or false");
+            spec.singleton = value.get<bool>();
         } else {
             return bad("unknown_field",
                        fmt::format("'{}' is not a task field (key, type, payload, id, timeout_ms, "
-                                   "where)",
+                                   "where, placement, singleton)",
                                    field));
         }
+    }
+    if (spec.singleton && spec.placement == TaskPlacement::ring && body.contains("placement")) {
+        return bad("bad_placement",
+                   "placement: a singleton runs on the coordinator; leave placement out");
     }
     if (!body.contains("key")) return bad("missing_key", "key: required, a non-empty string");
     if (!body.contains("type")) {
@@ -193,6 +208,7 @@ void Api::tasks(const Request& req, const Reply& reply, uint64_t started) {
                 R"(a task needs a JSON body such as {"key": "user:42", "type": "echo"})"));
         }
         TaskSpec spec;
+        spec.placement = info_.tasks->options().placement;  // unless the task says
         if (auto bad = read_spec(req.json, spec)) return fail(std::move(*bad));
         info_.tasks->submit(std::move(spec), wait, answered(false), reply.connection());
         return;
@@ -398,6 +414,17 @@ void Api::task_metrics(Exposition& out) const {
                 "Tasks refused with 503 held_elsewhere: this node holds their copy, and their "
                 "owner is up (the node that sent them gave up on that owner too soon).",
                 s.held_elsewhere);
+    out.counter("chorus_task_assigned_total",
+                "Tasks this node, as coordinator, assigned to a member (coordinator placement).",
+                s.assigned);
+    out.counter("chorus_task_overloaded_total",
+                "Assignments refused with 503 overloaded: every member that could run the task "
+                "was at or above tasks.load_threshold.",
+                s.overloaded);
+    out.counter("chorus_task_no_quorum_total",
+                "Coordinator work refused with 503 no_quorum: this node's view did not hold "
+                "a majority (tasks.coordinator_quorum).",
+                s.no_quorum);
     out.gauge("chorus_task_copies_unfinished_bytes",
               "Bytes of the unfinished copies held here (limit: copies_bytes_max).",
               static_cast<double>(t.copies().unfinished_bytes()));

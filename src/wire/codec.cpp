@@ -184,7 +184,8 @@ uint32_t clamp_ms(Duration d) {
 
 fb::Offset<gen::TaskSpec> task_spec(fb::FlatBufferBuilder& b, const TaskSpec& t) {
     return gen::CreateTaskSpec(b, str(b, t.id), str(b, t.key), str(b, t.type), str(b, t.payload),
-                               clamp_ms(t.timeout), tags(b, t.where));
+                               clamp_ms(t.timeout), tags(b, t.where),
+                               static_cast<uint8_t>(t.placement), t.singleton);
 }
 
 fb::Offset<gen::TaskStatus> task_status(fb::FlatBufferBuilder& b, const Task& t) {
@@ -201,10 +202,10 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
         [&](const auto& x) -> std::pair<gen::Message, fb::Offset<void>> {
             using T = std::decay_t<decltype(x)>;
             if constexpr (std::is_same_v<T, TaskSubmit>) {
-                return {
-                    gen::Message::TaskSubmit,
-                    gen::CreateTaskSubmit(b, x.request, task_spec(b, x.spec), clamp_ms(x.budget))
-                        .Union()};
+                return {gen::Message::TaskSubmit,
+                        gen::CreateTaskSubmit(b, x.request, task_spec(b, x.spec),
+                                              clamp_ms(x.budget), x.assign)
+                            .Union()};
             } else if constexpr (std::is_same_v<T, TaskQuery>) {
                 return {gen::Message::TaskQuery,
                         gen::CreateTaskQuery(b, x.request, str(b, x.id), x.cancel, clamp_ms(x.wait))
@@ -214,11 +215,11 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
                         gen::CreateTaskCopy(b, x.request, task_status(b, x.task), x.drop).Union()};
             } else {
                 const auto status = x.task ? task_status(b, *x.task) : 0;
-                return {
-                    gen::Message::TaskReply,
-                    gen::CreateTaskReply(b, x.request, x.status, str(b, x.code), str(b, x.message),
-                                         x.load_milli, x.capacity, status, x.replicas)
-                        .Union()};
+                return {gen::Message::TaskReply,
+                        gen::CreateTaskReply(b, x.request, x.status, str(b, x.code),
+                                             str(b, x.message), x.load_milli, x.capacity, status,
+                                             x.replicas, str(b, x.assignee))
+                            .Union()};
             }
         },
         m);
@@ -527,6 +528,11 @@ TaskSpec read_spec(Reader& r, const gen::TaskSpec* s, const Limits& l) {
     if (out.payload.empty()) out.payload = "null";
     out.timeout = milliseconds(s->timeout_ms());
     out.where = r.tags(s->where());
+    if (s->placement() > static_cast<uint8_t>(TaskPlacement::coordinator)) {
+        r.fail(fmt::format("task placement {} is unknown", s->placement()));
+    }
+    out.placement = static_cast<TaskPlacement>(s->placement());
+    out.singleton = s->singleton();
     return out;
 }
 
@@ -602,6 +608,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.request = m->request();
             x.spec = read_spec(r, m->task(), l);
             x.budget = milliseconds(m->budget_ms());
+            x.assign = m->assign();
             break;
         }
         case gen::Message::TaskQuery: {
@@ -624,6 +631,7 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.capacity = m->capacity();
             if (const auto* t = m->task()) x.task = read_status(r, *t, l);
             x.replicas = m->replicas();
+            x.assignee = Name(r.text(m->assignee(), l.name_bytes_max, "reply.assignee", false));
             break;
         }
         case gen::Message::TaskCopy: {

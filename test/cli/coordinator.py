@@ -3,7 +3,11 @@
   - three agents, a with priority 1, b and c with priority 5: every view names b (the highest
     priority, ties to the lowest name), through GET /v1/coordinator and `chorus coordinator`;
   - b is killed -9: every view names c, and the time from the kill until all agree is printed;
-    a's event stream carried a `coordinator` event naming c, and its metric counted changes.
+    a's event stream carried a `coordinator` event naming c, and its metric counted changes;
+  - coordinator placement (point 2): a runs with --task-placement coordinator, so tasks posted
+    to it without a placement ask c, which assigns them (its metric counts them), and they run
+    and finish; a task may still ask for "placement": "ring"; a bad placement is a 400;
+  - a singleton (point 3) posted to a runs on c, the coordinator, whatever its key.
 
     coordinator.py /path/to/chorus
 
@@ -54,7 +58,8 @@ def follow(addr):
 try:
     step("a (priority 1), b and c (priority 5): every view names b")
     procs["a"], gossip, http_at["a"] = launch(chorus, "a", f"{work}/a.log",
-                                              ["--profile", "local", "--tag", "priority=1"])
+                                              ["--profile", "local", "--tag", "priority=1",
+                                               "--task-placement", "coordinator"])
     for n in ("b", "c"):
         procs[n], _, http_at[n] = launch(chorus, n, f"{work}/{n}.log",
                                          ["--profile", "local", "--tag", "priority=5",
@@ -86,6 +91,49 @@ try:
     metrics = c.getresponse().read().decode()
     if f"chorus_coordinator_changes_total {after['changes']}" not in metrics:
         logs.fail("the metric does not count the changes")
+
+    def metric(addr, name):
+        c = http.client.HTTPConnection(*addr.rsplit(":", 1), timeout=5)
+        c.request("GET", "/metrics")
+        for line in c.getresponse().read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
+    step("tasks posted to a go where c, the coordinator, assigns them")
+    logs.until(lambda: call(http_at["a"], "GET", "/v1/members")[1] is not None and
+               sum(1 for m in call(http_at["a"], "GET", "/v1/members")[1]["members"]
+                   if m["state"] == "alive") == 2, 30, "a does not see b gone")
+    assigned = metric(http_at["c"], "chorus_task_assigned_total")
+    owners = set()
+    for i in range(8):
+        status, j, _ = call(http_at["a"], "POST", "/v1/tasks?wait=10s",
+                            {"key": f"k{i}", "type": "echo", "payload": i}, timeout=15)
+        if status != 200 or j.get("state") != "succeeded" or j.get("result") != i:
+            logs.fail(f"a coordinator-placed task: {status} {j}")
+        if j.get("placement") != "coordinator":
+            logs.fail(f"a's default placement was not applied: {j}")
+        owners.add(j["owner"])
+    if not owners <= {"a", "c"}:
+        logs.fail(f"tasks ran on members not alive: {owners}")
+    if metric(http_at["c"], "chorus_task_assigned_total") < assigned + 8:
+        logs.fail("c's metric did not count the 8 assignments")
+    status, j, _ = call(http_at["a"], "POST", "/v1/tasks",
+                        {"key": "k", "type": "echo", "placement": "ring"})
+    if status != 202 or j.get("placement") != "ring":
+        logs.fail(f"a task asking for ring placement: {status} {j}")
+    status, j, _ = call(http_at["a"], "POST", "/v1/tasks",
+                        {"key": "k", "type": "echo", "placement": "leader"})
+    if status != 400 or j.get("error", {}).get("code", j.get("code")) != "bad_placement":
+        logs.fail(f"a bad placement: {status} {j}")
+
+    step("a singleton posted to a runs on c, the coordinator")
+    for key in ("report", "compaction", "x"):
+        status, j, _ = call(http_at["a"], "POST", "/v1/tasks?wait=10s",
+                            {"key": key, "type": "echo", "payload": key, "singleton": True},
+                            timeout=15)
+        if status != 200 or j.get("owner") != "c" or not j.get("singleton"):
+            logs.fail(f"a singleton: {status} {j}")
     print("PASS")
 finally:
     stop(procs)

@@ -251,9 +251,8 @@ try:
     until(alive(["a", "b"]), 30, "the two agents did not form a cluster with agent.json")
     with open(os.path.join(work, "doc.json"), "w") as f:
         json.dump({"text": "hello"}, f)
-    (number, task_cmds, _), = take("chorus submit")
     ids = {}
-    for c in task_cmds:
+    for c in [c for _, cmds, _ in take("chorus submit") for c in cmds]:
         out = run(c, {"5f1c...-nightly-17": ids.get("nightly-17", "?"), "ID": ids.get("any", "?")})
         for task_id in re.findall(r"\b[0-9a-f]{16}-[\w.:-]+", out):
             ids.setdefault("any", task_id)

@@ -160,6 +160,18 @@ struct Tasks {
         }
     }
 
+    // advance(), with every member's journal committing what it staged as it goes (what the
+    // daemon's does within milliseconds).
+    void live_for(Duration d, const std::function<bool(const Frame&)>& lost = nullptr) {
+        const Time end = now() + d;
+        while (now() < end) {
+            advance(milliseconds(10), lost);
+            for (auto& [n, node] : nodes)
+                commit(n);
+            deliver(lost);
+        }
+    }
+
     // `at` holds `t`'s copy, sent by its owner and committed; nothing is left to deliver.
     void hold_copy(const std::string& at, const Task& t) {
         nodes.at(at)->on_message(t.owner, link_of(t.owner.str()), TaskCopy{1, t, false}, now());
@@ -728,6 +740,165 @@ TEST_CASE("members say their ring checksum on probes, so each knows who sees the
         REQUIRE(said(o, "d") == 0);
         for (const char* m : kNames) {
             if (std::string_view(o) != m) REQUIRE(said(o, m) == four);
+        }
+    }
+}
+
+// ---- coordinator placement and singletons (issue 17) ----
+
+namespace {
+
+TaskSpec coordinated(std::string key) {
+    TaskSpec s = work(std::move(key));
+    s.placement = TaskPlacement::coordinator;
+    return s;
+}
+
+// Frames to members that crashed vanish.
+std::function<bool(const Tasks::Frame&)> to_any_of(std::set<std::string> gone) {
+    return [gone = std::move(gone)](const Tasks::Frame& f) { return gone.contains(f.to); };
+}
+
+}  // namespace
+
+TEST_CASE(
+    "the coordinator assigns each task to the least loaded member, and refuses when all are full") {
+    TaskNodeConfig config;
+    config.limits.capacity = 2;
+    config.limits.queue_max = 0;
+    Tasks t(config);
+    // No priorities: a, the lowest name, coordinates. Every task enters at c.
+    t["c"].submit(
+        coordinated("k0"), {}, [](TaskAnswer) {}, 0, t.now());
+    t.drain();
+    REQUIRE(t.frames.size() == 1);
+    REQUIRE(t.frames[0].to == "a");
+    const auto* ask = std::get_if<TaskSubmit>(&t.frames[0].message);
+    REQUIRE(ask != nullptr);
+    REQUIRE(ask->assign);
+    const std::string id = ask->spec.id;
+    t.settle();
+    std::map<std::string, int> owners;
+    for (const Task* task :
+         {t["a"].board().find(id), t["b"].board().find(id), t["c"].board().find(id)}) {
+        if (task != nullptr) ++owners[task->owner.str()];
+    }
+    for (int i = 1; i < 6; ++i) {
+        const TaskAnswer a = t.run("c", coordinated("k" + std::to_string(i)));
+        REQUIRE(a.status == 202);
+        REQUIRE(a.task->spec.placement == TaskPlacement::coordinator);
+        ++owners[a.task->owner.str()];
+    }
+    // Six tasks, two slots each: the coordinator counted what it sent, so no member got a
+    // third while another had room, whichever key the tasks had.
+    REQUIRE(owners == std::map<std::string, int>{{"a", 2}, {"b", 2}, {"c", 2}});
+    REQUIRE(t["a"].stats().assigned == 6);
+    REQUIRE(t["c"].stats().assigned == 0);
+    const TaskAnswer full = t.run("c", coordinated("k6"));
+    REQUIRE(full.status == 503);
+    REQUIRE(full.code == "overloaded");
+    REQUIRE_THAT(full.message, Catch::Contains("load threshold"));
+    REQUIRE(t["a"].stats().overloaded == 1);
+}
+
+TEST_CASE("a silent coordinator is passed over for the next in line, and the task runs once") {
+    Tasks t;
+    t.members.crash("a");
+    t.nodes.erase("a");
+    const auto lost = to_any_of({"a"});
+    // At once: c still takes a for the coordinator, asks it, and after the request's deadline
+    // asks b, the next in line (the one that takes over once c's view drops a).
+    std::optional<TaskAnswer> first;
+    t["c"].submit(
+        coordinated("k1"), {}, [&](TaskAnswer x) { first = std::move(x); }, 0, t.now());
+    t.live_for(TaskNodeConfig{}.forward_timeout + milliseconds(500), lost);
+    REQUIRE(first);
+    INFO(first->code << ": " << first->message);
+    REQUIRE(first->status == 202);
+    REQUIRE(first->task->owner != Name("a"));
+    REQUIRE(t["c"].stats().retries >= 1);
+    size_t runs = t.started["b"].size() + t.started["c"].size();
+    REQUIRE(runs == 1);
+    // Once a has gone quiet for a while (its φ is high, before it is declared dead), c asks b
+    // first: no wait.
+    t.live_for(seconds(2), lost);
+    t["c"].submit(
+        coordinated("k2"), {}, [](TaskAnswer) {}, 0, t.now());
+    t.drain();
+    REQUIRE(t.frames.size() == 1);
+    REQUIRE(t.frames[0].to == "b");
+    REQUIRE(std::get<TaskSubmit>(t.frames[0].message).assign);
+}
+
+TEST_CASE(
+    "a singleton runs on the coordinator, its copy waits on the next, which runs it if it dies") {
+    Tasks t;
+    TaskSpec s = work(t.key_owned_by("c"));
+    s.singleton = true;
+    const TaskAnswer a = t.run("c", s);
+    REQUIRE(a.status == 202);
+    REQUIRE(a.task->owner == Name("a"));  // not the key's owner
+    REQUIRE(a.task->spec.placement == TaskPlacement::coordinator);
+    REQUIRE(t.holders(a) == std::vector<Name>{Name("b")});
+    REQUIRE(t.started["a"] == std::vector<std::string>{a.task->spec.id});
+    // a dies before it finishes: b, the next coordinator, runs it.
+    t.members.crash("a");
+    t.nodes.erase("a");
+    t.live_for(seconds(20), to_any_of({"a"}));
+    REQUIRE(t.started["b"] == std::vector<std::string>{a.task->spec.id});
+    REQUIRE(t.started["c"].empty());
+    REQUIRE(t["b"].board().find(a.task->spec.id)->owner == Name("b"));
+}
+
+TEST_CASE("a singleton follows priority, and its copy goes to the member that would be next") {
+    Tasks t;
+    t.members["c"].set_tags({{"priority", "5"}}, t.now());
+    t.members["a"].set_tags({{"priority", "2"}}, t.now());
+    t.advance(seconds(2));
+    TaskSpec s = work("report");
+    s.singleton = true;
+    const TaskAnswer a = t.run("b", s);
+    REQUIRE(a.status == 202);
+    REQUIRE(a.task->owner == Name("c"));
+    REQUIRE(t.holders(a) == std::vector<Name>{Name("a")});
+}
+
+TEST_CASE(
+    "with coordinator_quorum a member without a majority neither assigns nor runs singletons") {
+    for (const bool quorum : {false, true}) {
+        TaskNodeConfig config;
+        config.coordinator_quorum = quorum;
+        config.min_replicas = 1;  // a alone may still store a task
+        Tasks t(config);
+        for (const char* gone : {"b", "c"}) {
+            t.members.crash(gone);
+            t.nodes.erase(gone);
+        }
+        t.live_for(seconds(20), to_any_of({"b", "c"}));
+        INFO("quorum " << quorum);
+        std::optional<TaskAnswer> placed, single;
+        t["a"].submit(
+            coordinated("k"), {}, [&](TaskAnswer x) { placed = std::move(x); }, 0, t.now());
+        TaskSpec s = work("report");
+        s.singleton = true;
+        t["a"].submit(
+            std::move(s), {}, [&](TaskAnswer x) { single = std::move(x); }, 0, t.now());
+        t.live_for(seconds(1), to_any_of({"b", "c"}));
+        REQUIRE(placed);
+        REQUIRE(single);
+        INFO(placed->code << ": " << placed->message);
+        INFO(single->code << ": " << single->message);
+        if (!quorum) {  // each side of a partition coordinates its own members
+            REQUIRE(placed->status == 202);
+            REQUIRE(single->status == 202);
+            REQUIRE(t.started["a"].size() == 2);
+        } else {  // a sees 1 of 3 alive
+            REQUIRE(placed->status == 503);
+            REQUIRE(placed->code == "no_quorum");
+            REQUIRE(single->status == 503);
+            REQUIRE_THAT(single->message, Catch::Contains("not a majority"));
+            REQUIRE(t.started["a"].empty());
+            REQUIRE(t["a"].stats().no_quorum >= 2);
         }
     }
 }

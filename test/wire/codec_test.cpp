@@ -439,6 +439,22 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE_FALSE(copy.drop);
     REQUIRE(round_trip<TaskCopy>(TaskCopy{14, full_task(), true}).drop);
 
+    // Coordinator placement: how a task is placed, and the assignment asked and answered.
+    TaskSubmit ask{15, full_task().spec, milliseconds(200)};
+    ask.spec.placement = TaskPlacement::coordinator;
+    ask.spec.singleton = true;
+    ask.assign = true;
+    const auto asked = round_trip<TaskSubmit>(ask);
+    REQUIRE(asked.assign);
+    REQUIRE(asked.spec.placement == TaskPlacement::coordinator);
+    REQUIRE(asked.spec.singleton);
+    REQUIRE_FALSE(submit.assign);
+    REQUIRE(submit.spec.placement == TaskPlacement::ring);
+    REQUIRE_FALSE(submit.spec.singleton);
+    TaskReply named{16, 200, "", "", 0, 0, {}, 0};
+    named.assignee = Name("n3");
+    REQUIRE(round_trip<TaskReply>(named).assignee == Name("n3"));
+
     const auto refusal = round_trip<TaskReply>(TaskReply{12, 503, "full", "busy", 2000, 4, {}, 0});
     REQUIRE(refusal.code == "full");
     REQUIRE_FALSE(refusal.task);
