@@ -11,11 +11,11 @@ import http.client
 import json
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import threading
 import time
+
+from bench_cluster import Agents, metrics
 
 CHORUS = os.environ["CHORUS_BIN"]
 NODES = int(os.environ.get("NODES", "5"))
@@ -38,44 +38,17 @@ def zipf_cdf(n, s):
     return cdf
 
 
-def metrics(port):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    c.request("GET", "/metrics")
-    text = c.getresponse().read().decode()
-    c.close()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            out[name] = float(value)
-    return out
-
-
-def run(r, base, workdir):
-    config = os.path.join(workdir, f"r{r}.json")
-    with open(config, "w") as f:
-        json.dump({"tasks": {"candidates": r, "capacity": CAPACITY, "queue_max": 4096}}, f)
-    procs = []
-    for i in range(NODES):
-        log = open(os.path.join(workdir, f"r{r}-n{i}.log"), "w")
-        procs.append(subprocess.Popen(
-            [CHORUS, "agent", "--name", f"n{i}", "--bind", f"127.0.0.1:{base + i}",
-             "--http", f"127.0.0.1:{base + 100 + i}", "--seed", f"127.0.0.1:{base}",
-             "--profile", "local", "--log-level", "warn", "--config", config],
-            stdout=log, stderr=subprocess.STDOUT))
+def run(r, base, workdir, placement=None):
+    """One cluster with `candidates` = R: (tasks run per agent, mean load per agent, posted,
+    refused, errors). PLACEMENT, when given, goes in every task's body ("coordinator": the
+    coordinator places each task, and R plays no part)."""
+    agents = Agents(CHORUS, workdir, NODES, base,
+                    {"tasks": {"candidates": r, "capacity": CAPACITY, "queue_max": 4096}},
+                    args=lambda i: ["--profile", "local"], tag=f"r{r}-{placement or 'leaderless'}")
     try:
-        http_ports = [base + 100 + i for i in range(NODES)]
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if all(metrics(p).get('chorus_members{state="alive"}', 0) == NODES for p in http_ports):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
-        else:
-            sys.exit(f"R={r}: the cluster did not converge")
-        before = [metrics(p) for p in http_ports]
+        agents.start_all()
+        apis = [agents.api(i) for i in range(NODES)]
+        before = [metrics(a) for a in apis]
 
         cdf = zipf_cdf(KEYS, ZIPF_S)
         stop = time.time() + DURATION
@@ -91,11 +64,13 @@ def run(r, base, workdir):
                 time.sleep(max(0.0, next_at - time.time()))
                 next_at += interval
                 key = f"key-{bisect.bisect_left(cdf, rng.random())}"
-                port = rng.choice(http_ports)
-                body = json.dumps({"key": key, "type": "sleep", "payload": {"ms": SLEEP_MS}})
+                api = rng.choice(apis)
+                task = {"key": key, "type": "sleep", "payload": {"ms": SLEEP_MS}}
+                body = json.dumps({**task, "placement": placement} if placement else task)
                 try:
-                    c = conns.get(port) or http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-                    conns[port] = c
+                    host, port = api.rsplit(":", 1)
+                    c = conns.get(api) or http.client.HTTPConnection(host, int(port), timeout=10)
+                    conns[api] = c
                     c.request("POST", "/v1/tasks", body, {"Content-Type": "application/json"})
                     resp = c.getresponse()
                     resp.read()
@@ -104,18 +79,18 @@ def run(r, base, workdir):
                         if resp.status != 202:
                             refused[0] += 1
                 except (OSError, http.client.HTTPException):
-                    conns.pop(port, None)
+                    conns.pop(api, None)
                     with lock:
                         errors[0] += 1
 
-        samples = [[] for _ in http_ports]
+        samples = [[] for _ in apis]
         done = threading.Event()
 
         def sampler():
             while not done.is_set():
-                for i, p in enumerate(http_ports):
+                for i, a in enumerate(apis):
                     try:
-                        m = metrics(p)
+                        m = metrics(a)
                         samples[i].append(m.get("chorus_tasks_running", 0) + m.get("chorus_tasks_queued", 0))
                     except OSError:
                         pass
@@ -131,26 +106,19 @@ def run(r, base, workdir):
         # Let the queues drain so every accepted task is counted where it ran.
         drain_until = time.time() + 30
         while time.time() < drain_until:
-            ms = [metrics(p) for p in http_ports]
+            ms = [metrics(a) for a in apis]
             if all(m.get("chorus_tasks_running", 0) + m.get("chorus_tasks_queued", 0) == 0 for m in ms):
                 break
             time.sleep(0.1)
         done.set()
         s.join()
-        after = [metrics(p) for p in http_ports]
+        after = [metrics(a) for a in apis]
         ran = [a.get('chorus_tasks_total{outcome="succeeded"}', 0) - b.get('chorus_tasks_total{outcome="succeeded"}', 0)
                for a, b in zip(after, before)]
         avg_load = [sum(x) / max(len(x), 1) for x in samples]
         return ran, avg_load, sent[0], refused[0], errors[0]
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        agents.stop()
 
 
 def ratio(xs):
@@ -180,4 +148,5 @@ def main():
         print("target (R=3, max/mean <= 1.25): " + ("met" if ok else "MISSED"))
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -41,6 +41,25 @@ phase() {
   printf '== %s  [%dm%02ds]\n' "$*" $((SECONDS / 60)) $((SECONDS % 60))
 }
 
+# wrk_row DIR SECONDS CONNECTIONS URL LUA: runs wrk (2 threads, keep-alive connections) against
+# URL for SECONDS with the Lua script LUA, its output in DIR, and prints one line:
+# "requests/s p50_ms p99_ms non2xx requests wrk_cpu_s" (wrk's own user + system CPU).
+wrk_row() {
+  local dir="$1" seconds="$2" connections="$3" url="$4" lua="$5" TIMEFORMAT='%U %S'
+  { time wrk -t2 -c"$connections" -d"${seconds}s" --latency -s "$lua" "$url" \
+    > "$dir/wrk.out" 2>&1; } 2> "$dir/wrk.cpu"
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
+    FILENAME ~ /cpu$/ { cpu = $1 + $2; next }
+    /requests in/ { n = $1 }
+    /Requests\/sec:/ { rps = $2 }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /Non-2xx/ { bad = $NF }
+    END { printf "%.0f %.2f %.2f %d %d %.2f\n", rps, p50, p99, bad + 0, n, cpu }' \
+    "$dir/wrk.cpu" "$dir/wrk.out"
+}
+
 # Installs whichever of the given packages are missing; silent when all are present.
 ensure_packages() {
   local missing=()
