@@ -1461,18 +1461,36 @@ std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec, Time now) 
     if (auto no = lacks_quorum()) return std::move(*no);
     // Every alive member that can run it, as the router sees them: its last load plus what
     // this node assigned it since. The coordinator sees every assignment, so that count is
-    // whole, not one entry node's share.
+    // whole, not one entry node's share. A member is passed over when its load as last
+    // reported is at the threshold: what was sent since steers the choice, but it may have
+    // finished already (short tasks end between two reports), so it refuses nothing.
+    //
+    // This node's own load it sees at once, its peers' only as often as they report it
+    // (every gossip_interval at most) plus what it sent them since: with short tasks it would
+    // look idler than they are and take more than its share. So it looks at itself as they
+    // do: a snapshot taken as often, plus what it assigned itself since.
+    if (now - self_seen_.at >= node_.config().gossip_interval) {
+        self_seen_ = {board_.load_milli() / 1000.0, now, 0};
+    }
     std::vector<RouteCandidate> cs;
     size_t over = 0;
     node_.members().for_each([&](const Member& m) {
         if (m.state != MemberState::alive || !can_run(m.name, spec)) return;
-        cs.push_back(candidate(m.name, now));
-        if (cs.back().load + cs.back().sent >= config_.load_threshold) {
-            cs.back().alive = false;
+        RouteCandidate& c = cs.emplace_back(candidate(m.name, now));
+        if (m.name == self() && c.accepting) {
+            c.load = self_seen_.load;
+            c.sent = static_cast<double>(self_seen_.sent) / config_.limits.capacity;
+        }
+        if (c.load >= config_.load_threshold) {
+            c.alive = false;
             ++over;
         }
     });
     if (cs.empty()) return no_candidate(spec);
+    // Ties (an idle cluster) go round the members rather than to the lowest name: the router
+    // takes the first of equals, and the list starts one further on each time.
+    std::rotate(cs.begin(), cs.begin() + static_cast<ptrdiff_t>(stats_.assigned % cs.size()),
+                cs.end());
     const auto choice = choose_owner(cs, config_.phi_route, 0);
     if (!choice) {
         ++stats_.overloaded;
@@ -1483,7 +1501,7 @@ std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec, Time now) 
                         over, config_.load_threshold));
     }
     const Name& owner = cs[*choice].name;
-    if (owner != self()) ++peers_[owner].sent;
+    ++(owner == self() ? self_seen_.sent : peers_[owner].sent);
     ++stats_.assigned;
     return owner;
 }

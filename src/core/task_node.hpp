@@ -87,8 +87,9 @@ struct TaskNodeConfig {
     // (ring), or by the coordinator.
     TaskPlacement placement = TaskPlacement::ring;
     // Coordinator placement: the coordinator assigns a task to the least loaded member that
-    // can run it and whose load ((running + queued) / capacity, with what the coordinator
-    // sent it since) is under this; when none is, the task is refused, 503 overloaded.
+    // can run it (its load, (running + queued) / capacity, with what the coordinator sent it
+    // since) among those whose load as last reported is under this; when none is, the task is
+    // refused, 503 overloaded.
     double load_threshold = 1.0;
     // Keep-majority: a member acts as coordinator (assigns tasks, runs singletons) only while
     // its view holds quorum (core/coordinator.hpp), so at most one side of a partition does.
@@ -481,6 +482,12 @@ class TaskNode {
     Time next_check_ = Time::max();                 // the next check_copies()
 
     std::map<Name, PeerLoad> peers_;
+    // As coordinator: this node's load as its peers see it (see assign()).
+    struct SelfSeen {
+        double load = 0;
+        Time at{};
+        uint32_t sent = 0;  // tasks assigned to itself since `at`
+    } self_seen_;
     std::map<uint64_t, Request> requests_;
     std::set<std::pair<Time, uint64_t>> deadlines_;  // requests_ by deadline
     uint64_t next_request_ = 1;

@@ -794,6 +794,9 @@ TEST_CASE(
     REQUIRE(owners == std::map<std::string, int>{{"a", 2}, {"b", 2}, {"c", 2}});
     REQUIRE(t["a"].stats().assigned == 6);
     REQUIRE(t["c"].stats().assigned == 0);
+    // Once the members have said they are full (the coordinator refuses on reported loads:
+    // what it sent since may have finished already), a task is refused at once.
+    t.live_for(seconds(1));
     const TaskAnswer full = t.run("c", coordinated("k6"));
     REQUIRE(full.status == 503);
     REQUIRE(full.code == "overloaded");
@@ -900,5 +903,33 @@ TEST_CASE(
             REQUIRE(t.started["a"].empty());
             REQUIRE(t["a"].stats().no_quorum >= 2);
         }
+    }
+}
+
+TEST_CASE("a named coordinator-placed task sent again is the same task, found from any member") {
+    Tasks t;
+    TaskSpec s = coordinated("k");
+    s.id = "nightly";
+    const TaskAnswer first = t.run("c", s);
+    REQUIRE(first.status == 202);
+    const std::string owner = first.task->owner.str();
+    // Sent again through another entry: found wherever the coordinator put it, not placed twice.
+    const TaskAnswer again = t.run("b", s);
+    REQUIRE(again.status == 202);
+    REQUIRE(again.task->spec.id == first.task->spec.id);
+    REQUIRE(again.task->owner == first.task->owner);
+    size_t runs = 0;
+    for (const char* n : kNames)
+        runs += t.started[n].size();
+    REQUIRE(runs == 1);
+    for (const char* n : kNames) {
+        std::optional<TaskAnswer> found;
+        t[n].query(
+            first.task->spec.id, {}, false, [&](TaskAnswer a) { found = std::move(a); }, 0,
+            t.now());
+        t.settle();
+        REQUIRE(found);
+        REQUIRE(found->status == 200);
+        REQUIRE(found->task->owner == Name(owner));
     }
 }
