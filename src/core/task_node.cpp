@@ -34,6 +34,11 @@ constexpr size_t kWaitersMax = 4096;
 constexpr size_t kDeclinedMax = 16384;
 // The longest an asker may say it waits for a submission's answer (TaskSubmit.budget_ms).
 constexpr Duration kBudgetMax = seconds(60);
+// How long an owner whose forward timed out stays quiet to the router, unless it says
+// something first: long enough for φ to rise and a probe round to suspect it (lan: about a
+// second each), short enough that an owner back from a pause gets its keys again soon even
+// if this entry has no other reason to hear from it.
+constexpr Duration kQuietFor = seconds(5);
 
 // Whether a submission repeats the task already under its id (a client's retry).
 bool same_task(const TaskSpec& a, const TaskSpec& b) {
@@ -66,6 +71,9 @@ Status TaskNodeConfig::validate() const {
         return bad("balance_factor: must be 0 (off) or at least 1");
     }
     if (forward_timeout <= Duration::zero()) return bad("forward_timeout_ms: must be positive");
+    if (forward_timeout_min <= Duration::zero()) {
+        return bad("forward_timeout_min_ms: must be positive");
+    }
     if (copy_check <= Duration::zero()) return bad("copy_check_ms: must be positive");
     if (copies_max == 0 || copies_bytes_max == 0) {
         return bad("copies_max and copies_bytes_max: must be at least 1");
@@ -339,6 +347,7 @@ void TaskNode::accept(TaskSpec spec, Duration budget, Done done, Time now) {
     p.task.created = now;
     p.done = std::move(done);
     p.committed = !journaled_;
+    p.ack_by = now + ours;
     if (journaled_) {
         p.change = stage({JournalChange::Kind::put, id, p.task});
         staged_.emplace_back(p.change, id);
@@ -382,17 +391,14 @@ void TaskNode::committed(uint64_t upto, const Status& st, Time now) {
         for (const std::string& id : settled) {
             Pending p = std::move(pending_.extract(id).mapped());
             ++stats_.unjournaled;
-            decline(id);
             // Its copies went out beside the commit: their holders forget them, or would run
             // the refused task if this node died (frames on one link arrive in order, so the
             // drop comes after the copy).
             for (const Name& h : tracker_.forget(id))
                 notify(h, TaskCopy{0, p.task, true});
-            const auto refusal = TaskAnswer::error(
-                503, "journal_unavailable", st.error().message + "; the task was not accepted");
-            for (const Done& retry : p.retries)
-                retry(refusal);
-            p.done(refusal);
+            refuse(id, std::move(p),
+                   TaskAnswer::error(503, "journal_unavailable",
+                                     st.error().message + "; the task was not accepted"));
         }
         // New tasks wait for the retry (tick), which commits what is staged then.
         if (!staged_.empty()) outbox_.commit = true;
@@ -417,17 +423,21 @@ void TaskNode::settle(const CopyVerdict& v, Time now) {
     }
     Pending p = std::move(pending_.extract(it).mapped());
     ++stats_.not_replicated;
-    decline(v.id);
     if (journaled_) {  // stored, or being stored: it must not come back after a restart
         stage({JournalChange::Kind::remove, v.id, std::nullopt});
         outbox_.commit = true;
     }
-    const auto refusal = TaskAnswer::error(
-        503, "not_replicated",
-        fmt::format("task {} was not accepted, and does not run: {}{}", v.id, v.why,
-                    config_.task_replicas > 1 && node_.members().size() <= 1
-                        ? "; a cluster of one member takes tasks with tasks.replicas 1"
-                        : ""));
+    refuse(v.id, std::move(p),
+           TaskAnswer::error(
+               503, "not_replicated",
+               fmt::format("task {} was not accepted, and does not run: {}{}", v.id, v.why,
+                           config_.task_replicas > 1 && node_.members().size() <= 1
+                               ? "; a cluster of one member takes tasks with tasks.replicas 1"
+                               : "")));
+}
+
+void TaskNode::refuse(const std::string& id, Pending p, const TaskAnswer& refusal) {
+    decline(id);
     for (const Done& retry : p.retries)
         retry(refusal);
     p.done(refusal);
@@ -437,6 +447,26 @@ void TaskNode::admit_if_stored(const std::string& id, Time now) {
     auto it = pending_.find(id);
     if (it == pending_.end() || !it->second.committed || !it->second.replicas) return;
     Pending p = std::move(pending_.extract(it).mapped());
+    if (now > p.ack_by) {
+        // Stored, but after the time its asker was promised (a journal commit that took its
+        // time): the asker may have given up on us and placed the task elsewhere, so it is
+        // refused as a copy too late would have it refused. It does not run; its record and
+        // copies go.
+        ++stats_.late;
+        for (const Name& h : tracker_.forget(id))
+            notify(h, TaskCopy{0, p.task, true});
+        if (journaled_) {
+            stage({JournalChange::Kind::remove, id, std::nullopt});
+            outbox_.commit = true;
+        }
+        refuse(id, std::move(p),
+               TaskAnswer::error(
+                   503, "late",
+                   fmt::format("task {} was stored {} ms after its answer was due; it was not "
+                               "accepted, and does not run",
+                               id, ms_of(now - p.ack_by))));
+        return;
+    }
     // A leaving owner handed over a task this node holds a copy of: now stored as ours (its
     // journal record, under the same id, replaced the copy's), it is no longer a copy, or it
     // would be taken over a second time when the owner is gone.
@@ -499,7 +529,10 @@ std::vector<Name> TaskNode::copy_targets(const TaskSpec& spec, Time now) {
         if (n == self()) continue;
         const Member* m = node_.members().find(n);
         if (m == nullptr || m->state != MemberState::alive) continue;
-        (node_.phi(n, now) < config_.phi_route ? healthy : quiet).push_back(n);
+        // A forward to it timed out lately (candidate(): quiet): last, as a high φ is.
+        const auto peer = peers_.find(n);
+        const bool silent = peer != peers_.end() && now < peer->second.quiet_until;
+        (!silent && node_.phi(n, now) < config_.phi_route ? healthy : quiet).push_back(n);
     }
     healthy.insert(healthy.end(), quiet.begin(), quiet.end());
     return healthy;
@@ -541,8 +574,24 @@ bool further_along(const Task& a, const Task& b) {
 
 void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time now) {
     const std::string id = t.spec.id;
-    if (t.owner == self() || owned(id) != nullptr) {
-        stored(true);  // ours already (taken over, or handed over): a copy adds nothing
+    if (t.owner == self()) {
+        stored(true);  // ours already (handed back): a copy adds nothing
+        return;
+    }
+    if (owned(id) != nullptr) {
+        // This node owns the task too. Taken over from an owner declared dead, or handed over
+        // by one leaving, it is ours and the copy adds nothing. From an owner that is up, it
+        // is an entry's early retry: the entry gave up on that owner, which took the task all
+        // the same, and placed it here too. Told "stored", that owner would count this node
+        // as its copy and both would run the task; refused, it looks elsewhere, where its
+        // own record meets ours (copies_stale), and one of the two refuses for want of copies.
+        const Member* other = node_.members().find(t.owner);
+        if (other != nullptr && !is_gone(other->state)) {
+            ++stats_.copies_stale;
+            stored(false);
+            return;
+        }
+        stored(true);
         return;
     }
     // A finished record says when it finished; one that does not (hostile, or from an older
@@ -1193,7 +1242,18 @@ RouteCandidate TaskNode::candidate(const Name& name, Time now) {
     c.load = c.accepting ? load / 1000.0 : 0.0;
     const uint32_t capacity = p.capacity != 0 ? p.capacity : config_.limits.capacity;
     c.sent = static_cast<double>(p.sent) / capacity;
+    c.quiet = now < p.quiet_until;
     return c;
+}
+
+Duration TaskNode::forward_timeout(const Name& owner) {
+    // An owner not forwarded to yet is timed as the others are: the next candidate after a
+    // silent owner is usually one, and the timeout is also its budget, which bounds how long it
+    // waits for its own copy on a member that went silent (copy_timeout, or half its budget).
+    const Duration floor = std::min(config_.forward_timeout_min, config_.forward_timeout);
+    const Duration initial =
+        forward_rtt_.timeout(config_.forward_timeout, floor, config_.forward_timeout);
+    return peers_[owner].forward_rtt.timeout(initial, floor, config_.forward_timeout);
 }
 
 TaskNode::Lookup TaskNode::lookup(std::string_view key, Time now) {
@@ -1361,8 +1421,10 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
             p->done(std::move(*elsewhere));
             return;
         }
+        // The budget a forward would have: a task accepted here waits no longer for its copy
+        // on a silent member than one accepted elsewhere (half of it, at most).
         accept(
-            p->spec, config_.forward_timeout,
+            p->spec, forward_timeout(self()),
             [this, p, owner](TaskAnswer a) mutable {
                 const Time at = now_;
                 if (a.status == 503) {
@@ -1378,8 +1440,12 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
         return;
     }
     ++peers_[owner].sent;
+    // The owner hears the timeout as its budget: it answers within three quarters of it or
+    // refuses the task (accept), so an answer that would come after we gave up never means a
+    // task running there while the next candidate runs it too.
+    const Duration timeout = forward_timeout(owner);
     request(
-        owner, TaskSubmit{0, p->spec, config_.forward_timeout}, config_.forward_timeout,
+        owner, TaskSubmit{0, p->spec, timeout}, timeout,
         [this, p, owner, sent_at = now](Result<TaskReply> r) mutable {
             const Time at = now_;
             if (r && r->code == "held_elsewhere") {  // it has an owner: placed no further
@@ -1387,7 +1453,16 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
                 return;
             }
             if (!r || r->status == 503) {
-                if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
+                if (!r && r.error().code == "timeout") {
+                    ++stats_.forward_timeouts;
+                    PeerLoad& peer = peers_[owner];
+                    peer.forward_rtt.back_off();
+                    peer.quiet_until = at + kQuietFor;
+                } else if (r && (r->code == "not_replicated" || r->code == "late")) {
+                    // Refused for want of time, perhaps: the next budget is longer, or an
+                    // owner slower than the floor would refuse every task.
+                    peers_[owner].forward_rtt.back_off();
+                }
                 p->search.refused(owner, r ? r->code : r.error().code,
                                   r ? r->message : r.error().message);
                 ++stats_.retries;
@@ -1403,6 +1478,8 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
             a.replicas = r->replicas;
             if (a.status == 202) {
                 ++stats_.forwarded;
+                peers_[owner].forward_rtt.sample(at - sent_at);
+                forward_rtt_.sample(at - sent_at);
                 if (on_forwarded) on_forwarded(at - sent_at);
             }
             follow(owner, std::move(a), at + p->wait, true, std::move(p->done), p->client, at);
@@ -1635,6 +1712,8 @@ void TaskNode::reply(uint64_t link, TaskReply r, Time now) {
 
 void TaskNode::on_message(const Name& from, uint64_t link, TaskMessage m, Time now) {
     now_ = now;
+    // It speaks: not quiet, even if what it says is a reply we gave up on.
+    if (auto q = peers_.find(from); q != peers_.end()) q->second.quiet_until = Time{};
     if (auto* r = std::get_if<TaskReply>(&m)) {
         auto it = requests_.find(r->request);
         if (it == requests_.end() || it->second.peer != from) return;  // late: timed out

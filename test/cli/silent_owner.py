@@ -1,0 +1,254 @@
+"""An owner that goes silent costs a steadily submitting client well under a second.
+
+5 agents, each in a network namespace of its own on a bridge (in a namespace of its own too, so
+the host's network is untouched), with journals and an exec handler that logs every run. A
+client in node1's namespace posts tasks one at a time to node1, with keys node1's router gives
+to node3, each with its own id so that a retry after a refusal is idempotent. Once the client
+is going steadily, node3's namespace drops every packet in and out (iptables DROP: a host that
+lost power, no RST), and the client goes on for a while. The longest gap between two successive
+acknowledgements must be under GAP_MAX_S (the entry waits one measured forward timeout on the
+silent owner, not forward_timeout_ms), and every task acknowledged must run exactly once on the
+live agents (node3's runs, if any, are of tasks it acknowledged before it went silent).
+
+    python3 silent_owner.py /path/to/chorus [--runs N]
+
+Prints the longest gap of each run and their median. Needs root, ip and iptables; exits 77
+(skipped) otherwise. Every wait is polled with a deadline; only the processes it started are
+ended, by PID; the namespaces it made are removed however it ends.
+"""
+import json
+import os
+import pwd
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+NODES = 5
+VICTIM = 3
+ENTRY = 1
+GAP_MAX_S = 1.0
+BEFORE = 100  # acknowledgements before the victim goes silent
+AFTER_S = 4.0  # how long the client goes on after that
+
+
+def skip(why):
+    print(f"SKIP: {why}")
+    sys.exit(77)
+
+
+def run(*argv, check=True):
+    return subprocess.run(argv, check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=30)
+
+
+def client(victim, count, out_path):
+    """The client, in the entry's namespace: keys the entry gives to VICTIM, then COUNT tasks
+    posted one at a time (a refusal is retried with the same id), each acknowledgement a line
+    `time id` in OUT_PATH; stops early when OUT_PATH.stop appears."""
+    api = "http://127.0.0.1:7980"
+
+    def call(method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(api + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, None
+
+    keys = []
+    for i in range(2000):
+        status, v = call("GET", f"/v1/ring?key=s{i}")
+        if status == 200 and v["owner"] == victim:
+            keys.append(f"s{i}")
+        if len(keys) == 20:
+            break
+    if not keys:
+        sys.exit(f"no key of {victim} found")
+    with open(out_path, "a") as out:
+        for n in range(count):
+            if os.path.exists(out_path + ".stop"):
+                return
+            body = {"key": keys[n % len(keys)], "type": "work", "payload": n, "id": f"t{n}"}
+            give_up = time.time() + 30
+            while time.time() < give_up:
+                try:
+                    status, _ = call("POST", "/v1/tasks", body)
+                except OSError:
+                    status = 0
+                if status in (200, 202):
+                    out.write(f"{time.time():.6f} {body['id']}\n")
+                    out.flush()
+                    break
+                time.sleep(0.01)
+            else:
+                sys.exit(f"task t{n} was refused for 30 s")
+
+
+def one_run(chorus, work):
+    tag = f"so{os.getpid() % 10000}"
+    prefix = f"10.{100 + os.getpid() % 100}.{int(time.time()) % 250}"
+    made, procs = [], {}
+    executions = os.path.join(work, "executions")
+    acks = os.path.join(work, "acks")
+    for p in (executions, acks, acks + ".stop"):
+        if os.path.exists(p):
+            os.remove(p)
+
+    def ns(i):
+        return f"{tag}n{i}"
+
+    def in_ns(i, *argv, check=True):
+        return run("ip", "netns", "exec", ns(i), *argv, check=check)
+
+    def wait_for(cond, seconds, why):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            if cond():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(why)
+
+    try:
+        run("ip", "netns", "add", f"{tag}br")
+        made.append(f"{tag}br")
+        run("ip", "netns", "exec", f"{tag}br", "ip", "link", "add", "br0", "type", "bridge")
+        run("ip", "netns", "exec", f"{tag}br", "ip", "link", "set", "br0", "up")
+        for i in range(1, NODES + 1):
+            run("ip", "netns", "add", ns(i))
+            made.append(ns(i))
+            run("ip", "link", "add", f"{tag}v{i}", "type", "veth", "peer", "name", "eth0",
+                "netns", ns(i))
+            run("ip", "link", "set", f"{tag}v{i}", "netns", f"{tag}br")
+            run("ip", "netns", "exec", f"{tag}br", "ip", "link", "set", f"{tag}v{i}", "master",
+                "br0", "up")
+            in_ns(i, "ip", "addr", "add", f"{prefix}.{i}/24", "dev", "eth0")
+            in_ns(i, "ip", "link", "set", "eth0", "up")
+            in_ns(i, "ip", "link", "set", "lo", "up")
+        config = os.path.join(work, "agent.json")
+        with open(config, "w") as f:
+            script = 'echo "$CHORUS_TASK_ID" >> ' + executions
+            json.dump({"tasks": {"capacity": 8, "queue_max": 4096},
+                       "handlers": {"work": {"exec": ["/bin/sh", "-c", script],
+                                             "user": pwd.getpwuid(os.geteuid()).pw_name}}}, f)
+        for i in range(1, NODES + 1):
+            data = os.path.join(work, f"d{i}")
+            shutil.rmtree(data, ignore_errors=True)
+            log = open(os.path.join(work, f"node{i}.log"), "a")
+            procs[i] = subprocess.Popen(
+                ["ip", "netns", "exec", ns(i), chorus, "agent", "--name", f"node{i}",
+                 "--seed", f"{prefix}.1:7900", "--seed", f"{prefix}.2:7900",
+                 "--data-dir", data, "--config", config], stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+
+        def converged():
+            r = in_ns(ENTRY, chorus, "members", check=False)
+            return r.returncode == 0 and r.stdout.count(" alive") >= NODES
+        wait_for(converged, 60, "the cluster did not converge")
+        # Every member's view too, so that tags and loads have spread.
+        wait_for(lambda: all(in_ns(i, chorus, "members", check=False).stdout.count(" alive")
+                             >= NODES for i in range(1, NODES + 1)), 60, "views differ")
+
+        procs["client"] = subprocess.Popen(
+            ["ip", "netns", "exec", ns(ENTRY), sys.executable, os.path.abspath(__file__),
+             "--client", f"node{VICTIM}", "100000", acks])
+
+        def acked():
+            if not os.path.exists(acks):
+                return []
+            with open(acks) as f:
+                return [line.split() for line in f if line.endswith("\n")]
+        wait_for(lambda: len(acked()) >= BEFORE, 60, "the client did not get going")
+        in_ns(VICTIM, "iptables", "-A", "INPUT", "-j", "DROP")
+        in_ns(VICTIM, "iptables", "-A", "OUTPUT", "-j", "DROP")
+        cut = time.time()
+        wait_for(lambda: time.time() - cut >= AFTER_S or procs["client"].poll() is not None,
+                 AFTER_S + 5, "the client did not go on")
+        open(acks + ".stop", "w").close()
+        procs["client"].wait(timeout=30)
+        done = acked()
+        times = [float(t) for t, _ in done]
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        after = [b - a for a, b in zip(times, times[1:]) if b > cut]
+        longest = max(after) if after else float("inf")
+        print(f"  {len(done)} acknowledged, {len(after)} after the cut; longest gap after "
+              f"it {longest * 1000:.0f} ms (before it {max(gaps[:BEFORE]) * 1000:.0f} ms)")
+        if not after or longest >= GAP_MAX_S:
+            raise RuntimeError(f"longest gap {longest * 1000:.0f} ms, over {GAP_MAX_S * 1000:.0f}")
+
+        # Every task acknowledged runs exactly once (node3's runs count: it may have taken
+        # tasks before it went silent; one it took after would show here as a second run).
+        ids = [i for _, i in done]
+
+        def ran():
+            if not os.path.exists(executions):
+                return {}
+            counts = {}
+            with open(executions) as f:
+                for line in f:
+                    if line.endswith("\n"):
+                        counts[line.strip().split("-")[-1]] = counts.get(
+                            line.strip().split("-")[-1], 0) + 1
+            return counts
+        # Task ids are KEYHASH-NAME; the client named them.
+        wait_for(lambda: all(ran().get(i, 0) >= 1 for i in ids), 30, "an acknowledged task "
+                 "never ran: " + ", ".join(i for i in ids if ran().get(i, 0) == 0)[:400])
+        twice = [i for i, c in ran().items() if c > 1]
+        if twice:
+            raise RuntimeError(f"ran more than once: {twice[:20]}")
+        return longest
+    finally:
+        for k, p in procs.items():
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        for n in made:
+            subprocess.run(["ip", "netns", "del", n], stderr=subprocess.DEVNULL)
+
+
+def main():
+    if "--client" in sys.argv:
+        a = sys.argv[sys.argv.index("--client") + 1:]
+        client(a[0], int(a[1]), a[2])
+        return
+    chorus = os.path.realpath(sys.argv[1])
+    runs = int(sys.argv[sys.argv.index("--runs") + 1]) if "--runs" in sys.argv else 1
+    if os.geteuid() != 0:
+        skip("network namespaces need root")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            skip(f"{tool} is not installed")
+    if subprocess.run(["ip", "netns", "add", f"so-probe-{os.getpid()}"],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        skip("cannot make a network namespace")
+    subprocess.run(["ip", "netns", "del", f"so-probe-{os.getpid()}"])
+    work = tempfile.mkdtemp(prefix="chorus-silent-")
+    gaps = []
+    try:
+        for r in range(runs):
+            print(f"run {r + 1} of {runs}", flush=True)
+            gaps.append(one_run(chorus, work))
+    except RuntimeError as e:
+        print(f"FAIL: {e}")
+        for i in range(1, NODES + 1):
+            path = os.path.join(work, f"node{i}.log")
+            if os.path.exists(path):
+                with open(path, errors="replace") as f:
+                    print(f"== node{i}.log (tail)\n" + "".join(f.readlines()[-15:]))
+        sys.exit(1)
+    print(f"longest gap after an owner went silent: median {statistics.median(gaps) * 1000:.0f} "
+          f"ms over {runs} run(s): {', '.join(f'{g * 1000:.0f}' for g in gaps)}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
