@@ -436,6 +436,21 @@ void TaskNode::settle(const CopyVerdict& v, Time now) {
                                : "")));
 }
 
+void TaskNode::owned_by_another(const std::string& id, std::string why) {
+    // The member asked to hold its copy holds another owner's record of the task, or owns it,
+    // and that owner is up: the entry gave up on it too soon (a slow answer, or an owner that
+    // went silent after its copy went out). Taken here, the task would run twice.
+    Pending p = std::move(pending_.extract(id).mapped());
+    ++stats_.held_elsewhere;
+    for (const Name& h : tracker_.forget(id))
+        notify(h, TaskCopy{0, p.task, true});
+    if (journaled_) {
+        stage({JournalChange::Kind::remove, id, std::nullopt});
+        outbox_.commit = true;
+    }
+    refuse(id, std::move(p), TaskAnswer::error(503, "held_elsewhere", std::move(why)));
+}
+
 void TaskNode::refuse(const std::string& id, Pending p, const TaskAnswer& refusal) {
     decline(id);
     for (const Done& retry : p.retries)
@@ -549,7 +564,11 @@ void TaskNode::pump(Time now) {
         request(
             send.to, TaskCopy{0, *t, false}, send.within * 2,
             [this, id = send.id, to = send.to](Result<TaskReply> r) {
-                tracker_.answered(id, to, r && r->status == 200, now_);
+                if (r && r->code == "held_elsewhere" && pending_.contains(id)) {
+                    owned_by_another(id, std::move(r->message));
+                } else {
+                    tracker_.answered(id, to, r && r->status == 200, now_);
+                }
                 pump(now_);
             },
             now);
@@ -572,46 +591,47 @@ bool further_along(const Task& a, const Task& b) {
 }
 }  // namespace
 
+bool TaskNode::owned_elsewhere(const Task& t) const {
+    const auto up = [&](const Name& n) {
+        const Member* m = node_.members().find(n);
+        return m != nullptr && !is_gone(m->state);
+    };
+    // This node owns the task too, and `t`'s owner is up: an entry gave up on one of us, which
+    // took the task all the same, and placed it on the other too. Unless this node is handing
+    // its tasks over (leaving, draining): `t`'s owner is the one it handed the task to.
+    if (owned(t.spec.id) != nullptr) return !handing_off_ && t.owner != self() && up(t.owner);
+    const Task* held = copies_.find(t.spec.id);
+    return held != nullptr && held->owner != t.owner && up(held->owner) && !further_along(t, *held);
+}
+
 void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time now) {
     const std::string id = t.spec.id;
     if (t.owner == self()) {
         stored(true);  // ours already (handed back): a copy adds nothing
         return;
     }
+    // Two owners' records of one task: a member took it over from an owner it wrongly
+    // declared dead, an entry gave up on a slow or silent owner and placed the task on the
+    // next candidate, or a slow owner about to refuse it still sends while the next candidate
+    // has accepted it. Each owner drops only its own record (drop_copy), so while the first
+    // owner is up another's record is refused unless further along (the later owner's): told
+    // "stored", the other owner would count this node and both would run the task. Refused
+    // (held_elsewhere), a task of its still pending is refused there (pump); one it acknowledged
+    // already has its copy stored elsewhere, as it counts only what holds its own record.
+    // A gone owner's record gives way: its task has a new owner (an orphan placed, a task taken
+    // over, handed over).
+    if (owned_elsewhere(t)) {
+        ++stats_.copies_stale;
+        stored(false);
+        return;
+    }
     if (owned(id) != nullptr) {
-        // This node owns the task too. Taken over from an owner declared dead, or handed over
-        // by one leaving, it is ours and the copy adds nothing. From an owner that is up, it
-        // is an entry's early retry: the entry gave up on that owner, which took the task all
-        // the same, and placed it here too. Told "stored", that owner would count this node
-        // as its copy and both would run the task; refused, it looks elsewhere, where its
-        // own record meets ours (copies_stale), and one of the two refuses for want of copies.
-        const Member* other = node_.members().find(t.owner);
-        if (other != nullptr && !is_gone(other->state)) {
-            ++stats_.copies_stale;
-            stored(false);
-            return;
-        }
-        stored(true);
+        stored(true);  // ours, taken over or handed over: a copy adds nothing
         return;
     }
     // A finished record says when it finished; one that does not (hostile, or from an older
     // build) is dated now, so retention and the board can order it.
     if (is_finished(t.state) && !t.finished) t.finished = now;
-    // Two owners' records of one task: a member took it over from an owner it wrongly
-    // declared dead, or a slow owner about to refuse it still sends while the next candidate
-    // has accepted it. Each owner drops only its own record (drop_copy), so while the first
-    // owner is up another's record replaces it only when further along (the later owner's),
-    // and otherwise is refused: that owner stores its copy elsewhere, and counts only what
-    // holds its own record. A gone owner's record gives way: its task has a new owner (an
-    // orphan placed, a task taken over).
-    if (const Task* held = copies_.find(id); held != nullptr && held->owner != t.owner) {
-        const Member* first = node_.members().find(held->owner);
-        if (first != nullptr && !is_gone(first->state) && !further_along(t, *held)) {
-            ++stats_.copies_stale;
-            stored(false);
-            return;
-        }
-    }
     // A leaving node keeps no new copies (it is about to go), nor one a failing journal
     // cannot store; the owner tries the next member.
     const bool fresh = copies_.find(id) == nullptr;
@@ -1427,6 +1447,10 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
             p->spec, forward_timeout(self()),
             [this, p, owner](TaskAnswer a) mutable {
                 const Time at = now_;
+                if (a.code == "held_elsewhere") {  // it has an owner: placed no further
+                    p->done(std::move(a));
+                    return;
+                }
                 if (a.status == 503) {
                     p->search.refused(owner, a.code, a.message);
                     ++stats_.retries;
@@ -1771,17 +1795,24 @@ void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time n
             if (request != 0) reply(link, TaskReply{request, 200, "", "", 0, 0, {}, 0}, now);
             return;
         }
+        // Decided before keep_copy, which may change what is held.
+        const bool elsewhere = request != 0 && owned_elsewhere(copy->task);
+        std::string why =
+            elsewhere ? fmt::format("task {} has another owner that is up, whose record {} holds",
+                                    copy->task.spec.id, self().str())
+                      : std::string(
+                            "this node cannot store the copy now (its copies are full, "
+                            "its journal fails, or it is leaving)");
         keep_copy(
             std::move(copy->task),
-            [this, link, request](bool stored) {
+            [this, link, request, elsewhere, why = std::move(why)](bool stored) {
                 if (request == 0) return;  // an outcome: the owner waits for no answer
                 reply(link,
                       stored ? TaskReply{request, 200, "", "", 0, 0, {}, 0}
                              : TaskReply{request,
                                          503,
-                                         "copy_refused",
-                                         "this node cannot store the copy now (its copies "
-                                         "are full, its journal fails, or it is leaving)",
+                                         elsewhere ? "held_elsewhere" : "copy_refused",
+                                         why,
                                          0,
                                          0,
                                          {},

@@ -376,6 +376,11 @@ class TaskNode {
     const Task* owned(std::string_view id) const;  // on the board, or pending
     void tell_copies(const std::string& id);  // a task of ours ended: its copies hear the outcome
     void keep_copy(Task t, std::function<void(bool stored)> stored, Time now);
+    // Whether another owner that is up has the task `t` records (this node owns it, or holds
+    // that owner's record, as far along): `t`'s copy is refused here (held_elsewhere).
+    bool owned_elsewhere(const Task& t) const;
+    // A pending task's copy met another owner's record: refused, it runs there only.
+    void owned_by_another(const std::string& id, std::string why);
     void drop_copy(const Task& t);
     void decline(const std::string& id);  // refused at submission: remembered, bounded
     void promote(const Name& gone, Time now);

@@ -3,16 +3,19 @@
 5 agents, each in a network namespace of its own on a bridge (in a namespace of its own too, so
 the host's network is untouched), with journals and an exec handler that logs every run. A
 client in node1's namespace posts tasks one at a time to node1, with keys node1's router gives
-to node3, each with its own id so that a retry after a refusal is idempotent. Once the client
+to node3. The tasks are unnamed, as the client of the issue's measurement posts them: a named
+one is first looked up on every member that may hold its id, and a silent one holds that up
+until membership suspects it (README, "Tasks"). Once the client
 is going steadily, node3's namespace drops every packet in and out (iptables DROP: a host that
 lost power, no RST), and the client goes on for a while. The longest gap between two successive
 acknowledgements must be under GAP_MAX_S (the entry waits one measured forward timeout on the
 silent owner, not forward_timeout_ms), and every task acknowledged must run exactly once on the
 live agents (node3's runs, if any, are of tasks it acknowledged before it went silent).
 
-    python3 silent_owner.py /path/to/chorus [--runs N]
+    python3 silent_owner.py /path/to/chorus [--runs N] [--kill]
 
-Prints the longest gap of each run and their median. Needs root, ip and iptables; exits 77
+With --kill the victim is killed (SIGKILL: its kernel answers with RST) instead, for
+comparison. Prints the longest gap of each run and their median. Needs root, ip and iptables; exits 77
 (skipped) otherwise. Every wait is polled with a deadline; only the processes it started are
 ended, by PID; the namespaces it made are removed however it ends.
 """
@@ -48,8 +51,8 @@ def run(*argv, check=True):
 
 def client(victim, count, out_path):
     """The client, in the entry's namespace: keys the entry gives to VICTIM, then COUNT tasks
-    posted one at a time (a refusal is retried with the same id), each acknowledgement a line
-    `time id` in OUT_PATH; stops early when OUT_PATH.stop appears."""
+    posted one at a time (a refusal is posted again: unnamed, it was not accepted), each
+    acknowledgement a line `time id` in OUT_PATH; stops early when OUT_PATH.stop appears."""
     api = "http://127.0.0.1:7980"
 
     def call(method, path, body=None):
@@ -64,7 +67,7 @@ def client(victim, count, out_path):
 
     keys = []
     for i in range(2000):
-        status, v = call("GET", f"/v1/ring?key=s{i}")
+        status, v = call("GET", f"/v1/ring/lookup?key=s{i}")
         if status == 200 and v["owner"] == victim:
             keys.append(f"s{i}")
         if len(keys) == 20:
@@ -75,29 +78,30 @@ def client(victim, count, out_path):
         for n in range(count):
             if os.path.exists(out_path + ".stop"):
                 return
-            body = {"key": keys[n % len(keys)], "type": "work", "payload": n, "id": f"t{n}"}
+            body = {"key": keys[n % len(keys)], "type": "work", "payload": n}
             give_up = time.time() + 30
             while time.time() < give_up:
                 try:
-                    status, _ = call("POST", "/v1/tasks", body)
+                    status, v = call("POST", "/v1/tasks", body)
                 except OSError:
                     status = 0
                 if status in (200, 202):
-                    out.write(f"{time.time():.6f} {body['id']}\n")
+                    out.write(f"{time.time():.6f} {v['id']}\n")
                     out.flush()
                     break
                 time.sleep(0.01)
             else:
-                sys.exit(f"task t{n} was refused for 30 s")
+                sys.exit(f"task {n} was refused for 30 s")
 
 
-def one_run(chorus, work):
+def one_run(chorus, work, kill):
     tag = f"so{os.getpid() % 10000}"
     prefix = f"10.{100 + os.getpid() % 100}.{int(time.time()) % 250}"
     made, procs = [], {}
     executions = os.path.join(work, "executions")
     acks = os.path.join(work, "acks")
-    for p in (executions, acks, acks + ".stop"):
+    for p in (executions, acks, acks + ".stop",
+              *(os.path.join(work, f"node{i}.log") for i in range(1, NODES + 1))):
         if os.path.exists(p):
             os.remove(p)
 
@@ -131,13 +135,15 @@ def one_run(chorus, work):
             in_ns(i, "ip", "addr", "add", f"{prefix}.{i}/24", "dev", "eth0")
             in_ns(i, "ip", "link", "set", "eth0", "up")
             in_ns(i, "ip", "link", "set", "lo", "up")
-        config = os.path.join(work, "agent.json")
-        with open(config, "w") as f:
-            script = 'echo "$CHORUS_TASK_ID" >> ' + executions
-            json.dump({"tasks": {"capacity": 8, "queue_max": 4096},
-                       "handlers": {"work": {"exec": ["/bin/sh", "-c", script],
-                                             "user": pwd.getpwuid(os.geteuid()).pw_name}}}, f)
         for i in range(1, NODES + 1):
+            # Each run logs the task and the member that ran it.
+            config = os.path.join(work, f"agent{i}.json")
+            with open(config, "w") as f:
+                script = f'echo "$CHORUS_TASK_ID node{i}" >> {executions}'
+                json.dump({"tasks": {"capacity": 8, "queue_max": 4096},
+                           "handlers": {"work": {"exec": ["/bin/sh", "-c", script],
+                                                 "user": pwd.getpwuid(os.geteuid()).pw_name}}},
+                          f)
             data = os.path.join(work, f"d{i}")
             shutil.rmtree(data, ignore_errors=True)
             log = open(os.path.join(work, f"node{i}.log"), "a")
@@ -165,8 +171,11 @@ def one_run(chorus, work):
             with open(acks) as f:
                 return [line.split() for line in f if line.endswith("\n")]
         wait_for(lambda: len(acked()) >= BEFORE, 60, "the client did not get going")
-        in_ns(VICTIM, "iptables", "-A", "INPUT", "-j", "DROP")
-        in_ns(VICTIM, "iptables", "-A", "OUTPUT", "-j", "DROP")
+        if kill:
+            procs[VICTIM].send_signal(signal.SIGKILL)
+        else:
+            in_ns(VICTIM, "iptables", "-A", "INPUT", "-j", "DROP")
+            in_ns(VICTIM, "iptables", "-A", "OUTPUT", "-j", "DROP")
         cut = time.time()
         wait_for(lambda: time.time() - cut >= AFTER_S or procs["client"].poll() is not None,
                  AFTER_S + 5, "the client did not go on")
@@ -193,15 +202,16 @@ def one_run(chorus, work):
             with open(executions) as f:
                 for line in f:
                     if line.endswith("\n"):
-                        counts[line.strip().split("-")[-1]] = counts.get(
-                            line.strip().split("-")[-1], 0) + 1
+                        task = line.split()[0]
+                        counts[task] = counts.get(task, 0) + 1
             return counts
-        # Task ids are KEYHASH-NAME; the client named them.
         wait_for(lambda: all(ran().get(i, 0) >= 1 for i in ids), 30, "an acknowledged task "
                  "never ran: " + ", ".join(i for i in ids if ran().get(i, 0) == 0)[:400])
         twice = [i for i, c in ran().items() if c > 1]
         if twice:
-            raise RuntimeError(f"ran more than once: {twice[:20]}")
+            with open(executions) as f:
+                where = [line.strip() for line in f if line.split()[0] in twice]
+            raise RuntimeError(f"ran more than once: {where[:20]}")
         return longest
     finally:
         for k, p in procs.items():
@@ -236,7 +246,7 @@ def main():
     try:
         for r in range(runs):
             print(f"run {r + 1} of {runs}", flush=True)
-            gaps.append(one_run(chorus, work))
+            gaps.append(one_run(chorus, work, "--kill" in sys.argv))
     except RuntimeError as e:
         print(f"FAIL: {e}")
         for i in range(1, NODES + 1):
@@ -245,7 +255,7 @@ def main():
                 with open(path, errors="replace") as f:
                     print(f"== node{i}.log (tail)\n" + "".join(f.readlines()[-15:]))
         sys.exit(1)
-    print(f"longest gap after an owner went silent: median {statistics.median(gaps) * 1000:.0f} "
+    print(f"longest gap after an owner was {'killed' if '--kill' in sys.argv else 'cut off'}: median {statistics.median(gaps) * 1000:.0f} "
           f"ms over {runs} run(s): {', '.join(f'{g * 1000:.0f}' for g in gaps)}")
     shutil.rmtree(work, ignore_errors=True)
 

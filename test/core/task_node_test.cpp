@@ -893,3 +893,48 @@ TEST_CASE("a copy from an owner that is up, of a task this node owns too, is ref
     CHECK(r.status != 200);
     CHECK(t["a"].stats().copies_stale == 1);
 }
+
+TEST_CASE(
+    "an owner gone silent after its copy went out leaves the task to its copy, not to a retry") {
+    // b took the task and its copy is stored on a member, but b went silent before answering:
+    // a tries another candidate after its measured timeout. That one, or the member its own
+    // copy goes to, meets b's record while b is up (held_elsewhere): the task is refused there,
+    // the client hears 503, and no other member runs it: b's copy runs it if b is declared dead.
+    Tasks t;
+    const std::string key = t.key_owned_by("b");
+    warm_up(t, key);
+    bool cut = false;
+    const auto lost = [&](const Tasks::Frame& f) { return cut && (f.from == "b" || f.to == "b"); };
+    std::optional<TaskAnswer> answer;
+    t["a"].submit(
+        work(key), {}, [&](TaskAnswer a) { answer = std::move(a); }, 0, t.now());
+    t.deliver(lost);  // the task to b, b's copy to its holder
+    REQUIRE(!t.journal["b"].empty());
+    const std::string id = t.journal["b"].back().id;
+    std::string holder;
+    for (const char* n : {"a", "c"}) {
+        if (t[n].copies().find(id) != nullptr) holder = n;
+    }
+    REQUIRE(!holder.empty());
+    t.commit(holder);
+    t.deliver(lost);  // the holder's answer reaches b, whose own commit never comes
+    cut = true;
+    const Time start = t.now();
+    while (!answer && t.now() - start < seconds(3)) {
+        t.advance(milliseconds(10), lost);
+        t.commit("a");
+        t.commit("c");
+    }
+    REQUIRE(answer);
+    CHECK(answer->status == 503);
+    CHECK(answer->code == "held_elsewhere");
+    CHECK(t.now() - start < milliseconds(500));
+    t.advance(seconds(1), lost);
+    t.settle();
+    CHECK(runs(t, id) == 0);
+    CHECK(t["a"].board().find(id) == nullptr);
+    CHECK(t["c"].board().find(id) == nullptr);
+    for (const char* n : {"a", "c"}) {  // any record of it left is b's copy
+        if (const Task* held = t[n].copies().find(id)) CHECK(held->owner == Name("b"));
+    }
+}
