@@ -41,6 +41,7 @@ class Placement {
 
     size_t tried() const { return tried_.size(); }
     bool tried(const Name& owner) const { return tried_.contains(owner); }
+    const std::set<Name>& tried_owners() const { return tried_; }
 
   private:
     std::string key_;

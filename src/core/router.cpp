@@ -5,7 +5,7 @@ namespace chorus {
 std::optional<size_t> choose_owner(std::span<const RouteCandidate> candidates, double phi_route,
                                    double balance_factor) {
     const auto healthy = [&](const RouteCandidate& c) {
-        return c.alive && c.accepting && c.phi < phi_route;
+        return c.alive && c.accepting && !c.quiet && c.phi < phi_route;
     };
     if (balance_factor > 0) {
         double sum = 0;

@@ -1,8 +1,9 @@
 // Which of a key's candidate owners runs a task (ARCHITECTURE.md, "Tasks"). Pure: the caller
 // gathers the candidates from the ring's preference list and the member table.
 //
-// Healthy candidates (alive, φ below phi_route) are preferred; φ lets the router step around
-// a member that has gone quiet before membership declares anything. Of those, the least
+// Healthy candidates (alive, φ below phi_route, not quiet) are preferred; φ and a request that
+// timed out let the router step around a member that has gone quiet before membership
+// declares anything. Of those, the least
 // loaded wins, and ties go to ring order, so an idle cluster keeps every key on its primary
 // (key affinity). A candidate's load is what it last reported plus what this node has sent
 // it since, so a burst from one node spreads instead of herding onto the member that looked
@@ -27,6 +28,7 @@ struct RouteCandidate {
     Name name;
     bool alive = false;     // alive in our view; suspect, dead and left are not
     bool accepting = true;  // false: it reports kLoadRefusing
+    bool quiet = false;     // a request to it timed out, and it has said nothing since
     double phi = 0;
     double load = 0;  // last reported (running + queued) / capacity: 0 idle, 1 full
     double sent = 0;  // load this node added since that report (tasks sent / capacity)

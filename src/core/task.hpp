@@ -140,6 +140,8 @@ struct TaskSubmit {
     Duration budget{};
     // Run nothing: the receiver, as coordinator, answers with the member that should run it.
     bool assign = false;
+    // With assign: members the entry tried already (refused, or silent): not to be named.
+    std::vector<Name> avoid{};
 };
 // A task's status; with `cancel`, cancel it first; with `wait`, answer when it finishes or the
 // wait ends.

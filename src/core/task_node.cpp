@@ -36,6 +36,11 @@ constexpr size_t kWaitersMax = 4096;
 constexpr size_t kDeclinedMax = 16384;
 // The longest an asker may say it waits for a submission's answer (TaskSubmit.budget_ms).
 constexpr Duration kBudgetMax = seconds(60);
+// How long an owner whose forward timed out stays quiet to the router, unless it says
+// something first: long enough for φ to rise and a probe round to suspect it (lan: about a
+// second each), short enough that an owner back from a pause gets its keys again soon even
+// if this entry has no other reason to hear from it.
+constexpr Duration kQuietFor = seconds(5);
 
 // Whether a submission repeats the task already under its id (a client's retry).
 bool same_task(const TaskSpec& a, const TaskSpec& b) {
@@ -68,6 +73,9 @@ Status TaskNodeConfig::validate() const {
         return bad("balance_factor: must be 0 (off) or at least 1");
     }
     if (forward_timeout <= Duration::zero()) return bad("forward_timeout_ms: must be positive");
+    if (forward_timeout_min <= Duration::zero()) {
+        return bad("forward_timeout_min_ms: must be positive");
+    }
     if (copy_check <= Duration::zero()) return bad("copy_check_ms: must be positive");
     if (copies_max == 0 || copies_bytes_max == 0) {
         return bad("copies_max and copies_bytes_max: must be at least 1");
@@ -354,6 +362,7 @@ void TaskNode::accept(TaskSpec spec, Duration budget, Done done, Time now) {
     p.task.created = now;
     p.done = std::move(done);
     p.committed = !journaled_;
+    p.ack_by = now + ours;
     if (journaled_) {
         p.change = stage({JournalChange::Kind::put, id, p.task});
         staged_.emplace_back(p.change, id);
@@ -397,17 +406,14 @@ void TaskNode::committed(uint64_t upto, const Status& st, Time now) {
         for (const std::string& id : settled) {
             Pending p = std::move(pending_.extract(id).mapped());
             ++stats_.unjournaled;
-            decline(id);
             // Its copies went out beside the commit: their holders forget them, or would run
             // the refused task if this node died (frames on one link arrive in order, so the
             // drop comes after the copy).
             for (const Name& h : tracker_.forget(id))
                 notify(h, TaskCopy{0, p.task, true});
-            const auto refusal = TaskAnswer::error(
-                503, "journal_unavailable", st.error().message + "; the task was not accepted");
-            for (const Done& retry : p.retries)
-                retry(refusal);
-            p.done(refusal);
+            refuse(id, std::move(p),
+                   TaskAnswer::error(503, "journal_unavailable",
+                                     st.error().message + "; the task was not accepted"));
         }
         // New tasks wait for the retry (tick), which commits what is staged then.
         if (!staged_.empty()) outbox_.commit = true;
@@ -432,17 +438,40 @@ void TaskNode::settle(const CopyVerdict& v, Time now) {
     }
     Pending p = std::move(pending_.extract(it).mapped());
     ++stats_.not_replicated;
-    decline(v.id);
     if (journaled_) {  // stored, or being stored: it must not come back after a restart
         stage({JournalChange::Kind::remove, v.id, std::nullopt});
         outbox_.commit = true;
     }
-    const auto refusal = TaskAnswer::error(
-        503, "not_replicated",
-        fmt::format("task {} was not accepted, and does not run: {}{}", v.id, v.why,
-                    config_.task_replicas > 1 && node_.members().size() <= 1
-                        ? "; a cluster of one member takes tasks with tasks.replicas 1"
-                        : ""));
+    refuse(v.id, std::move(p),
+           TaskAnswer::error(
+               503, "not_replicated",
+               fmt::format("task {} was not accepted, and does not run: {}{}", v.id, v.why,
+                           config_.task_replicas > 1 && node_.members().size() <= 1
+                               ? "; a cluster of one member takes tasks with tasks.replicas 1"
+                               : "")));
+}
+
+void TaskNode::owned_by_another(const std::string& id, std::string why) {
+    // The member asked to hold its copy holds another owner's record of the task, or owns it,
+    // and that owner is up: the entry gave up on it too soon (a slow answer, or an owner that
+    // went silent after its copy went out). Taken here, the task would run twice.
+    Pending p = std::move(pending_.extract(id).mapped());
+    ++stats_.held_elsewhere;
+    withdraw(id, p.task);
+    refuse(id, std::move(p), TaskAnswer::error(503, "held_elsewhere", std::move(why)));
+}
+
+void TaskNode::withdraw(const std::string& id, const Task& task) {
+    for (const Name& h : tracker_.forget(id))
+        notify(h, TaskCopy{0, task, true});
+    if (journaled_) {
+        stage({JournalChange::Kind::remove, id, std::nullopt});
+        outbox_.commit = true;
+    }
+}
+
+void TaskNode::refuse(const std::string& id, Pending p, const TaskAnswer& refusal) {
+    decline(id);
     for (const Done& retry : p.retries)
         retry(refusal);
     p.done(refusal);
@@ -452,6 +481,21 @@ void TaskNode::admit_if_stored(const std::string& id, Time now) {
     auto it = pending_.find(id);
     if (it == pending_.end() || !it->second.committed || !it->second.replicas) return;
     Pending p = std::move(pending_.extract(it).mapped());
+    if (now > p.ack_by) {
+        // Stored, but after the time its asker was promised (a journal commit that took its
+        // time): the asker may have given up on us and placed the task elsewhere, so it is
+        // refused as a copy too late would have it refused. It does not run; its record and
+        // copies go.
+        ++stats_.late;
+        withdraw(id, p.task);
+        refuse(id, std::move(p),
+               TaskAnswer::error(
+                   503, "late",
+                   fmt::format("task {} was stored {} ms after its answer was due; it was not "
+                               "accepted, and does not run",
+                               id, ms_of(now - p.ack_by))));
+        return;
+    }
     // A leaving owner handed over a task this node holds a copy of: now stored as ours (its
     // journal record, under the same id, replaced the copy's), it is no longer a copy, or it
     // would be taken over a second time when the owner is gone.
@@ -537,7 +581,10 @@ std::vector<Name> TaskNode::copy_targets(const TaskSpec& spec, Time now) {
         if (n == self()) continue;
         const Member* m = node_.members().find(n);
         if (m == nullptr || m->state != MemberState::alive) continue;
-        (node_.phi(n, now) < config_.phi_route ? healthy : quiet).push_back(n);
+        // A forward to it timed out lately (candidate(): quiet): last, as a high φ is.
+        const auto peer = peers_.find(n);
+        const bool silent = peer != peers_.end() && now < peer->second.quiet_until;
+        (!silent && node_.phi(n, now) < config_.phi_route ? healthy : quiet).push_back(n);
     }
     healthy.insert(healthy.end(), quiet.begin(), quiet.end());
     return healthy;
@@ -554,7 +601,11 @@ void TaskNode::pump(Time now) {
         request(
             send.to, TaskCopy{0, *t, false}, send.within * 2,
             [this, id = send.id, to = send.to](Result<TaskReply> r) {
-                tracker_.answered(id, to, r && r->status == 200, now_);
+                if (r && r->code == "held_elsewhere" && pending_.contains(id)) {
+                    owned_by_another(id, std::move(r->message));
+                } else {
+                    tracker_.answered(id, to, r && r->status == 200, now_);
+                }
                 pump(now_);
             },
             now);
@@ -577,30 +628,47 @@ bool further_along(const Task& a, const Task& b) {
 }
 }  // namespace
 
+bool TaskNode::owned_elsewhere(const Task& t) const {
+    const auto up = [&](const Name& n) {
+        const Member* m = node_.members().find(n);
+        return m != nullptr && !is_gone(m->state);
+    };
+    // This node owns the task too, and `t`'s owner is up: an entry gave up on one of us, which
+    // took the task all the same, and placed it on the other too. Unless this node is handing
+    // its tasks over (leaving, draining): `t`'s owner is the one it handed the task to.
+    if (owned(t.spec.id) != nullptr) return !handing_off_ && t.owner != self() && up(t.owner);
+    const Task* held = copies_.find(t.spec.id);
+    return held != nullptr && held->owner != t.owner && up(held->owner) && !further_along(t, *held);
+}
+
 void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time now) {
     const std::string id = t.spec.id;
-    if (t.owner == self() || owned(id) != nullptr) {
-        stored(true);  // ours already (taken over, or handed over): a copy adds nothing
+    if (t.owner == self()) {
+        stored(true);  // ours already (handed back): a copy adds nothing
+        return;
+    }
+    // Two owners' records of one task: a member took it over from an owner it wrongly
+    // declared dead, an entry gave up on a slow or silent owner and placed the task on the
+    // next candidate, or a slow owner about to refuse it still sends while the next candidate
+    // has accepted it. Each owner drops only its own record (drop_copy), so while the first
+    // owner is up another's record is refused unless further along (the later owner's): told
+    // "stored", the other owner would count this node and both would run the task. Refused
+    // (held_elsewhere), a task of its still pending is refused there (pump); one it acknowledged
+    // already has its copy stored elsewhere, as it counts only what holds its own record.
+    // A gone owner's record gives way: its task has a new owner (an orphan placed, a task taken
+    // over, handed over).
+    if (owned_elsewhere(t)) {
+        ++stats_.copies_stale;
+        stored(false);
+        return;
+    }
+    if (owned(id) != nullptr) {
+        stored(true);  // ours, taken over or handed over: a copy adds nothing
         return;
     }
     // A finished record says when it finished; one that does not (hostile, or from an older
     // build) is dated now, so retention and the board can order it.
     if (is_finished(t.state) && !t.finished) t.finished = now;
-    // Two owners' records of one task: a member took it over from an owner it wrongly
-    // declared dead, or a slow owner about to refuse it still sends while the next candidate
-    // has accepted it. Each owner drops only its own record (drop_copy), so while the first
-    // owner is up another's record replaces it only when further along (the later owner's),
-    // and otherwise is refused: that owner stores its copy elsewhere, and counts only what
-    // holds its own record. A gone owner's record gives way: its task has a new owner (an
-    // orphan placed, a task taken over).
-    if (const Task* held = copies_.find(id); held != nullptr && held->owner != t.owner) {
-        const Member* first = node_.members().find(held->owner);
-        if (first != nullptr && !is_gone(first->state) && !further_along(t, *held)) {
-            ++stats_.copies_stale;
-            stored(false);
-            return;
-        }
-    }
     // A leaving node keeps no new copies (it is about to go), nor one a failing journal
     // cannot store; the owner tries the next member.
     const bool fresh = copies_.find(id) == nullptr;
@@ -1232,7 +1300,18 @@ RouteCandidate TaskNode::candidate(const Name& name, Time now) {
     c.load = c.accepting ? load / 1000.0 : 0.0;
     const uint32_t capacity = p.capacity != 0 ? p.capacity : config_.limits.capacity;
     c.sent = static_cast<double>(p.sent) / capacity;
+    c.quiet = now < p.quiet_until;
     return c;
+}
+
+Duration TaskNode::forward_timeout(const Name& owner) {
+    // An owner not forwarded to yet is timed as the others are: the next candidate after a
+    // silent owner is usually one, and the timeout is also its budget, which bounds how long it
+    // waits for its own copy on a member that went silent (copy_timeout, or half its budget).
+    const Duration floor = std::min(config_.forward_timeout_min, config_.forward_timeout);
+    const Duration initial =
+        forward_rtt_.timeout(config_.forward_timeout, floor, config_.forward_timeout);
+    return peers_[owner].forward_rtt.timeout(initial, floor, config_.forward_timeout);
 }
 
 TaskNode::Lookup TaskNode::lookup(std::string_view key, Time now) {
@@ -1387,6 +1466,13 @@ void TaskNode::place(std::shared_ptr<Submission> p, Time now) {
     try_owner(std::move(p), std::get<Placement::Try>(next).owner, now);
 }
 
+namespace {
+std::vector<Name> tried_list(const Placement& search) {
+    const auto& tried = search.tried_owners();
+    return {tried.begin(), tried.end()};
+}
+}  // namespace
+
 void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
     // Each owner named and refused counts, as does each coordinator that did not answer: a
     // submission asks at most `candidates` times, as a leaderless one tries that many owners.
@@ -1415,7 +1501,9 @@ void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
          succession(node_.members(), config_.candidates + p->coordinators_tried.size())) {
         if (p->coordinators_tried.contains(n)) continue;
         if (!to) to = n;
-        if (n == self() || node_.phi(n, now) < config_.phi_route) {
+        const auto peer = peers_.find(n);
+        const bool quiet = peer != peers_.end() && now < peer->second.quiet_until;
+        if (n == self() || (!quiet && node_.phi(n, now) < config_.phi_route)) {
             to = n;
             break;
         }
@@ -1427,7 +1515,7 @@ void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
         try_owner(p, owner, now_);
     };
     if (*to == self()) {
-        auto choice = assign(p->spec, now);
+        auto choice = assign(p->spec, tried_list(p->search), now);
         if (auto* refusal = std::get_if<TaskAnswer>(&choice)) {
             p->done(std::move(*refusal));
             return;
@@ -1435,12 +1523,21 @@ void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
         assigned(std::get<Name>(std::move(choice)));
         return;
     }
-    TaskSubmit ask{0, p->spec, config_.forward_timeout};
+    // As long as a forward to it may take (it measures the same link), so a silent
+    // coordinator costs what a silent owner does.
+    const Duration timeout = forward_timeout(*to);
+    TaskSubmit ask{0, p->spec, timeout};
     ask.assign = true;
+    ask.avoid = tried_list(p->search);
     request(
-        *to, std::move(ask), config_.forward_timeout,
+        *to, std::move(ask), timeout,
         [this, p, coordinator = *to, assigned](Result<TaskReply> r) mutable {
             if (!r) {  // the task never left this node: asking the next in line runs it once
+                if (r.error().code == "timeout") {
+                    PeerLoad& peer = peers_[coordinator];
+                    peer.forward_rtt.back_off();
+                    peer.quiet_until = now_ + kQuietFor;
+                }
                 p->coordinators_tried.insert(coordinator);
                 ++stats_.retries;
                 ask_coordinator(std::move(p), now_);
@@ -1457,7 +1554,8 @@ void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
         now);
 }
 
-std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec, Time now) {
+std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec,
+                                                const std::vector<Name>& avoid, Time now) {
     if (auto no = lacks_quorum()) return std::move(*no);
     // Every alive member that can run it, as the router sees them: its last load plus what
     // this node assigned it since. The coordinator sees every assignment, so that count is
@@ -1476,6 +1574,7 @@ std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec, Time now) 
     size_t over = 0;
     node_.members().for_each([&](const Member& m) {
         if (m.state != MemberState::alive || !can_run(m.name, spec)) return;
+        if (std::find(avoid.begin(), avoid.end(), m.name) != avoid.end()) return;
         RouteCandidate& c = cs.emplace_back(candidate(m.name, now));
         if (m.name == self() && c.accepting) {
             c.load = self_seen_.load;
@@ -1486,6 +1585,11 @@ std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec, Time now) 
             ++over;
         }
     });
+    if (cs.empty() && !avoid.empty()) {
+        return TaskAnswer::error(503, "all_refused",
+                                 "every member that can run the task was tried for it and "
+                                 "refused or did not answer; retry later");
+    }
     if (cs.empty()) return no_candidate(spec);
     // Ties (an idle cluster) go round the members rather than to the lowest name: the router
     // takes the first of equals, and the list starts one further on each time.
@@ -1529,10 +1633,16 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
             p->done(std::move(*elsewhere));
             return;
         }
+        // The budget a forward would have: a task accepted here waits no longer for its copy
+        // on a silent member than one accepted elsewhere (half of it, at most).
         accept(
-            p->spec, config_.forward_timeout,
+            p->spec, forward_timeout(self()),
             [this, p, owner](TaskAnswer a) mutable {
                 const Time at = now_;
+                if (a.code == "held_elsewhere") {  // it has an owner: placed no further
+                    p->done(std::move(a));
+                    return;
+                }
                 if (a.status == 503) {
                     p->search.refused(owner, a.code, a.message);
                     ++stats_.retries;
@@ -1546,8 +1656,12 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
         return;
     }
     ++peers_[owner].sent;
+    // The owner hears the timeout as its budget: it answers within three quarters of it or
+    // refuses the task (accept), so an answer that would come after we gave up never means a
+    // task running there while the next candidate runs it too.
+    const Duration timeout = forward_timeout(owner);
     request(
-        owner, TaskSubmit{0, p->spec, config_.forward_timeout}, config_.forward_timeout,
+        owner, TaskSubmit{0, p->spec, timeout}, timeout,
         [this, p, owner, sent_at = now](Result<TaskReply> r) mutable {
             const Time at = now_;
             if (r && r->code == "held_elsewhere") {  // it has an owner: placed no further
@@ -1555,7 +1669,16 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
                 return;
             }
             if (!r || r->status == 503) {
-                if (!r && r.error().code == "timeout") ++stats_.forward_timeouts;
+                if (!r && r.error().code == "timeout") {
+                    ++stats_.forward_timeouts;
+                    PeerLoad& peer = peers_[owner];
+                    peer.forward_rtt.back_off();
+                    peer.quiet_until = at + kQuietFor;
+                } else if (r && (r->code == "not_replicated" || r->code == "late")) {
+                    // Refused for want of time, perhaps: the next budget is longer, or an
+                    // owner slower than the floor would refuse every task.
+                    peers_[owner].forward_rtt.back_off();
+                }
                 p->search.refused(owner, r ? r->code : r.error().code,
                                   r ? r->message : r.error().message);
                 ++stats_.retries;
@@ -1571,6 +1694,8 @@ void TaskNode::try_owner(std::shared_ptr<Submission> p, const Name& owner, Time 
             a.replicas = r->replicas;
             if (a.status == 202) {
                 ++stats_.forwarded;
+                peers_[owner].forward_rtt.sample(at - sent_at);
+                forward_rtt_.sample(at - sent_at);
                 if (on_forwarded) on_forwarded(at - sent_at);
             }
             follow(owner, std::move(a), at + p->wait, true, std::move(p->done), p->client, at);
@@ -1803,6 +1928,8 @@ void TaskNode::reply(uint64_t link, TaskReply r, Time now) {
 
 void TaskNode::on_message(const Name& from, uint64_t link, TaskMessage m, Time now) {
     now_ = now;
+    // It speaks: not quiet, even if what it says is a reply we gave up on.
+    if (auto q = peers_.find(from); q != peers_.end()) q->second.quiet_until = Time{};
     if (auto* r = std::get_if<TaskReply>(&m)) {
         auto it = requests_.find(r->request);
         if (it == requests_.end() || it->second.peer != from) return;  // late: timed out
@@ -1828,7 +1955,7 @@ void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time n
                   now_);
         };
         if (submit->assign) {
-            auto choice = assign(submit->spec, now);
+            auto choice = assign(submit->spec, submit->avoid, now);
             if (auto* refusal = std::get_if<TaskAnswer>(&choice)) {
                 answer(std::move(*refusal));
             } else {
@@ -1869,17 +1996,24 @@ void TaskNode::on_request(const Name& from, uint64_t link, TaskMessage m, Time n
             if (request != 0) reply(link, TaskReply{request, 200, "", "", 0, 0, {}, 0}, now);
             return;
         }
+        // Decided before keep_copy, which may change what is held.
+        const bool elsewhere = request != 0 && owned_elsewhere(copy->task);
+        std::string why =
+            elsewhere ? fmt::format("task {} has another owner that is up, whose record {} holds",
+                                    copy->task.spec.id, self().str())
+                      : std::string(
+                            "this node cannot store the copy now (its copies are full, "
+                            "its journal fails, or it is leaving)");
         keep_copy(
             std::move(copy->task),
-            [this, link, request](bool stored) {
+            [this, link, request, elsewhere, why = std::move(why)](bool stored) {
                 if (request == 0) return;  // an outcome: the owner waits for no answer
                 reply(link,
                       stored ? TaskReply{request, 200, "", "", 0, 0, {}, 0}
                              : TaskReply{request,
                                          503,
-                                         "copy_refused",
-                                         "this node cannot store the copy now (its copies "
-                                         "are full, its journal fails, or it is leaving)",
+                                         elsewhere ? "held_elsewhere" : "copy_refused",
+                                         why,
                                          0,
                                          0,
                                          {},

@@ -61,7 +61,22 @@ struct TaskNodeConfig {
     // 0: the least loaded candidate; > 0: bounded loads (see choose_owner).
     double balance_factor = 0;
     // How long an owner has to answer a forwarded task before the next candidate is tried.
+    // It follows the round trips of the forwards owners accepted (srtt + 4·rttvar, as TCP's
+    // RTO, core/rtt.hpp; each owner's own, or all owners' for one not forwarded to yet),
+    // within [forward_timeout_min, forward_timeout]: an owner that went silent (power lost,
+    // its packets dropped) costs the client about one such timeout, not the ceiling.
+    // forward_timeout is the ceiling, and the timeout until a forward has been answered; each
+    // timeout doubles that owner's next one (up to it) until one is answered in time. The
+    // entry tells the owner the timeout as its budget, and the owner answers within three
+    // quarters of it or refuses, so a task it answers late never runs there while the next
+    // candidate takes it too (ARCHITECTURE.md, "Tasks").
     Duration forward_timeout = seconds(2);
+    // The floor of the measured timeout. An accepted forward waits for the owner's journal
+    // commit and its copy on another member (an fsync each); an owner given too little time
+    // refuses and the next candidate is tried, so the floor leaves an fsync hiccup and a busy
+    // loop room. 250 ms keeps a silent owner's cost under half a second, a copy's move past a
+    // silent holder included. At or above forward_timeout: the timeout is fixed.
+    Duration forward_timeout_min = milliseconds(250);
     // Unfinished copies of other nodes' tasks held here at most (count and bytes); finished
     // ones follow the results limits (results_max, results_bytes_max).
     size_t copies_max = CopyLimits{}.unfinished_max;
@@ -136,6 +151,7 @@ struct TaskNodeStats {
     uint64_t assigned = 0;          // tasks this node, as coordinator, assigned to a member
     uint64_t overloaded = 0;        // assignments refused: every member at load_threshold
     uint64_t no_quorum = 0;         // coordinator work refused: this view does not hold quorum
+    uint64_t late = 0;  // tasks refused: stored after the answer was due (a slow journal)
 };
 
 // A journal change, in the order the driver stages them.
@@ -321,15 +337,22 @@ class TaskNode {
         std::vector<Done> retries;         // the same task submitted again meanwhile
         bool committed = false;            // in the journal (or there is none)
         uint64_t change = 0;               // its journal change (0: none): what commits it
+        Time ack_by{};                     // answered by then, or refused (its asker's budget)
         std::optional<uint32_t> replicas;  // the copies' verdict: accepted, on this many members
     };
-    // Load as last heard from a peer in a reply, and the tasks sent to it since.
+    // Load as last heard from a peer in a reply, and the tasks sent to it since; the round
+    // trips of the forwards it accepted, and whether it has gone quiet.
     struct PeerLoad {
         uint32_t reply_load_milli = 0;
         Time reply_at{};
         uint32_t capacity = 0;  // 0: not heard yet; assume ours
         uint32_t sent = 0;
         Time sent_since{};
+        RttEstimator forward_rtt;
+        // A forward to it timed out and no frame has come from it since: until then (bounded
+        // by kQuietFor, after which φ and membership speak for it) the router passes it over
+        // as it does a high-φ candidate, so a silent owner costs one timeout, not one a task.
+        Time quiet_until{};
     };
 
     const Name& self() const;
@@ -340,6 +363,12 @@ class TaskNode {
     // `budget`: how long the asker waits (zero: not said).
     void accept(TaskSpec spec, Duration budget, Done done, Time now);
     void admit_if_stored(const std::string& id, Time now);
+    // A pending task is not accepted after all: remembered as declined, and `refusal` is its
+    // answer (and its retries'). The caller has dropped its copies and its journal record.
+    // A pending task given up after its copies went out and its record was staged: the
+    // holders forget it, and its record goes (it must not come back after a restart).
+    void withdraw(const std::string& id, const Task& task);
+    void refuse(const std::string& id, Pending p, const TaskAnswer& refusal);
     void settle(const CopyVerdict& v, Time now);
     // Board changes to the journal: a task's record, and the records retention dropped.
     void record(const std::string& id);
@@ -365,6 +394,11 @@ class TaskNode {
     const Task* owned(std::string_view id) const;  // on the board, or pending
     void tell_copies(const std::string& id);  // a task of ours ended: its copies hear the outcome
     void keep_copy(Task t, std::function<void(bool stored)> stored, Time now);
+    // Whether another owner that is up has the task `t` records (this node owns it, or holds
+    // that owner's record, as far along): `t`'s copy is refused here (held_elsewhere).
+    bool owned_elsewhere(const Task& t) const;
+    // A pending task's copy met another owner's record: refused, it runs there only.
+    void owned_by_another(const std::string& id, std::string why);
     void drop_copy(const Task& t);
     void decline(const std::string& id);  // refused at submission: remembered, bounded
     void promote(const Name& gone, Time now);
@@ -396,13 +430,17 @@ class TaskNode {
     std::function<void(Time)> take_waiter(uint64_t serial);
 
     RouteCandidate candidate(const Name& name, Time now);
+    // How long `owner` has to answer a forwarded task now (see forward_timeout).
+    Duration forward_timeout(const Name& owner);
     void place(std::shared_ptr<Submission> p, Time now);
     // Coordinator placement, on the entry node: asks the coordinator (the first of the line
     // this submission has not tried) which member runs the task, then sends it there.
     void ask_coordinator(std::shared_ptr<Submission> p, Time now);
     // On the coordinator: the member that should run `spec`, or why none can (503 overloaded,
     // no_quorum, no_match; 422 unknown_type).
-    std::variant<Name, TaskAnswer> assign(const TaskSpec& spec, Time now);
+    // `avoid`: members the entry tried already.
+    std::variant<Name, TaskAnswer> assign(const TaskSpec& spec, const std::vector<Name>& avoid,
+                                          Time now);
     // With coordinator_quorum, why this node may not coordinate now; nullopt when it may.
     std::optional<TaskAnswer> lacks_quorum();
     // Whether this node may run `spec` as its own now: any task, but a singleton only on the
@@ -488,6 +526,7 @@ class TaskNode {
         Time at{};
         uint32_t sent = 0;  // tasks assigned to itself since `at`
     } self_seen_;
+    RttEstimator forward_rtt_;  // every owner's accepted forwards: for an owner with none yet
     std::map<uint64_t, Request> requests_;
     std::set<std::pair<Time, uint64_t>> deadlines_;  // requests_ by deadline
     uint64_t next_request_ = 1;

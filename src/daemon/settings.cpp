@@ -147,8 +147,14 @@ const SettingSpec kSettings[] = {
      Whole32{&field<&S::tasks, &T::min_replicas>}},
     {"tasks.copy_timeout_ms", "", "how long one member has to store a copy, ms",
      Millis{&field<&S::tasks, &T::copy_timeout>}},
-    {"tasks.forward_timeout_ms", "", "how long an owner has to answer a forwarded task, ms",
+    {"tasks.forward_timeout_ms", "",
+     "how long an owner has at most to answer a forwarded task (the measured timeout's "
+     "ceiling, and the timeout before any forward was answered), ms",
      Millis{&field<&S::tasks, &T::forward_timeout>}},
+    {"tasks.forward_timeout_min_ms", "",
+     "the floor of the forward timeout, which follows the owners' measured round trips "
+     "(srtt + 4 rttvar); equal to forward_timeout_ms: fixed, ms",
+     Millis{&field<&S::tasks, &T::forward_timeout_min>}},
     {"tasks.copy_check_ms", "", "how often a holder asks the owners of its unfinished copies, ms",
      Millis{&field<&S::tasks, &T::copy_check>}},
     {"tasks.copies_max", "", "unfinished copies of other members' tasks held here, at most",

@@ -270,6 +270,7 @@ void Api::ring_view(const Request& req, const Reply& reply, uint64_t started) {
         cs.push_back({{"name", c.name.str()},
                       {"alive", c.alive},
                       {"accepting", c.accepting},
+                      {"quiet", c.quiet},
                       {"phi", std::min(c.phi, 1000.0)},
                       {"load", c.load},
                       {"sent", c.sent}});
@@ -410,6 +411,9 @@ void Api::task_metrics(Exposition& out) const {
                 "far along or further, and that owner is up (a task taken over from an owner "
                 "wrongly declared dead, or offered by a slow owner about to refuse it).",
                 s.copies_stale);
+    out.counter("chorus_task_late_total",
+                "Tasks refused: stored after the answer was due (a slow journal); they do not run.",
+                s.late);
     out.counter("chorus_task_held_elsewhere_total",
                 "Tasks refused with 503 held_elsewhere: this node holds their copy, and their "
                 "owner is up (the node that sent them gave up on that owner too soon).",

@@ -56,6 +56,10 @@ Limits limits_for(const Config& c, const TaskLimits& t) {
 
 namespace {
 
+// The most members a TaskSubmit's avoid list may name: an entry tries at most `candidates`
+// (16 at most) members for one task.
+constexpr size_t kAvoidMax = 16;
+
 // Empty strings are left out of the buffer (an absent field reads back as empty).
 fb::Offset<fb::String> str(fb::FlatBufferBuilder& b, std::string_view s) {
     return s.empty() ? 0 : b.CreateString(s.data(), s.size());
@@ -182,6 +186,15 @@ uint32_t clamp_ms(Duration d) {
     return static_cast<uint32_t>(std::clamp<int64_t>(ms, 0, UINT32_MAX));
 }
 
+fb::Offset<fb::Vector<fb::Offset<fb::String>>> names(fb::FlatBufferBuilder& b,
+                                                     const std::vector<Name>& list) {
+    if (list.empty()) return 0;
+    std::vector<fb::Offset<fb::String>> out;
+    for (size_t i = 0; i < list.size() && i < kAvoidMax; ++i)
+        out.push_back(str(b, list[i]));
+    return b.CreateVector(out);
+}
+
 fb::Offset<gen::TaskSpec> task_spec(fb::FlatBufferBuilder& b, const TaskSpec& t) {
     return gen::CreateTaskSpec(b, str(b, t.id), str(b, t.key), str(b, t.type), str(b, t.payload),
                                clamp_ms(t.timeout), tags(b, t.where),
@@ -204,7 +217,7 @@ std::pair<gen::Message, fb::Offset<void>> task_message(fb::FlatBufferBuilder& b,
             if constexpr (std::is_same_v<T, TaskSubmit>) {
                 return {gen::Message::TaskSubmit,
                         gen::CreateTaskSubmit(b, x.request, task_spec(b, x.spec),
-                                              clamp_ms(x.budget), x.assign)
+                                              clamp_ms(x.budget), x.assign, names(b, x.avoid))
                             .Union()};
             } else if constexpr (std::is_same_v<T, TaskQuery>) {
                 return {gen::Message::TaskQuery,
@@ -609,6 +622,15 @@ Decoded<Frame> decode_frame(std::span<const uint8_t> bytes, const Limits& l) {
             x.spec = read_spec(r, m->task(), l);
             x.budget = milliseconds(m->budget_ms());
             x.assign = m->assign();
+            if (const auto* avoid = m->avoid()) {
+                if (avoid->size() > kAvoidMax) {
+                    r.fail(fmt::format("submit.avoid: {} names, over the limit of {}",
+                                       avoid->size(), kAvoidMax));
+                } else {
+                    for (const auto* n : *avoid)
+                        x.avoid.push_back(r.name(n, "submit.avoid"));
+                }
+            }
             break;
         }
         case gen::Message::TaskQuery: {

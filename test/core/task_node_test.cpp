@@ -933,3 +933,232 @@ TEST_CASE("a named coordinator-placed task sent again is the same task, found fr
         REQUIRE(found->task->owner == Name(owner));
     }
 }
+
+namespace {
+
+// Frames to and from `member` vanish: a host that lost power, every packet to it dropped.
+std::function<bool(const Tasks::Frame&)> silent(std::string member) {
+    return [member](const Tasks::Frame& f) { return f.from == member || f.to == member; };
+}
+
+// `spec` submitted at `entry`; virtual time runs in 10 ms steps, every journal but those of
+// `slow` committing at each, until the answer comes or `limit` passes. The answer and how long
+// it took.
+std::pair<std::optional<TaskAnswer>, Duration> timed(
+    Tasks& t, const std::string& entry, TaskSpec spec, Duration limit,
+    const std::function<bool(const Tasks::Frame&)>& lost, std::set<std::string> slow = {}) {
+    std::optional<TaskAnswer> answer;
+    const Time start = t.now();
+    t[entry].submit(
+        std::move(spec), {}, [&](TaskAnswer a) { answer = std::move(a); }, 0, t.now());
+    while (!answer && t.now() - start < limit) {
+        t.advance(milliseconds(10), lost);
+        for (const char* n : kNames) {
+            if (!slow.contains(n)) t.commit(n);
+        }
+    }
+    return {std::move(answer), t.now() - start};
+}
+
+// Tasks of `key` through a, answered at once (so the measured timeout is the floor) and
+// finished, so that b, the key's owner, is idle again and the router's choice.
+void warm_up(Tasks& t, const std::string& key) {
+    for (int i = 0; i < 4; ++i) {
+        const TaskAnswer a = t.run("a", work(key));
+        REQUIRE(a.status == 202);
+        const std::string owner = a.task->owner.str();
+        t[owner].finished(a.task->spec.id, TaskOutcome{}, t.now());
+        t.settle();
+    }
+    REQUIRE(t["a"].stats().forwarded >= 1);
+    t.advance(milliseconds(500));  // the loads spread: b is idle again in a's view
+    REQUIRE(t["a"].lookup(key, t.now()).candidates[*t["a"].lookup(key, t.now()).choice].name ==
+            Name("b"));
+}
+
+// How many times task `id` was started, on every member.
+size_t runs(Tasks& t, const std::string& id) {
+    size_t n = 0;
+    for (const auto& [member, ids] : t.started)
+        n += static_cast<size_t>(std::count(ids.begin(), ids.end(), id));
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("an owner gone silent costs the entry one measured forward timeout, not the ceiling") {
+    Tasks t;
+    const std::string key = t.key_owned_by("b");
+    warm_up(t, key);
+    const TaskNodeConfig config;
+    REQUIRE(config.forward_timeout_min < config.forward_timeout);
+
+    // b loses power. The first task tries it, waits the floor, and goes to another candidate,
+    // whose copy may wait on b too, for half of that candidate's (measured) budget.
+    auto [first, took] = timed(t, "a", work(key), config.forward_timeout, silent("b"));
+    REQUIRE(first);
+    CHECK(first->status == 202);
+    CHECK(first->task->owner != Name("b"));
+    CHECK(took < milliseconds(500));
+    CHECK(t["a"].stats().forward_timeouts == 1);
+    // Then b is quiet to the entry's router: the next tasks do not try it at all.
+    for (int i = 0; i < 5; ++i) {
+        auto [next, next_took] = timed(t, "a", work(key), config.forward_timeout, silent("b"));
+        REQUIRE(next);
+        CHECK(next->status == 202);
+        CHECK(next_took < config.forward_timeout_min);
+    }
+    CHECK(t["a"].stats().forward_timeouts == 1);
+}
+
+TEST_CASE("with the timeout fixed at forward_timeout, a silent owner costs all of it") {
+    // What the measured timeout replaces: the test above fails if it stops working.
+    TaskNodeConfig config;
+    config.forward_timeout_min = config.forward_timeout;
+    Tasks t(config);
+    const std::string key = t.key_owned_by("b");
+    warm_up(t, key);
+    auto [first, took] = timed(t, "a", work(key), seconds(5), silent("b"));
+    REQUIRE(first);
+    CHECK(first->status == 202);
+    CHECK(took >= config.forward_timeout);
+}
+
+TEST_CASE("a slow owner whose answer comes after the entry gave up runs the task exactly once") {
+    // b takes the task, stores it and runs it, but its answer reaches a only after a's
+    // measured timeout: a tries the next candidate. Whichever it is, b's copy or b itself
+    // refuses it there (held_elsewhere; copies_stale, then b, which owns the task and is up),
+    // so the new owner has no copy and refuses, a answers 503, and b alone runs it.
+    Tasks t;
+    const std::string key = t.key_owned_by("b");
+    warm_up(t, key);
+    std::vector<Tasks::Frame> held;  // b's replies to a, delayed
+    const auto delayed = [&](const Tasks::Frame& f) {
+        if (f.from == "b" && f.to == "a" && std::holds_alternative<TaskReply>(f.message)) {
+            held.push_back(f);
+            return true;
+        }
+        return false;
+    };
+    // Unnamed: a named task is looked up first, and b's answer to that would be held too.
+    const size_t b_ran = t.started["b"].size();
+    auto [answer, took] = timed(t, "a", work(key), seconds(3), delayed);
+    REQUIRE(answer);
+    CHECK(took < milliseconds(500));
+    CHECK(t["a"].stats().forward_timeouts == 1);
+    REQUIRE(t.started["b"].size() == b_ran + 1);  // b took it, stored it and runs it
+    const std::string id = t.started["b"].back();
+    // Its late answers arrive; time runs on, copies are checked and repaired.
+    for (Tasks::Frame& f : held)
+        t["a"].on_message(Name("b"), Tasks::link_of("b"), std::move(f.message), t.now());
+    t.advance(seconds(2));
+    t.settle();
+    REQUIRE(t["b"].board().find(id) != nullptr);
+    CHECK(runs(t, id) == 1);
+    CHECK(answer->status == 503);
+}
+
+TEST_CASE("an owner whose journal stores a task after its answer was due refuses it") {
+    // b's commit takes longer than the three quarters of a's measured timeout that a gave it
+    // as its budget: a has moved on, so b must not run the task. It refuses (late) and drops
+    // its copy; the task runs once, where a placed it next, or nowhere and the client hears 503.
+    Tasks t;
+    const std::string key = t.key_owned_by("b");
+    warm_up(t, key);
+    auto spec = work(key);
+    spec.id = "slow-disk";
+    const std::string id = make_task_id(hash(key), "slow-disk");
+    auto [answer, took] = timed(t, "a", spec, milliseconds(400), nullptr, {"b"});
+    t.commit("b");  // its journal comes back
+    t.settle();
+    t.advance(seconds(2));
+    t.settle();
+    CHECK(t["b"].stats().late == 1);
+    CHECK(t["b"].board().find(id) == nullptr);
+    CHECK(t["b"].copies().find(id) == nullptr);
+    CHECK(runs(t, id) <= 1);
+    if (answer && answer->status == 202) CHECK(runs(t, id) == 1);
+}
+
+TEST_CASE("a copy from an owner that is up, of a task this node owns too, is refused") {
+    // An entry gave up on b, which took the task all the same, and placed it here: b's copy
+    // must not count a as its holder, or both would run it.
+    Tasks t;
+    const Task of_b = record_of(t.key_owned_by("a"), "both", "b");
+    t["a"].on_message(Name("c"), Tasks::link_of("c"), TaskSubmit{1, of_b.spec, seconds(1)},
+                      t.now());
+    t.settle();
+    REQUIRE(t["a"].board().find(of_b.spec.id) != nullptr);
+    t.frames.clear();
+    t["a"].on_message(Name("b"), Tasks::link_of("b"), TaskCopy{7, of_b, false}, t.now());
+    const TaskReply& r = t.only_reply();
+    CHECK(r.status != 200);
+    CHECK(t["a"].stats().copies_stale == 1);
+}
+
+TEST_CASE(
+    "an owner gone silent after its copy went out leaves the task to its copy, not to a retry") {
+    // b took the task and its copy is stored on a member, but b went silent before answering:
+    // a tries another candidate after its measured timeout. That one, or the member its own
+    // copy goes to, meets b's record while b is up (held_elsewhere): the task is refused there,
+    // the client hears 503, and no other member runs it: b's copy runs it if b is declared dead.
+    Tasks t;
+    const std::string key = t.key_owned_by("b");
+    warm_up(t, key);
+    bool cut = false;
+    const auto lost = [&](const Tasks::Frame& f) { return cut && (f.from == "b" || f.to == "b"); };
+    std::optional<TaskAnswer> answer;
+    t["a"].submit(
+        work(key), {}, [&](TaskAnswer a) { answer = std::move(a); }, 0, t.now());
+    t.deliver(lost);  // the task to b, b's copy to its holder
+    REQUIRE(!t.journal["b"].empty());
+    const std::string id = t.journal["b"].back().id;
+    std::string holder;
+    for (const char* n : {"a", "c"}) {
+        if (t[n].copies().find(id) != nullptr) holder = n;
+    }
+    REQUIRE(!holder.empty());
+    t.commit(holder);
+    t.deliver(lost);  // the holder's answer reaches b, whose own commit never comes
+    cut = true;
+    const Time start = t.now();
+    while (!answer && t.now() - start < seconds(3)) {
+        t.advance(milliseconds(10), lost);
+        t.commit("a");
+        t.commit("c");
+    }
+    REQUIRE(answer);
+    CHECK(answer->status == 503);
+    CHECK(answer->code == "held_elsewhere");
+    CHECK(t.now() - start < milliseconds(500));
+    t.advance(seconds(1), lost);
+    t.settle();
+    CHECK(runs(t, id) == 0);
+    CHECK(t["a"].board().find(id) == nullptr);
+    CHECK(t["c"].board().find(id) == nullptr);
+    for (const char* n : {"a", "c"}) {  // any record of it left is b's copy
+        if (const Task* held = t[n].copies().find(id)) CHECK(held->owner == Name("b"));
+    }
+}
+
+TEST_CASE("a coordinator-placed task whose owner is silent goes elsewhere, the coordinator told") {
+    Tasks t;
+    // a coordinates; b goes silent; every task enters at c. Ties go round the members, so
+    // one of the first tasks is assigned to b.
+    for (int i = 0; i < 6; ++i)  // c measures its forwards: its timeouts come down to the floor
+        REQUIRE(t.run("c", work("w" + std::to_string(i))).status == 202);
+    const auto lost = silent("b");
+    bool avoided = false;
+    for (int i = 0; i < 3; ++i) {
+        t.drain();
+        t.frames.clear();
+        auto [answer, took] = timed(t, "c", coordinated("k" + std::to_string(i)), seconds(5), lost);
+        REQUIRE(answer);
+        INFO(answer->code << ": " << answer->message);
+        REQUIRE(answer->status == 202);
+        REQUIRE(answer->task->owner != Name("b"));
+        REQUIRE(took < TaskNodeConfig{}.forward_timeout / 2);
+        avoided = avoided || t["c"].stats().forward_timeouts > 0;
+    }
+    REQUIRE(avoided);  // b was named, timed out, and the coordinator named another
+}

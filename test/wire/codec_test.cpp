@@ -448,6 +448,8 @@ TEST_CASE("task frames survive a round trip unchanged") {
     REQUIRE(asked.assign);
     REQUIRE(asked.spec.placement == TaskPlacement::coordinator);
     REQUIRE(asked.spec.singleton);
+    ask.avoid = {Name("n2"), Name("n3")};
+    REQUIRE(round_trip<TaskSubmit>(ask).avoid == ask.avoid);
     REQUIRE_FALSE(submit.assign);
     REQUIRE(submit.spec.placement == TaskPlacement::ring);
     REQUIRE_FALSE(submit.spec.singleton);
