@@ -554,7 +554,7 @@ std::vector<Name> TaskNode::preference(const TaskSpec& spec, size_t count) {
 
 bool TaskNode::runs_here(const TaskSpec& spec) {
     if (!spec.singleton) return true;
-    if (lacks_quorum()) return false;
+    if (config_.coordinator_quorum && !quorum_of(node_.members()).held()) return false;
     const auto first = preference(spec, 1);
     return !first.empty() && first.front() == self();
 }
@@ -563,7 +563,7 @@ std::optional<TaskAnswer> TaskNode::lacks_quorum() {
     if (!config_.coordinator_quorum) return std::nullopt;
     const Quorum q = quorum_of(node_.members());
     if (q.held()) return std::nullopt;
-    ++stats_.no_quorum;
+    ++stats_.no_quorum;  // a refusal: every caller answers with it
     return TaskAnswer::error(
         503, "no_quorum",
         fmt::format("{} sees {} of the {} members it counts alive, not a majority: it does not "

@@ -441,7 +441,8 @@ class TaskNode {
     // `avoid`: members the entry tried already.
     std::variant<Name, TaskAnswer> assign(const TaskSpec& spec, const std::vector<Name>& avoid,
                                           Time now);
-    // With coordinator_quorum, why this node may not coordinate now; nullopt when it may.
+    // With coordinator_quorum, why this node may not coordinate now (counted as a refusal);
+    // nullopt when it may.
     std::optional<TaskAnswer> lacks_quorum();
     // Whether this node may run `spec` as its own now: any task, but a singleton only on the
     // first of its line (and with quorum when that is asked for).
