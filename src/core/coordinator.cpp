@@ -14,23 +14,14 @@ int64_t priority_of(const Tags& tags) {
     return ec == std::errc() && at == end ? p : 0;
 }
 
-std::optional<Coordinator> coordinator_of(const MemberTable& members) {
-    std::optional<Coordinator> best;
-    // for_each walks names in order, so among equal priorities the first seen is the lowest.
-    members.for_each([&](const Member& m) {
-        if (m.state != MemberState::alive) return;
-        const int64_t p = priority_of(m.tags());
-        if (!best || p > best->priority) best = Coordinator{m.name, p};
-    });
-    return best;
-}
+namespace {
 
-std::vector<Name> succession(const MemberTable& members, size_t max,
-                             const std::function<bool(const Member&)>& eligible) {
-    // The best `max` by (priority, then the lowest name), kept sorted as the members go by:
-    // max is a handful, the table may hold thousands.
+// The best `max` alive members `eligible` accepts, by priority, then the lowest name, kept
+// sorted as the members go by: max is a handful, the table may hold thousands.
+std::vector<Coordinator> line_of(const MemberTable& members, size_t max,
+                                 const std::function<bool(const Member&)>& eligible) {
     std::vector<Coordinator> line;
-    if (max == 0) return {};
+    if (max == 0) return line;
     const auto before = [](const Coordinator& a, const Coordinator& b) {
         return a.priority != b.priority ? a.priority > b.priority : a.name < b.name;
     };
@@ -41,6 +32,20 @@ std::vector<Name> succession(const MemberTable& members, size_t max,
         line.insert(std::upper_bound(line.begin(), line.end(), c, before), std::move(c));
         if (line.size() > max) line.pop_back();
     });
+    return line;
+}
+
+}  // namespace
+
+std::optional<Coordinator> coordinator_of(const MemberTable& members) {
+    auto line = line_of(members, 1, {});
+    if (line.empty()) return std::nullopt;
+    return std::move(line.front());
+}
+
+std::vector<Name> succession(const MemberTable& members, size_t max,
+                             const std::function<bool(const Member&)>& eligible) {
+    std::vector<Coordinator> line = line_of(members, max, eligible);
     std::vector<Name> names;
     names.reserve(line.size());
     for (Coordinator& c : line)

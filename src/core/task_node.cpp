@@ -697,6 +697,7 @@ void TaskNode::keep_copy(Task t, std::function<void(bool stored)> stored, Time n
 void TaskNode::member_changed(const MemberEvent& e, Time now) {
     now_ = now;
     ring_stale_ = true;
+    line_stale_ = true;
     if (!e.current) peers_.erase(e.name);  // reaped: bounded by the member table
     if (e.name == self() || !e.current) return;
     if (is_gone(*e.current)) {
@@ -1497,8 +1498,7 @@ void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
     // the member that takes over when this view learns the first is gone. One that has gone
     // quiet (φ) is passed over at once.
     std::optional<Name> to;
-    for (const Name& n :
-         succession(node_.members(), config_.candidates + p->coordinators_tried.size())) {
+    for (const Name& n : coordinator_line()) {
         if (p->coordinators_tried.contains(n)) continue;
         if (!to) to = n;
         const auto peer = peers_.find(n);
@@ -1552,6 +1552,16 @@ void TaskNode::ask_coordinator(std::shared_ptr<Submission> p, Time now) {
             assigned(std::move(r->assignee));
         },
         now);
+}
+
+const std::vector<Name>& TaskNode::coordinator_line() {
+    // Long enough for a submission that tried `candidates` coordinators already (it asks at
+    // most `candidates` times in all); walked once per membership change, not per task.
+    if (line_stale_) {
+        line_ = succession(node_.members(), 2 * size_t{config_.candidates});
+        line_stale_ = false;
+    }
+    return line_;
 }
 
 std::variant<Name, TaskAnswer> TaskNode::assign(const TaskSpec& spec,

@@ -240,7 +240,7 @@ class TaskNode {
     // A membership change: the ring is rebuilt at its next use, and the tasks of a member
     // that died or left are taken over from the copies this node holds.
     void member_changed(const MemberEvent& e, Time now);
-    void membership_changed() { ring_stale_ = true; }
+    void membership_changed() { ring_stale_ = line_stale_ = true; }
     // A handler ended.
     void finished(const std::string& id, TaskOutcome outcome, Time now);
     // The journal's changes up to `upto` (counted in JournalChange order, puts and removes,
@@ -444,6 +444,9 @@ class TaskNode {
     // With coordinator_quorum, why this node may not coordinate now (counted as a refusal);
     // nullopt when it may.
     std::optional<TaskAnswer> lacks_quorum();
+    // The coordinator's line of succession in this view (core/coordinator.hpp), kept until
+    // membership changes.
+    const std::vector<Name>& coordinator_line();
     // Whether this node may run `spec` as its own now: any task, but a singleton only on the
     // first of its line (and with quorum when that is asked for).
     bool runs_here(const TaskSpec& spec);
@@ -479,6 +482,8 @@ class TaskNode {
     Rng rng_;
     std::optional<Ring> ring_;
     bool ring_stale_ = true;  // membership changed since the ring was last brought up to date
+    std::vector<Name> line_;  // coordinator_line()
+    bool line_stale_ = true;
     TaskNodeStats stats_;
     TaskOutbox outbox_;
     // The time of the input being handled: what the continuations it calls (answers to
